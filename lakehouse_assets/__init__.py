@@ -1,0 +1,1 @@
+"""An open ML lakehouse as one Dagster code location."""

@@ -1,0 +1,212 @@
+"""Bronze: raw, append-only Delta tables of source change events and landed event files.
+
+Assets are thin: they wire resources to the capture/ingest functions in ``sources/`` and attach
+metadata. One asset per source table (built from ``SOURCE_TABLES``), one multi-asset for the
+payments files (valid rows and quarantine are written together).
+"""
+
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    multi_asset,
+)
+from pydantic import Field
+
+from lakehouse_assets.metadata import OWNERS, table_metadata
+from lakehouse_assets.resources import LakeResource, LandingZoneResource, SourceDatabaseResource
+from lakehouse_assets.sources.cdc import CaptureResult, bronze_table_name, capture_to_bronze
+from lakehouse_assets.sources.landing import (
+    PAYMENTS,
+    QUARANTINE_TABLE,
+    ingest_files,
+    list_landing_files,
+    reconcile_files,
+)
+from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
+
+SHOP_SOURCE = AssetSpec(
+    "shop_source_db",
+    group_name="sources",
+    kinds={"sqlite"},
+    owners=OWNERS,
+    description="The shop's operational database (SQLite); every change is captured by triggers "
+    "into per-table change logs in commit order.",
+)
+PAYMENTS_LANDING = AssetSpec(
+    "landing_payments_files",
+    group_name="sources",
+    kinds={"file"},
+    owners=OWNERS,
+    description="Payment event files (CSV, JSON lines, Parquet) dropped into <landing>/payments.",
+)
+
+
+def cdc_asset_key(table: SourceTable) -> AssetKey:
+    return AssetKey(f"bronze_{table.name}")
+
+
+def _build_cdc_asset(table: SourceTable) -> AssetsDefinition:
+    target = bronze_table_name(table)
+
+    @asset(
+        name=cdc_asset_key(table).path[-1],
+        group_name="bronze",
+        kinds={"delta", "polars"},
+        owners=OWNERS,
+        deps=[SHOP_SOURCE.key],
+        description=(
+            f"Append-only Delta table of every insert, update and delete of the source "
+            f"`{table.name}` table, in commit order: operation, sequence, commit time, the row "
+            f"image, and ingestion metadata. Exactly once: the capture cursor is committed with "
+            f"the rows as a Delta transaction identifier."
+        ),
+        metadata={"table": target, "source_table": table.name, "key": table.key},
+    )
+    def _bronze_cdc(
+        context: AssetExecutionContext, lake: LakeResource, source_db: SourceDatabaseResource
+    ) -> MaterializeResult:
+        engine = lake.engine()
+
+        def progress(result: CaptureResult) -> None:
+            context.log.info(
+                f"{table.name}: {result.rows:,} changes committed (sequence "
+                f"{result.cursor_before} -> {result.cursor_after}, Delta v{result.version})"
+            )
+
+        result = capture_to_bronze(
+            engine, source_db.change_log(), table, batch_id=context.run_id,
+            chunk_rows=lake.cdc_chunk_rows, on_chunk=progress,
+        )
+        context.log.info(f"{table.name}: captured {result.rows:,} changes in {result.seconds:.2f}s")
+        return MaterializeResult(
+            metadata={
+                **table_metadata(engine, target),
+                "changes_captured": result.rows,
+                "sequence_from": result.cursor_before,
+                "sequence_to": result.cursor_after,
+                "operations": MetadataValue.json(result.ops),
+                "commits": len(result.commits),
+            }
+        )
+
+    return _bronze_cdc
+
+
+BRONZE_CDC_ASSETS = [_build_cdc_asset(table) for table in SOURCE_TABLES]
+
+
+class LandingIngestConfig(Config):
+    files: list[str] = Field(
+        default_factory=list,
+        description="Paths relative to the landing folder (e.g. payments/x.csv). Empty: every "
+        "file in the dataset's folder that is not ingested yet.",
+    )
+
+
+PAYMENTS_KEY = AssetKey("bronze_payments")
+QUARANTINE_KEY = AssetKey("bronze_landing_quarantine")
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            PAYMENTS_KEY,
+            group_name="bronze",
+            kinds={"delta", "polars"},
+            owners=OWNERS,
+            deps=[PAYMENTS_LANDING.key],
+            description="Valid, typed payment events from the landing folder, one row per record, "
+            "with the source file, its content hash and the record number.",
+            metadata={"table": PAYMENTS.table},
+        ),
+        AssetSpec(
+            QUARANTINE_KEY,
+            group_name="bronze",
+            kinds={"delta", "polars"},
+            owners=OWNERS,
+            deps=[PAYMENTS_LANDING.key],
+            description="Records (or whole files) from the landing folder that failed to parse "
+            "or validate: dataset, file, record number, the reason and the raw record.",
+            metadata={"table": QUARANTINE_TABLE},
+        ),
+    ],
+    check_specs=[
+        AssetCheckSpec(
+            "records_reconciled",
+            asset=PAYMENTS_KEY,
+            blocking=True,
+            description="For every file ingested in the run: records read = rows in bronze + "
+            "rows in quarantine, counted from the committed tables.",
+        )
+    ],
+)
+def ingest_payments_files(
+    context: AssetExecutionContext,
+    config: LandingIngestConfig,
+    lake: LakeResource,
+    landing_zone: LandingZoneResource,
+):
+    engine = lake.engine()
+    landing = landing_zone.folder
+    if config.files:
+        paths = [landing / rel for rel in config.files]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise Failure(f"landing files not found (moved or deleted?): {', '.join(missing)}")
+    else:
+        paths = [f.path for f in list_landing_files(landing, PAYMENTS)]
+    context.log.info(f"{len(paths)} payments file(s) to check in {landing}")
+
+    def progress(index: int, parsed) -> None:
+        if parsed is not None:
+            context.log.info(
+                f"[{index}/{len(paths)}] {parsed.relpath}: {parsed.valid.height} valid, "
+                f"{parsed.quarantine.height} quarantined"
+            )
+
+    result = ingest_files(engine, landing, PAYMENTS, paths, batch_id=context.run_id,
+                          on_file=progress)
+    mismatches = reconcile_files(engine, PAYMENTS, result.rows_read_by_file)
+    run_metadata = {
+        "files_ingested": result.files_ingested,
+        "files_already_ingested": result.files_skipped,
+        "records_read": result.rows_read,
+        "rows_landed": result.rows_landed,
+        "rows_quarantined": result.rows_quarantined,
+    }
+    yield MaterializeResult(
+        asset_key=PAYMENTS_KEY, metadata={**table_metadata(engine, PAYMENTS.table), **run_metadata}
+    )
+    yield MaterializeResult(
+        asset_key=QUARANTINE_KEY,
+        metadata={
+            **table_metadata(engine, QUARANTINE_TABLE),
+            "rows_quarantined": result.rows_quarantined,
+            "reasons": MetadataValue.json(result.reasons),
+        },
+    )
+    yield AssetCheckResult(
+        check_name="records_reconciled",
+        asset_key=PAYMENTS_KEY,
+        passed=not mismatches,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            **run_metadata,
+            "mismatched_files": MetadataValue.json(
+                {k: {"read": r, "landed": lnd, "quarantined": q}
+                 for k, (r, lnd, q) in mismatches.items()}
+            ),
+        },
+    )
+

@@ -1,0 +1,132 @@
+"""The `lakehouse` command: run the platform end to end, simulate the shop, open the Dagster UI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lakehouse_assets.settings import LakehouseSettings, disable_telemetry, get_settings
+
+console = Console()
+
+
+def _settings(**simulator_overrides: Any) -> LakehouseSettings:
+    disable_telemetry()
+    settings = get_settings()
+    overrides = {k: v for k, v in simulator_overrides.items() if v is not None}
+    if overrides:
+        settings.simulator = settings.simulator.model_copy(update=overrides)
+    settings.ensure_dirs()
+    return settings
+
+
+def run_simulation(settings: LakehouseSettings, days: int | None = None):
+    from lakehouse_assets.sources.simulator import ShopSimulator
+
+    simulator = ShopSimulator(settings.source_db, settings.landing, settings.simulator)
+    total = days or settings.simulator.days
+    with Progress(TextColumn("[bold]simulating shop"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("days  {task.fields[events]:,} change events"), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("simulate", total=total, events=0)
+        summary = simulator.run(
+            days, progress=lambda done, _, s: progress.update(task, completed=done,
+                                                               events=s.change_events)
+        )
+    console.print(
+        f"simulated {summary.days} day(s) {summary.first_day} .. {summary.last_day}: "
+        f"{summary.change_events:,} change events, {len(summary.landing_files)} landing file(s) "
+        f"-> {settings.source_db}"
+    )
+    return summary
+
+
+def materialize_all(settings: LakehouseSettings) -> bool:
+    """Materialize every asset (and run every check) into the Dagster instance under the home
+    folder, so the runs show up in `lakehouse ui`. Returns whether everything succeeded."""
+    from dagster import DagsterEventType, DagsterInstance
+
+    from lakehouse_assets.definitions import build_definitions
+
+    instance = DagsterInstance.from_config(str(settings.dagster_home))
+    job = build_definitions().resolve_implicit_global_asset_job_def()
+    console.print(f"[bold]materializing every asset[/bold] ({job.name}) into {settings.lake_root}")
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    )
+    table = Table("asset", "rows", "delta version", "this run", title="assets")
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            mat = event.event_specific_data.materialization  # type: ignore[union-attr]
+            meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+            run_rows = meta.get("changes_captured", meta.get("rows_landed",
+                                                               meta.get("rows_quarantined", "")))
+            table.add_row(mat.asset_key.to_user_string(), f"{meta.get('dagster/row_count', 0):,}",
+                          str(meta.get("delta_version", "")), f"{run_rows:,}" if run_rows != ""
+                          else "")
+    console.print(table)
+    checks = Table("check", "result", title="asset checks")
+    failed = 0
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            ok = evaluation.passed  # type: ignore[union-attr]
+            failed += not ok
+            checks.add_row(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}",  # type: ignore[union-attr]
+                           "[green]passed[/green]" if ok else "[red]FAILED[/red]")
+    console.print(checks)
+    if not result.success or failed:
+        console.print(f"[red]run {result.run_id} failed ({failed} check(s) failed)[/red]")
+        return False
+    console.print(f"[green]run {result.run_id} succeeded[/green]; open it with `lakehouse ui`")
+    return True
+
+
+@click.group()
+def main() -> None:
+    """An open ML lakehouse on Dagster. State lives in LAKEHOUSE_HOME (default ~/.lakehouse)."""
+
+
+@main.command()
+@click.option("--days", type=int, default=None, help="days to simulate (default: settings)")
+def demo(days: int | None) -> None:
+    """Run the platform end to end: simulate the shop, then materialize every asset."""
+    settings = _settings()
+    console.print(f"lakehouse home: {settings.home_dir}")
+    run_simulation(settings, days)
+    if not materialize_all(settings):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--days", type=int, default=None, help="days to simulate (default: settings)")
+@click.option("--seed", type=int, default=None)
+@click.option("--scale", type=float, default=None, help="multiplies customers and orders")
+def simulate(days: int | None, seed: int | None, scale: float | None) -> None:
+    """Simulate more days of shop activity (continues where the last run stopped)."""
+    run_simulation(_settings(seed=seed, scale=scale), days)
+
+
+@main.command()
+@click.option("--host", default=None, help="bind address (default: settings, 127.0.0.1)")
+@click.option("--port", type=int, default=None)
+def ui(host: str | None, port: int | None) -> None:
+    """Start the Dagster UI and daemon over the same home folder."""
+    settings = _settings()
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "lakehouse_assets.definitions",
+               "-h", host or settings.ui_host, "-p", str(port or settings.ui_port)]
+    console.print(f"Dagster UI on http://{host or settings.ui_host}:{port or settings.ui_port} "
+                  f"(DAGSTER_HOME={settings.dagster_home})")
+    sys.exit(subprocess.call(command, env=settings.child_env()))
+
+
+if __name__ == "__main__":
+    main()

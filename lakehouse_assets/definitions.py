@@ -1,0 +1,33 @@
+"""The Dagster code location: collects the stage modules and the resources. Nothing else."""
+
+from dagster import Definitions
+
+from lakehouse_assets.bronze.assets import (
+    BRONZE_CDC_ASSETS,
+    PAYMENTS_LANDING,
+    SHOP_SOURCE,
+    ingest_payments_files,
+)
+from lakehouse_assets.bronze.checks import BRONZE_CDC_CHECKS
+from lakehouse_assets.bronze.sensors import (
+    bronze_cdc_job,
+    bronze_cdc_schedule,
+    landing_ingest_job,
+    landing_payments_sensor,
+)
+from lakehouse_assets.resources import build_resources
+from lakehouse_assets.settings import get_settings
+
+
+def build_definitions() -> Definitions:
+    return Definitions(
+        assets=[SHOP_SOURCE, PAYMENTS_LANDING, *BRONZE_CDC_ASSETS, ingest_payments_files],
+        asset_checks=BRONZE_CDC_CHECKS,
+        jobs=[bronze_cdc_job, landing_ingest_job],
+        schedules=[bronze_cdc_schedule],
+        sensors=[landing_payments_sensor],
+        resources=build_resources(get_settings()),
+    )
+
+
+defs = build_definitions()

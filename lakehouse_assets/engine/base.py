@@ -1,0 +1,102 @@
+"""The lake engine protocol: what every asset needs from a table store, and nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import polars as pl
+
+
+class TableNotFoundError(LookupError):
+    """The named table does not exist (yet) in the lake."""
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Another writer committed a conflicting change (e.g. the same transaction identifier)
+    after this writer read the table; nothing of this write was committed."""
+
+
+@dataclass(frozen=True)
+class AppTransaction:
+    """A Delta transaction identifier: (app_id, version) committed atomically with the data.
+
+    Writers record how far they have consumed their input (a CDC sequence, a file) here, so the
+    progress marker and the rows land in one commit and a retry can never duplicate or skip.
+    """
+
+    app_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    table: str
+    version: int
+    rows_written: int
+    path: str
+
+
+@runtime_checkable
+class LakeEngine(Protocol):
+    name: str
+
+    def table_path(self, table: str) -> str: ...
+
+    def exists(self, table: str) -> bool: ...
+
+    def version(self, table: str) -> int | None:
+        """Current table version, or None when the table does not exist."""
+        ...
+
+    def read(
+        self,
+        table: str,
+        *,
+        version: int | None = None,
+        columns: list[str] | None = None,
+    ) -> pl.DataFrame: ...
+
+    def append(
+        self,
+        table: str,
+        df: pl.DataFrame,
+        *,
+        transactions: list[AppTransaction] | None = None,
+        partition_by: list[str] | None = None,
+        commit_metadata: dict[str, Any] | None = None,
+        configuration: dict[str, str | None] | None = None,
+        read_version: int | None = None,
+    ) -> CommitResult:
+        """Append in one atomic commit with the transaction identifiers.
+
+        ``read_version`` is the version the writer based its decision on (e.g. where it read its
+        cursor): a concurrent commit since then that touches the same transaction identifiers
+        raises ConcurrentWriteError instead of duplicating data. ``configuration`` applies when
+        the table is created."""
+        ...
+
+    def merge(
+        self,
+        table: str,
+        df: pl.DataFrame,
+        *,
+        keys: list[str],
+        transactions: list[AppTransaction] | None = None,
+    ) -> CommitResult:
+        """Upsert ``df`` on ``keys``: update matched rows, insert the rest (creates the table)."""
+        ...
+
+    def app_transaction_version(
+        self, table: str, app_id: str, at_version: int | None = None
+    ) -> int | None:
+        """Last committed version of a transaction identifier (as of ``at_version``), or None."""
+        ...
+
+    def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    def row_count(self, table: str) -> int: ...
+
+    def head(self, table: str, rows: int = 10) -> pl.DataFrame:
+        """A few rows, cheaply (without reading the whole table)."""
+        ...

@@ -1,0 +1,141 @@
+"""The one settings object of the platform: the only module that reads environment variables.
+
+Every value has a default, so a fresh clone runs with no configuration. Override any field with
+an environment variable named ``LAKEHOUSE_<FIELD>`` (nested fields use a double underscore, e.g.
+``LAKEHOUSE_SIMULATOR__SEED=7``).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Environment variables every tool we start reads to turn its telemetry off.
+TELEMETRY_OFF_ENV = {
+    "DAGSTER_DISABLE_TELEMETRY": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "SCARF_ANALYTICS": "false",
+}
+
+
+class SimulatorSettings(BaseModel):
+    """Knobs of the shop simulator. Defaults give a small, realistic quarter of activity."""
+
+    seed: int = 42
+    start_date: date = date(2026, 1, 1)
+    days: int = Field(default=60, ge=1, description="days of activity per `simulate` call")
+    initial_customers: int = Field(default=400, ge=1)
+    initial_products: int = Field(default=120, ge=1)
+    orders_per_day: float = Field(default=60.0, gt=0, description="mean orders on an ordinary day")
+    scale: float = Field(
+        default=1.0, gt=0, description="multiplies customers, products and orders per day"
+    )
+    # Drift knobs.
+    seasonality_amplitude: float = Field(
+        default=0.25, ge=0, lt=1, description="weekly/yearly swing of order volume (0 = flat)"
+    )
+    promotion_start_day: int | None = Field(default=30, description="day index the promotion starts")
+    promotion_days: int = Field(default=7, ge=0)
+    promotion_discount: float = Field(default=0.2, ge=0, lt=1)
+    promotion_uplift: float = Field(default=0.6, ge=0, description="extra order volume share")
+    new_category_day: int | None = Field(
+        default=40, description="day index a new product category ('smart_home') launches"
+    )
+    customer_mix_shift_day: int | None = Field(
+        default=45, description="day index new sign-ups shift towards the 'bargain' segment"
+    )
+    customer_mix_bargain_share: float = Field(default=0.6, ge=0, le=1)
+    # Operational events.
+    address_change_rate: float = Field(default=0.004, ge=0, le=1, description="per customer-day")
+    cancellation_rate: float = Field(default=0.04, ge=0, le=1, description="share of placed orders")
+    gdpr_erasures_per_day: float = Field(default=0.1, ge=0)
+    price_change_rate: float = Field(default=0.01, ge=0, le=1, description="per product-day")
+    # Landing-zone event files (payments).
+    landing_formats: tuple[str, ...] = ("csv", "jsonl", "parquet")
+    malformed_row_share: float = Field(default=0.01, ge=0, le=1)
+    malformed_file_share: float = Field(
+        default=0.05, ge=0, le=1, description="share of files truncated mid-write"
+    )
+
+
+class LakehouseSettings(BaseSettings):
+    """Where local state lives, which engine runs, and how the simulator behaves."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAKEHOUSE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    home: Path = Field(
+        default=Path("~/.lakehouse"), description="one folder for all local state"
+    )
+    environment: Literal["local", "production"] = "local"
+    engine: Literal["embedded", "spark"] = "embedded"
+    lake_uri: str | None = Field(
+        default=None, description="root of the Delta tables; defaults to <home>/lake"
+    )
+    source_db_path: Path | None = Field(
+        default=None, description="SQLite source database; defaults to <home>/source/shop.sqlite"
+    )
+    landing_dir: Path | None = Field(default=None, description="defaults to <home>/landing")
+    cdc_chunk_rows: int = Field(
+        default=1_000_000, ge=1, description="change events per bronze commit"
+    )
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 3000
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @cached_property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def lake_root(self) -> str:
+        return self.lake_uri or str(self.home_dir / "lake")
+
+    @property
+    def source_db(self) -> Path:
+        return (self.source_db_path or self.home_dir / "source" / "shop.sqlite").expanduser()
+
+    @property
+    def landing(self) -> Path:
+        return (self.landing_dir or self.home_dir / "landing").expanduser()
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home_dir / "dagster"
+
+    def ensure_dirs(self) -> None:
+        """Create the local folders and a telemetry-off Dagster instance config."""
+        for folder in (self.home_dir, self.source_db.parent, self.landing, self.dagster_home):
+            folder.mkdir(parents=True, exist_ok=True)
+        if "://" not in self.lake_root:
+            Path(self.lake_root).mkdir(parents=True, exist_ok=True)
+        dagster_yaml = self.dagster_home / "dagster.yaml"
+        if not dagster_yaml.exists():
+            dagster_yaml.write_text("telemetry:\n  enabled: false\n")
+
+    def child_env(self) -> dict[str, str]:
+        """Environment for subprocesses (Dagster UI, tools): same home, telemetry off."""
+        env = dict(os.environ)
+        env.update(TELEMETRY_OFF_ENV)
+        env["LAKEHOUSE_HOME"] = str(self.home_dir)
+        env["DAGSTER_HOME"] = str(self.dagster_home)
+        return env
+
+
+def disable_telemetry() -> None:
+    """Turn every tool's telemetry off for this process and its children."""
+    for key, value in TELEMETRY_OFF_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def get_settings() -> LakehouseSettings:
+    """Read the settings from the environment (a fresh read each call, so tests can override)."""
+    return LakehouseSettings()
