@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.settings import LakehouseSettings, SimulatorSettings, disable_telemetry
+from lakehouse_assets.sources.simulator import ShopSimulator
+
+disable_telemetry()
+
+SMALL_SIMULATION = SimulatorSettings(
+    days=20,
+    initial_customers=80,
+    initial_products=40,
+    orders_per_day=25,
+    promotion_start_day=5,
+    promotion_days=3,
+    new_category_day=8,
+    customer_mix_shift_day=10,
+    gdpr_erasures_per_day=0.5,
+    malformed_row_share=0.05,
+    malformed_file_share=0.15,
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LakehouseSettings:
+    home = tmp_path / "home"
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
+    settings = LakehouseSettings(home=home, simulator=SMALL_SIMULATION)
+    settings.ensure_dirs()
+    return settings
+
+
+@pytest.fixture
+def simulator(settings: LakehouseSettings) -> ShopSimulator:
+    return ShopSimulator(settings.source_db, settings.landing, settings.simulator)
+
+
+@pytest.fixture
+def simulated(simulator: ShopSimulator) -> ShopSimulator:
+    simulator.run()
+    return simulator
+
+
+@pytest.fixture
+def engine(settings: LakehouseSettings) -> DeltaEngine:
+    return DeltaEngine(settings.lake_root)
+
+
+assert os.environ["DAGSTER_DISABLE_TELEMETRY"] == "1"

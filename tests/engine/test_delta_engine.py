@@ -1,0 +1,67 @@
+import polars as pl
+import pytest
+
+from lakehouse_assets.engine import AppTransaction, ConcurrentWriteError, DeltaEngine, LakeEngine
+from lakehouse_assets.engine.base import TableNotFoundError
+
+
+def test_engine_implements_protocol(tmp_path):
+    assert isinstance(DeltaEngine(str(tmp_path)), LakeEngine)
+
+
+def test_append_read_version_history_and_row_count(tmp_path):
+    engine = DeltaEngine(str(tmp_path))
+    assert engine.version("t") is None
+    assert engine.row_count("t") == 0
+    first = engine.append("t", pl.DataFrame({"id": [1, 2], "v": ["a", "b"]}))
+    second = engine.append("t", pl.DataFrame({"id": [3], "v": ["c"]}))
+    assert (first.version, second.version) == (0, 1)
+    assert engine.row_count("t") == 3
+    assert engine.read("t").sort("id")["id"].to_list() == [1, 2, 3]
+    assert engine.read("t", version=0).height == 2  # time travel
+    assert engine.read("t", columns=["v"]).columns == ["v"]
+    assert [h["version"] for h in engine.history("t")] == [1, 0]
+    assert engine.head("t", 1).height == 1
+
+
+def test_reading_a_missing_table_names_it(tmp_path):
+    with pytest.raises(TableNotFoundError, match="missing"):
+        DeltaEngine(str(tmp_path)).read("missing")
+
+
+def test_transaction_identifiers_commit_with_the_data(tmp_path):
+    engine = DeltaEngine(str(tmp_path))
+    engine.append("t", pl.DataFrame({"id": [1]}), transactions=[AppTransaction("cursor", 7)])
+    assert engine.app_transaction_version("t", "cursor") == 7
+    assert engine.app_transaction_version("t", "other") is None
+    # An empty append still commits the identifier (a file with no valid rows is still done).
+    engine.append("t", pl.DataFrame(schema={"id": pl.Int64}),
+                  transactions=[AppTransaction("cursor", 9)])
+    assert engine.app_transaction_version("t", "cursor") == 9
+    assert engine.app_transaction_version("t", "cursor", at_version=0) == 7
+    assert engine.row_count("t") == 1
+
+
+def test_concurrent_commit_of_same_identifier_is_refused_not_duplicated(tmp_path):
+    engine = DeltaEngine(str(tmp_path))
+    engine.append("t", pl.DataFrame({"id": [0]}))
+    read_version = engine.version("t")
+    # Another writer consumes the same input first.
+    engine.append("t", pl.DataFrame({"id": [1]}), transactions=[AppTransaction("cdc", 1)],
+                  read_version=read_version)
+    with pytest.raises(ConcurrentWriteError, match="nothing was written"):
+        engine.append("t", pl.DataFrame({"id": [1]}), transactions=[AppTransaction("cdc", 1)],
+                      read_version=read_version)
+    assert engine.read("t")["id"].to_list().count(1) == 1
+    # An unrelated concurrent append does not conflict.
+    engine.append("t", pl.DataFrame({"id": [2]}), transactions=[AppTransaction("other", 1)],
+                  read_version=read_version)
+    assert engine.row_count("t") == 3
+
+
+def test_merge_upserts_on_keys(tmp_path):
+    engine = DeltaEngine(str(tmp_path))
+    engine.merge("t", pl.DataFrame({"id": [1, 2], "v": ["a", "b"]}), keys=["id"])
+    engine.merge("t", pl.DataFrame({"id": [2, 3], "v": ["B", "c"]}), keys=["id"])
+    assert engine.read("t").sort("id").rows() == [(1, "a"), (2, "B"), (3, "c")]
+    assert engine.history("t")[0]["operation"] == "MERGE"

@@ -1,0 +1,35 @@
+import subprocess
+import sys
+
+from dagster import AssetKey, Definitions
+
+from lakehouse_assets.definitions import defs
+from lakehouse_assets.sources.schema import SOURCE_TABLES
+
+
+def test_definitions_load_with_bronze_assets_checks_jobs_and_sensor():
+    Definitions.validate_loadable(defs)
+    keys = {spec.key for spec in defs.resolve_all_asset_specs()}
+    expected = {AssetKey(f"bronze_{t.name}") for t in SOURCE_TABLES} | {
+        AssetKey("bronze_payments"), AssetKey("bronze_landing_quarantine"),
+        AssetKey("shop_source_db"), AssetKey("landing_payments_files"),
+    }
+    assert expected <= keys
+    for spec in defs.resolve_all_asset_specs():
+        assert spec.group_name and spec.owners and spec.description and spec.kinds, spec.key
+    check_keys = defs.get_repository_def().asset_checks_defs_by_key
+    assert len(check_keys) == 2 * len(SOURCE_TABLES) + 1
+    assert all(spec.blocking for c in check_keys.values() for spec in c.check_specs)
+    assert defs.resolve_sensor_def("landing_payments_sensor")
+    assert defs.resolve_job_def("landing_ingest_job")
+    assert defs.resolve_schedule_def("bronze_cdc_every_15_minutes")
+
+
+def test_workspace_validates_with_the_dagster_cli(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "DAGSTER_HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr
