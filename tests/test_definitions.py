@@ -17,9 +17,15 @@ def test_definitions_load_with_bronze_assets_checks_jobs_and_sensor():
     assert expected <= keys
     for spec in defs.resolve_all_asset_specs():
         assert spec.group_name and spec.owners and spec.description and spec.kinds, spec.key
-    check_keys = defs.get_repository_def().asset_checks_defs_by_key
-    assert len(check_keys) == 2 * len(SOURCE_TABLES) + 1
-    assert all(spec.blocking for c in check_keys.values() for spec in c.check_specs)
+    checks = [spec for node in defs.get_repository_def().assets_defs_by_key.values()
+              for spec in node.check_specs]
+    checks += [spec for node in defs.get_repository_def().asset_checks_defs_by_key.values()
+               for spec in node.check_specs]
+    names = {(spec.asset_key.to_user_string(), spec.name) for spec in checks}
+    assert ("bronze_payments", "records_reconciled") in names
+    assert {("bronze_orders", "no_duplicate_changes"), ("bronze_orders", "all_changes_captured")} <= names
+    assert len(names) == 2 * len(SOURCE_TABLES) + 1
+    assert all(spec.blocking for spec in checks)
     assert defs.resolve_sensor_def("landing_payments_sensor")
     assert defs.resolve_job_def("landing_ingest_job")
     assert defs.resolve_schedule_def("bronze_cdc_every_15_minutes")
