@@ -85,7 +85,8 @@ class LakehouseSettings(BaseSettings):
     )
     landing_dir: Path | None = Field(default=None, description="defaults to <home>/landing")
     cdc_chunk_rows: int = Field(
-        default=1_000_000, ge=1, description="change events per bronze commit"
+        default=250_000, ge=1,
+        description="change events per bronze commit; the next chunk is read while one is written",
     )
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000

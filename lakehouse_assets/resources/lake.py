@@ -12,7 +12,7 @@ class LakeResource(ConfigurableResource):
 
     root: str
     engine_name: str = "embedded"
-    cdc_chunk_rows: int = 1_000_000
+    cdc_chunk_rows: int = 250_000
 
     def engine(self) -> LakeEngine:
         if self.engine_name == "embedded":

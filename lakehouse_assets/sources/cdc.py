@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from contextlib import closing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from lakehouse_assets.engine.base import AppTransaction, CommitResult, LakeEngine
-from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
+from lakehouse_assets.sources.schema import SOURCE_TABLES, SQLITE_TYPES, SourceTable
 
 OPERATIONS = ("insert", "update", "delete")
 BRONZE_TABLE_CONFIG: dict[str, str | None] = {"delta.appendOnly": "true"}
@@ -59,7 +59,8 @@ def install_change_capture(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS _cdc_clock (ts INTEGER NOT NULL)")
     for table in SOURCE_TABLES:
         cols = ", ".join(
-            f"{name} {'INTEGER' if kind == 'ts' else {'int': 'INTEGER', 'float': 'REAL', 'str': 'TEXT'}[kind]}"
+            # Timestamps are stored as epoch seconds: cheap to read back and convert.
+            f"{name} {'INTEGER' if kind == 'ts' else SQLITE_TYPES[kind]}"
             for name, kind in table.columns
         )
         conn.execute(
@@ -163,7 +164,9 @@ def to_bronze_rows(
         for name, kind in [("_commit_ts", "ts"), *table.columns]
         if kind == "ts"
     ]
-    df = df.sort("_seq").with_columns(
+    if not df["_seq"].is_sorted():  # parallel partitions may arrive out of order
+        df = df.sort("_seq")
+    df = df.with_columns(
         *seconds_to_ts,
         _ingested_at=pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")),
         _source=pl.lit(source),
@@ -215,7 +218,7 @@ def capture_to_bronze(
     table: SourceTable,
     *,
     batch_id: str,
-    chunk_rows: int = 1_000_000,
+    chunk_rows: int = 250_000,
     on_chunk: Callable[[CaptureResult], None] | None = None,
 ) -> CaptureResult:
     """Append every change after the bronze cursor to the bronze table, exactly once."""

@@ -1,13 +1,14 @@
 import hashlib
 import sqlite3
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from lakehouse_assets.settings import SimulatorSettings
 from lakehouse_assets.sources.schema import SOURCE_TABLES
-from tests.conftest import SMALL_SIMULATION
 from lakehouse_assets.sources.simulator import ShopSimulator
+from tests.conftest import SMALL_SIMULATION
 
 
 def fingerprint(sim: ShopSimulator) -> str:
@@ -128,7 +129,7 @@ def test_landing_files_rotate_formats_and_include_malformed_ones(shop):
     sim, summary, _ = shop
     suffixes = {p.rsplit(".", 1)[1] for p in summary.landing_files}
     assert suffixes == {"csv", "jsonl", "parquet"}
-    contents = [open(p, "rb").read() for p in summary.landing_files]
+    contents = [Path(p).read_bytes() for p in summary.landing_files]
     truncated = [c for c, p in zip(contents, summary.landing_files, strict=True)
                  if (p.endswith((".csv", ".jsonl")) and not c.endswith(b"\n"))
                  or (p.endswith(".parquet") and not c.endswith(b"PAR1"))]
