@@ -121,7 +121,13 @@ def simulate(days: int | None, seed: int | None, scale: float | None) -> None:
 def ui(host: str | None, port: int | None) -> None:
     """Start the Dagster UI and daemon over the same home folder."""
     settings = _settings()
-    command = [sys.executable, "-m", "dagster", "dev", "-m", "lakehouse_assets.definitions",
+    # The same code location as workspace.yaml, usable from any folder (not only the repo).
+    workspace = settings.dagster_home / "workspace.yaml"
+    workspace.write_text(
+        "load_from:\n  - python_module:\n      module_name: lakehouse_assets.definitions\n"
+        "      location_name: lakehouse\n"
+    )
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace),
                "-h", host or settings.ui_host, "-p", str(port or settings.ui_port)]
     console.print(f"Dagster UI on http://{host or settings.ui_host}:{port or settings.ui_port} "
                   f"(DAGSTER_HOME={settings.dagster_home})")
