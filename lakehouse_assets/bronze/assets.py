@@ -118,27 +118,29 @@ PAYMENTS_KEY = AssetKey("bronze_payments")
 QUARANTINE_KEY = AssetKey("bronze_landing_quarantine")
 
 
+def _landing_table_spec(key: AssetKey, table: str, description: str) -> AssetSpec:
+    return AssetSpec(
+        key,
+        group_name="bronze",
+        kinds={"delta", "polars"},
+        owners=OWNERS,
+        deps=[PAYMENTS_LANDING.key],
+        description=description,
+        metadata={"table": table},
+    )
+
+
 @multi_asset(
     specs=[
-        AssetSpec(
-            PAYMENTS_KEY,
-            group_name="bronze",
-            kinds={"delta", "polars"},
-            owners=OWNERS,
-            deps=[PAYMENTS_LANDING.key],
-            description="Valid, typed payment events from the landing folder, one row per record, "
-            "with the source file, its content hash and the record number.",
-            metadata={"table": PAYMENTS.table},
+        _landing_table_spec(
+            PAYMENTS_KEY, PAYMENTS.table,
+            "Valid, typed payment events from the landing folder, one row per record, with the "
+            "source file, its content hash and the record number.",
         ),
-        AssetSpec(
-            QUARANTINE_KEY,
-            group_name="bronze",
-            kinds={"delta", "polars"},
-            owners=OWNERS,
-            deps=[PAYMENTS_LANDING.key],
-            description="Records (or whole files) from the landing folder that failed to parse "
-            "or validate: dataset, file, record number, the reason and the raw record.",
-            metadata={"table": QUARANTINE_TABLE},
+        _landing_table_spec(
+            QUARANTINE_KEY, QUARANTINE_TABLE,
+            "Records (or whole files) from the landing folder that failed to parse or validate: "
+            "dataset, file, record number, the reason and the raw record.",
         ),
     ],
     check_specs=[
