@@ -5,6 +5,8 @@ metadata. One asset per source table (built from ``SOURCE_TABLES``), one multi-a
 payments files (valid rows and quarantine are written together).
 """
 
+from collections.abc import Callable
+from typing import TypeVar
 
 from dagster import (
     AssetCheckResult,
@@ -23,6 +25,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from lakehouse_assets.engine import ConcurrentWriteError
 from lakehouse_assets.metadata import OWNERS, table_metadata
 from lakehouse_assets.resources import LakeResource, LandingZoneResource, SourceDatabaseResource
 from lakehouse_assets.sources.cdc import CaptureResult, bronze_table_name, capture_to_bronze
@@ -50,6 +53,24 @@ PAYMENTS_LANDING = AssetSpec(
     owners=OWNERS,
     description="Payment event files (CSV, JSON lines, Parquet) dropped into <landing>/payments.",
 )
+
+
+T = TypeVar("T")
+
+
+def retry_on_conflict(
+    context: AssetExecutionContext, write: Callable[[], T], attempts: int = 3
+) -> T:
+    """Run an exactly-once write again when a concurrent writer won the commit: the retry re-reads
+    what is already committed, so it continues where the other writer stopped."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except ConcurrentWriteError as exc:
+            if attempt == attempts:
+                raise
+            context.log.warning(f"concurrent writer committed first, retrying ({exc})")
+    raise AssertionError("unreachable")
 
 
 def cdc_asset_key(table: SourceTable) -> AssetKey:
@@ -84,10 +105,10 @@ def _build_cdc_asset(table: SourceTable) -> AssetsDefinition:
                 f"{result.cursor_before} -> {result.cursor_after}, Delta v{result.version})"
             )
 
-        result = capture_to_bronze(
+        result = retry_on_conflict(context, lambda: capture_to_bronze(
             engine, source_db.change_log(), table, batch_id=context.run_id,
             chunk_rows=lake.cdc_chunk_rows, on_chunk=progress,
-        )
+        ))
         context.log.info(f"{table.name}: captured {result.rows:,} changes in {result.seconds:.2f}s")
         return MaterializeResult(
             metadata={
@@ -177,8 +198,8 @@ def ingest_payments_files(
                 f"{parsed.quarantine.height} quarantined"
             )
 
-    result = ingest_files(engine, landing, PAYMENTS, paths, batch_id=context.run_id,
-                          on_file=progress)
+    result = retry_on_conflict(context, lambda: ingest_files(
+        engine, landing, PAYMENTS, paths, batch_id=context.run_id, on_file=progress))
     mismatches = reconcile_files(engine, PAYMENTS, result.rows_read_by_file)
     run_metadata = {
         "files_ingested": result.files_ingested,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
+import pyarrow as pa
 
 
 class TableNotFoundError(LookupError):
@@ -44,6 +45,18 @@ class LakeEngine(Protocol):
     def table_path(self, table: str) -> str: ...
 
     def exists(self, table: str) -> bool: ...
+
+    def ensure_table(
+        self,
+        table: str,
+        schema: pa.Schema,
+        *,
+        configuration: dict[str, str | None] | None = None,
+    ) -> int:
+        """Create an empty table if it does not exist (racing creators are fine); returns the
+        current version. Writers that decide from what the table holds call this first, so there
+        is always a version to detect a concurrent writer against."""
+        ...
 
     def version(self, table: str) -> int | None:
         """Current table version, or None when the table does not exist."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -52,6 +53,21 @@ class DeltaEngine:
 
     def exists(self, table: str) -> bool:
         return DeltaTable.is_deltatable(self.table_path(table), self.storage_options)
+
+    def ensure_table(
+        self,
+        table: str,
+        schema: pa.Schema,
+        *,
+        configuration: dict[str, str | None] | None = None,
+    ) -> int:
+        if not self.exists(table):
+            with contextlib.suppress(CommitFailedError):  # another writer created it first
+                DeltaTable.create(
+                    self.table_path(table), schema, mode="ignore", configuration=configuration,
+                    storage_options=self.storage_options,
+                )
+        return self._table(table).version()
 
     def version(self, table: str) -> int | None:
         if not self.exists(table):

@@ -225,7 +225,9 @@ def capture_to_bronze(
     started = time.perf_counter()
     target = bronze_table_name(table)
     app_id = capture_app_id(table)
-    read_version = engine.version(target)
+    read_version = engine.ensure_table(
+        target, bronze_arrow_schema(table), configuration=BRONZE_TABLE_CONFIG
+    )
     cursor = engine.app_transaction_version(target, app_id, at_version=read_version) or 0
     source_max = log.max_seq(table)
     if source_max < cursor:

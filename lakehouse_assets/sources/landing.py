@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakehouse_assets.engine.base import AppTransaction, CommitResult, LakeEngine
@@ -273,6 +274,16 @@ class IngestResult:
     seconds: float = 0.0
 
 
+def bronze_schema(dataset: LandingDataset) -> pa.Schema:
+    empty = _finish("", "", dataset, 0, _empty_valid(dataset), _quarantine_frame([]))
+    return _stamp(empty.valid, "", datetime.now(UTC)).to_arrow().schema
+
+
+def quarantine_schema() -> pa.Schema:
+    empty = _finish("", "", PAYMENTS, 0, _empty_valid(PAYMENTS), _quarantine_frame([]))
+    return _stamp(empty.quarantine, "", datetime.now(UTC)).to_arrow().schema
+
+
 def _stamp(frame: pl.DataFrame, batch_id: str, ingested_at: datetime) -> pl.DataFrame:
     return frame.with_columns(
         _ingested_at=pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")),
@@ -303,7 +314,10 @@ def ingest_files(
     pending_rows = 0
     # The versions the "already ingested?" decisions were read at: a concurrent ingestion of the
     # same file after them makes our commit fail instead of duplicating rows.
-    read_versions = {table: engine.version(table) for table in pending}
+    read_versions: dict[str, int | None] = {
+        dataset.table: engine.ensure_table(dataset.table, bronze_schema(dataset)),
+        QUARANTINE_TABLE: engine.ensure_table(QUARANTINE_TABLE, quarantine_schema()),
+    }
 
     def flush() -> None:
         nonlocal pending_rows

@@ -121,7 +121,7 @@ def test_sigkill_mid_capture_then_rerun_is_exactly_once(simulated, engine, kill_
     child.start()
     child.join(60)
     assert child.exitcode == -signal.SIGKILL
-    assert engine.version("bronze/orders") == kill_after_chunks - 1
+    assert engine.version("bronze/orders") == kill_after_chunks  # created at 0, then the chunks
     capture_to_bronze(engine, ChangeLog(simulated.db_path), ORDERS, batch_id="rerun")
     assert_exactly_once(engine, simulated.db_path, ORDERS)
 
@@ -139,3 +139,24 @@ def test_reset_source_is_refused_with_a_clear_error(simulated, engine, settings)
 def test_missing_source_database_is_named(tmp_path, engine):
     with pytest.raises(CaptureError, match="lakehouse simulate"):
         capture_to_bronze(engine, ChangeLog(tmp_path / "nope.sqlite"), ORDERS, batch_id="x")
+
+
+def test_two_concurrent_captures_never_duplicate(simulated, settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lakehouse_assets.engine import ConcurrentWriteError
+
+    def capture(batch):
+        engine = DeltaEngine(settings.lake_root)
+        try:
+            return capture_to_bronze(engine, ChangeLog(simulated.db_path), ORDERS, batch_id=batch,
+                                     chunk_rows=300).rows
+        except ConcurrentWriteError:
+            return "conflict"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(capture, ["a", "b"]))
+    engine = DeltaEngine(settings.lake_root)
+    capture_to_bronze(engine, ChangeLog(simulated.db_path), ORDERS, batch_id="retry")
+    assert_exactly_once(engine, simulated.db_path, ORDERS)
+    assert "conflict" in outcomes or 0 in outcomes, outcomes

@@ -149,7 +149,7 @@ def test_crash_between_the_two_table_commits_is_repaired_by_a_retry(
     with pytest.raises(OSError):
         ingest_files(engine, landing, PAYMENTS, files, batch_id="1")
     landed = engine.row_count(PAYMENTS.table)
-    assert landed > 0 and not engine.exists(QUARANTINE_TABLE)
+    assert landed > 0 and engine.row_count(QUARANTINE_TABLE) == 0
     monkeypatch.setattr(DeltaEngine, "append", real_append)
     retry = ingest_files(engine, landing, PAYMENTS, files, batch_id="2")
     assert retry.rows_landed == 0 and retry.rows_quarantined > 0
@@ -157,3 +157,29 @@ def test_crash_between_the_two_table_commits_is_repaired_by_a_retry(
     total_read = sum(parse_landing_file(p, p.relative_to(landing).as_posix(), PAYMENTS).rows_read
                      for p in files)
     assert total_read == landed + engine.row_count(QUARANTINE_TABLE)
+
+
+def test_two_concurrent_ingestions_of_the_same_files_never_duplicate(simulated, settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lakehouse_assets.engine import ConcurrentWriteError
+
+    landing = settings.landing
+    files = [f.path for f in list_landing_files(landing, PAYMENTS)]
+
+    def ingest(batch):
+        engine = DeltaEngine(settings.lake_root)
+        try:
+            return ingest_files(engine, landing, PAYMENTS, files, batch_id=batch).files_ingested
+        except ConcurrentWriteError:
+            return "conflict"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(ingest, ["a", "b"]))
+    engine = DeltaEngine(settings.lake_root)
+    retry = ingest_files(engine, landing, PAYMENTS, files, batch_id="retry")  # finishes any loser
+    assert outcomes.count("conflict") + retry.files_skipped >= 1, outcomes
+    ids = engine.read(PAYMENTS.table, columns=["payment_id"])["payment_id"]
+    assert ids.n_unique() == ids.len() > 0
+    quarantined = engine.read(QUARANTINE_TABLE, columns=["file_id", "row_number"])
+    assert quarantined.unique().height == quarantined.height
