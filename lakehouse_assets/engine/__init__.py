@@ -5,6 +5,7 @@ from lakehouse_assets.engine.base import (
     CommitResult,
     ConcurrentWriteError,
     LakeEngine,
+    MergeClause,
     TableNotFoundError,
 )
 from lakehouse_assets.engine.delta import DeltaEngine
@@ -15,5 +16,6 @@ __all__ = [
     "ConcurrentWriteError",
     "DeltaEngine",
     "LakeEngine",
+    "MergeClause",
     "TableNotFoundError",
 ]

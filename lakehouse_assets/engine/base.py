@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import polars as pl
 import pyarrow as pa
@@ -36,6 +36,23 @@ class CommitResult:
     version: int
     rows_written: int
     path: str
+    metrics: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class MergeClause:
+    """One WHEN clause of a MERGE. Conditions are SQL over ``source.`` and ``target.`` columns.
+
+    ``columns`` are the target columns an update or insert sets from the same-named source
+    columns (None: every column of the target)."""
+
+    when: Literal["matched", "not_matched", "not_matched_by_source"]
+    action: Literal["update", "insert", "delete"]
+    condition: str | None = None
+    columns: tuple[str, ...] | None = None
+
+
+UPSERT = (MergeClause("matched", "update"), MergeClause("not_matched", "insert"))
 
 
 @runtime_checkable
@@ -68,7 +85,11 @@ class LakeEngine(Protocol):
         *,
         version: int | None = None,
         columns: list[str] | None = None,
-    ) -> pl.DataFrame: ...
+        where_in: dict[str, list[Any]] | None = None,
+    ) -> pl.DataFrame:
+        """Rows (of a past version when given), optionally only those whose column values are
+        in the given lists (pushed down to file statistics)."""
+        ...
 
     def append(
         self,
@@ -95,9 +116,29 @@ class LakeEngine(Protocol):
         df: pl.DataFrame,
         *,
         keys: list[str],
+        clauses: tuple[MergeClause, ...] = UPSERT,
         transactions: list[AppTransaction] | None = None,
+        commit_metadata: dict[str, Any] | None = None,
+        read_version: int | None = None,
     ) -> CommitResult:
-        """Upsert ``df`` on ``keys``: update matched rows, insert the rest (creates the table)."""
+        """MERGE ``df`` into the table on equal ``keys`` (default: upsert; creates the table).
+
+        ``read_version`` as for ``append``: a conflicting commit since then fails this one."""
+        ...
+
+    def changes(
+        self, table: str, after_version: int, up_to_version: int | None = None
+    ) -> tuple[pl.DataFrame, int]:
+        """Rows changed in versions (after_version, up_to_version] from the Change Data Feed, with
+        ``_change_type``; and the version read up to (the latest when not given)."""
+        ...
+
+    def optimize(self, table: str, zorder_by: list[str] | None = None) -> dict[str, Any]:
+        """Compact small files (Z-ordered by the columns when given)."""
+        ...
+
+    def vacuum(self, table: str, retention_hours: int) -> list[str]:
+        """Delete files no version younger than the retention needs; returns the removed files."""
         ...
 
     def app_transaction_version(

@@ -14,9 +14,11 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 from lakehouse_assets.engine.base import (
+    UPSERT,
     AppTransaction,
     CommitResult,
     ConcurrentWriteError,
+    MergeClause,
     TableNotFoundError,
 )
 
@@ -80,9 +82,14 @@ class DeltaEngine:
         *,
         version: int | None = None,
         columns: list[str] | None = None,
+        where_in: dict[str, list[Any]] | None = None,
     ) -> pl.DataFrame:
-        arrow = self._table(table, version).to_pyarrow_table(columns=columns)
-        return pl.DataFrame(pl.from_arrow(arrow))
+        dataset = self._table(table, version).to_pyarrow_dataset()
+        condition = None
+        for column, values in (where_in or {}).items():
+            term = pc.field(column).isin(pa.array(values))
+            condition = term if condition is None else condition & term
+        return pl.DataFrame(pl.from_arrow(dataset.to_table(columns=columns, filter=condition)))
 
     def append(
         self,
@@ -139,29 +146,67 @@ class DeltaEngine:
         df: pl.DataFrame | pa.Table,
         *,
         keys: list[str],
+        clauses: tuple[MergeClause, ...] = UPSERT,
         transactions: list[AppTransaction] | None = None,
         commit_metadata: dict[str, Any] | None = None,
+        read_version: int | None = None,
     ) -> CommitResult:
         data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
         if not self.exists(table):
             return self.append(
                 table, data, transactions=transactions, commit_metadata=commit_metadata
             )
-        predicate = " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys)
-        (
-            self._table(table)
-            .merge(
-                data,
-                predicate=predicate,
-                source_alias="source",
-                target_alias="target",
-                commit_properties=_commit_properties(transactions, commit_metadata),
-            )
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute()
+        target = self._table(table, read_version)
+        target_columns = [field.name for field in pa.schema(target.schema())]
+        merger = target.merge(
+            data,
+            predicate=" AND ".join(f"target.`{k}` = source.`{k}`" for k in keys),
+            source_alias="source",
+            target_alias="target",
+            commit_properties=_commit_properties(transactions, commit_metadata),
         )
-        return CommitResult(table, self._table(table).version(), data.num_rows, self.table_path(table))
+        for clause in clauses:
+            columns = clause.columns or tuple(target_columns)
+            assignments = {f"`{c}`": f"source.`{c}`" for c in columns}
+            if (clause.when, clause.action) == ("matched", "update"):
+                merger = merger.when_matched_update(assignments, predicate=clause.condition)
+            elif (clause.when, clause.action) == ("matched", "delete"):
+                merger = merger.when_matched_delete(predicate=clause.condition)
+            elif (clause.when, clause.action) == ("not_matched", "insert"):
+                merger = merger.when_not_matched_insert(assignments, predicate=clause.condition)
+            elif (clause.when, clause.action) == ("not_matched_by_source", "delete"):
+                merger = merger.when_not_matched_by_source_delete(predicate=clause.condition)
+            else:
+                raise ValueError(f"unsupported MERGE clause: {clause}")
+        try:
+            metrics = merger.execute()
+        except CommitFailedError as exc:
+            raise ConcurrentWriteError(
+                f"merge into {table!r} conflicts with a commit made after version {read_version} "
+                f"was read ({exc}); nothing was written"
+            ) from exc
+        return CommitResult(table, self._table(table).version(), data.num_rows,
+                            self.table_path(table), metrics)
+
+    def changes(
+        self, table: str, after_version: int, up_to_version: int | None = None
+    ) -> tuple[pl.DataFrame, int]:
+        dt = self._table(table, up_to_version)
+        end = dt.version()
+        if end <= after_version:
+            return pl.DataFrame(), end
+        reader = dt.load_cdf(starting_version=after_version + 1, ending_version=end)
+        return pl.DataFrame(pl.from_arrow(pa.table(reader))), end
+
+    def optimize(self, table: str, zorder_by: list[str] | None = None) -> dict[str, Any]:
+        dt = self._table(table)
+        return dt.optimize.z_order(zorder_by) if zorder_by else dt.optimize.compact()
+
+    def vacuum(self, table: str, retention_hours: int) -> list[str]:
+        # The retention is the caller's (a setting): below the 7-day Delta default is allowed.
+        return self._table(table).vacuum(
+            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False
+        )
 
     def app_transaction_version(
         self, table: str, app_id: str, at_version: int | None = None

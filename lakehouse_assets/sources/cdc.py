@@ -30,7 +30,11 @@ from lakehouse_assets.engine.base import AppTransaction, CommitResult, LakeEngin
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SQLITE_TYPES, SourceTable
 
 OPERATIONS = ("insert", "update", "delete")
-BRONZE_TABLE_CONFIG: dict[str, str | None] = {"delta.appendOnly": "true"}
+# Bronze is append-only; its Change Data Feed lets silver read just the rows added since a version.
+BRONZE_TABLE_CONFIG: dict[str, str | None] = {
+    "delta.appendOnly": "true",
+    "delta.enableChangeDataFeed": "true",
+}
 _COMMIT_TS = "COALESCE((SELECT ts FROM _cdc_clock), CAST(strftime('%s','now') AS INTEGER))"
 
 

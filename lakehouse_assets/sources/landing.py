@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lakehouse_assets.engine.base import AppTransaction, CommitResult, LakeEngine
+from lakehouse_assets.sources.cdc import BRONZE_TABLE_CONFIG
 from lakehouse_assets.sources.schema import PAYMENT_COLUMNS, PAYMENT_KEYS, ColumnType
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -315,8 +316,10 @@ def ingest_files(
     # The versions the "already ingested?" decisions were read at: a concurrent ingestion of the
     # same file after them makes our commit fail instead of duplicating rows.
     read_versions: dict[str, int | None] = {
-        dataset.table: engine.ensure_table(dataset.table, bronze_schema(dataset)),
-        QUARANTINE_TABLE: engine.ensure_table(QUARANTINE_TABLE, quarantine_schema()),
+        dataset.table: engine.ensure_table(
+            dataset.table, bronze_schema(dataset), configuration=BRONZE_TABLE_CONFIG),
+        QUARANTINE_TABLE: engine.ensure_table(
+            QUARANTINE_TABLE, quarantine_schema(), configuration=BRONZE_TABLE_CONFIG),
     }
 
     def flush() -> None:

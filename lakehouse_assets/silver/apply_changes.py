@@ -1,0 +1,353 @@
+"""Declarative apply-changes: a spec per entity turns bronze change events into a silver table.
+
+Users add an entity by writing an ``ApplyChangesSpec`` (keys, sequence column, which operations
+are deletes, SCD type, tracked columns, expectations), not a MERGE. ``apply_changes`` then:
+
+1. reads only the bronze rows added since the last applied bronze version (Delta Change Data
+   Feed); the applied version is a Delta transaction identifier committed with the silver MERGE;
+2. evaluates the expectations on the new upserts (warn: keep and count; drop: move to the silver
+   quarantine table with the expectation names; fail: stop before anything is written);
+3. SCD1: keeps the newest event per key; a MERGE updates or deletes a row only with a newer
+   sequence, and inserts a key only if it is not deleted by a newer sequence (deletes leave a
+   tombstone, so an out-of-order update can never resurrect a deleted row);
+   SCD2: rebuilds the version history of the touched keys from their bronze events in sequence
+   order (so late events land in the right place), and MERGEs the difference.
+
+Every table is written with the bronze version as transaction identifier, in the order
+quarantine -> tombstones -> silver, so a crash at any point is repaired by a rerun.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+
+from lakehouse_assets.engine import AppTransaction, LakeEngine, MergeClause
+
+SILVER_TABLE_CONFIG: dict[str, str | None] = {"delta.enableChangeDataFeed": "true"}
+QUARANTINE_TABLE = "silver/quarantine"
+SCD2_COLUMNS = ("valid_from", "valid_to", "is_current", "_seq", "_last_seq", "_end_seq")
+
+
+class ExpectationFailedError(RuntimeError):
+    """A ``fail`` expectation was violated; nothing was committed for the table."""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A named SQL boolean predicate over a row's columns. A row meets it only when it is TRUE
+    (NULL counts as a violation: write ``x IS NULL OR ...`` to allow missing values)."""
+
+    name: str
+    predicate: str
+    action: Literal["warn", "drop", "fail"] = "warn"
+
+    def holds(self) -> pl.Expr:
+        return pl.sql_expr(self.predicate).fill_null(False)
+
+
+@dataclass(frozen=True)
+class ApplyChangesSpec:
+    name: str
+    source: str
+    keys: tuple[str, ...]
+    columns: tuple[str, ...]
+    sequence_by: str = "_seq"
+    operation_column: str = "_op"
+    delete_operations: tuple[str, ...] = ("delete",)
+    scd_type: Literal[1, 2] = 1
+    track_history_columns: tuple[str, ...] | None = None
+    timestamp_column: str = "_commit_ts"
+    expectations: tuple[Expectation, ...] = ()
+    zorder_by: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def table(self) -> str:
+        return f"silver/{self.name}"
+
+    @property
+    def tombstones(self) -> str:
+        return f"silver/_tombstones/{self.name}"
+
+    @property
+    def app_id(self) -> str:
+        return f"apply_changes:{self.name}"
+
+    @property
+    def tracked(self) -> tuple[str, ...]:
+        """SCD2: columns whose change opens a new version (default: every non-key column)."""
+        return self.track_history_columns or tuple(c for c in self.columns if c not in self.keys)
+
+    def is_delete(self) -> pl.Expr:
+        return pl.col(self.operation_column).is_in(list(self.delete_operations))
+
+
+@dataclass
+class ExpectationResult:
+    action: str
+    checked: int = 0
+    failed: int = 0
+
+
+@dataclass
+class ApplyResult:
+    table: str
+    bronze_from: int = -1
+    bronze_to: int = -1
+    events_read: int = 0
+    events_quarantined: int = 0
+    events_superseded: int = 0
+    events_applied: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_deleted: int = 0
+    silver_version: int | None = None
+    expectations: dict[str, ExpectationResult] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def reconciled(self) -> bool:
+        """Every event read was applied, superseded by a newer one, or quarantined."""
+        return self.events_read == (
+            self.events_applied + self.events_superseded + self.events_quarantined
+        )
+
+
+# ------------------------------------------------------------------------- expectations
+def evaluate_expectations(
+    batch: pl.DataFrame, spec: ApplyChangesSpec
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, ExpectationResult]]:
+    """Split a batch into kept rows and dropped rows (with the violated expectation names).
+
+    Deletes are never dropped: losing one would keep a row the source removed."""
+    results = {e.name: ExpectationResult(e.action) for e in spec.expectations}
+    if not spec.expectations or batch.height == 0:
+        return batch, batch.clear().with_columns(_expectations=pl.lit(None, pl.String)), results
+    checked = batch.with_columns(
+        [(spec.is_delete() | e.holds()).alias(f"__ok_{i}") for i, e in enumerate(spec.expectations)]
+    )
+    upserts = checked.filter(~spec.is_delete()).height
+    for i, e in enumerate(spec.expectations):
+        failed = checked.height - int(checked[f"__ok_{i}"].sum())
+        results[e.name] = ExpectationResult(e.action, upserts, failed)
+    failing = [e for e in spec.expectations if e.action == "fail" and results[e.name].failed]
+    if failing:
+        details = []
+        for e in failing:
+            i = spec.expectations.index(e)
+            sample = checked.filter(~pl.col(f"__ok_{i}")).select(spec.keys).head(5).rows()
+            details.append(f"{e.name!r} ({e.predicate}) failed for {results[e.name].failed} "
+                           f"row(s), e.g. {list(spec.keys)}={sample}")
+        raise ExpectationFailedError(
+            f"{spec.table}: " + "; ".join(details) + ". Nothing was committed for this table."
+        )
+    drops = [(i, e) for i, e in enumerate(spec.expectations) if e.action == "drop"]
+    violated = pl.concat_str(
+        [pl.when(~pl.col(f"__ok_{i}")).then(pl.lit(e.name)) for i, e in drops] or [pl.lit(None)],
+        separator=",", ignore_nulls=True,
+    )
+    checked = checked.with_columns(_expectations=pl.when(violated != "").then(violated))
+    helper = [f"__ok_{i}" for i in range(len(spec.expectations))]
+    kept = checked.filter(pl.col("_expectations").is_null()).drop(helper, "_expectations")
+    dropped = checked.filter(pl.col("_expectations").is_not_null()).drop(helper)
+    return kept, dropped, results
+
+
+def _quarantine_rows(dropped: pl.DataFrame, spec: ApplyChangesSpec, batch_id: str) -> pl.DataFrame:
+    return dropped.select(
+        pl.lit(spec.table).alias("table"),
+        pl.col("_expectations").alias("expectations"),
+        pl.concat_str([pl.col(k).cast(pl.String) for k in spec.keys], separator="|").alias("key"),
+        pl.col(spec.sequence_by).alias("_seq"),
+        pl.col(spec.operation_column).alias("_op"),
+        pl.struct(list(spec.columns)).struct.json_encode().alias("row"),
+        pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")).alias("_quarantined_at"),
+        pl.lit(batch_id).alias("_batch_id"),
+    )
+
+
+# ------------------------------------------------------------------------- SCD1 / SCD2
+def latest_per_key(events: pl.DataFrame, spec: ApplyChangesSpec) -> pl.DataFrame:
+    """The newest event of each key in a batch (duplicates and older events fall away)."""
+    return events.sort(spec.sequence_by).unique(subset=list(spec.keys), keep="last",
+                                                 maintain_order=True)
+
+
+def build_scd2_versions(history: pl.DataFrame, spec: ApplyChangesSpec) -> pl.DataFrame:
+    """All versions of the keys in ``history`` (their complete event history), in one pass.
+
+    A version opens at an upsert after nothing, after a delete, or that changes a tracked
+    column; untracked-only changes update the open version in place; a delete closes it."""
+    keys, seq, ts = list(spec.keys), spec.sequence_by, spec.timestamp_column
+    is_delete = spec.is_delete()
+    events = history.unique(subset=[*keys, seq], keep="first").sort([*keys, seq])
+    changed = pl.any_horizontal(
+        [pl.col(c).ne_missing(pl.col(c).shift(1).over(keys)) for c in spec.tracked]
+    )
+    previous_delete = is_delete.shift(1).over(keys)
+    opens = ~is_delete & (previous_delete.is_null() | previous_delete | changed)
+    events = events.with_columns(_opens=opens).with_columns(
+        _version=pl.col("_opens").cast(pl.Int64).cum_sum().over(keys)
+    ).filter(pl.col("_version") > 0)
+    upsert = ~is_delete
+    versions = (
+        events.group_by([*keys, "_version"])
+        .agg(
+            *[pl.col(c).filter(upsert).last() for c in spec.columns if c not in keys],
+            pl.col(ts).filter(pl.col("_opens")).first().alias("valid_from"),
+            pl.col(seq).filter(pl.col("_opens")).first().alias("_seq"),
+            pl.col(seq).filter(upsert).last().alias("_last_seq"),
+            pl.col(ts).filter(is_delete).first().alias("_delete_ts"),
+            pl.col(seq).filter(is_delete).first().alias("_delete_seq"),
+        )
+        .sort([*keys, "_version"])
+        .with_columns(
+            valid_to=pl.coalesce("_delete_ts", pl.col("valid_from").shift(-1).over(keys)),
+            _end_seq=pl.coalesce("_delete_seq", pl.col("_seq").shift(-1).over(keys)),
+        )
+        .with_columns(is_current=pl.col("valid_to").is_null())
+    )
+    return versions.select([*spec.columns, *SCD2_COLUMNS])
+
+
+def silver_schema(spec: ApplyChangesSpec, bronze_schema: pl.Schema) -> pa.Schema:
+    columns = {c: bronze_schema[c] for c in spec.columns}
+    columns[spec.sequence_by] = bronze_schema[spec.sequence_by]
+    if spec.scd_type == 1:
+        columns[spec.timestamp_column] = bronze_schema[spec.timestamp_column]
+    else:
+        ts = bronze_schema[spec.timestamp_column]
+        columns |= {"valid_from": ts, "valid_to": ts, "is_current": pl.Boolean,
+                    "_last_seq": pl.Int64, "_end_seq": pl.Int64}
+    return pl.DataFrame(schema=columns).to_arrow().schema
+
+
+def _merge_counts(metrics: dict[str, Any] | None) -> tuple[int, int, int]:
+    m = metrics or {}
+    return (int(m.get("num_target_rows_inserted", 0)), int(m.get("num_target_rows_updated", 0)),
+            int(m.get("num_target_rows_deleted", 0)))
+
+
+def _done(engine: LakeEngine, table: str, spec: ApplyChangesSpec, bronze_version: int) -> bool:
+    applied = engine.app_transaction_version(table, spec.app_id)
+    return applied is not None and applied >= bronze_version
+
+
+def apply_changes(
+    engine: LakeEngine,
+    spec: ApplyChangesSpec,
+    *,
+    batch_id: str,
+    up_to_bronze_version: int | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> ApplyResult:
+    started = time.perf_counter()
+    bronze_schema = engine.head(spec.source, 0).schema
+    silver_version = engine.ensure_table(
+        spec.table, silver_schema(spec, bronze_schema), configuration=SILVER_TABLE_CONFIG
+    )
+    applied = engine.app_transaction_version(spec.table, spec.app_id, at_version=silver_version)
+    cursor = -1 if applied is None else applied
+    changes, bronze_to = engine.changes(spec.source, cursor, up_to_bronze_version)
+    result = ApplyResult(spec.table, bronze_from=cursor, bronze_to=bronze_to,
+                         silver_version=silver_version)
+    if changes.height:
+        changes = changes.filter(pl.col("_change_type") == "insert")  # bronze is append-only
+    result.events_read = changes.height
+    if changes.height == 0:
+        result.seconds = time.perf_counter() - started
+        return result
+    log(f"{spec.table}: {changes.height:,} new change events in bronze versions "
+        f"{cursor + 1}..{bronze_to}")
+    events = changes.select([spec.sequence_by, spec.operation_column, spec.timestamp_column,
+                             *spec.columns])
+    kept, dropped, result.expectations = evaluate_expectations(events, spec)
+    result.events_quarantined = dropped.height
+    txn = [AppTransaction(spec.app_id, bronze_to)]
+    if dropped.height and not _done(engine, QUARANTINE_TABLE, spec, bronze_to):
+        engine.append(QUARANTINE_TABLE, _quarantine_rows(dropped, spec, batch_id),
+                      transactions=txn, configuration=SILVER_TABLE_CONFIG)
+    if spec.scd_type == 1:
+        commit = _apply_scd1(engine, spec, kept, result, txn, silver_version)
+    else:
+        commit = _apply_scd2(engine, spec, kept, result, txn, silver_version, bronze_to)
+    result.rows_inserted, result.rows_updated, result.rows_deleted = _merge_counts(commit.metrics)
+    result.silver_version = commit.version
+    result.seconds = time.perf_counter() - started
+    if not result.reconciled:  # a bug, never bad input: refuse to report success
+        raise AssertionError(f"{spec.table}: events do not reconcile: {result}")
+    return result
+
+
+def _apply_scd1(
+    engine: LakeEngine, spec: ApplyChangesSpec, kept: pl.DataFrame, result: ApplyResult,
+    txn: list[AppTransaction], silver_version: int,
+):
+    keys, seq = list(spec.keys), spec.sequence_by
+    latest = latest_per_key(kept, spec).with_columns(_is_delete=spec.is_delete())
+    superseded = kept.height - latest.height
+    # Tombstones of earlier deletes: an upsert older than its key's delete is stale.
+    if engine.exists(spec.tombstones):
+        tombstones = engine.read(
+            spec.tombstones, where_in={keys[0]: latest[keys[0]].unique().to_list()}
+        ).rename({seq: "_deleted_seq"})
+        latest = latest.join(tombstones, on=keys, how="left")
+        stale = ~pl.col("_is_delete") & (pl.col("_deleted_seq") >= pl.col(seq))
+        superseded += latest.filter(stale).height
+        latest = latest.filter(~stale.fill_null(False)).drop("_deleted_seq")
+    result.events_superseded = superseded
+    result.events_applied = latest.height
+    deletes = latest.filter("_is_delete").select([*keys, seq])
+    if deletes.height and not _done(engine, spec.tombstones, spec, result.bronze_to):
+        engine.ensure_table(spec.tombstones, deletes.to_arrow().schema)
+        engine.merge(
+            spec.tombstones, deletes, keys=keys, transactions=txn,
+            clauses=(MergeClause("matched", "update", f"source.{seq} > target.{seq}"),
+                     MergeClause("not_matched", "insert")),
+        )
+    newer = f"source.{seq} > target.{seq}"
+    return engine.merge(
+        spec.table, latest, keys=keys, transactions=txn, read_version=silver_version,
+        commit_metadata={"bronze_from": result.bronze_from, "bronze_to": result.bronze_to},
+        clauses=(
+            MergeClause("matched", "delete", f"source._is_delete AND {newer}"),
+            MergeClause("matched", "update", f"NOT source._is_delete AND {newer}"),
+            MergeClause("not_matched", "insert", "NOT source._is_delete"),
+        ),
+    )
+
+
+def _apply_scd2(
+    engine: LakeEngine, spec: ApplyChangesSpec, kept: pl.DataFrame, result: ApplyResult,
+    txn: list[AppTransaction], silver_version: int, bronze_to: int,
+):
+    keys, seq = list(spec.keys), spec.sequence_by
+    touched = kept[keys[0]].unique().to_list()
+    result.events_superseded = kept.height - kept.unique(subset=[*keys, seq]).height
+    result.events_applied = kept.height - result.events_superseded
+    # The touched keys' complete history as of this bronze version (earlier dropped rows are
+    # dropped again, silently: they were counted and quarantined when they arrived).
+    history = engine.read(spec.source, version=bronze_to, where_in={keys[0]: touched}).select(
+        kept.columns)
+    history, _, _ = evaluate_expectations(history, spec)
+    versions = build_scd2_versions(history, spec).with_columns(_remove=pl.lit(False))
+    existing = engine.read(spec.table, version=silver_version, where_in={keys[0]: touched},
+                           columns=[*keys, seq])
+    removed = existing.join(versions.select([*keys, seq]), on=[*keys, seq], how="anti")
+    source = pl.concat([versions, removed.with_columns(_remove=pl.lit(True))], how="diagonal")
+    return engine.merge(
+        spec.table, source, keys=[*keys, seq], transactions=txn, read_version=silver_version,
+        commit_metadata={"bronze_from": result.bronze_from, "bronze_to": result.bronze_to},
+        clauses=(
+            MergeClause("matched", "delete", "source._remove"),
+            MergeClause("matched", "update", "NOT source._remove"),
+            MergeClause("not_matched", "insert", "NOT source._remove"),
+        ),
+    )
