@@ -67,8 +67,8 @@ def materialize_all(settings: LakehouseSettings) -> bool:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.event_specific_data.materialization  # type: ignore[union-attr]
             meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-            run_rows = meta.get("changes_captured", meta.get("rows_landed",
-                                                               meta.get("rows_quarantined", "")))
+            run_rows = next((meta[k] for k in ("changes_captured", "rows_landed", "events_read",
+                                                "rows_quarantined") if k in meta), "")
             table.add_row(mat.asset_key.to_user_string(), f"{meta.get('dagster/row_count', 0):,}",
                           str(meta.get("delta_version", "")), f"{run_rows:,}" if run_rows != ""
                           else "")

@@ -88,6 +88,9 @@ class LakehouseSettings(BaseSettings):
         default=250_000, ge=1,
         description="change events per bronze commit; the next chunk is read while one is written",
     )
+    time_travel_retention_hours: int = Field(
+        default=168, ge=0, description="VACUUM keeps the files of versions younger than this"
+    )
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000
     simulator: SimulatorSettings = SimulatorSettings()

@@ -5,9 +5,6 @@ metadata. One asset per source table (built from ``SOURCE_TABLES``), one multi-a
 payments files (valid rows and quarantine are written together).
 """
 
-from collections.abc import Callable
-from typing import TypeVar
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -25,7 +22,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from lakehouse_assets.engine import ConcurrentWriteError
+from lakehouse_assets.conflicts import retry_on_conflict
 from lakehouse_assets.metadata import OWNERS, table_metadata
 from lakehouse_assets.resources import LakeResource, LandingZoneResource, SourceDatabaseResource
 from lakehouse_assets.sources.cdc import CaptureResult, bronze_table_name, capture_to_bronze
@@ -53,24 +50,6 @@ PAYMENTS_LANDING = AssetSpec(
     owners=OWNERS,
     description="Payment event files (CSV, JSON lines, Parquet) dropped into <landing>/payments.",
 )
-
-
-T = TypeVar("T")
-
-
-def retry_on_conflict(
-    context: AssetExecutionContext, write: Callable[[], T], attempts: int = 3
-) -> T:
-    """Run an exactly-once write again when a concurrent writer won the commit: the retry re-reads
-    what is already committed, so it continues where the other writer stopped."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return write()
-        except ConcurrentWriteError as exc:
-            if attempt == attempts:
-                raise
-            context.log.warning(f"concurrent writer committed first, retrying ({exc})")
-    raise AssertionError("unreachable")
 
 
 def cdc_asset_key(table: SourceTable) -> AssetKey:

@@ -13,6 +13,7 @@ class LakeResource(ConfigurableResource):
     root: str
     engine_name: str = "embedded"
     cdc_chunk_rows: int = 250_000
+    time_travel_retention_hours: int = 168
 
     def engine(self) -> LakeEngine:
         if self.engine_name == "embedded":

@@ -37,6 +37,7 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
             root=settings.lake_root,
             engine_name=settings.engine,
             cdc_chunk_rows=settings.cdc_chunk_rows,
+            time_travel_retention_hours=settings.time_travel_retention_hours,
         ),
         "source_db": SourceDatabaseResource(path=str(settings.source_db)),
         "landing_zone": LandingZoneResource(path=str(settings.landing)),

@@ -47,6 +47,8 @@ class Expectation:
     name: str
     predicate: str
     action: Literal["warn", "drop", "fail"] = "warn"
+    # drop: the asset check fails (and blocks downstream) above this share of dropped rows.
+    max_drop_share: float = 0.05
 
     def holds(self) -> pl.Expr:
         return pl.sql_expr(self.predicate).fill_null(False)
@@ -257,7 +259,8 @@ def apply_changes(
     cursor = -1 if applied is None else applied
     changes, bronze_to = engine.changes(spec.source, cursor, up_to_bronze_version)
     result = ApplyResult(spec.table, bronze_from=cursor, bronze_to=bronze_to,
-                         silver_version=silver_version)
+                         silver_version=silver_version,
+                         expectations={e.name: ExpectationResult(e.action) for e in spec.expectations})
     if changes.height:
         changes = changes.filter(pl.col("_change_type") == "insert")  # bronze is append-only
     result.events_read = changes.height

@@ -1,0 +1,195 @@
+from datetime import datetime, timedelta
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.silver.apply_changes import (
+    QUARANTINE_TABLE,
+    ApplyChangesSpec,
+    Expectation,
+    ExpectationFailedError,
+    apply_changes,
+)
+from lakehouse_assets.sources.cdc import BRONZE_TABLE_CONFIG
+
+T0 = datetime(2026, 1, 1)
+BRONZE_SCHEMA = {"_seq": pl.Int64, "_op": pl.String, "_commit_ts": pl.Datetime("us"),
+                 "k": pl.Int64, "a": pl.Int64, "b": pl.String}
+SCD1 = ApplyChangesSpec("t", "bronze/t", keys=("k",), columns=("k", "a", "b"))
+SCD2 = ApplyChangesSpec("t", "bronze/t", keys=("k",), columns=("k", "a", "b"), scd_type=2,
+                        track_history_columns=("a",))
+
+
+def event(seq, op, k, a=0, b="x"):
+    return {"_seq": seq, "_op": op, "_commit_ts": T0 + timedelta(minutes=seq), "k": k, "a": a,
+            "b": b}
+
+
+def append_bronze(engine, events):
+    engine.ensure_table("bronze/t", pl.DataFrame(schema=BRONZE_SCHEMA).to_arrow().schema,
+                        configuration=BRONZE_TABLE_CONFIG)
+    engine.append("bronze/t", pl.DataFrame(events, schema=BRONZE_SCHEMA))
+
+
+def apply_batches(tmp_path, spec, batches):
+    engine = DeltaEngine(str(tmp_path / "lake"))
+    for batch in batches:
+        append_bronze(engine, batch)
+        result = apply_changes(engine, spec, batch_id="test")
+        assert result.reconciled
+    return engine
+
+
+def scd1_reference(events):
+    """Sort every event by sequence, keep the last per key, drop deleted keys."""
+    state = {}
+    for e in sorted({e["_seq"]: e for e in events}.values(), key=lambda e: e["_seq"]):
+        state[e["k"]] = e
+    return sorted((k, e["a"], e["b"], e["_seq"]) for k, e in state.items() if e["_op"] != "delete")
+
+
+def scd2_reference(events, tracked=("a",)):
+    """Versions by a plain loop over the events of each key in sequence order."""
+    versions = []
+    open_version = {}
+    for e in sorted({e["_seq"]: e for e in events}.values(), key=lambda e: e["_seq"]):
+        current = open_version.get(e["k"])
+        if e["_op"] == "delete":
+            if current:
+                current.update(valid_to=e["_commit_ts"], is_current=False)
+                open_version.pop(e["k"])
+            continue
+        if current and all(current[c] == e[c] for c in tracked):
+            current.update(b=e["b"], _last_seq=e["_seq"])  # untracked change: in place
+            continue
+        if current:
+            current.update(valid_to=e["_commit_ts"], is_current=False)
+        new = {"k": e["k"], "a": e["a"], "b": e["b"], "valid_from": e["_commit_ts"],
+               "valid_to": None, "is_current": True, "_seq": e["_seq"], "_last_seq": e["_seq"]}
+        versions.append(new)
+        open_version[e["k"]] = new
+    columns = ["k", "a", "b", "valid_from", "valid_to", "is_current", "_seq", "_last_seq"]
+    return sorted(tuple(v[c] for c in columns) for v in versions), columns
+
+
+@st.composite
+def cdc_batches(draw):
+    """Random events over a few keys, then shuffled, partly duplicated and cut into batches."""
+    n = draw(st.integers(1, 40))
+    events = [event(seq, draw(st.sampled_from(["insert", "update", "update", "delete"])),
+                    draw(st.integers(1, 6)), draw(st.integers(0, 3)), draw(st.sampled_from("xyz")))
+              for seq in range(1, n + 1)]
+    delivered = draw(st.permutations(events))
+    delivered += draw(st.lists(st.sampled_from(events), max_size=8))  # duplicates, any time
+    cuts = sorted(draw(st.lists(st.integers(0, len(delivered)), max_size=3)))
+    bounds = [0, *cuts, len(delivered)]
+    return events, [delivered[i:j] for i, j in zip(bounds, bounds[1:], strict=False) if j > i]
+
+
+FUZZ = settings(max_examples=30, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(cdc_batches())
+def test_scd1_equals_the_sorted_reference_under_shuffles_duplicates_and_late_events(
+    tmp_path_factory, data
+):
+    events, batches = data
+    engine = apply_batches(tmp_path_factory.mktemp("scd1"), SCD1, batches)
+    silver = engine.read("silver/t").select("k", "a", "b", "_seq").sort("k").rows()
+    assert silver == scd1_reference(events)
+
+
+@FUZZ
+@given(cdc_batches())
+def test_scd2_history_equals_the_sorted_reference(tmp_path_factory, data):
+    events, batches = data
+    engine = apply_batches(tmp_path_factory.mktemp("scd2"), SCD2, batches)
+    expected, columns = scd2_reference(events)
+    silver = engine.read("silver/t").select(columns).sort("k", "_seq").rows()
+    assert sorted(silver) == expected
+
+
+def test_scd1_cases_by_name(tmp_path):
+    engine = apply_batches(tmp_path, SCD1, [
+        [event(1, "insert", 1, 10), event(2, "insert", 2, 20), event(3, "update", 1, 11),
+         event(3, "update", 1, 11), event(4, "update", 1, 12)],   # several changes + duplicate
+        [event(6, "delete", 2), event(5, "update", 2, 21)],        # delete, older update after it
+        [event(7, "update", 1, 13), event(4, "update", 1, 12)],    # late duplicate of an old event
+        [event(8, "update", 2, 22)],                               # newer update re-creates key 2
+    ])
+    assert engine.read("silver/t").sort("k").select("k", "a").rows() == [(1, 13), (2, 22)]
+
+
+def test_scd2_delete_closes_the_open_version_and_late_event_is_placed_in_history(tmp_path):
+    engine = apply_batches(tmp_path, SCD2, [
+        [event(1, "insert", 1, a=1), event(5, "update", 1, a=2)],
+        [event(3, "update", 1, a=9)],                       # late: belongs between 1 and 5
+        [event(7, "update", 1, a=2, b="y")],                 # untracked change: in place
+        [event(9, "delete", 1)],
+    ])
+    rows = engine.read("silver/t").sort("_seq").select("a", "b", "_seq", "_end_seq", "is_current")
+    assert rows.rows() == [(1, "x", 1, 3, False), (9, "x", 3, 5, False), (2, "y", 5, 9, False)]
+
+
+def test_rerun_changes_nothing_and_only_new_bronze_rows_are_read(tmp_path):
+    engine = apply_batches(tmp_path, SCD1, [[event(1, "insert", 1), event(2, "insert", 2)]])
+    version = engine.version("silver/t")
+    assert apply_changes(engine, SCD1, batch_id="again").events_read == 0
+    assert engine.version("silver/t") == version
+    append_bronze(engine, [event(3, "update", 1, 5)])
+    result = apply_changes(engine, SCD1, batch_id="more")
+    assert result.events_read == 1 and result.rows_updated == 1
+
+
+def with_expectations(*expectations):
+    return ApplyChangesSpec("t", "bronze/t", keys=("k",), columns=("k", "a", "b"),
+                            expectations=expectations)
+
+
+def test_expectation_actions_warn_drop_fail(tmp_path):
+    engine = DeltaEngine(str(tmp_path / "lake"))
+    spec = with_expectations(Expectation("small_a", "a < 100", "warn"),
+                             Expectation("b_is_known", "b IN ('x', 'y')", "drop"))
+    append_bronze(engine, [event(1, "insert", 1, a=500), event(2, "insert", 2, b="bad"),
+                           event(3, "insert", 3), event(4, "insert", 4, b=None)])
+    result = apply_changes(engine, spec, batch_id="b1")
+    assert result.expectations["small_a"].failed == 1
+    assert result.expectations["b_is_known"].failed == 2  # NULL does not meet the predicate
+    silver = engine.read("silver/t")
+    assert sorted(silver["k"].to_list()) == [1, 3]  # warned row kept, dropped rows not
+    quarantine = engine.read(QUARANTINE_TABLE)
+    assert sorted(quarantine["key"].to_list()) == ["2", "4"]
+    assert set(quarantine["expectations"]) == {"b_is_known"}
+    assert silver.height + quarantine.height == 4  # rows in = silver + quarantined
+
+    failing = with_expectations(Expectation("a_not_negative", "a >= 0", "fail"))
+    version, quarantined = engine.version("silver/t"), engine.row_count(QUARANTINE_TABLE)
+    append_bronze(engine, [event(5, "insert", 5, a=-1), event(6, "insert", 6)])
+    with pytest.raises(ExpectationFailedError, match="a_not_negative.*1 row"):
+        apply_changes(engine, failing, batch_id="b2")
+    assert engine.version("silver/t") == version  # nothing committed
+    assert engine.row_count(QUARANTINE_TABLE) == quarantined
+
+
+def test_crash_after_quarantine_before_merge_is_repaired_without_duplicates(tmp_path, monkeypatch):
+    engine = DeltaEngine(str(tmp_path / "lake"))
+    spec = with_expectations(Expectation("b_is_x", "b = 'x'", "drop"))
+    append_bronze(engine, [event(1, "insert", 1), event(2, "insert", 2, b="y")])
+    real_merge = DeltaEngine.merge
+
+    def crash(self, table, *args, **kwargs):
+        raise OSError("killed before the silver MERGE")
+
+    monkeypatch.setattr(DeltaEngine, "merge", crash)
+    with pytest.raises(OSError):
+        apply_changes(engine, spec, batch_id="b1")
+    assert engine.row_count(QUARANTINE_TABLE) == 1
+    monkeypatch.setattr(DeltaEngine, "merge", real_merge)
+    apply_changes(engine, spec, batch_id="b2")
+    assert engine.row_count(QUARANTINE_TABLE) == 1
+    assert engine.read("silver/t")["k"].to_list() == [1]
