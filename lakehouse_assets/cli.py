@@ -69,7 +69,8 @@ def materialize_all(settings: LakehouseSettings) -> bool:
             meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
             run_rows = next((meta[k] for k in ("changes_captured", "rows_landed", "events_read",
                                                 "rows_quarantined") if k in meta), "")
-            table.add_row(mat.asset_key.to_user_string(), f"{meta.get('dagster/row_count', 0):,}",
+            rows = meta.get("dagster/row_count")
+            table.add_row(mat.asset_key.to_user_string(), "" if rows is None else f"{rows:,}",
                           str(meta.get("delta_version", "")), f"{run_rows:,}" if run_rows != ""
                           else "")
     console.print(table)

@@ -112,6 +112,11 @@ class LakehouseSettings(BaseSettings):
         return (self.landing_dir or self.home_dir / "landing").expanduser()
 
     @property
+    def gold_dir(self) -> Path:
+        """dbt's DuckDB file and intermediate files (the gold Delta tables live in the lake)."""
+        return self.home_dir / "gold"
+
+    @property
     def dagster_home(self) -> Path:
         return self.home_dir / "dagster"
 
@@ -138,6 +143,15 @@ def disable_telemetry() -> None:
     """Turn every tool's telemetry off for this process and its children."""
     for key, value in TELEMETRY_OFF_ENV.items():
         os.environ.setdefault(key, value)
+
+
+def export_dbt_env(lake_root: str, gold_dir: str) -> dict[str, str]:
+    """Set the variables dbt_project/profiles.yml reads (dbt runs as a subprocess of the run)."""
+    Path(gold_dir, "external").mkdir(parents=True, exist_ok=True)
+    values = {"LAKEHOUSE_DBT_LAKE_ROOT": lake_root, "LAKEHOUSE_DBT_GOLD_DIR": gold_dir,
+              "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **TELEMETRY_OFF_ENV}
+    os.environ.update(values)
+    return values
 
 
 def get_settings() -> LakehouseSettings:

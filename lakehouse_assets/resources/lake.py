@@ -14,6 +14,7 @@ class LakeResource(ConfigurableResource):
     engine_name: str = "embedded"
     cdc_chunk_rows: int = 250_000
     time_travel_retention_hours: int = 168
+    gold_dir: str = "gold"  # dbt's DuckDB file and external files
 
     def engine(self) -> LakeEngine:
         if self.engine_name == "embedded":

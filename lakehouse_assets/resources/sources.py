@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource
+from dagster_dbt import DbtCliResource
 
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.sources.cdc import ChangeLog
+
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
 
 class SourceDatabaseResource(ConfigurableResource):
@@ -38,7 +42,14 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
             engine_name=settings.engine,
             cdc_chunk_rows=settings.cdc_chunk_rows,
             time_travel_retention_hours=settings.time_travel_retention_hours,
+            gold_dir=str(settings.gold_dir),
         ),
         "source_db": SourceDatabaseResource(path=str(settings.source_db)),
         "landing_zone": LandingZoneResource(path=str(settings.landing)),
+        "dbt": DbtCliResource(
+            project_dir=str(DBT_PROJECT_DIR),
+            profiles_dir=str(DBT_PROJECT_DIR),
+            # The dbt of this environment, whether or not its bin folder is on PATH.
+            dbt_executable=str(Path(sys.executable).parent / "dbt"),
+        ),
     }

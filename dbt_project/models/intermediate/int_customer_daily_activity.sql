@@ -1,0 +1,35 @@
+-- A dense customer x day grid (from the customer's first day to the horizon) with that day's
+-- orders, spend, discounts and returns, so rolling windows can count rows as days.
+with days as (
+    select cast(day as date) as day
+    from {{ ref('int_data_horizon') }},
+        generate_series(first_date, as_of_date, interval 1 day) as t(day)
+),
+customers as (
+    select customer_id, min(cast(least(created_at, valid_from) as date)) as first_day
+    from {{ ref('stg_customer_versions') }}
+    group by customer_id
+),
+orders as (
+    select customer_id, order_date as day, count(*) as n_orders, sum(amount) as spend,
+           sum(discount) as discount_sum
+    from {{ ref('stg_orders') }}
+    group by all
+),
+returns as (
+    select o.customer_id, cast(r.return_ts as date) as day, count(*) as n_returns
+    from {{ ref('stg_returns') }} as r
+    join {{ ref('stg_orders') }} as o using (order_id)
+    group by all
+)
+select
+    c.customer_id,
+    d.day,
+    cast(coalesce(o.n_orders, 0) as bigint) as n_orders,
+    coalesce(o.spend, 0) as spend,
+    coalesce(o.discount_sum, 0) as discount_sum,
+    cast(coalesce(r.n_returns, 0) as bigint) as n_returns
+from customers as c
+join days as d on d.day >= c.first_day
+left join orders as o on o.customer_id = c.customer_id and o.day = d.day
+left join returns as r on r.customer_id = c.customer_id and r.day = d.day

@@ -1,0 +1,28 @@
+-- Product features as of the end of each day: units sold and returned over 30/90 days and the
+-- 90-day return rate (returns counted when received), with category and price band.
+with windows as (
+    select
+        product_id,
+        day,
+        cast(sum(units_sold) over w30 as bigint) as units_sold_30d,
+        cast(sum(units_sold) over w90 as bigint) as units_sold_90d,
+        cast(sum(units_returned) over w90 as bigint) as units_returned_90d
+    from {{ ref('int_product_daily_activity') }}
+    window
+        w30 as (partition by product_id order by day rows between 29 preceding and current row),
+        w90 as (partition by product_id order by day rows between 89 preceding and current row)
+)
+select
+    w.product_id,
+    w.day as feature_date,
+    cast(w.day + interval 1 day as timestamp) as feature_ts,
+    p.category,
+    p.price,
+    p.price_band,
+    w.units_sold_30d,
+    w.units_sold_90d,
+    w.units_returned_90d,
+    case when w.units_sold_90d > 0 then w.units_returned_90d / w.units_sold_90d end
+        as return_rate_90d
+from windows as w
+join {{ ref('stg_products') }} as p using (product_id)
