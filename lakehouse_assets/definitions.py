@@ -17,9 +17,9 @@ from lakehouse_assets.bronze.sensors import (
 )
 from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.resources import build_resources
+from lakehouse_assets.settings import get_settings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.silver.maintenance import lake_maintenance_job, lake_maintenance_schedule
-from lakehouse_assets.settings import get_settings
 
 
 def build_definitions() -> Definitions:

@@ -15,6 +15,15 @@ def test_definitions_load_with_bronze_assets_checks_jobs_and_sensor():
         AssetKey("shop_source_db"), AssetKey("landing_payments_files"),
     }
     assert expected <= keys
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    # One lineage graph: source -> bronze -> silver -> dbt staging -> marts.
+    assert AssetKey("shop_source_db") in {d.asset_key for d in specs[AssetKey("bronze_orders")].deps}
+    assert AssetKey("bronze_orders") in {d.asset_key for d in specs[AssetKey("silver_orders")].deps}
+    assert AssetKey("silver_orders") in {d.asset_key for d in specs[AssetKey("stg_orders")].deps}
+    assert AssetKey("stg_orders") in {d.asset_key for d in specs[AssetKey("fct_orders")].deps}
+    for key in ("fct_orders", "customer_daily_features", "product_daily_features"):
+        assert specs[AssetKey(key)].group_name == "gold"
+        assert "delta" in specs[AssetKey(key)].kinds
     for spec in defs.resolve_all_asset_specs():
         assert spec.group_name and spec.owners and spec.description and spec.kinds, spec.key
     checks = [spec for node in defs.get_repository_def().assets_defs_by_key.values()

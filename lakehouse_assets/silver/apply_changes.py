@@ -226,8 +226,8 @@ def silver_schema(spec: ApplyChangesSpec, bronze_schema: pl.Schema) -> pa.Schema
         columns[spec.timestamp_column] = bronze_schema[spec.timestamp_column]
     else:
         ts = bronze_schema[spec.timestamp_column]
-        columns |= {"valid_from": ts, "valid_to": ts, "is_current": pl.Boolean,
-                    "_last_seq": pl.Int64, "_end_seq": pl.Int64}
+        columns |= {"valid_from": ts, "valid_to": ts, "is_current": pl.Boolean(),
+                    "_last_seq": pl.Int64(), "_end_seq": pl.Int64()}
     return pl.DataFrame(schema=columns).to_arrow().schema
 
 

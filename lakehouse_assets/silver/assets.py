@@ -1,5 +1,7 @@
 """Silver assets: one per apply-changes spec, with an asset check per expectation."""
 
+from typing import Any
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -83,7 +85,7 @@ def _build_silver_asset(spec: ApplyChangesSpec) -> AssetsDefinition:
             f"{result.rows_updated:,} updated, {result.rows_deleted:,} deleted, "
             f"{result.events_quarantined:,} quarantined in {result.seconds:.2f}s"
         )
-        counts = {
+        counts: dict[str, Any] = {
             "bronze_versions": f"{result.bronze_from + 1}..{result.bronze_to}",
             "events_read": result.events_read,
             "events_applied": result.events_applied,
