@@ -27,8 +27,9 @@ ui: install  ## Dagster UI + daemon on 127.0.0.1:3000 over LAKEHOUSE_HOME
 check-defs: install
 	$(UV) run --frozen dagster definitions validate -w workspace.yaml
 
-bench: install  ## bronze ingest benchmark at 1M and 10M change events (minutes)
+bench: install  ## bronze ingest (1M, 10M events) and silver apply (1M into 10M rows); minutes
 	$(UV) run --frozen python benchmarks/bench_bronze_ingest.py --events 1000000 10000000
+	$(UV) run --frozen python benchmarks/bench_silver_apply.py --rows 10000000 --events 1000000
 
 lint: install
 	$(UV) run --frozen ruff check lakehouse_assets tests benchmarks

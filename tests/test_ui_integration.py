@@ -41,7 +41,7 @@ def graphql(port: int, query: str) -> dict:
         return json.loads(response.read())["data"]
 
 
-def test_ui_serves_the_bronze_assets_checks_and_sensor(settings):
+def test_ui_serves_the_lineage_graph_checks_and_sensor(settings):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "lakehouse_assets.cli", "ui", "--port", str(port)],
@@ -63,6 +63,8 @@ def test_ui_serves_the_bronze_assets_checks_and_sensor(settings):
                   for a in data["assetNodes"]}
         assert checks[("bronze_orders",)] == {"no_duplicate_changes", "all_changes_captured"}
         assert checks[("bronze_payments",)] == {"records_reconciled"}
+        assert "expect_has_customer" in checks[("silver_orders",)]
+        assert any("unique" in name for name in checks[("fct_orders",)])  # a dbt test
         sensors = graphql(port, '{ sensorsOrError(repositorySelector: {repositoryLocationName: '
                           '"lakehouse", repositoryName: "__repository__"}) '
                           '{ ... on Sensors { results { name } } } }')

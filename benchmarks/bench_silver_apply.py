@@ -1,0 +1,156 @@
+"""Silver apply-changes benchmark: 1M CDC events into a 10M-row SCD1 silver table.
+
+    uv run python benchmarks/bench_silver_apply.py [--rows 10000000] [--events 1000000]
+
+The silver table holds ``--rows`` orders (sorted by order_id, as apply-changes leaves a table
+that grew by inserts). The bronze batch holds ``--events`` change events shaped like the shop's
+CDC: 60% status updates and 10% cancellations (deletes) of the most recent 20% of orders, 30%
+new orders; 5% of the events are delivered twice and the batch is shuffled (out of order).
+
+Ours: ``apply_changes`` (Change Data Feed read, expectations, dedupe, tombstones, conditional
+MERGE, cursor commit). Baseline: a plain delta-rs MERGE (update / delete / insert on the key) of
+the already-deduplicated events into an identical copy of the table. Each runs in its own process
+so peak memory (max RSS) is its own. Prints seconds, peak memory and the ratio (target: <= 6 s,
+<= 4 GiB, <= 1.5x the plain MERGE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+from deltalake import DeltaTable, write_deltalake
+
+from lakehouse_assets.engine import AppTransaction, DeltaEngine
+from lakehouse_assets.silver.apply_changes import apply_changes
+from lakehouse_assets.silver.specs import SILVER_SPECS
+from lakehouse_assets.sources.cdc import BRONZE_TABLE_CONFIG, bronze_arrow_schema
+from lakehouse_assets.sources.schema import SOURCE_TABLES_BY_NAME
+
+ORDERS = next(s for s in SILVER_SPECS if s.name == "orders")
+T0 = pl.datetime(2026, 1, 1)
+
+
+def orders_frame(ids: pl.Series, seq: pl.Expr, status: str) -> pl.DataFrame:
+    frame = pl.DataFrame({"order_id": ids})
+    return frame.select(
+        pl.col("order_id"),
+        customer_id=pl.col("order_id") % 100_003,
+        status=pl.lit(status),
+        order_ts=T0 + pl.duration(seconds=pl.col("order_id") // 10),
+        amount=(pl.col("order_id") % 997).cast(pl.Float64) + 1,
+        discount=pl.lit(0.0),
+        updated_at=T0 + pl.duration(seconds=pl.col("order_id") // 10),
+        _seq=seq,
+        _commit_ts=T0 + pl.duration(seconds=pl.col("order_id") // 10),
+    )
+
+
+def build(work: Path, rows: int, events: int) -> None:
+    engine = DeltaEngine(str(work / "lake"))
+    silver = orders_frame(pl.int_range(0, rows, eager=True), pl.col("order_id"), "delivered")
+    bronze_schema = bronze_arrow_schema(SOURCE_TABLES_BY_NAME["orders"])
+    engine.ensure_table("bronze/orders", bronze_schema, configuration=BRONZE_TABLE_CONFIG)
+    start_version = engine.version("bronze/orders")
+    # The silver table as a previous apply left it (its cursor at the empty bronze table).
+    write_deltalake(engine.table_path(ORDERS.table), silver.to_arrow(), mode="append",
+                    configuration={"delta.enableChangeDataFeed": "true"})
+    engine.append(ORDERS.table, silver.clear(),
+                  transactions=[AppTransaction(ORDERS.app_id, start_version)])
+    recent_low = int(rows * 0.8)
+    n_update, n_delete = int(events * 0.6), int(events * 0.1)
+    n_insert = events - n_update - n_delete
+    updated = pl.int_range(recent_low, rows, eager=True).sample(n_update, with_replacement=True, seed=1)
+    deleted = pl.int_range(recent_low, rows, eager=True).sample(n_delete, seed=2)
+    seq0 = rows + 1
+    parts = [
+        orders_frame(updated, seq0 + pl.int_range(0, n_update), "shipped")
+        .with_columns(_op=pl.lit("update")),
+        orders_frame(pl.int_range(rows, rows + n_insert, eager=True),
+                     seq0 + n_update + pl.int_range(0, n_insert), "placed")
+        .with_columns(_op=pl.lit("insert")),
+        orders_frame(deleted, seq0 + n_update + n_insert + pl.int_range(0, n_delete), "shipped")
+        .with_columns(_op=pl.lit("delete")),
+    ]
+    batch = pl.concat(parts)
+    batch = pl.concat([batch, batch.sample(fraction=0.05, seed=3)]).sample(fraction=1.0, shuffle=True, seed=4)
+    bronze = batch.with_columns(
+        _ingested_at=T0.cast(pl.Datetime("us", "UTC")), _source=pl.lit("bench"),
+        _batch_id=pl.lit("bench"),
+    ).select(bronze_schema.names)
+    engine.append("bronze/orders", bronze.to_arrow().cast(bronze_schema))
+    # The baseline's input: the same events deduplicated (newest per key), as plain MERGE needs.
+    batch.sort("_seq").unique("order_id", keep="last").write_parquet(work / "deduplicated.parquet")
+    shutil.copytree(work / "lake" / "silver", work / "plain_silver")
+
+
+def run_ours(work: Path, out) -> None:
+    started = time.perf_counter()
+    result = apply_changes(DeltaEngine(str(work / "lake")), ORDERS, batch_id="bench")
+    out.put(("ours", time.perf_counter() - started,
+             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, result))
+
+
+def run_plain(work: Path, out) -> None:
+    started = time.perf_counter()
+    source = pl.read_parquet(work / "deduplicated.parquet").with_columns(
+        _is_delete=pl.col("_op") == "delete").drop("_op")
+    columns = {c: f"s.{c}" for c in source.columns if c != "_is_delete"}
+    (
+        DeltaTable(str(work / "plain_silver" / "orders"))
+        .merge(source.to_arrow(), predicate="t.order_id = s.order_id", source_alias="s",
+               target_alias="t")
+        .when_matched_delete(predicate="s._is_delete")
+        .when_matched_update(columns, predicate="NOT s._is_delete")
+        .when_not_matched_insert(columns, predicate="NOT s._is_delete")
+        .execute()
+    )
+    out.put(("plain", time.perf_counter() - started,
+             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, None))
+
+
+def measure(target, work: Path):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=target, args=(work, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    data = Path(__file__).parent / ".data"
+    data.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=data) as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        build(work, args.rows, args.events)
+        print(f"built {args.rows:,}-row silver table and {args.events:,}-event batch "
+              f"(+5% duplicates) in {time.perf_counter() - started:.0f}s")
+        _, ours_s, ours_mem, result = measure(run_ours, work)
+        _, plain_s, plain_mem, _ = measure(run_plain, work)
+        ours_table = DeltaEngine(str(work / "lake")).read(ORDERS.table).sort("order_id")
+        plain_table = pl.read_delta(str(work / "plain_silver" / "orders")).sort("order_id")
+        same = ours_table.equals(plain_table.select(ours_table.columns))
+    print(f"  ours: {result.events_read:,} events read, {result.events_superseded:,} superseded, "
+          f"{result.rows_inserted:,} inserted, {result.rows_updated:,} updated, "
+          f"{result.rows_deleted:,} deleted; same table as the plain MERGE: {same}")
+    gib = 1024 ** 3
+    print(f"apply_changes: {ours_s:.2f}s, peak {ours_mem / gib:.2f} GiB | plain MERGE of "
+          f"deduplicated events: {plain_s:.2f}s, peak {plain_mem / gib:.2f} GiB | ratio "
+          f"{ours_s / plain_s:.2f}x (targets: <= 6 s, <= 4 GiB, <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
