@@ -6,20 +6,32 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: demo test ui bench lint check-defs install
+SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spark-jars)
+
+.PHONY: demo test ui bench lint check-defs install spark-jars demo-spark
 
 .bootstrap/bin/uv:
 	$(PYTHON) -m venv .bootstrap
 	.bootstrap/bin/pip install --quiet uv
 
 install: | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra spark
+
+# Delta Lake jars for the Spark engine, from Maven Central through the ordinary Maven client.
+spark-jars:
+	@if ls $(SPARK_JARS_DIR)/delta-spark_*.jar >/dev/null 2>&1; then echo "Delta jars in $(SPARK_JARS_DIR)"; \
+	else mvn -q -B -f deploy/spark/pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=$(SPARK_JARS_DIR) -DincludeGroupIds=io.delta,io.unitycatalog \
+	  && echo "Delta jars fetched into $(SPARK_JARS_DIR)"; fi
 
 demo: install  ## simulate the shop and materialize every asset (embedded engine)
 	$(UV) run --frozen lakehouse demo
 
-test: install  ## the default test suite
+test: install spark-jars  ## the default test suite (Spark tests run on local[2])
 	$(UV) run --frozen pytest
+
+demo-spark: install spark-jars  ## the end-to-end run on the Spark engine (local[*])
+	LAKEHOUSE_ENGINE=spark $(UV) run --frozen lakehouse demo
 
 ui: install  ## Dagster UI + daemon on 127.0.0.1:3000 over LAKEHOUSE_HOME
 	$(UV) run --frozen lakehouse ui

@@ -91,6 +91,15 @@ class LakehouseSettings(BaseSettings):
     time_travel_retention_hours: int = Field(
         default=168, ge=0, description="VACUUM keeps the files of versions younger than this"
     )
+    spark_master: str = Field(
+        default="local[*]",
+        description="local[N], spark://host:port, k8s://..., yarn, or a Spark Connect sc:// URL",
+    )
+    spark_jars_dir: Path = Field(
+        default=Path("~/.cache/lakehouse/spark-jars"),
+        description="Delta Lake jars fetched by `make spark-jars` (copy it for air-gapped use)",
+    )
+    spark_driver_memory: str = "4g"
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000
     simulator: SimulatorSettings = SimulatorSettings()
@@ -119,6 +128,38 @@ class LakehouseSettings(BaseSettings):
     @property
     def dagster_home(self) -> Path:
         return self.home_dir / "dagster"
+
+    def spark_config(self) -> dict[str, str]:
+        """Spark session settings for the Delta engine (dagster-pyspark's resource takes them)."""
+        jars_dir = self.spark_jars_dir.expanduser()
+        jars = sorted(str(p) for p in jars_dir.glob("*.jar")) if jars_dir.is_dir() else []
+        config = {
+            "spark.app.name": "lakehouse",
+            "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+            "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+            # Same semantics as the embedded engine: naive timestamps, UTC, no deletion vectors.
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.timestampType": "TIMESTAMP_NTZ",
+            "spark.databricks.delta.properties.defaults.enableDeletionVectors": "false",
+            "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+            "spark.sql.execution.arrow.pyspark.enabled": "true",
+            "spark.sql.shuffle.partitions": "4",
+            # Small Delta logs need no 50-way state reconstruction (the default).
+            "spark.databricks.delta.snapshotPartitions": "2",
+            # VACUUM lists files with this many tasks (default 10000, minutes on one machine).
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
+            "spark.driver.memory": self.spark_driver_memory,
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+        }
+        if self.spark_master.startswith("sc://"):
+            config["spark.remote"] = self.spark_master
+        else:
+            config["spark.master"] = self.spark_master
+            config["spark.jars"] = ",".join(jars)
+        return config
 
     def ensure_dirs(self) -> None:
         """Create the local folders and a telemetry-off Dagster instance config."""

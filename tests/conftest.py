@@ -53,3 +53,22 @@ def engine(settings: LakehouseSettings) -> DeltaEngine:
 
 
 assert os.environ["DAGSTER_DISABLE_TELEMETRY"] == "1"
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """One Spark session (local[2], real Delta jars) for every Spark test of the run."""
+    from lakehouse_assets.resources.lake import spark_engine
+
+    config = LakehouseSettings(engine="spark", spark_master="local[2]",
+                               spark_driver_memory="2g").spark_config()
+    engine = spark_engine("unused", config)
+    yield engine.spark  # type: ignore[attr-defined]
+    engine.spark.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def spark_engine(spark_session, settings):
+    from lakehouse_assets.engine.spark import SparkEngine
+
+    return SparkEngine(spark_session, settings.lake_root)

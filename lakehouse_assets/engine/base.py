@@ -58,6 +58,8 @@ UPSERT = (MergeClause("matched", "update"), MergeClause("not_matched", "insert")
 @runtime_checkable
 class LakeEngine(Protocol):
     name: str
+    # How many transaction identifiers one commit can carry (None: any number).
+    max_transactions_per_commit: int | None
 
     def table_path(self, table: str) -> str: ...
 

@@ -37,6 +37,7 @@ class DeltaEngine:
     """Tables are folders ``<root>/<table>``; ``root`` may be a local path or an object-store URI."""
 
     name = "embedded"
+    max_transactions_per_commit: int | None = None
 
     def __init__(self, root: str, storage_options: dict[str, str] | None = None):
         self.root = root.rstrip("/")

@@ -40,6 +40,7 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
         "lake": LakeResource(
             root=settings.lake_root,
             engine_name=settings.engine,
+            spark_config=settings.spark_config() if settings.engine == "spark" else {},
             cdc_chunk_rows=settings.cdc_chunk_rows,
             time_travel_retention_hours=settings.time_travel_retention_hours,
             gold_dir=str(settings.gold_dir),

@@ -372,7 +372,10 @@ def ingest_files(
         result.files_ingested += 1
         result.rows_read_by_file[parsed.file_id] = parsed.rows_read
         pending_rows += parsed.valid.height + parsed.quarantine.height
-        if pending_rows >= flush_rows:
+        per_commit = engine.max_transactions_per_commit
+        if pending_rows >= flush_rows or (
+            per_commit is not None and max(map(len, pending.values())) >= per_commit
+        ):
             flush()
         if on_file:
             on_file(index, parsed)

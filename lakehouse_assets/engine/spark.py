@@ -1,0 +1,268 @@
+"""Spark engine: Delta Lake through PySpark + delta-spark, behind the same protocol.
+
+Data moves between Spark and the callers' polars frames as Arrow. The Delta log is the contract
+between engines, so small metadata reads (versions, transaction identifiers) use delta-rs on the
+same table; everything that reads or writes data runs in Spark.
+
+Exactly-once works as on the embedded engine: a write carries its transaction identifier
+(``txnAppId`` / ``txnVersion``; for MERGE the matching session settings), Spark skips a write whose
+identifier is already committed, and a concurrent commit of the same identifier fails.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable as RustDeltaTable
+
+from lakehouse_assets.engine.base import (
+    UPSERT,
+    AppTransaction,
+    CommitResult,
+    ConcurrentWriteError,
+    MergeClause,
+    TableNotFoundError,
+)
+
+# delta-spark's MERGE metric names -> the names the protocol's callers read (delta-rs's).
+MERGE_METRICS = {"numTargetRowsInserted": "num_target_rows_inserted",
+                 "numTargetRowsUpdated": "num_target_rows_updated",
+                 "numTargetRowsDeleted": "num_target_rows_deleted",
+                 "numSourceRows": "num_source_rows"}
+
+
+class SparkEngine:
+    name = "spark"
+    # Spark commits one transaction identifier per write.
+    max_transactions_per_commit = 1
+
+    def __init__(self, spark: Any, root: str, storage_options: dict[str, str] | None = None):
+        self.spark = spark
+        self.root = root.rstrip("/")
+        self.storage_options = storage_options or None
+        self._session_conf_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ helpers
+    def table_path(self, table: str) -> str:
+        return f"{self.root}/{table}"
+
+    def _delta(self, table: str):
+        from delta.tables import DeltaTable
+
+        if not self.exists(table):
+            raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}")
+        return DeltaTable.forPath(self.spark, self.table_path(table))
+
+    def _to_spark(self, data: pl.DataFrame | pa.Table):
+        arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
+        if arrow.num_rows == 0:
+            return self.spark.createDataFrame([], self.spark.createDataFrame(arrow.slice(0, 0)).schema)
+        return self.spark.createDataFrame(arrow)
+
+    @staticmethod
+    def _to_polars(frame) -> pl.DataFrame:
+        return pl.DataFrame(pl.from_arrow(frame.toArrow()))
+
+    @contextmanager
+    def _commit_settings(self, transactions: list[AppTransaction] | None,
+                         metadata: dict[str, Any] | None):
+        """Session settings that make the next DML commit carry an identifier and metadata."""
+        if transactions and len(transactions) > 1:
+            raise ValueError("the Spark engine commits one transaction identifier per write")
+        settings = {}
+        if transactions:
+            settings["spark.databricks.delta.write.txnAppId"] = transactions[0].app_id
+            settings["spark.databricks.delta.write.txnVersion"] = str(transactions[0].version)
+        if metadata:
+            settings["spark.databricks.delta.commitInfo.userMetadata"] = json.dumps(metadata)
+        with self._session_conf_lock:
+            for key, value in settings.items():
+                self.spark.conf.set(key, value)
+            try:
+                yield
+            finally:
+                for key in settings:
+                    self.spark.conf.unset(key)
+
+    @staticmethod
+    def _conflict(table: str, exc: Exception) -> Exception:
+        text = str(exc)
+        if "Concurrent" in text or "ConcurrentTransaction" in type(exc).__name__:
+            return ConcurrentWriteError(f"write to {table!r} lost to a concurrent commit ({text[:300]});"
+                                        " nothing was written")
+        return exc
+
+    # ------------------------------------------------------------------ protocol
+    def exists(self, table: str) -> bool:
+        return RustDeltaTable.is_deltatable(self.table_path(table), self.storage_options)
+
+    def version(self, table: str) -> int | None:
+        if not self.exists(table):
+            return None
+        return RustDeltaTable(self.table_path(table), storage_options=self.storage_options).version()
+
+    def app_transaction_version(
+        self, table: str, app_id: str, at_version: int | None = None
+    ) -> int | None:
+        if not self.exists(table):
+            return None
+        return RustDeltaTable(self.table_path(table), version=at_version,
+                              storage_options=self.storage_options).transaction_version(app_id)
+
+    def ensure_table(
+        self, table: str, schema: pa.Schema, *, configuration: dict[str, str | None] | None = None
+    ) -> int:
+        from delta.tables import DeltaTable
+
+        if not self.exists(table):
+            builder = DeltaTable.createIfNotExists(self.spark).location(self.table_path(table))
+            builder = builder.addColumns(self.spark.createDataFrame(schema.empty_table()).schema)
+            for key, value in (configuration or {}).items():
+                if value is not None:
+                    builder = builder.property(key, value)
+            builder.execute()
+        version = self.version(table)
+        assert version is not None
+        return version
+
+    def read(
+        self,
+        table: str,
+        *,
+        version: int | None = None,
+        columns: list[str] | None = None,
+        where_in: dict[str, list[Any]] | None = None,
+    ) -> pl.DataFrame:
+        if not self.exists(table):
+            raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}")
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        frame = reader.load(self.table_path(table))
+        for column, values in (where_in or {}).items():
+            frame = frame.where(frame[column].isin(list(values)))
+        if columns:
+            frame = frame.select(*columns)
+        return self._to_polars(frame)
+
+    def head(self, table: str, rows: int = 10) -> pl.DataFrame:
+        frame = self.spark.read.format("delta").load(self.table_path(table)).limit(rows)
+        return self._to_polars(frame)
+
+    def append(
+        self,
+        table: str,
+        df: pl.DataFrame | pa.Table,
+        *,
+        transactions: list[AppTransaction] | None = None,
+        partition_by: list[str] | None = None,
+        commit_metadata: dict[str, Any] | None = None,
+        configuration: dict[str, str | None] | None = None,
+        read_version: int | None = None,
+    ) -> CommitResult:
+        data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
+        if configuration and not self.exists(table):
+            self.ensure_table(table, data.schema, configuration=configuration)
+        if transactions and len(transactions) > 1:
+            raise ValueError("the Spark engine commits one transaction identifier per write")
+        writer = self._to_spark(data).write.format("delta").mode("append").option("mergeSchema", "true")
+        if transactions:
+            writer = writer.option("txnAppId", transactions[0].app_id)
+            writer = writer.option("txnVersion", transactions[0].version)
+        if commit_metadata:
+            writer = writer.option("userMetadata", json.dumps(commit_metadata))
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        try:
+            writer.save(self.table_path(table))
+        except Exception as exc:
+            raise self._conflict(table, exc) from exc
+        return CommitResult(table, self.version(table) or 0, data.num_rows, self.table_path(table))
+
+    def merge(
+        self,
+        table: str,
+        df: pl.DataFrame | pa.Table,
+        *,
+        keys: list[str],
+        clauses: tuple[MergeClause, ...] = UPSERT,
+        transactions: list[AppTransaction] | None = None,
+        commit_metadata: dict[str, Any] | None = None,
+        read_version: int | None = None,
+    ) -> CommitResult:
+        data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
+        if not self.exists(table):
+            return self.append(table, data, transactions=transactions,
+                               commit_metadata=commit_metadata)
+        target = self._delta(table)
+        target_columns = target.toDF().columns
+        builder = target.alias("target").merge(
+            self._to_spark(data).alias("source"),
+            " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys),
+        )
+        for clause in clauses:
+            assignments = {f"`{c}`": f"source.`{c}`" for c in clause.columns or target_columns}
+            if (clause.when, clause.action) == ("matched", "update"):
+                builder = builder.whenMatchedUpdate(condition=clause.condition, set=assignments)
+            elif (clause.when, clause.action) == ("matched", "delete"):
+                builder = builder.whenMatchedDelete(condition=clause.condition)
+            elif (clause.when, clause.action) == ("not_matched", "insert"):
+                builder = builder.whenNotMatchedInsert(condition=clause.condition, values=assignments)
+            elif (clause.when, clause.action) == ("not_matched_by_source", "delete"):
+                builder = builder.whenNotMatchedBySourceDelete(condition=clause.condition)
+            else:
+                raise ValueError(f"unsupported MERGE clause: {clause}")
+        before = self.version(table)
+        try:
+            with self._commit_settings(transactions, commit_metadata):
+                builder.execute()
+        except Exception as exc:
+            raise self._conflict(table, exc) from exc
+        version = self.version(table) or 0
+        metrics: dict[str, Any] = {}
+        if version != before:
+            last = target.history(1).collect()[0].asDict()
+            metrics = {MERGE_METRICS[k]: int(v) for k, v in (last["operationMetrics"] or {}).items()
+                       if k in MERGE_METRICS}
+        return CommitResult(table, version, data.num_rows, self.table_path(table), metrics)
+
+    def changes(
+        self, table: str, after_version: int, up_to_version: int | None = None
+    ) -> tuple[pl.DataFrame, int]:
+        end = self.version(table) if up_to_version is None else up_to_version
+        if end is None:
+            raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}")
+        if end <= after_version:
+            return pl.DataFrame(), end
+        frame = (self.spark.read.format("delta").option("readChangeFeed", "true")
+                 .option("startingVersion", after_version + 1).option("endingVersion", end)
+                 .load(self.table_path(table)))
+        return self._to_polars(frame), end
+
+    def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
+        rows = self._delta(table).history(limit).collect()
+        return [row.asDict(recursive=True) for row in rows]
+
+    def row_count(self, table: str) -> int:
+        if not self.exists(table):
+            return 0
+        return int(self.spark.read.format("delta").load(self.table_path(table)).count())
+
+    def optimize(self, table: str, zorder_by: list[str] | None = None) -> dict[str, Any]:
+        optimizer = self._delta(table).optimize()
+        result = optimizer.executeZOrderBy(*zorder_by) if zorder_by else optimizer.executeCompaction()
+        metrics = result.collect()[0]["metrics"].asDict()
+        return {"numFilesAdded": metrics.get("numFilesAdded", 0),
+                "numFilesRemoved": metrics.get("numFilesRemoved", 0)}
+
+    def vacuum(self, table: str, retention_hours: int) -> list[str]:
+        path = self.table_path(table)
+        dry_run = self.spark.sql(f"VACUUM delta.`{path}` RETAIN {int(retention_hours)} HOURS DRY RUN")
+        files = [row[0] for row in dry_run.collect()]
+        self._delta(table).vacuum(float(retention_hours))
+        return files
