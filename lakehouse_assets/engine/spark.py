@@ -39,7 +39,7 @@ MERGE_METRICS = {"numTargetRowsInserted": "num_target_rows_inserted",
 class SparkEngine:
     name = "spark"
     # Spark commits one transaction identifier per write.
-    max_transactions_per_commit = 1
+    max_transactions_per_commit: int | None = 1
 
     def __init__(self, spark: Any, root: str, storage_options: dict[str, str] | None = None):
         self.spark = spark

@@ -83,15 +83,17 @@ def install_change_capture(conn: sqlite3.Connection) -> None:
 
 
 def bronze_arrow_schema(table: SourceTable) -> pa.Schema:
+    # All columns nullable: NOT NULL columns need the Delta "invariants" table feature, which
+    # delta-rs does not list in the protocol it writes, and Spark then refuses the table.
     return pa.schema(
         [
-            pa.field("_seq", pa.int64(), nullable=False),
-            pa.field("_op", pa.string(), nullable=False),
-            pa.field("_commit_ts", pa.timestamp("us"), nullable=False),
+            pa.field("_seq", pa.int64()),
+            pa.field("_op", pa.string()),
+            pa.field("_commit_ts", pa.timestamp("us")),
             *table.arrow_fields(),
-            pa.field("_ingested_at", pa.timestamp("us", tz="UTC"), nullable=False),
-            pa.field("_source", pa.string(), nullable=False),
-            pa.field("_batch_id", pa.string(), nullable=False),
+            pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
+            pa.field("_source", pa.string()),
+            pa.field("_batch_id", pa.string()),
         ]
     )
 
