@@ -23,6 +23,13 @@ from lakehouse_assets.engine.base import (
 )
 
 
+def nullable(schema: pa.Schema) -> pa.Schema:
+    """The schema with every column nullable. NOT NULL columns need the Delta "invariants" table
+    feature, which delta-rs does not list in the protocol it writes; Spark then refuses the table.
+    Not-null rules live in expectations and checks instead."""
+    return pa.schema([field.with_nullable(True) for field in schema])
+
+
 def _commit_properties(
     transactions: list[AppTransaction] | None, metadata: dict[str, Any] | None
 ) -> CommitProperties:
@@ -67,7 +74,8 @@ class DeltaEngine:
         if not self.exists(table):
             with contextlib.suppress(CommitFailedError):  # another writer created it first
                 DeltaTable.create(
-                    self.table_path(table), schema, mode="ignore", configuration=configuration,
+                    self.table_path(table), nullable(schema), mode="ignore",
+                    configuration=configuration,
                     storage_options=self.storage_options,
                 )
         return self._table(table).version()
@@ -109,6 +117,7 @@ class DeltaEngine:
         table is created.
         """
         data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
+        data = data.cast(nullable(data.schema))
         target: str | DeltaTable = self.table_path(table)
         if read_version is not None:
             target = self._table(table, read_version)

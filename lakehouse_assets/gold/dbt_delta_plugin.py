@@ -24,6 +24,8 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
 from deltalake import DeltaTable, write_deltalake
 
+from lakehouse_assets.engine.delta import nullable
+
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
@@ -46,6 +48,7 @@ class Plugin(BasePlugin):
         assert target_config.location is not None
         data = pq.read_table(target_config.location.path)
         table = target_config.config.get("delta_table") or f"gold/{target_config.relation.identifier}"
+        data = data.cast(nullable(data.schema))  # so Spark can read it too
         write_deltalake(self.path(table), _without_empty_marker(data), mode="overwrite",
                         schema_mode="overwrite")
 
