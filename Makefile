@@ -1,6 +1,7 @@
 # The commands README and CI use. Each installs what it needs: uv (bootstrapped with pip into
 # .bootstrap/ when it is not on PATH), then the locked environment in .venv/.
 PYTHON ?= python3
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 UV := $(shell command -v uv 2>/dev/null || echo .bootstrap/bin/uv)
 export DAGSTER_DISABLE_TELEMETRY := 1
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -8,7 +9,7 @@ export DO_NOT_TRACK := 1
 
 SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spark-jars)
 
-.PHONY: demo test ui bench lint check-defs install spark-jars demo-spark
+.PHONY: demo test ui bench lint check-defs install spark-jars demo-spark postgres-server
 
 .bootstrap/bin/uv:
 	$(PYTHON) -m venv .bootstrap
@@ -27,7 +28,12 @@ spark-jars:
 demo: install  ## simulate the shop and materialize every asset (embedded engine)
 	$(UV) run --frozen lakehouse demo
 
-test: install spark-jars  ## the default test suite (Spark tests run on local[2])
+# Debian's PostgreSQL server binaries; the tests start their own server on 127.0.0.1.
+postgres-server:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then echo "PostgreSQL server installed"; \
+	else $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql; fi
+
+test: install spark-jars postgres-server  ## the default test suite (Spark tests run on local[2])
 	$(UV) run --frozen pytest
 
 demo-spark: install spark-jars  ## the end-to-end run on the Spark engine (local[*])
