@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import re
 import resource
 import shutil
 import tempfile
@@ -97,6 +98,25 @@ def run_ours(work: Path, out) -> None:
              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, result))
 
 
+def run_spark(work: Path, out, master: str) -> None:
+    """apply_changes on the Spark engine over its own copy of the lake; peak memory = this
+    process + the JVM (a child process, measured after the session stops)."""
+    from lakehouse_assets.resources.lake import spark_engine
+    from lakehouse_assets.settings import LakehouseSettings
+
+    config = LakehouseSettings(engine="spark", spark_master=master).spark_config()
+    engine = spark_engine(str(work / f"lake_{master}"), config)
+    started = time.perf_counter()
+    result = apply_changes(engine, ORDERS, batch_id="bench")
+    seconds = time.perf_counter() - started
+    jvm_pid = engine.spark.sparkContext._gateway.proc.pid  # type: ignore[attr-defined]
+    status = Path(f"/proc/{jvm_pid}/status").read_text()
+    jvm_peak_kib = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    memory = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + jvm_peak_kib) * 1024
+    engine.spark.stop()  # type: ignore[attr-defined]
+    out.put((f"spark {master}", seconds, memory, result))
+
+
 def run_plain(work: Path, out) -> None:
     started = time.perf_counter()
     source = pl.read_parquet(work / "deduplicated.parquet").with_columns(
@@ -115,10 +135,10 @@ def run_plain(work: Path, out) -> None:
              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, None))
 
 
-def measure(target, work: Path):
+def measure(target, work: Path, *args):
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    process = ctx.Process(target=target, args=(work, queue))
+    process = ctx.Process(target=target, args=(work, queue, *args))
     process.start()
     result = queue.get()
     process.join()
@@ -129,6 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--spark", nargs="*", default=[], metavar="MASTER",
+                        help="also run on Spark with these masters, e.g. local[1] local[2]")
     args = parser.parse_args()
     data = Path(__file__).parent / ".data"
     data.mkdir(exist_ok=True)
@@ -136,11 +158,18 @@ def main() -> None:
         work = Path(tmp)
         started = time.perf_counter()
         build(work, args.rows, args.events)
+        for master in args.spark:  # each Spark run applies the batch to its own copy
+            shutil.copytree(work / "lake", work / f"lake_{master}")
         print(f"built {args.rows:,}-row silver table and {args.events:,}-event batch "
               f"(+5% duplicates) in {time.perf_counter() - started:.0f}s")
         _, ours_s, ours_mem, result = measure(run_ours, work)
         _, plain_s, plain_mem, _ = measure(run_plain, work)
+        spark_runs = [measure(run_spark, work, master) for master in args.spark]
         ours_table = DeltaEngine(str(work / "lake")).read(ORDERS.table).sort("order_id")
+        same_on_spark = [
+            DeltaEngine(str(work / f"lake_{m}")).read(ORDERS.table).sort("order_id").equals(ours_table)
+            for m in args.spark
+        ]
         plain_table = pl.read_delta(str(work / "plain_silver" / "orders")).sort("order_id")
         same = ours_table.equals(plain_table.select(ours_table.columns))
     print(f"  ours: {result.events_read:,} events read, {result.events_superseded:,} superseded, "
@@ -150,6 +179,10 @@ def main() -> None:
     print(f"apply_changes: {ours_s:.2f}s, peak {ours_mem / gib:.2f} GiB | plain MERGE of "
           f"deduplicated events: {plain_s:.2f}s, peak {plain_mem / gib:.2f} GiB | ratio "
           f"{ours_s / plain_s:.2f}x (targets: <= 6 s, <= 4 GiB, <= 1.5x)")
+    for (name, seconds, memory, _), same_table in zip(spark_runs, same_on_spark, strict=True):
+        print(f"{name}: {seconds:.2f}s ({seconds / (result.events_read / 1e6):.2f} s per million "
+              f"events), peak {memory / gib:.2f} GiB (Python + JVM) | embedded is "
+              f"{seconds / ours_s:.1f}x faster | same table as embedded: {same_table}")
 
 
 if __name__ == "__main__":

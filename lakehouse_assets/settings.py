@@ -135,6 +135,7 @@ class LakehouseSettings(BaseSettings):
         jars = sorted(str(p) for p in jars_dir.glob("*.jar")) if jars_dir.is_dir() else []
         config = {
             "spark.app.name": "lakehouse",
+            "spark.sql.warehouse.dir": str(self.home_dir / "spark-warehouse"),
             "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
             "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
             # Same semantics as the embedded engine: naive timestamps, UTC, no deletion vectors.

@@ -178,8 +178,8 @@ def _quarantine_rows(dropped: pl.DataFrame, spec: ApplyChangesSpec, batch_id: st
 # ------------------------------------------------------------------------- SCD1 / SCD2
 def latest_per_key(events: pl.DataFrame, spec: ApplyChangesSpec) -> pl.DataFrame:
     """The newest event of each key in a batch (duplicates and older events fall away)."""
-    return events.sort(spec.sequence_by).unique(subset=list(spec.keys), keep="last",
-                                                 maintain_order=True)
+    return events.sort(spec.sequence_by, descending=True).unique(subset=list(spec.keys),
+                                                                 keep="first")
 
 
 def build_scd2_versions(history: pl.DataFrame, spec: ApplyChangesSpec) -> pl.DataFrame:
@@ -309,8 +309,7 @@ def _apply_scd1(
     result.events_applied = latest.height
     deletes = latest.filter("_is_delete").select([*keys, seq])
     if deletes.height and not _done(engine, spec.tombstones, spec, result.bronze_to):
-        engine.ensure_table(spec.tombstones, deletes.to_arrow().schema)
-        engine.merge(
+        engine.merge(  # the first deletes create the table
             spec.tombstones, deletes, keys=keys, transactions=txn,
             clauses=(MergeClause("matched", "update", f"source.{seq} > target.{seq}"),
                      MergeClause("not_matched", "insert")),
