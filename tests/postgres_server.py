@@ -35,7 +35,9 @@ def postgres_server(extra_conf: tuple[str, ...] = ()):
     folder = Path(tempfile.mkdtemp(prefix="lakehouse-pg-"))
     data = folder / "data"
     port = _free_port()
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    runuser = shutil.which("runuser") or next(
+        (p for p in ("/usr/sbin/runuser", "/sbin/runuser") if os.path.exists(p)), "runuser")
+    prefix = [runuser, "-u", "postgres", "--"] if as_root else []
     if as_root:
         postgres = pwd.getpwnam("postgres")
         os.chown(folder, postgres.pw_uid, postgres.pw_gid)
