@@ -187,11 +187,16 @@ def disable_telemetry() -> None:
         os.environ.setdefault(key, value)
 
 
-def export_dbt_env(lake_root: str, gold_dir: str) -> dict[str, str]:
+def export_dbt_env(
+    lake_root: str, gold_dir: str, spark_config: dict[str, str] | None = None
+) -> dict[str, str]:
     """Set the variables dbt_project/profiles.yml reads (dbt runs as a subprocess of the run)."""
     Path(gold_dir, "external").mkdir(parents=True, exist_ok=True)
     values = {"LAKEHOUSE_DBT_LAKE_ROOT": lake_root, "LAKEHOUSE_DBT_GOLD_DIR": gold_dir,
               "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **TELEMETRY_OFF_ENV}
+    if spark_config:  # the spark target: same master and Delta jars as the engine
+        values["LAKEHOUSE_DBT_SPARK_MASTER"] = spark_config.get("spark.master", "local[*]")
+        values["LAKEHOUSE_DBT_SPARK_JARS"] = spark_config.get("spark.jars", "")
     os.environ.update(values)
     return values
 

@@ -1,11 +1,13 @@
-"""The same simulator input through the embedded engine and through Spark gives identical
-bronze and silver tables, and each engine reads what the other wrote."""
+"""The same simulator input through the embedded engine and through Spark (bronze and silver on
+the Spark engine, gold on dbt-spark) gives identical bronze, silver and gold tables, and each
+engine reads what the other wrote."""
 
 import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS, ingest_payments_files
+from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.engine.spark import SparkEngine
 from lakehouse_assets.resources import build_resources
@@ -25,7 +27,7 @@ def stable(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(sorted(frame.columns)).sort(sorted(frame.columns), nulls_last=True)
 
 
-def test_embedded_and_spark_give_identical_bronze_and_silver(tmp_path, spark_session):
+def test_embedded_and_spark_give_identical_bronze_silver_and_gold(tmp_path, spark_session):
     cfg = SMALL_SIMULATION.model_copy(update={"days": 8})
     homes = {}
     for engine in ("embedded", "spark"):
@@ -34,7 +36,8 @@ def test_embedded_and_spark_give_identical_bronze_and_silver(tmp_path, spark_ses
                                      simulator=cfg)
         settings.ensure_dirs()
         ShopSimulator(settings.source_db, settings.landing, cfg).run()
-        result = materialize([*BRONZE_CDC_ASSETS, ingest_payments_files, *SILVER_ASSETS],
+        result = materialize([*BRONZE_CDC_ASSETS, ingest_payments_files, *SILVER_ASSETS,
+                              gold_dbt_models],
                              resources=build_resources(settings),
                              instance=DagsterInstance.ephemeral())
         assert result.success, engine
@@ -43,7 +46,8 @@ def test_embedded_and_spark_give_identical_bronze_and_silver(tmp_path, spark_ses
     embedded = DeltaEngine(homes["embedded"])
     spark = SparkEngine(spark_session, homes["spark"])
     compared = 0
-    for table in maintained_tables():
+    gold = ["gold/fct_orders", "gold/customer_daily_features", "gold/product_daily_features"]
+    for table in [*maintained_tables(), *gold]:
         if not embedded.exists(table):
             continue
         # Each engine reads the other's table: Delta is the contract.
@@ -51,5 +55,5 @@ def test_embedded_and_spark_give_identical_bronze_and_silver(tmp_path, spark_ses
         written_by_spark = stable(DeltaEngine(homes["spark"]).read(table))
         assert written_by_spark.equals(written_by_embedded, null_equal=True), table
         compared += 1
-    assert compared >= 10
+    assert compared >= 13
     assert stable(spark.read("silver/orders")).height > 0

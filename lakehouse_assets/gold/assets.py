@@ -47,20 +47,19 @@ class GoldTranslator(DagsterDbtTranslator):
         props = self.get_resource_props(manifest, unique_id)
         if props.get("resource_type") != "model":
             return spec
-        is_mart = props.get("config", {}).get("materialized") == "external"
-        table = props.get("config", {}).get("delta_table")
+        table = props.get("config", {}).get("delta_table")  # set on marts only
         return spec.replace_attributes(
             key=AssetKey(props["name"]),  # model names are unique: no schema prefix
             group_name="gold",
             owners=OWNERS,
-            kinds={"dbt", "duckdb", *({"delta"} if is_mart else set())},
+            kinds={"dbt", "duckdb", "spark", *({"delta"} if table else set())},
             metadata={**spec.metadata, **({"table": table} if table else {})},
         )
 
 
 @dbt_assets(manifest=ensure_manifest(), dagster_dbt_translator=GoldTranslator())
 def gold_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource):
-    export_dbt_env(lake.root, lake.gold_dir)
+    export_dbt_env(lake.root, lake.gold_dir, lake.spark_config)
     engine = lake.engine()
     for event in dbt.cli(["build"], context=context).stream():
         if isinstance(event, Output):

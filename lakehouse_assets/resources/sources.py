@@ -52,5 +52,7 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
             profiles_dir=str(DBT_PROJECT_DIR),
             # The dbt of this environment, whether or not its bin folder is on PATH.
             dbt_executable=str(Path(sys.executable).parent / "dbt"),
+            # The same models: dbt-duckdb for the embedded engine, dbt-spark for Spark.
+            target="spark" if settings.engine == "spark" else "local",
         ),
     }

@@ -1,9 +1,7 @@
 -- A dense customer x day grid (from the customer's first day to the horizon) with that day's
 -- orders, spend, discounts and returns, so rolling windows can count rows as days.
 with days as (
-    select cast(day as date) as day
-    from {{ ref('int_data_horizon') }},
-        generate_series(first_date, as_of_date, interval 1 day) as t(day)
+    select day from {{ ref('int_calendar_days') }}
 ),
 customers as (
     select customer_id, min(cast(least(created_at, valid_from) as date)) as first_day

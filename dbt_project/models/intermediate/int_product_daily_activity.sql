@@ -1,8 +1,6 @@
 -- A dense product x day grid with units sold (by order day) and units returned (by return day).
 with days as (
-    select cast(day as date) as day
-    from {{ ref('int_data_horizon') }},
-        generate_series(first_date, as_of_date, interval 1 day) as t(day)
+    select day from {{ ref('int_calendar_days') }}
 ),
 sold as (
     select i.product_id, o.order_date as day, sum(i.quantity) as units_sold
@@ -22,6 +20,7 @@ select
     cast(coalesce(s.units_sold, 0) as bigint) as units_sold,
     cast(coalesce(r.units_returned, 0) as bigint) as units_returned
 from {{ ref('stg_products') }} as p
-join days as d on d.day >= least(cast(p.created_at as date), (select first_date from {{ ref('int_data_horizon') }}))
+cross join {{ ref('int_data_horizon') }} as h
+join days as d on d.day >= least(cast(p.created_at as date), h.first_date)
 left join sold as s on s.product_id = p.product_id and s.day = d.day
 left join returned as r on r.product_id = p.product_id and r.day = d.day

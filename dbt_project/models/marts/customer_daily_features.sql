@@ -29,7 +29,7 @@ select
     v.segment,
     v.city,
     v.country,
-    w.day - cast(v.created_at as date) as tenure_days,
+    {{ days_between('cast(v.created_at as date)', 'w.day') }} as tenure_days,
     w.orders_7d,
     w.orders_30d,
     w.orders_90d,
@@ -38,9 +38,11 @@ select
     round(w.spend_90d, 2) as spend_90d,
     w.returns_30d,
     w.returns_90d,
-    case when w.orders_90d > 0 then w.discount_sum_90d / w.orders_90d end as avg_discount_90d,
+    -- rounded so both engines' float sums give the same value
+    case when w.orders_90d > 0 then round(w.discount_sum_90d / w.orders_90d, 6) end
+        as avg_discount_90d,
     w.lifetime_orders,
-    w.day - w.last_order_day as days_since_last_order
+    {{ days_between('w.last_order_day', 'w.day') }} as days_since_last_order
 from windows as w
 -- the customer's version valid at the end of the day (none after a GDPR erasure)
 join {{ ref('stg_customer_versions') }} as v
