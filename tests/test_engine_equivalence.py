@@ -7,9 +7,9 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS, ingest_payments_files
-from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.engine.spark import SparkEngine
+from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.resources import build_resources
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
