@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 
 SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spark-jars)
 
-.PHONY: demo test ui bench lint check-defs install spark-jars demo-spark postgres-server
+.PHONY: demo test ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server
 
 .bootstrap/bin/uv:
 	$(PYTHON) -m venv .bootstrap
@@ -48,6 +48,9 @@ check-defs: install
 bench: install  ## bronze ingest (1M, 10M events) and silver apply (1M into 10M rows); minutes
 	$(UV) run --frozen python benchmarks/bench_bronze_ingest.py --events 1000000 10000000
 	$(UV) run --frozen python benchmarks/bench_silver_apply.py --rows 10000000 --events 1000000
+
+bench-spark: install spark-jars  ## silver apply of 1M events into 10M rows: embedded vs Spark local[1], local[2]
+	$(UV) run --frozen python benchmarks/bench_silver_apply.py --spark "local[1]" "local[2]"
 
 lint: install
 	$(UV) run --frozen ruff check lakehouse_assets tests benchmarks
