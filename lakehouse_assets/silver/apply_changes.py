@@ -251,10 +251,8 @@ def apply_changes(
     log: Callable[[str], None] = lambda _: None,
 ) -> ApplyResult:
     started = time.perf_counter()
-    bronze_schema = engine.head(spec.source, 0).schema
-    silver_version = engine.ensure_table(
-        spec.table, silver_schema(spec, bronze_schema), configuration=SILVER_TABLE_CONFIG
-    )
+    schema = silver_schema(spec, engine.head(spec.source, 0).schema)
+    silver_version = engine.ensure_table(spec.table, schema, configuration=SILVER_TABLE_CONFIG)
     applied = engine.app_transaction_version(spec.table, spec.app_id, at_version=silver_version)
     cursor = -1 if applied is None else applied
     changes, bronze_to = engine.changes(spec.source, cursor, up_to_bronze_version)
@@ -282,6 +280,10 @@ def apply_changes(
     else:
         commit = _apply_scd2(engine, spec, kept, result, txn, silver_version, bronze_to)
     result.rows_inserted, result.rows_updated, result.rows_deleted = _merge_counts(commit.metrics)
+    if not _done(engine, spec.table, spec, bronze_to):
+        # A MERGE that changes nothing (only stale or duplicate events) commits nothing: record
+        # the cursor with an empty commit, so the next run does not read these events again.
+        commit = engine.append(spec.table, schema.empty_table(), transactions=txn)
     result.silver_version = commit.version
     result.seconds = time.perf_counter() - started
     if not result.reconciled:  # a bug, never bad input: refuse to report success

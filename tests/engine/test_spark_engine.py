@@ -19,6 +19,9 @@ def test_append_with_transaction_identifiers_is_idempotent(spark_engine):
     assert spark_engine.read("t", where_in={"id": [2]})["v"].to_list() == ["b"]
     assert spark_engine.read("t", columns=["v"]).columns == ["v"]
     assert spark_engine.head("t", 1).height == 1
+    # An empty append still commits its identifier (a batch with nothing to change).
+    spark_engine.append("t", frame.clear(), transactions=[AppTransaction("cursor", 6)])
+    assert spark_engine.app_transaction_version("t", "cursor") == 6
 
 
 def test_merge_clauses_metrics_and_change_feed(spark_engine):
