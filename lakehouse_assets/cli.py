@@ -117,6 +117,32 @@ def simulate(days: int | None, seed: int | None, scale: float | None) -> None:
 
 
 @main.command()
+def features() -> None:
+    """List feature views, their features, types, owners, descriptions and freshness."""
+    from lakehouse_assets.features.pipeline import describe
+    from lakehouse_assets.features.store import feature_store
+
+    store, _ = feature_store(_settings())
+    catalog = describe(store)
+    if not catalog["feature_views"]:
+        console.print("no feature views registered yet: run `lakehouse demo` first")
+        return
+    table = Table("feature view", "feature", "type", "owner", "materialized until",
+                  title="features")
+    for name, view in catalog["feature_views"].items():
+        for feature, dtype in view["features"].items():
+            table.add_row(name, feature, dtype, view.get("owner") or "",
+                          "on demand" if view.get("on_demand") else
+                          str(view.get("materialized_until") or "never"))
+    console.print(table)
+    for name, view in catalog["feature_views"].items():
+        console.print(f"[bold]{name}[/bold]: {view.get('description', '')}")
+    for name, service in catalog["feature_services"].items():
+        console.print(f"[bold]service {name}[/bold] ({', '.join(service['views'])}): "
+                      f"{service['description']}")
+
+
+@main.command()
 @click.option("--host", default=None, help="bind address (default: settings, 127.0.0.1)")
 @click.option("--port", type=int, default=None)
 def ui(host: str | None, port: int | None) -> None:

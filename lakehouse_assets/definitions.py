@@ -15,6 +15,7 @@ from lakehouse_assets.bronze.sensors import (
     landing_ingest_job,
     landing_payments_sensor,
 )
+from lakehouse_assets.features.assets import feature_registry, online_features, training_set
 from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.resources import build_resources
 from lakehouse_assets.settings import get_settings
@@ -25,7 +26,8 @@ from lakehouse_assets.silver.maintenance import lake_maintenance_job, lake_maint
 def build_definitions() -> Definitions:
     return Definitions(
         assets=[SHOP_SOURCE, PAYMENTS_LANDING, *BRONZE_CDC_ASSETS, ingest_payments_files,
-                *SILVER_ASSETS, gold_dbt_models],
+                *SILVER_ASSETS, gold_dbt_models, feature_registry, online_features,
+                training_set],
         asset_checks=BRONZE_CDC_CHECKS,
         jobs=[bronze_cdc_job, landing_ingest_job, lake_maintenance_job],
         schedules=[bronze_cdc_schedule, lake_maintenance_schedule],

@@ -22,6 +22,7 @@ TELEMETRY_OFF_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
     "SCARF_ANALYTICS": "false",
+    "FEAST_USAGE": "False",
 }
 
 
@@ -100,6 +101,12 @@ class LakehouseSettings(BaseSettings):
         description="Delta Lake jars fetched by `make spark-jars` (copy it for air-gapped use)",
     )
     spark_driver_memory: str = "4g"
+    feast_registry_url: str | None = Field(
+        default=None, description="production: SQL registry URL (postgresql://...)"
+    )
+    feast_redis_url: str | None = Field(
+        default=None, description="production: Redis online store, host:port[,password=...]"
+    )
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000
     simulator: SimulatorSettings = SimulatorSettings()
@@ -124,6 +131,11 @@ class LakehouseSettings(BaseSettings):
     def gold_dir(self) -> Path:
         """dbt's DuckDB file and intermediate files (the gold Delta tables live in the lake)."""
         return self.home_dir / "gold"
+
+    @property
+    def feast_dir(self) -> Path:
+        """Feast's registry and (local) online store."""
+        return self.home_dir / "feast"
 
     @property
     def dagster_home(self) -> Path:

@@ -18,3 +18,8 @@ def test_simulate_then_demo_end_to_end(settings, monkeypatch):
     assert (settings.home_dir / "lake" / "bronze" / "orders" / "_delta_log").is_dir()
     # The run is recorded in the Dagster instance under the same home folder (seen by `ui`).
     assert (settings.dagster_home / "history").is_dir()
+    assert (settings.home_dir / "lake" / "features" / "training_set" / "_delta_log").is_dir()
+
+    listing = runner.invoke(main, ["features"])
+    assert listing.exit_code == 0, listing.output
+    assert "customer_daily_features" in listing.output and "return_risk_v1" in listing.output

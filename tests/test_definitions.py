@@ -21,6 +21,10 @@ def test_definitions_load_with_bronze_assets_checks_jobs_and_sensor():
     assert AssetKey("bronze_orders") in {d.asset_key for d in specs[AssetKey("silver_orders")].deps}
     assert AssetKey("silver_orders") in {d.asset_key for d in specs[AssetKey("stg_orders")].deps}
     assert AssetKey("stg_orders") in {d.asset_key for d in specs[AssetKey("fct_orders")].deps}
+    assert AssetKey("customer_daily_features") in {
+        d.asset_key for d in specs[AssetKey("feature_registry")].deps}
+    assert AssetKey("fct_orders") in {d.asset_key for d in specs[AssetKey("training_set")].deps}
+    assert specs[AssetKey("online_features")].group_name == "features"
     for key in ("fct_orders", "customer_daily_features", "product_daily_features"):
         assert specs[AssetKey(key)].group_name == "gold"
         assert "delta" in specs[AssetKey(key)].kinds

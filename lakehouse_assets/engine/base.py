@@ -112,6 +112,12 @@ class LakeEngine(Protocol):
         the table is created."""
         ...
 
+    def overwrite(
+        self, table: str, df: pl.DataFrame, *, commit_metadata: dict[str, Any] | None = None
+    ) -> CommitResult:
+        """Replace the table's rows (and schema) in one commit; earlier versions stay readable."""
+        ...
+
     def merge(
         self,
         table: str,

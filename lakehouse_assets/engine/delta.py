@@ -130,6 +130,16 @@ class DeltaEngine:
             ) from exc
         return CommitResult(table, self._table(table).version(), data.num_rows, self.table_path(table))
 
+    def overwrite(
+        self, table: str, df: pl.DataFrame | pa.Table, *, commit_metadata: dict[str, Any] | None = None
+    ) -> CommitResult:
+        data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
+        data = data.cast(nullable(data.schema))
+        write_deltalake(self.table_path(table), data, mode="overwrite", schema_mode="overwrite",
+                        storage_options=self.storage_options,
+                        commit_properties=_commit_properties(None, commit_metadata))
+        return CommitResult(table, self._table(table).version(), data.num_rows, self.table_path(table))
+
     def _write(
         self,
         target: str | DeltaTable,

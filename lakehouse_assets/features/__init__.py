@@ -1,0 +1,1 @@
+"""Feature store: Feast over the gold Delta tables."""

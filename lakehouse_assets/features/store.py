@@ -1,0 +1,34 @@
+"""The Feast store of an environment: local (SQLite registry and online store under the home
+folder) or production (SQL registry, Redis online store), chosen by settings only."""
+
+from __future__ import annotations
+
+from feast import FeatureStore, RepoConfig
+
+from lakehouse_assets.features.definitions import FeatureDefinitions, build_definitions
+from lakehouse_assets.settings import LakehouseSettings
+
+OFFLINE_STORE = {"type": "lakehouse_assets.features.delta_offline_store.DeltaOfflineStore"}
+
+
+def repo_config(settings: LakehouseSettings) -> RepoConfig:
+    feast_dir = settings.feast_dir
+    feast_dir.mkdir(parents=True, exist_ok=True)
+    if settings.environment == "production":
+        if not (settings.feast_registry_url and settings.feast_redis_url):
+            raise ValueError("production needs LAKEHOUSE_FEAST_REGISTRY_URL and "
+                             "LAKEHOUSE_FEAST_REDIS_URL")
+        registry: dict | str = {"registry_type": "sql", "path": settings.feast_registry_url,
+                                "cache_ttl_seconds": 60}
+        online: dict = {"type": "redis", "connection_string": settings.feast_redis_url}
+    else:
+        registry = {"registry_type": "sql", "path": f"sqlite:///{feast_dir / 'registry.db'}",
+                    "cache_ttl_seconds": 60}
+        online = {"type": "sqlite", "path": str(feast_dir / "online_store.db")}
+    return RepoConfig(project="lakehouse", provider="local", registry=registry,
+                      offline_store=OFFLINE_STORE, online_store=online,
+                      entity_key_serialization_version=3, repo_path=str(feast_dir))
+
+
+def feature_store(settings: LakehouseSettings) -> tuple[FeatureStore, FeatureDefinitions]:
+    return FeatureStore(config=repo_config(settings)), build_definitions(settings.lake_root)
