@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-import pandas as pd
 from feast import (
     Entity,
     FeatureService,
@@ -92,17 +91,19 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
         sources=[customer_features, order_request],
         schema=[Field(name="amount_vs_avg_basket", dtype=Float64),
                 Field(name="discount_share", dtype=Float64)],
-        mode="pandas",
+        mode="python",  # plain dicts of lists: no pandas round trip on the serving path
         owner=OWNER,
         description="Request-time features: basket amount relative to the customer's 90-day "
         "average basket, and the discount share.",
     )
-    def order_request_features(inputs: pd.DataFrame) -> pd.DataFrame:
-        average = inputs["spend_90d"] / inputs["orders_90d"].where(inputs["orders_90d"] > 0)
-        out = pd.DataFrame()
-        out["amount_vs_avg_basket"] = (inputs["amount"] / average).astype("float64")
-        out["discount_share"] = inputs["discount"].astype("float64")
-        return out
+    def order_request_features(inputs: dict[str, list]) -> dict[str, list]:
+        ratios = []
+        for amount, spend, orders in zip(inputs["amount"], inputs["spend_90d"],
+                                         inputs["orders_90d"], strict=True):
+            average = spend / orders if spend is not None and orders else None
+            ratios.append(amount / average if amount is not None and average else None)
+        discounts = [None if d is None else float(d) for d in inputs["discount"]]
+        return {"amount_vs_avg_basket": ratios, "discount_share": discounts}
 
     return_risk_service = FeatureService(
         name="return_risk_v1",

@@ -29,6 +29,11 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
     orders = engine.read("gold/fct_orders").filter(pl.col("returned_within_30d").is_not_null())
     assert training.height == orders.height > 0  # one row per labelled order
     assert training["returned_within_30d"].null_count() == 0
+    # The on-demand features are computed at request time from the order and the features.
+    assert training["discount_share"].equals(training["discount"].cast(pl.Float64))
+    with_history = training.filter(pl.col("orders_90d") > 0)
+    expected_ratio = with_history["amount"] / (with_history["spend_90d"] / with_history["orders_90d"])
+    assert ((with_history["amount_vs_avg_basket"] - expected_ratio).abs() < 1e-9).all()
 
     # Brute force: the customer's feature row with the newest feature_ts at or before the order,
     # no older than the view's 2-day TTL.
