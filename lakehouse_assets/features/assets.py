@@ -18,23 +18,18 @@ from lakehouse_assets.features.pipeline import (
     materialize_online,
     online_offline_skew,
 )
-from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.metadata import OWNERS, table_metadata
 from lakehouse_assets.resources import LakeResource
-from lakehouse_assets.settings import get_settings
+from lakehouse_assets.resources.feast import FeastResource
 
 GOLD_FEATURES = [AssetKey("customer_daily_features"), AssetKey("product_daily_features")]
-
-
-def _store():
-    return feature_store(get_settings())
 
 
 @asset(group_name="features", kinds={"feast"}, owners=OWNERS, deps=GOLD_FEATURES,
        description="Applies the Feast definitions (entities, feature views over the gold Delta "
        "marts, the on-demand view, the return_risk_v1 service) to the registry.")
-def feature_registry(context: AssetExecutionContext) -> MaterializeResult:
-    store, definitions = _store()
+def feature_registry(context: AssetExecutionContext, feast: FeastResource) -> MaterializeResult:
+    store, definitions = feast.store()
     catalog = apply_definitions(store, definitions)
     context.log.info(f"applied {len(catalog['feature_views'])} feature views, "
                      f"{len(catalog['feature_services'])} services")
@@ -44,7 +39,7 @@ def feature_registry(context: AssetExecutionContext) -> MaterializeResult:
     })
 
 
-@asset(group_name="features", kinds={"feast", "sqlite"}, owners=OWNERS,
+@asset(group_name="features", kinds={"feast"}, owners=OWNERS,
        deps=[feature_registry, *GOLD_FEATURES],
        check_specs=[AssetCheckSpec(
            "online_matches_offline", asset="online_features", blocking=True,
@@ -52,8 +47,8 @@ def feature_registry(context: AssetExecutionContext) -> MaterializeResult:
            "recomputed at the same time (no training/serving skew).")],
        description="Materializes the feature views into the online store up to the newest gold "
        "row; the first run backfills the whole history.")
-def online_features(context: AssetExecutionContext, lake: LakeResource):
-    store, definitions = _store()
+def online_features(context: AssetExecutionContext, lake: LakeResource, feast: FeastResource):
+    store, definitions = feast.store()
     engine = lake.engine()
     results = materialize_online(store, engine, definitions)
     for r in results:
@@ -75,8 +70,10 @@ def online_features(context: AssetExecutionContext, lake: LakeResource):
        description="Point-in-time-correct features (return_risk_v1) for every order whose label "
        "is known, joined as of the order time, with the label. The metadata records the Delta "
        "version of every table read, so the set can be rebuilt exactly by time travel.")
-def training_set(context: AssetExecutionContext, lake: LakeResource) -> MaterializeResult:
-    store, definitions = _store()
+def training_set(
+    context: AssetExecutionContext, lake: LakeResource, feast: FeastResource
+) -> MaterializeResult:
+    store, definitions = feast.store()
     engine = lake.engine()
     frame, versions = build_training_set(store, engine, definitions)
     engine.overwrite(TRAINING_SET_TABLE, frame, commit_metadata={"source_versions": versions})

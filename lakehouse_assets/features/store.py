@@ -3,6 +3,8 @@ folder) or production (SQL registry, Redis online store), chosen by settings onl
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from feast import FeatureStore, RepoConfig
 
 from lakehouse_assets.features.definitions import FeatureDefinitions, build_definitions
@@ -11,16 +13,19 @@ from lakehouse_assets.settings import LakehouseSettings
 OFFLINE_STORE = {"type": "lakehouse_assets.features.delta_offline_store.DeltaOfflineStore"}
 
 
-def repo_config(settings: LakehouseSettings) -> RepoConfig:
-    feast_dir = settings.feast_dir
+def repo_config(
+    feast_dir: Path,
+    environment: str = "local",
+    registry_url: str | None = None,
+    redis_url: str | None = None,
+) -> RepoConfig:
     feast_dir.mkdir(parents=True, exist_ok=True)
-    if settings.environment == "production":
-        if not (settings.feast_registry_url and settings.feast_redis_url):
+    if environment == "production":
+        if not (registry_url and redis_url):
             raise ValueError("production needs LAKEHOUSE_FEAST_REGISTRY_URL and "
                              "LAKEHOUSE_FEAST_REDIS_URL")
-        registry: dict | str = {"registry_type": "sql", "path": settings.feast_registry_url,
-                                "cache_ttl_seconds": 60}
-        online: dict = {"type": "redis", "connection_string": settings.feast_redis_url}
+        registry: dict = {"registry_type": "sql", "path": registry_url, "cache_ttl_seconds": 60}
+        online: dict = {"type": "redis", "connection_string": redis_url}
     else:
         registry = {"registry_type": "sql", "path": f"sqlite:///{feast_dir / 'registry.db'}",
                     "cache_ttl_seconds": 60}
@@ -31,4 +36,6 @@ def repo_config(settings: LakehouseSettings) -> RepoConfig:
 
 
 def feature_store(settings: LakehouseSettings) -> tuple[FeatureStore, FeatureDefinitions]:
-    return FeatureStore(config=repo_config(settings)), build_definitions(settings.lake_root)
+    config = repo_config(settings.feast_dir, settings.environment, settings.feast_registry_url,
+                         settings.feast_redis_url)
+    return FeatureStore(config=config), build_definitions(settings.lake_root)

@@ -9,6 +9,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
 
+from lakehouse_assets.resources.feast import FeastResource
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.sources.cdc import ChangeLog
@@ -47,6 +48,13 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
         ),
         "source_db": SourceDatabaseResource(path=str(settings.source_db)),
         "landing_zone": LandingZoneResource(path=str(settings.landing)),
+        "feast": FeastResource(
+            lake_root=settings.lake_root,
+            feast_dir=str(settings.feast_dir),
+            environment=settings.environment,
+            registry_url=settings.feast_registry_url,
+            redis_url=settings.feast_redis_url,
+        ),
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),
