@@ -30,8 +30,10 @@ demo: install  ## simulate the shop and materialize every asset (embedded engine
 
 # Debian's PostgreSQL server binaries; the tests start their own server on 127.0.0.1.
 postgres-server:
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then echo "PostgreSQL server installed"; \
-	else $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql; fi
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql || true; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && echo "PostgreSQL server binaries installed" \
+	  || { echo "PostgreSQL server binaries missing: apt-get install postgresql failed"; exit 1; }
 
 test: install spark-jars postgres-server  ## the default test suite (Spark tests run on local[2])
 	$(UV) run --frozen pytest
