@@ -4,13 +4,15 @@ folder) or production (SQL registry, Redis online store), chosen by settings onl
 from __future__ import annotations
 
 from pathlib import Path
+from string import Template
 
+import yaml  # type: ignore[import-untyped]
 from feast import FeatureStore, RepoConfig
 
 from lakehouse_assets.features.definitions import FeatureDefinitions, build_definitions
 from lakehouse_assets.settings import LakehouseSettings
 
-OFFLINE_STORE = {"type": "lakehouse_assets.features.delta_offline_store.DeltaOfflineStore"}
+CONFIG_DIR = Path(__file__).parent
 
 
 def repo_config(
@@ -19,20 +21,15 @@ def repo_config(
     registry_url: str | None = None,
     redis_url: str | None = None,
 ) -> RepoConfig:
+    """The environment's feature_store.<environment>.yaml, filled in from the settings."""
     feast_dir.mkdir(parents=True, exist_ok=True)
-    if environment == "production":
-        if not (registry_url and redis_url):
-            raise ValueError("production needs LAKEHOUSE_FEAST_REGISTRY_URL and "
-                             "LAKEHOUSE_FEAST_REDIS_URL")
-        registry: dict = {"registry_type": "sql", "path": registry_url, "cache_ttl_seconds": 60}
-        online: dict = {"type": "redis", "connection_string": redis_url}
-    else:
-        registry = {"registry_type": "sql", "path": f"sqlite:///{feast_dir / 'registry.db'}",
-                    "cache_ttl_seconds": 60}
-        online = {"type": "sqlite", "path": str(feast_dir / "online_store.db")}
-    return RepoConfig(project="lakehouse", provider="local", registry=registry,
-                      offline_store=OFFLINE_STORE, online_store=online,
-                      entity_key_serialization_version=3, repo_path=str(feast_dir))
+    if environment == "production" and not (registry_url and redis_url):
+        raise ValueError("production needs LAKEHOUSE_FEAST_REGISTRY_URL and "
+                         "LAKEHOUSE_FEAST_REDIS_URL")
+    template = Template((CONFIG_DIR / f"feature_store.{environment}.yaml").read_text())
+    text = template.substitute(feast_dir=feast_dir, registry_url=registry_url or "",
+                               redis_url=redis_url or "")
+    return RepoConfig(repo_path=str(feast_dir), **yaml.safe_load(text))
 
 
 def feature_store(settings: LakehouseSettings) -> tuple[FeatureStore, FeatureDefinitions]:
