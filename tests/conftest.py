@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -51,8 +50,6 @@ def simulated(simulator: ShopSimulator) -> ShopSimulator:
 def engine(settings: LakehouseSettings) -> DeltaEngine:
     return DeltaEngine(settings.lake_root)
 
-
-assert os.environ["DAGSTER_DISABLE_TELEMETRY"] == "1"
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,15 @@ class MergeClause:
 UPSERT = (MergeClause("matched", "update"), MergeClause("not_matched", "insert"))
 
 
+def merge_predicate(keys: list[str]) -> str:
+    return " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys)
+
+
+def clause_assignments(clause: MergeClause, target_columns: list[str]) -> dict[str, str]:
+    """target column -> source expression for an update or insert clause."""
+    return {f"`{c}`": f"source.`{c}`" for c in clause.columns or target_columns}
+
+
 @runtime_checkable
 class LakeEngine(Protocol):
     name: str
@@ -129,7 +138,8 @@ class LakeEngine(Protocol):
         commit_metadata: dict[str, Any] | None = None,
         read_version: int | None = None,
     ) -> CommitResult:
-        """MERGE ``df`` into the table on equal ``keys`` (default: upsert; creates the table).
+        """MERGE ``df`` into the table on equal ``keys`` (default: upsert). A missing table is
+        created empty with ``df``'s schema first, so the clauses' conditions still apply.
 
         ``read_version`` as for ``append``: a conflicting commit since then fails this one."""
         ...

@@ -20,6 +20,8 @@ from lakehouse_assets.engine.base import (
     ConcurrentWriteError,
     MergeClause,
     TableNotFoundError,
+    clause_assignments,
+    merge_predicate,
 )
 
 
@@ -173,21 +175,18 @@ class DeltaEngine:
     ) -> CommitResult:
         data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
         if not self.exists(table):
-            return self.append(
-                table, data, transactions=transactions, commit_metadata=commit_metadata
-            )
+            self.ensure_table(table, data.schema)
         target = self._table(table, read_version)
         target_columns = [field.name for field in pa.schema(target.schema())]
         merger = target.merge(
             data,
-            predicate=" AND ".join(f"target.`{k}` = source.`{k}`" for k in keys),
+            predicate=merge_predicate(keys),
             source_alias="source",
             target_alias="target",
             commit_properties=_commit_properties(transactions, commit_metadata),
         )
         for clause in clauses:
-            columns = clause.columns or tuple(target_columns)
-            assignments = {f"`{c}`": f"source.`{c}`" for c in columns}
+            assignments = clause_assignments(clause, target_columns)
             if (clause.when, clause.action) == ("matched", "update"):
                 merger = merger.when_matched_update(assignments, predicate=clause.condition)
             elif (clause.when, clause.action) == ("matched", "delete"):

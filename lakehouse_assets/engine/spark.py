@@ -27,6 +27,8 @@ from lakehouse_assets.engine.base import (
     ConcurrentWriteError,
     MergeClause,
     TableNotFoundError,
+    clause_assignments,
+    merge_predicate,
 )
 
 # delta-spark's MERGE metric names -> the names the protocol's callers read (delta-rs's).
@@ -60,8 +62,6 @@ class SparkEngine:
 
     def _to_spark(self, data: pl.DataFrame | pa.Table):
         arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
-        if arrow.num_rows == 0:
-            return self.spark.createDataFrame([], self.spark.createDataFrame(arrow.slice(0, 0)).schema)
         return self.spark.createDataFrame(arrow)
 
     @staticmethod
@@ -208,16 +208,13 @@ class SparkEngine:
     ) -> CommitResult:
         data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
         if not self.exists(table):
-            return self.append(table, data, transactions=transactions,
-                               commit_metadata=commit_metadata)
+            self.ensure_table(table, data.schema)
         target = self._delta(table)
         target_columns = target.toDF().columns
-        builder = target.alias("target").merge(
-            self._to_spark(data).alias("source"),
-            " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys),
-        )
+        builder = target.alias("target").merge(self._to_spark(data).alias("source"),
+                                               merge_predicate(keys))
         for clause in clauses:
-            assignments = {f"`{c}`": f"source.`{c}`" for c in clause.columns or target_columns}
+            assignments = clause_assignments(clause, target_columns)
             if (clause.when, clause.action) == ("matched", "update"):
                 builder = builder.whenMatchedUpdate(condition=clause.condition, set=assignments)
             elif (clause.when, clause.action) == ("matched", "delete"):

@@ -57,6 +57,17 @@ def read_delta_source(data_source: DataSource, repo_path: str) -> Table:
     return ibis.memtable(table)
 
 
+def _delta_io(config: RepoConfig) -> dict:
+    """The arguments every ibis helper takes: our reader, Feast's writer, the staging place."""
+    return {
+        "data_source_reader": read_delta_source,
+        "data_source_writer": _write_data_source,
+        "staging_location": config.offline_store.staging_location,
+        "staging_location_endpoint_override":
+            config.offline_store.staging_location_endpoint_override,
+    }
+
+
 class DeltaOfflineStore(DuckDBOfflineStore):
     """Feast's duckdb offline store with a Delta-log-aware reader."""
 
@@ -75,10 +86,7 @@ class DeltaOfflineStore(DuckDBOfflineStore):
             config=config, data_source=data_source, join_key_columns=join_key_columns,
             feature_name_columns=feature_name_columns, timestamp_field=timestamp_field,
             created_timestamp_column=created_timestamp_column, start_date=start_date,
-            end_date=end_date, data_source_reader=read_delta_source,
-            data_source_writer=_write_data_source,
-            staging_location=config.offline_store.staging_location,
-            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+            end_date=end_date, **_delta_io(config),
         )
 
     @staticmethod
@@ -95,10 +103,7 @@ class DeltaOfflineStore(DuckDBOfflineStore):
         return get_historical_features_ibis(
             config=config, feature_views=feature_views, feature_refs=feature_refs,
             entity_df=entity_df, registry=registry, project=project,
-            full_feature_names=full_feature_names, data_source_reader=read_delta_source,
-            data_source_writer=_write_data_source,
-            staging_location=config.offline_store.staging_location,
-            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+            full_feature_names=full_feature_names, **_delta_io(config),
             filter_by_created_timestamp=filter_by_created_timestamp,
         )
 
@@ -117,8 +122,5 @@ class DeltaOfflineStore(DuckDBOfflineStore):
             config=config, data_source=data_source, join_key_columns=join_key_columns,
             feature_name_columns=feature_name_columns, timestamp_field=timestamp_field,
             created_timestamp_column=created_timestamp_column, start_date=start_date,
-            end_date=end_date, data_source_reader=read_delta_source,
-            data_source_writer=_write_data_source,
-            staging_location=config.offline_store.staging_location,
-            staging_location_endpoint_override=config.offline_store.staging_location_endpoint_override,
+            end_date=end_date, **_delta_io(config),
         )

@@ -51,7 +51,7 @@ def apply_definitions(store: FeatureStore, definitions: FeatureDefinitions) -> d
 
 
 @dataclass
-class MaterializeResult:
+class OnlineMaterialization:
     view: str
     start: datetime
     end: datetime
@@ -61,7 +61,7 @@ class MaterializeResult:
 
 def materialize_online(
     store: FeatureStore, engine: LakeEngine, definitions: FeatureDefinitions
-) -> list[MaterializeResult]:
+) -> list[OnlineMaterialization]:
     """Materialize each view up to its newest gold row. The first run backfills the whole
     history: Feast's first incremental run would start at now - TTL and load nothing older."""
     results = []
@@ -69,11 +69,13 @@ def materialize_online(
         table = GOLD_TABLES[view.name]
         if not engine.exists(table):
             continue
-        times = engine.read(table, columns=["feature_ts"])["feature_ts"]
-        if times.len() == 0:
-            continue
-        newest = _utc(times.max())  # type: ignore[arg-type]
         registered = store.get_feature_view(view.name)
+        key = registered.entity_columns[0].name
+        rows = engine.read(table, columns=[key, "feature_ts"])
+        if rows.height == 0:
+            continue
+        times = rows["feature_ts"]
+        newest = _utc(times.max())  # type: ignore[arg-type]
         if registered.materialization_intervals:
             start = registered.materialization_intervals[-1][1]
             store.materialize_incremental(end_date=newest, feature_views=[view.name])
@@ -82,9 +84,8 @@ def materialize_online(
             start = _utc(times.min())  # type: ignore[arg-type]
             store.materialize(start_date=start, end_date=newest, feature_views=[view.name])
             backfill = True
-        key = registered.entity_columns[0].name
-        entities = engine.read(table, columns=[key])[key].n_unique()
-        results.append(MaterializeResult(view.name, start, newest, backfill, entities))
+        entities = rows[key].n_unique()
+        results.append(OnlineMaterialization(view.name, start, newest, backfill, entities))
     return results
 
 

@@ -32,7 +32,14 @@ def repo_config(
     return RepoConfig(repo_path=str(feast_dir), **yaml.safe_load(text))
 
 
+def open_feature_store(
+    lake_root: str, feast_dir: Path, environment: str = "local",
+    registry_url: str | None = None, redis_url: str | None = None,
+) -> tuple[FeatureStore, FeatureDefinitions]:
+    config = repo_config(feast_dir, environment, registry_url, redis_url)
+    return FeatureStore(config=config), build_definitions(lake_root)
+
+
 def feature_store(settings: LakehouseSettings) -> tuple[FeatureStore, FeatureDefinitions]:
-    config = repo_config(settings.feast_dir, settings.environment, settings.feast_registry_url,
-                         settings.feast_redis_url)
-    return FeatureStore(config=config), build_definitions(settings.lake_root)
+    return open_feature_store(settings.lake_root, settings.feast_dir, settings.environment,
+                              settings.feast_registry_url, settings.feast_redis_url)

@@ -7,8 +7,8 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from feast import FeatureStore
 
-from lakehouse_assets.features.definitions import FeatureDefinitions, build_definitions
-from lakehouse_assets.features.store import repo_config
+from lakehouse_assets.features.definitions import FeatureDefinitions
+from lakehouse_assets.features.store import open_feature_store
 
 
 class FeastResource(ConfigurableResource):
@@ -21,6 +21,5 @@ class FeastResource(ConfigurableResource):
     redis_url: str | None = None
 
     def store(self) -> tuple[FeatureStore, FeatureDefinitions]:
-        config = repo_config(Path(self.feast_dir), self.environment, self.registry_url,
-                             self.redis_url)
-        return FeatureStore(config=config), build_definitions(self.lake_root)
+        return open_feature_store(self.lake_root, Path(self.feast_dir), self.environment,
+                                  self.registry_url, self.redis_url)

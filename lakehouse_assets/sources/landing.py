@@ -275,14 +275,12 @@ class IngestResult:
     seconds: float = 0.0
 
 
-def bronze_schema(dataset: LandingDataset) -> pa.Schema:
+def landing_schemas(dataset: LandingDataset) -> tuple[pa.Schema, pa.Schema]:
+    """(bronze, quarantine) table schemas, from the same code that builds their rows."""
     empty = _finish("", "", dataset, 0, _empty_valid(dataset), _quarantine_frame([]))
-    return _stamp(empty.valid, "", datetime.now(UTC)).to_arrow().schema
-
-
-def quarantine_schema() -> pa.Schema:
-    empty = _finish("", "", PAYMENTS, 0, _empty_valid(PAYMENTS), _quarantine_frame([]))
-    return _stamp(empty.quarantine, "", datetime.now(UTC)).to_arrow().schema
+    now = datetime.now(UTC)
+    return (_stamp(empty.valid, "", now).to_arrow().schema,
+            _stamp(empty.quarantine, "", now).to_arrow().schema)
 
 
 def _stamp(frame: pl.DataFrame, batch_id: str, ingested_at: datetime) -> pl.DataFrame:
@@ -315,11 +313,12 @@ def ingest_files(
     pending_rows = 0
     # The versions the "already ingested?" decisions were read at: a concurrent ingestion of the
     # same file after them makes our commit fail instead of duplicating rows.
+    bronze_schema, quarantine_schema = landing_schemas(dataset)
     read_versions: dict[str, int | None] = {
         dataset.table: engine.ensure_table(
-            dataset.table, bronze_schema(dataset), configuration=BRONZE_TABLE_CONFIG),
+            dataset.table, bronze_schema, configuration=BRONZE_TABLE_CONFIG),
         QUARANTINE_TABLE: engine.ensure_table(
-            QUARANTINE_TABLE, quarantine_schema(), configuration=BRONZE_TABLE_CONFIG),
+            QUARANTINE_TABLE, quarantine_schema, configuration=BRONZE_TABLE_CONFIG),
     }
 
     def flush() -> None:

@@ -50,6 +50,7 @@ CATEGORIES: dict[str, tuple[float, float, float]] = {
     "beauty": (5.0, 80.0, 0.05),
 }
 NEW_CATEGORY = ("smart_home", (20.0, 350.0, 0.18))
+ALL_CATEGORIES = dict([*CATEGORIES.items(), NEW_CATEGORY])
 SEGMENTS = ("regular", "premium", "bargain")
 SEGMENT_WEIGHTS = (0.6, 0.25, 0.15)
 SEGMENT_RETURN_FACTOR = {"regular": 1.0, "premium": 0.7, "bargain": 1.6}
@@ -217,7 +218,7 @@ class ShopSimulator:
 
     @staticmethod
     def _new_product(rng: random.Random, pid: int, category: str, created: int) -> tuple:
-        low, high, _ = dict([*CATEGORIES.items(), NEW_CATEGORY])[category]
+        low, high, _ = ALL_CATEGORIES[category]
         price = round(math.exp(rng.uniform(math.log(low), math.log(high))), 2)
         ts = _ts(created)
         return (pid, f"{category.replace('_', ' ').title()} item {pid}", category, price, ts, ts)
@@ -558,4 +559,4 @@ class _World:
 
     @staticmethod
     def return_rate(category: str) -> float:
-        return dict([*CATEGORIES.items(), NEW_CATEGORY])[category][2]
+        return ALL_CATEGORIES[category][2]
