@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 
 SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spark-jars)
 
-.PHONY: demo test ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server
+.PHONY: demo test ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
 
 .bootstrap/bin/uv:
 	$(PYTHON) -m venv .bootstrap
@@ -35,7 +35,13 @@ postgres-server:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && echo "PostgreSQL server binaries installed" \
 	  || { echo "PostgreSQL server binaries missing: apt-get install postgresql failed"; exit 1; }
 
-test: install spark-jars postgres-server  ## the default test suite (Spark tests run on local[2])
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server || true; }
+	@command -v redis-server >/dev/null 2>&1 && echo "Redis server installed" \
+	  || { echo "Redis server missing: apt-get install redis-server failed"; exit 1; }
+
+test: install spark-jars postgres-server redis-server  ## the default test suite (Spark tests run on local[2])
 	$(UV) run --frozen pytest
 
 demo-spark: install spark-jars  ## the end-to-end run on the Spark engine (local[*])

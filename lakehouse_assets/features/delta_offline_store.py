@@ -15,6 +15,9 @@ feature_store.yaml::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Literal
 
@@ -45,15 +48,32 @@ class DeltaOfflineStoreConfig(FeastConfigBaseModel):
     staging_location_endpoint_override: str | None = None
 
 
+_PINNED_VERSIONS: ContextVar[dict[str, int] | None] = ContextVar("pinned_delta_versions",
+                                                                 default=None)
+
+
+@contextmanager
+def pinned_versions(versions_by_path: dict[str, int]) -> Iterator[None]:
+    """Within the block, Delta sources at these paths are read at these versions (time travel),
+    so a training set can be rebuilt exactly as it was."""
+    token = _PINNED_VERSIONS.set({**(_PINNED_VERSIONS.get() or {}), **versions_by_path})
+    try:
+        yield
+    finally:
+        _PINNED_VERSIONS.reset(token)
+
+
 def read_delta_source(data_source: DataSource, repo_path: str) -> Table:
-    """A Delta ``FileSource`` as an ibis table, read through the Delta log by delta-rs."""
+    """A Delta ``FileSource`` as an ibis table, read through the Delta log by delta-rs (at the
+    pinned version, if any)."""
     if not isinstance(data_source, FileSource) or not isinstance(data_source.file_format,
                                                                   DeltaFormat):
         raise ValueError(
             f"data source {data_source.name!r} must be a FileSource with DeltaFormat for the "
             f"Delta offline store"
         )
-    table = DeltaTable(data_source.path).to_pyarrow_table()
+    version = (_PINNED_VERSIONS.get() or {}).get(data_source.path)
+    table = DeltaTable(data_source.path, version=version).to_pyarrow_table()
     return ibis.memtable(table)
 
 

@@ -12,6 +12,8 @@ from feast import FeatureStore
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.features.definitions import FeatureDefinitions
+from lakehouse_assets.features.delta_offline_store import pinned_versions
+from lakehouse_assets.features.online_writer import materialize_view
 
 TRAINING_SET_TABLE = "features/training_set"
 LABEL = "returned_within_30d"
@@ -62,52 +64,53 @@ class OnlineMaterialization:
 def materialize_online(
     store: FeatureStore, engine: LakeEngine, definitions: FeatureDefinitions
 ) -> list[OnlineMaterialization]:
-    """Materialize each view up to its newest gold row. The first run backfills the whole
-    history: Feast's first incremental run would start at now - TTL and load nothing older."""
+    """Materialize each view up to its newest gold row, from where the last run ended. The first
+    run backfills the whole history: Feast's first incremental run would start at now - TTL and
+    load nothing older."""
     results = []
     for view in (definitions.customer_features, definitions.product_features):
         table = GOLD_TABLES[view.name]
         if not engine.exists(table):
             continue
         registered = store.get_feature_view(view.name)
-        key = registered.entity_columns[0].name
-        rows = engine.read(table, columns=[key, "feature_ts"])
-        if rows.height == 0:
+        names = [registered.entity_columns[0].name, "feature_ts", *(f.name for f in view.features)]
+        frame = engine.read(table, columns=names)
+        if frame.height == 0:
             continue
-        times = rows["feature_ts"]
-        newest = _utc(times.max())  # type: ignore[arg-type]
-        if registered.materialization_intervals:
-            start = registered.materialization_intervals[-1][1]
-            store.materialize_incremental(end_date=newest, feature_views=[view.name])
-            backfill = False
-        else:
-            start = _utc(times.min())  # type: ignore[arg-type]
-            store.materialize(start_date=start, end_date=newest, feature_views=[view.name])
-            backfill = True
-        entities = rows[key].n_unique()
+        newest = _utc(frame["feature_ts"].max())  # type: ignore[arg-type]
+        intervals = registered.materialization_intervals
+        backfill = not intervals
+        start = _utc(frame["feature_ts"].min()) if backfill else intervals[-1][1]  # type: ignore[arg-type]
+        entities = materialize_view(store, view, frame, start, newest)
         results.append(OnlineMaterialization(view.name, start, newest, backfill, entities))
     return results
 
 
 def build_training_set(
-    store: FeatureStore, engine: LakeEngine, definitions: FeatureDefinitions
+    store: FeatureStore, engine: LakeEngine, definitions: FeatureDefinitions,
+    versions: dict[str, int] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Point-in-time features for every order whose label is known, joined as of the order
-    time; plus the Delta versions of every table read (to rebuild it exactly)."""
-    versions = {t: engine.version(t) for t in ("gold/fct_orders", *GOLD_TABLES.values())}
-    orders = engine.read("gold/fct_orders", columns=[
+    time; plus the Delta versions of every table read. Given those versions, it rebuilds the
+    same training set from the tables as they were then (time travel)."""
+    tables = ("gold/fct_orders", *GOLD_TABLES.values())
+    versions = versions or {t: v for t in tables if (v := engine.version(t)) is not None}
+    sources = {GOLD_TABLES[v.name]: v.batch_source.path  # type: ignore[union-attr]
+               for v in (definitions.customer_features, definitions.product_features)}
+    orders = engine.read("gold/fct_orders", version=versions["gold/fct_orders"], columns=[
         "order_id", "customer_id", "order_ts", "amount", "discount", LABEL, "label_known_at",
     ]).filter(pl.col(LABEL).is_not_null())
     entity_df = orders.rename({"order_ts": "event_timestamp"}).to_pandas()
-    features = store.get_historical_features(
-        entity_df=entity_df, features=definitions.return_risk_service
-    ).to_df()
+    with pinned_versions({sources[t]: v for t, v in versions.items() if t in sources}):
+        features = store.get_historical_features(
+            entity_df=entity_df, features=definitions.return_risk_service
+        ).to_df()
     result = pl.from_pandas(features).with_columns(
         pl.col("event_timestamp").dt.replace_time_zone(None)
     ).rename({"event_timestamp": "order_ts"}).sort("order_id")
     if result.height != orders.height:
         raise AssertionError(f"training set has {result.height} rows for {orders.height} orders")
-    return result, {k: v for k, v in versions.items() if v is not None}
+    return result, versions
 
 
 def online_offline_skew(

@@ -76,6 +76,11 @@ def test_point_in_time_join_matches_brute_force(tmp_path):
     ]
     path = str(tmp_path / "gold" / "spend")
     write_deltalake(path, pl.DataFrame(features).to_arrow())
+    # Backfilled rows: a later commit adds history older than rows already there.
+    backfill = [{"customer_id": c, "feature_ts": T0 + timedelta(days=d), "spend": -float(c + d),
+                 "orders": d} for c in (1, 4) for d in (1, 7)]
+    write_deltalake(path, pl.DataFrame(backfill).to_arrow(), mode="append")
+    features += backfill
     store, _ = store_over(tmp_path, path, ttl_days=3)
     rows = [(c, T0 + timedelta(days=d, hours=h)) for c in (1, 2, 3, 4)
             for d in (-1, 0, 1, 3, 4, 5, 8, 12, 13) for h in (0, 12)]
@@ -89,3 +94,4 @@ def test_point_in_time_join_matches_brute_force(tmp_path):
     )
     assert actual == brute_force(rows, features, ttl)
     assert any(value is None for *_, value in actual)  # TTL edges produce misses
+    assert any(value is not None and value < 0 for *_, value in actual)  # backfill is used
