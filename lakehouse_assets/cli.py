@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Any
@@ -53,6 +54,7 @@ def materialize_all(settings: LakehouseSettings) -> bool:
     from dagster import DagsterEventType, DagsterInstance
 
     from lakehouse_assets.definitions import build_definitions
+    from lakehouse_assets.training.assets import promotion_gate
 
     instance = DagsterInstance.from_config(str(settings.dagster_home))
     job = build_definitions().resolve_implicit_global_asset_job_def()
@@ -79,12 +81,19 @@ def materialize_all(settings: LakehouseSettings) -> bool:
     for event in result.all_events:
         if event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
-            ok = evaluation.passed  # type: ignore[union-attr]
-            failed += not ok
-            checks.add_row(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}",  # type: ignore[union-attr]
-                           "[green]passed[/green]" if ok else "[red]FAILED[/red]")
+            name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"  # type: ignore[union-attr]
+            if evaluation.passed:  # type: ignore[union-attr]
+                checks.add_row(name, "[green]passed[/green]")
+            elif evaluation.check_name == promotion_gate.check_key.name:  # type: ignore[union-attr]
+                # A decision, not a fault: the challenger was not good enough and stays one.
+                reason = evaluation.metadata["reason"].value  # type: ignore[union-attr]
+                checks.add_row(name, f"[yellow]challenger kept[/yellow]: {reason}")
+            else:
+                failed += 1
+                checks.add_row(name, "[red]FAILED[/red]")
     console.print(checks)
-    if not result.success or failed:
+    failed_steps = {e.step_key for e in result.get_step_failure_events()}
+    if failed or not failed_steps <= {promotion_gate.node_def.name}:
         console.print(f"[red]run {result.run_id} failed ({failed} check(s) failed)[/red]")
         return False
     console.print(f"[green]run {result.run_id} succeeded[/green]; open it with `lakehouse ui`")
@@ -159,6 +168,26 @@ def ui(host: str | None, port: int | None) -> None:
     console.print(f"Dagster UI on http://{host or settings.ui_host}:{port or settings.ui_port} "
                   f"(DAGSTER_HOME={settings.dagster_home})")
     sys.exit(subprocess.call(command, env=settings.child_env()))
+
+
+@main.command(name="mlflow")
+@click.option("--port", type=int, default=None, help="default: settings (5000)")
+def mlflow_ui(port: int | None) -> None:
+    """Start the MLflow UI on 127.0.0.1 over the platform's tracking store and registry."""
+    settings = _settings()
+    if not settings.tracking_uri.startswith("sqlite:"):
+        console.print(f"MLflow runs as a server here: open {settings.tracking_uri}")
+        return
+    (settings.mlflow_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+    port = port or settings.mlflow_ui_port
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+               str(port), "--backend-store-uri", settings.tracking_uri,
+               "--registry-store-uri", settings.registry_uri, "--workers", "1",
+               "--artifacts-destination", str(settings.mlflow_dir / "artifacts")]
+    console.print(f"MLflow UI on http://127.0.0.1:{port} (store {settings.tracking_uri})")
+    # MLflow's job runner (GenAI jobs, unused here) would start eight worker processes.
+    env = {**settings.child_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    os.execve(sys.executable, command, env)  # the server replaces this process: signals reach it
 
 
 if __name__ == "__main__":

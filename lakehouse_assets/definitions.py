@@ -21,14 +21,15 @@ from lakehouse_assets.resources import build_resources
 from lakehouse_assets.settings import get_settings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.silver.maintenance import lake_maintenance_job, lake_maintenance_schedule
+from lakehouse_assets.training.assets import ML_ASSETS, ML_CHECKS
 
 
 def build_definitions() -> Definitions:
     return Definitions(
         assets=[SHOP_SOURCE, PAYMENTS_LANDING, *BRONZE_CDC_ASSETS, ingest_payments_files,
                 *SILVER_ASSETS, gold_dbt_models, feature_registry, online_features,
-                training_set],
-        asset_checks=BRONZE_CDC_CHECKS,
+                training_set, *ML_ASSETS],
+        asset_checks=[*BRONZE_CDC_CHECKS, *ML_CHECKS],
         jobs=[bronze_cdc_job, landing_ingest_job, lake_maintenance_job],
         schedules=[bronze_cdc_schedule, lake_maintenance_schedule],
         sensors=[landing_payments_sensor],

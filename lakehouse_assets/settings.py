@@ -66,6 +66,34 @@ class SimulatorSettings(BaseModel):
     )
 
 
+class TrainingSettings(BaseModel):
+    """The return-risk model: split, search seed, and the champion/challenger gate."""
+
+    model_name: str = "return_risk"
+    experiment: str = "return_risk"
+    holdout_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="newest share of labelled orders held out"
+    )
+    label_window_days: int = Field(
+        default=30, ge=0,
+        description="orders younger than this (before the newest order) are left out: their "
+        "label is known early only when they were returned, which would bias the data",
+    )
+    decision_threshold: float = Field(
+        default=0.3, gt=0, lt=1, description="probability above which an order counts as a return"
+    )
+    seed: int = 7
+    promotion_margin: float = Field(
+        default=0.005, ge=0, description="ROC AUC a challenger must gain over the champion"
+    )
+    log_loss_tolerance: float = Field(
+        default=0.01, ge=0, description="guard: log loss may rise at most this much"
+    )
+    calibration_tolerance: float = Field(
+        default=0.05, ge=0, description="guard: calibration error may rise at most this much"
+    )
+
+
 class LakehouseSettings(BaseSettings):
     """Where local state lives, which engine runs, and how the simulator behaves."""
 
@@ -107,9 +135,19 @@ class LakehouseSettings(BaseSettings):
     feast_redis_url: str | None = Field(
         default=None, description="production: Redis online store, host:port[,password=...]"
     )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking: defaults to SQLite under <home>/mlflow (no server); "
+        "production: http(s)://mlflow-server",
+    )
+    mlflow_registry_uri: str | None = Field(
+        default=None, description="MLflow model registry; defaults to the tracking URI"
+    )
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000
+    mlflow_ui_port: int = 5000
     simulator: SimulatorSettings = SimulatorSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @cached_property
     def home_dir(self) -> Path:
@@ -136,6 +174,19 @@ class LakehouseSettings(BaseSettings):
     def feast_dir(self) -> Path:
         """Feast's registry and (local) online store."""
         return self.home_dir / "feast"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """The local MLflow backend (SQLite) and artifact folder."""
+        return self.home_dir / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def registry_uri(self) -> str:
+        return self.mlflow_registry_uri or self.tracking_uri
 
     @property
     def dagster_home(self) -> Path:

@@ -1,0 +1,1 @@
+"""The model registry: challenger registration, the promotion gate, alias history, model cards."""

@@ -1,0 +1,248 @@
+"""Champion/challenger in the MLflow registry.
+
+The best candidate of a training run becomes a new version with the alias ``challenger``. An
+evaluation scores champion and challenger on the same, most recent holdout; the gate promotes
+the challenger to ``champion`` only if it beats the champion by a margin on the primary metric
+without regressing the guard metrics (the first model becomes champion). Every alias change is
+appended to a Delta table; versions that are neither champion nor challenger are tagged
+archived; each version carries a model card.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import mlflow
+import numpy as np
+import polars as pl
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.settings import TrainingSettings
+from lakehouse_assets.training.dataset import FEATURES, LABEL, TimeSplit, model_input
+from lakehouse_assets.training.metrics import PRIMARY_METRIC, classification_metrics
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+ALIAS_HISTORY_TABLE = "ml/alias_history"
+EVALUATIONS_TABLE = "ml/model_evaluations"
+ALIAS_HISTORY_SCHEMA = pl.Schema({
+    "model_name": pl.String(), "alias": pl.String(), "from_version": pl.Int64(),
+    "to_version": pl.Int64(), "changed_at": pl.Datetime("us"), "changed_by": pl.String(),
+    "reason": pl.String(), "metrics": pl.String(),
+})
+EVALUATIONS_SCHEMA = pl.Schema({
+    "model_name": pl.String(), "challenger_version": pl.Int64(), "champion_version": pl.Int64(),
+    "decision": pl.String(), "reason": pl.String(), "challenger_metrics": pl.String(),
+    "champion_metrics": pl.String(), "holdout_rows": pl.Int64(), "evaluated_at": pl.Datetime("us"),
+})
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def version_with_fingerprint(client: MlflowClient, name: str, key: str) -> ModelVersion | None:
+    """The version already trained from exactly this data and these settings, if any."""
+    found = client.search_model_versions(f"name = '{name}' and tag.fingerprint = '{key}'")
+    return found[0] if found else None
+
+
+def record_alias_change(engine: LakeEngine, name: str, alias: str, old: int | None,
+                        new: int | None, actor: str, reason: str,
+                        metrics: dict[str, Any] | None = None) -> None:
+    row = pl.DataFrame([{
+        "model_name": name, "alias": alias, "from_version": old, "to_version": new,
+        "changed_at": datetime.now(UTC).replace(tzinfo=None), "changed_by": actor,
+        "reason": reason, "metrics": json.dumps(metrics or {}, sort_keys=True),
+    }], schema=ALIAS_HISTORY_SCHEMA)
+    engine.append(ALIAS_HISTORY_TABLE, row)
+
+
+def move_alias(client: MlflowClient, engine: LakeEngine, name: str, alias: str,
+               version: int | None, actor: str, reason: str,
+               metrics: dict[str, Any] | None = None) -> None:
+    """Point ``alias`` at ``version`` (None: remove it) and append the change to the history."""
+    current = alias_version(client, name, alias)
+    old = int(current.version) if current else None
+    if old == version:
+        return
+    if version is None:
+        client.delete_registered_model_alias(name, alias)
+    else:
+        client.set_registered_model_alias(name, alias, str(version))
+    record_alias_change(engine, name, alias, old, version, actor, reason, metrics)
+
+
+def model_card(version: ModelVersion, split_window: dict[str, str], metrics: dict[str, float],
+               decision: str) -> str:
+    tags = version.tags
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in sorted(metrics.items()))
+    return f"""# Model card: {version.name} version {version.version}
+
+- Candidate: {tags.get("candidate", "?")}
+- Training run: {version.run_id}
+- Training set: {tags.get("training_set", "?")} (Delta version {tags.get("training_set_version", "?")})
+- Source tables (Delta versions): {tags.get("source_delta_versions", "{}")}
+- Data window: trained on orders {split_window.get("train_from")} .. {split_window.get("train_to")};
+  validated on the newest orders {split_window.get("holdout_from")} .. {split_window.get("holdout_to")}
+  (time-based split; orders younger than the label window left out)
+- Features: {", ".join(FEATURES)}
+- Output: probability that the order is returned within 30 days
+
+## Holdout metrics
+
+| metric | value |
+|---|---|
+{rows}
+
+## Decision
+
+{decision}
+"""
+
+
+def write_model_card(client: MlflowClient, version: ModelVersion, window: dict[str, str],
+                     metrics: dict[str, float], decision: str) -> None:
+    if version.run_id is None:
+        raise ValueError(f"{version.name} version {version.version} has no run for its card")
+    client.log_text(version.run_id, model_card(version, window, metrics, decision),
+                    "model_card.md")
+
+
+def register_challenger(client: MlflowClient, engine: LakeEngine, name: str, model_uri: str,
+                        run_id: str, tags: dict[str, str], window: dict[str, str],
+                        metrics: dict[str, float], actor: str) -> ModelVersion:
+    """A new version of ``name`` from the best run, aliased ``challenger``, with its card."""
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    version = client.get_model_version(name, version.version)
+    write_model_card(client, version, window, metrics,
+                     "Registered as challenger; awaiting evaluation against the champion.")
+    move_alias(client, engine, name, CHALLENGER, int(version.version), actor,
+               f"best candidate of run {run_id}", metrics)
+    archive_others(client, name)  # a challenger replaced before evaluation is archived
+    return version
+
+
+@dataclass
+class Evaluation:
+    model_name: str
+    challenger_version: int | None
+    champion_version: int | None
+    decision: str  # promote | keep | unchanged | no_challenger
+    reason: str
+    challenger_metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    holdout_rows: int = 0
+    evaluated_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
+
+    @property
+    def gate_passed(self) -> bool:
+        """The gate blocks only a challenger that is not good enough."""
+        return self.decision != "keep"
+
+    def row(self) -> dict[str, Any]:
+        values = asdict(self)
+        for key in ("challenger_metrics", "champion_metrics"):
+            values[key] = json.dumps(values[key], sort_keys=True)
+        return values
+
+
+def gate(champion: dict[str, float], challenger: dict[str, float],
+         settings: TrainingSettings) -> tuple[bool, str]:
+    """Promote only if the primary metric gains at least the margin and no guard regresses."""
+    gain = challenger[PRIMARY_METRIC] - champion[PRIMARY_METRIC]
+    if gain < settings.promotion_margin:
+        return False, (f"{PRIMARY_METRIC} {challenger[PRIMARY_METRIC]:.4f} vs champion "
+                       f"{champion[PRIMARY_METRIC]:.4f}: gain {gain:+.4f} below the margin "
+                       f"{settings.promotion_margin}")
+    guards = (("log_loss", settings.log_loss_tolerance),
+              ("calibration_error", settings.calibration_tolerance))
+    for metric, tolerance in guards:
+        if challenger[metric] > champion[metric] + tolerance:
+            return False, (f"guard {metric} regressed: {challenger[metric]:.4f} vs champion "
+                           f"{champion[metric]:.4f} (tolerance {tolerance})")
+    return True, f"{PRIMARY_METRIC} gain {gain:+.4f} >= margin {settings.promotion_margin}; " \
+                 "guards hold"
+
+
+def score(name: str, version: int, holdout: pl.DataFrame, threshold: float) -> dict[str, float]:
+    """Metrics of a registered version on the holdout, loaded the way serving loads it."""
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    probabilities = np.asarray(model.predict(model_input(holdout)))[:, 1]
+    return classification_metrics(holdout[LABEL].cast(pl.Int64).to_numpy(), probabilities,
+                                  threshold)
+
+
+def evaluate(client: MlflowClient, name: str, split: TimeSplit,
+             settings: TrainingSettings) -> Evaluation:
+    """Champion and challenger on the same, most recent holdout, and the gate's decision."""
+    challenger, champion = alias_version(client, name, CHALLENGER), alias_version(client, name,
+                                                                                 CHAMPION)
+    holdout = split.holdout
+    base: dict[str, Any] = {"model_name": name, "holdout_rows": holdout.height,
+            "champion_version": int(champion.version) if champion else None,
+            "challenger_version": int(challenger.version) if challenger else None}
+    if challenger is None:
+        return Evaluation(**base, decision="no_challenger", reason="no challenger to evaluate")
+    new = score(name, int(challenger.version), holdout, settings.decision_threshold)
+    if champion is None:
+        return Evaluation(**base, decision="promote", reason="first model: becomes champion",
+                          challenger_metrics=new)
+    if champion.version == challenger.version:
+        return Evaluation(**base, decision="unchanged", reason="challenger is the champion",
+                          challenger_metrics=new, champion_metrics=new)
+    old = score(name, int(champion.version), holdout, settings.decision_threshold)
+    promote, reason = gate(old, new, settings)
+    return Evaluation(**base, decision="promote" if promote else "keep", reason=reason,
+                      challenger_metrics=new, champion_metrics=old)
+
+
+def record_evaluation(engine: LakeEngine, evaluation: Evaluation) -> None:
+    engine.append(EVALUATIONS_TABLE, pl.DataFrame([evaluation.row()], schema=EVALUATIONS_SCHEMA))
+
+
+def apply_decision(client: MlflowClient, engine: LakeEngine, evaluation: Evaluation,
+                   window: dict[str, str], actor: str) -> str:
+    """Carry out the gate's decision in the registry; returns what was done."""
+    name, version = evaluation.model_name, evaluation.challenger_version
+    if version is None or evaluation.decision in ("no_challenger", "unchanged"):
+        return evaluation.reason
+    challenger = client.get_model_version(name, str(version))
+    if evaluation.decision == "keep":
+        client.set_model_version_tag(name, str(version), "gate_decision", "kept: " + evaluation.reason)
+        write_model_card(client, challenger, window, evaluation.challenger_metrics,
+                         f"Not promoted; stays challenger. {evaluation.reason}.")
+        return f"version {version} stays challenger: {evaluation.reason}"
+    move_alias(client, engine, name, CHAMPION, version, actor, evaluation.reason,
+               evaluation.challenger_metrics)
+    move_alias(client, engine, name, CHALLENGER, None, actor, f"promoted to {CHAMPION}")
+    client.set_model_version_tag(name, str(version), "gate_decision",
+                                 "promoted: " + evaluation.reason)
+    write_model_card(client, challenger, window, evaluation.challenger_metrics,
+                     f"Promoted to champion. {evaluation.reason}.")
+    archive_others(client, name)
+    return f"version {version} promoted to champion"
+
+
+def archive_others(client: MlflowClient, name: str) -> list[int]:
+    """Tag every version that holds no alias as archived (MLflow's stages are deprecated)."""
+    live = {int(v.version) for v in (alias_version(client, name, a) for a in (CHAMPION,
+                                                                              CHALLENGER)) if v}
+    archived = []
+    for version in client.search_model_versions(f"name = '{name}'"):
+        number = int(version.version)
+        tagged = version.tags.get("lifecycle")
+        wanted = "live" if number in live else "archived"
+        if tagged != wanted:
+            client.set_model_version_tag(name, version.version, "lifecycle", wanted)
+        if wanted == "archived":
+            archived.append(number)
+    return sorted(archived)

@@ -1,0 +1,1 @@
+"""Training of the return-risk model: time-based split, candidate families, metrics, tracking."""

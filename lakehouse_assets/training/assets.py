@@ -1,0 +1,163 @@
+"""Training, evaluation and promotion of the return-risk model as Dagster assets (thin: the
+logic is in training/ and registry/)."""
+
+
+import json
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.features.pipeline import TRAINING_SET_TABLE
+from lakehouse_assets.metadata import OWNERS
+from lakehouse_assets.registry.promotion import (
+    CHALLENGER,
+    CHAMPION,
+    EVALUATIONS_TABLE,
+    Evaluation,
+    alias_version,
+    apply_decision,
+    evaluate,
+    record_evaluation,
+    register_challenger,
+    version_with_fingerprint,
+)
+from lakehouse_assets.resources import LakeResource
+from lakehouse_assets.resources.mlflow import MlflowResource
+from lakehouse_assets.training.dataset import time_split
+from lakehouse_assets.training.train import TrainingData, fingerprint, train_candidates
+
+
+def training_data(engine: LakeEngine) -> TrainingData:
+    """The current training set with its Delta version and the source versions it recorded."""
+    version = engine.version(TRAINING_SET_TABLE)
+    if version is None:
+        raise ValueError(f"{TRAINING_SET_TABLE} does not exist: materialize training_set first")
+    commit = engine.history(TRAINING_SET_TABLE, 1)[0]
+    sources = commit.get("source_versions") or "{}"
+    return TrainingData(engine.read(TRAINING_SET_TABLE, version=version),
+                        engine.table_path(TRAINING_SET_TABLE), version,
+                        json.loads(sources) if isinstance(sources, str) else dict(sources))
+
+
+def _actor(context: AssetExecutionContext) -> str:
+    return f"dagster run {context.run.run_id}"
+
+
+@asset(group_name="ml", kinds={"mlflow", "scikit-learn"}, owners=OWNERS,
+       deps=[AssetKey("training_set")],
+       description="Trains the candidate families (logistic regression, random forest, LightGBM) "
+       "with a small search on a time-based split, each an MLflow run, and registers the best as "
+       "a new version of the model with the alias `challenger`. Unchanged data and settings: "
+       "nothing is retrained.")
+def return_risk_challenger(context: AssetExecutionContext, lake: LakeResource,
+                           mlflow: MlflowResource) -> MaterializeResult:
+    settings = mlflow.training
+    engine = lake.engine()
+    mlflow.activate()
+    client = mlflow.client()
+    data = training_data(engine)
+    key = fingerprint(data, settings)
+    existing = version_with_fingerprint(client, mlflow.model_name, key)
+    if existing is not None:
+        context.log.info(f"training set v{data.version} already trained: version "
+                         f"{existing.version}; nothing to do")
+        return MaterializeResult(metadata={"model_version": int(existing.version),
+                                           "retrained": False, "fingerprint": key})
+    outcome = train_candidates(data, settings, log=context.log.info)
+    best = outcome.best
+    version = register_challenger(
+        client, engine, mlflow.model_name, best.model_uri, best.run_id,
+        tags={"fingerprint": key, "candidate": best.candidate.name,
+              "training_set": data.path, "training_set_version": str(data.version),
+              "source_delta_versions": json.dumps(data.source_versions, sort_keys=True),
+              **{f"window_{k}": v for k, v in outcome.split.window().items()}},
+        window=outcome.split.window(), metrics=best.metrics, actor=_actor(context))
+    return MaterializeResult(metadata={
+        "model_version": int(version.version), "retrained": True, "fingerprint": key,
+        "best_candidate": best.candidate.name, "best_run_id": best.run_id,
+        "search_run_id": outcome.parent_run_id,
+        "candidates": MetadataValue.json({r.candidate.name: r.metrics for r in outcome.runs}),
+        "window": MetadataValue.json(outcome.split.window()),
+        **{f"holdout_{k}": v for k, v in best.metrics.items()},
+    })
+
+
+@asset(group_name="ml", kinds={"mlflow", "delta"}, owners=OWNERS, deps=[return_risk_challenger],
+       description="Scores champion and challenger on the same, most recent holdout and decides "
+       "(promote / keep / unchanged); every decision is appended to ml/model_evaluations.")
+def return_risk_evaluation(context: AssetExecutionContext, lake: LakeResource,
+                           mlflow: MlflowResource) -> MaterializeResult:
+    settings = mlflow.training
+    engine = lake.engine()
+    mlflow.activate()
+    data = training_data(engine)
+    split = time_split(data.frame, settings.holdout_fraction, settings.label_window_days)
+    evaluation = evaluate(mlflow.client(), mlflow.model_name, split, settings)
+    record_evaluation(engine, evaluation)
+    context.log.info(f"decision: {evaluation.decision} ({evaluation.reason})")
+    return MaterializeResult(metadata={
+        "decision": evaluation.decision, "reason": evaluation.reason,
+        "challenger_version": evaluation.challenger_version or -1,
+        "champion_version": evaluation.champion_version or -1,
+        "holdout_rows": evaluation.holdout_rows,
+        "challenger_metrics": MetadataValue.json(evaluation.challenger_metrics),
+        "champion_metrics": MetadataValue.json(evaluation.champion_metrics),
+    })
+
+
+def latest_evaluation(engine: LakeEngine) -> Evaluation:
+    row = engine.read(EVALUATIONS_TABLE).sort("evaluated_at").row(-1, named=True)
+    for key in ("challenger_metrics", "champion_metrics"):
+        row[key] = json.loads(row[key])
+    return Evaluation(**row)
+
+
+@asset_check(asset=return_risk_evaluation, blocking=True,
+             description="The promotion gate: a challenger reaches champion only if it beats the "
+             "champion by the configured margin on ROC AUC without regressing log loss or "
+             "calibration. Fails (and blocks return_risk_champion) when it does not.")
+def promotion_gate(lake: LakeResource) -> AssetCheckResult:
+    evaluation = latest_evaluation(lake.engine())
+    return AssetCheckResult(
+        passed=evaluation.gate_passed, severity=AssetCheckSeverity.ERROR,
+        metadata={"decision": evaluation.decision, "reason": evaluation.reason,
+                  "challenger_version": evaluation.challenger_version or -1,
+                  "champion_version": evaluation.champion_version or -1})
+
+
+@asset(group_name="ml", kinds={"mlflow"}, owners=OWNERS, deps=[return_risk_evaluation],
+       description="Carries out the gate's decision: moves the `champion` alias, records the "
+       "change in ml/alias_history, tags other versions archived and updates the model card.")
+def return_risk_champion(context: AssetExecutionContext, lake: LakeResource,
+                         mlflow: MlflowResource) -> MaterializeResult:
+    settings = mlflow.training
+    engine = lake.engine()
+    mlflow.activate()
+    client = mlflow.client()
+    evaluation = latest_evaluation(engine)
+    data = training_data(engine)
+    window = time_split(data.frame, settings.holdout_fraction,
+                        settings.label_window_days).window()
+    done = apply_decision(client, engine, evaluation, window, _actor(context))
+    context.log.info(done)
+    champion = alias_version(client, mlflow.model_name, CHAMPION)
+    challenger = alias_version(client, mlflow.model_name, CHALLENGER)
+    return MaterializeResult(metadata={
+        "result": done,
+        "champion_version": int(champion.version) if champion else -1,
+        "challenger_version": int(challenger.version) if challenger else -1,
+        "champion_uri": f"models:/{mlflow.model_name}@{CHAMPION}",
+    })
+
+
+ML_ASSETS = [return_risk_challenger, return_risk_evaluation, return_risk_champion]
+ML_CHECKS = [promotion_gate]
