@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from lakehouse_assets.training.dataset import LABEL, TIME, mature_orders, model_input, time_split
-from tests.training.fixtures import synthetic_training_set
+from lakehouse_assets.training.synthetic import synthetic_training_set
 
 
 def test_time_split_trains_on_older_orders_and_holds_out_the_newest_mature_ones():

@@ -20,8 +20,8 @@ from lakehouse_assets.resources.mlflow import MlflowResource
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.training.candidates import candidates
 from lakehouse_assets.training.dataset import model_input, time_split
+from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate
-from tests.training.fixtures import synthetic_training_set
 
 pytestmark = pytest.mark.integration
 

@@ -26,8 +26,8 @@ from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.settings import LakehouseSettings, TrainingSettings
 from lakehouse_assets.training.candidates import Candidate, _pipeline
 from lakehouse_assets.training.dataset import model_input, time_split
+from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate, train_candidates
-from tests.training.fixtures import synthetic_training_set
 
 METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "calibration_error",
            "precision_at_threshold", "recall_at_threshold"}
@@ -71,6 +71,10 @@ def test_each_candidate_is_a_tracked_run_with_lineage(ml):
         tags = [{t.key: t.value for t in i.tags} for i in inputs]
         assert {t["mlflow.data.context"] for t in tags} == {"training", "validation"}
         assert {t["delta_version"] for t in tags} == {"0"}
+        rows = {t["mlflow.data.context"]: json.loads(i.dataset.profile)["num_rows"]
+                for t, i in zip(tags, inputs, strict=True)}
+        assert rows == {"training": outcome.split.train.height,
+                        "validation": outcome.split.holdout.height}
         assert json.loads(tags[0]["source_delta_versions"]) == {"gold/fct_orders": 4}
         # MLflow's Delta source drops version 0 from its JSON (a falsy check): hence the tag.
         assert json.loads(inputs[0].dataset.source)["path"] == data.path

@@ -1,4 +1,5 @@
-"""A synthetic training set with a known signal, in the training_set table's columns."""
+"""A synthetic training set with a known signal, in the training_set table's columns: for tests
+and benchmarks (the demo trains on the simulated shop's real training set)."""
 
 from datetime import datetime, timedelta
 
@@ -9,6 +10,7 @@ from lakehouse_assets.training.dataset import LABEL
 
 
 def synthetic_training_set(orders: int = 1500, days: int = 90, seed: int = 3) -> pl.DataFrame:
+    """Returns depend on segment, discount and amount (as in the simulator), plus noise."""
     rng = np.random.default_rng(seed)
     segment = rng.choice(["regular", "premium", "bargain"], orders, p=[0.6, 0.25, 0.15])
     discount = rng.choice([0.0, 0.1, 0.2], orders, p=[0.7, 0.2, 0.1])
