@@ -136,7 +136,7 @@ class Evaluation:
     model_name: str
     challenger_version: int | None
     champion_version: int | None
-    decision: str  # promote | keep | unchanged | no_challenger
+    decision: str  # promote | keep | unchanged | no_challenger | deferred
     reason: str
     challenger_metrics: dict[str, float] = field(default_factory=dict)
     champion_metrics: dict[str, float] = field(default_factory=dict)
@@ -213,7 +213,7 @@ def apply_decision(client: MlflowClient, engine: LakeEngine, evaluation: Evaluat
                    window: dict[str, str], actor: str) -> str:
     """Carry out the gate's decision in the registry; returns what was done."""
     name, version = evaluation.model_name, evaluation.challenger_version
-    if version is None or evaluation.decision in ("no_challenger", "unchanged"):
+    if version is None or evaluation.decision not in ("promote", "keep"):
         return evaluation.reason
     challenger = client.get_model_version(name, str(version))
     if evaluation.decision == "keep":

@@ -32,7 +32,7 @@ from lakehouse_assets.registry.promotion import (
 )
 from lakehouse_assets.resources import LakeResource
 from lakehouse_assets.resources.mlflow import MlflowResource
-from lakehouse_assets.training.dataset import time_split
+from lakehouse_assets.training.dataset import NotEnoughData, time_split
 from lakehouse_assets.training.train import TrainingData, fingerprint, train_candidates
 
 
@@ -72,7 +72,11 @@ def return_risk_challenger(context: AssetExecutionContext, lake: LakeResource,
                          f"{existing.version}; nothing to do")
         return MaterializeResult(metadata={"model_version": int(existing.version),
                                            "retrained": False, "fingerprint": key})
-    outcome = train_candidates(data, settings, log=context.log.info)
+    try:
+        outcome = train_candidates(data, settings, log=context.log.info)
+    except NotEnoughData as reason:
+        context.log.warning(f"not trained: {reason}")
+        return MaterializeResult(metadata={"retrained": False, "not_trained": str(reason)})
     best = outcome.best
     version = register_challenger(
         client, engine, mlflow.model_name, best.model_uri, best.run_id,
@@ -100,8 +104,11 @@ def return_risk_evaluation(context: AssetExecutionContext, lake: LakeResource,
     engine = lake.engine()
     mlflow.activate()
     data = training_data(engine)
-    split = time_split(data.frame, settings.holdout_fraction, settings.label_window_days)
-    evaluation = evaluate(mlflow.client(), mlflow.model_name, split, settings)
+    try:
+        split = time_split(data.frame, settings.holdout_fraction, settings.label_window_days)
+        evaluation = evaluate(mlflow.client(), mlflow.model_name, split, settings)
+    except NotEnoughData as reason:
+        evaluation = Evaluation(mlflow.model_name, None, None, "deferred", str(reason))
     record_evaluation(engine, evaluation)
     context.log.info(f"decision: {evaluation.decision} ({evaluation.reason})")
     return MaterializeResult(metadata={
@@ -144,9 +151,10 @@ def return_risk_champion(context: AssetExecutionContext, lake: LakeResource,
     mlflow.activate()
     client = mlflow.client()
     evaluation = latest_evaluation(engine)
-    data = training_data(engine)
-    window = time_split(data.frame, settings.holdout_fraction,
-                        settings.label_window_days).window()
+    window = {}
+    if evaluation.decision in ("promote", "keep"):  # the model card states the data window
+        window = time_split(training_data(engine).frame, settings.holdout_fraction,
+                            settings.label_window_days).window()
     done = apply_decision(client, engine, evaluation, window, _actor(context))
     context.log.info(done)
     champion = alias_version(client, mlflow.model_name, CHAMPION)

@@ -31,6 +31,11 @@ def model_input(frame: pl.DataFrame) -> pd.DataFrame:
     ).to_pandas()
 
 
+class NotEnoughData(ValueError):
+    """Too few matured labels to train or evaluate on yet (normal early on: labels take the
+    label window to be known)."""
+
+
 @dataclass(frozen=True)
 class TimeSplit:
     """Train on older orders, validate on the newest ones: never a random split across time."""
@@ -60,10 +65,11 @@ def time_split(frame: pl.DataFrame, holdout_fraction: float, label_window_days: 
         raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
     labelled = mature_orders(frame, label_window_days).sort(TIME, "order_id")
     if labelled.height < 20:
-        raise ValueError(f"only {labelled.height} labelled orders: too few to train on")
+        raise NotEnoughData(f"only {labelled.height} labelled orders older than the "
+                            f"{label_window_days}-day label window: too few to train on")
     cutoff = labelled[TIME][int(labelled.height * (1 - holdout_fraction))]
     train, holdout = labelled.filter(pl.col(TIME) < cutoff), labelled.filter(pl.col(TIME) >= cutoff)
     for name, part in (("train", train), ("holdout", holdout)):
         if part[LABEL].n_unique() < 2:
-            raise ValueError(f"the {name} split (cutoff {cutoff}) has only one label value")
+            raise NotEnoughData(f"the {name} split (cutoff {cutoff}) has only one label value")
     return TimeSplit(train, holdout, cutoff)
