@@ -170,6 +170,19 @@ def ui(host: str | None, port: int | None) -> None:
     sys.exit(subprocess.call(command, env=settings.child_env()))
 
 
+@main.command()
+@click.option("--host", default=None, help="bind address (default: settings, 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="default: settings (8000)")
+def serve(host: str | None, port: int | None) -> None:
+    """Start the scoring API: the champion model with online feature lookup."""
+    from lakehouse_assets.serving.server import serve as run_server
+
+    settings = _settings()
+    console.print(f"scoring API on http://{host or settings.serving.host}:"
+                  f"{port or settings.serving.port} (docs at /docs)")
+    run_server(settings, host, port)
+
+
 @main.command(name="mlflow")
 @click.option("--port", type=int, default=None, help="default: settings (5000)")
 def mlflow_ui(port: int | None) -> None:

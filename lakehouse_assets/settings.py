@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Environment variables every tool we start reads to turn its telemetry off.
@@ -94,6 +94,25 @@ class TrainingSettings(BaseModel):
     )
 
 
+class ServingSettings(BaseModel):
+    """The scoring service (`lakehouse serve`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: SecretStr | None = Field(
+        default=None,
+        description="bearer token for scoring calls; required when host is not a loopback address",
+    )
+    max_batch: int = Field(default=100, ge=1, description="orders per batch call")
+    max_items: int = Field(default=50, ge=1, description="order lines per order")
+    reload_seconds: float = Field(
+        default=10.0, gt=0, description="how often the champion alias is checked for a move"
+    )
+    log_flush_seconds: float = Field(
+        default=1.0, gt=0, description="inference log: the longest a prediction waits for its commit"
+    )
+
+
 class LakehouseSettings(BaseSettings):
     """Where local state lives, which engine runs, and how the simulator behaves."""
 
@@ -146,6 +165,7 @@ class LakehouseSettings(BaseSettings):
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000
     mlflow_ui_port: int = 5000
+    serving: ServingSettings = ServingSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     training: TrainingSettings = TrainingSettings()
 

@@ -1,0 +1,1 @@
+"""The scoring service: REST API over the champion model with online feature lookup."""

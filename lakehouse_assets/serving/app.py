@@ -1,0 +1,212 @@
+"""The scoring API (FastAPI). `lakehouse serve` runs it under uvicorn on 127.0.0.1.
+
+Unknown customers and products get 404 (no fallback score: a made-up customer id must not be
+scored as if it were a new one); malformed bodies get 422 naming the field; batches larger than
+``serving.max_batch`` and orders with more than ``serving.max_items`` lines get 413.
+"""
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.serving.inference_log import InferenceLog, record
+from lakehouse_assets.serving.schemas import (
+    BatchPrediction,
+    BatchRequest,
+    Order,
+    Prediction,
+    Problem,
+)
+from lakehouse_assets.serving.scoring import ChampionModel, OrderFeatures, UnknownEntity, score
+from lakehouse_assets.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing or wrong bearer token (exposed service)"},
+    404: {"model": Problem, "description": "unknown customer or product: no online features"},
+    413: {"model": Problem, "description": "too many orders in the batch or lines in an order"},
+    503: {"model": Problem, "description": "no champion model loaded yet"},
+}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, settings: ServingSettings) -> None:
+    """Refuse to serve beyond loopback without a token."""
+    if not is_loopback(host) and settings.token is None:
+        raise SystemExit(f"refusing to bind {host} without a token: set LAKEHOUSE_SERVING__TOKEN "
+                         "(every scoring call must then send `Authorization: Bearer <token>`)")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("lakehouse_serving_requests", "HTTP requests by path and status",
+                                ["path", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "lakehouse_serving_request_seconds", "request latency by path", ["path"],
+            buckets=(0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry)
+        self.predictions = Counter("lakehouse_serving_predictions", "orders scored",
+                                   registry=self.registry)
+        self.model_version = Gauge("lakehouse_serving_model_version",
+                                   "registry version of the model serving requests",
+                                   ["model_name"], registry=self.registry)
+
+
+def create_app(settings: ServingSettings, champion: ChampionModel,
+               features: Callable[[], OrderFeatures], engine: LakeEngine) -> FastAPI:
+    """``features`` opens the online store (at start, in the server process)."""
+    metrics = Metrics()
+    state: dict[str, Any] = {}
+
+    async def poll_champion() -> None:
+        while True:
+            await asyncio.sleep(settings.reload_seconds)
+            try:
+                if await asyncio.to_thread(champion.refresh):
+                    loaded = champion.current
+                    metrics.model_version.labels(loaded.name).set(loaded.version)  # type: ignore[union-attr]
+            except Exception:
+                log.exception("champion reload failed; still serving the loaded version")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        champion.refresh()
+        if champion.current:
+            metrics.model_version.labels(champion.name).set(champion.current.version)
+        state["features"] = features()
+        state["log"] = InferenceLog(engine, settings.log_flush_seconds)
+        poller = asyncio.create_task(poll_champion())
+        try:
+            yield
+        finally:
+            poller.cancel()
+            state["log"].close()  # nothing queued is lost on shutdown
+
+    app = FastAPI(title="lakehouse scoring", version="1",
+                  description="Return-risk scoring with online feature lookup. " + __doc__,
+                  lifespan=lifespan)
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorized(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        if settings.token is None:
+            return
+        expected = settings.token.get_secret_value()
+        if credentials is None or not hmac.compare_digest(credentials.credentials, expected):
+            raise HTTPException(401, "missing or wrong bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Callable) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        path = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    def predict_orders(orders: list[Order], endpoint: str) -> list[Prediction]:
+        started = time.perf_counter()
+        too_long = next((o for o in orders if len(o.items) > settings.max_items), None)
+        if too_long is not None:
+            raise HTTPException(413, f"an order has {len(too_long.items)} lines; at most "
+                                f"{settings.max_items} (serving.max_items)")
+        model = champion.current
+        if model is None:
+            raise HTTPException(503, f"no {champion.name}@champion in the registry yet")
+        try:
+            rows, products = state["features"].lookup(orders)
+        except UnknownEntity as unknown:
+            raise HTTPException(404, str(unknown)) from None
+        probabilities = score(model, rows)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        latency_ms = (time.perf_counter() - started) * 1000
+        predictions, logged = [], []
+        for order, row, product, p in zip(orders, rows, products, probabilities, strict=True):
+            request_id = order.request_id or uuid.uuid4().hex
+            predictions.append(Prediction(
+                request_id=request_id, return_probability=float(p), model_name=model.name,
+                model_version=model.version, features=row,
+                product_features={str(k): v for k, v in product.items()}))
+            logged.append(record(request_id, now, endpoint, model.name, model.version,
+                                 order.model_dump(), row, product, float(p), latency_ms))
+        state["log"].append(logged)
+        metrics.predictions.inc(len(predictions))
+        return predictions
+
+    @app.post("/v1/predict", response_model=Prediction, responses=ERRORS,
+              dependencies=[Depends(authorized)], summary="Score one order")
+    async def predict(order: Order) -> Prediction:
+        return predict_orders([order], "predict")[0]
+
+    @app.post("/v1/predict/batch", response_model=BatchPrediction, responses=ERRORS,
+              dependencies=[Depends(authorized)], summary="Score many orders in one call")
+    async def predict_batch(batch: BatchRequest) -> BatchPrediction:
+        if len(batch.orders) > settings.max_batch:
+            raise HTTPException(413, f"{len(batch.orders)} orders in one batch; at most "
+                                f"{settings.max_batch} (serving.max_batch)")
+        return BatchPrediction(predictions=predict_orders(batch.orders, "batch"))
+
+    @app.post("/v1/reload", dependencies=[Depends(authorized)], responses=ERRORS,
+              summary="Load the champion now if its alias moved")
+    async def reload() -> dict[str, Any]:
+        changed = await asyncio.to_thread(champion.refresh)
+        if champion.current:
+            metrics.model_version.labels(champion.name).set(champion.current.version)
+        return {"changed": changed,
+                "model_version": champion.current.version if champion.current else None}
+
+    @app.get("/health", summary="The process is up")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="A champion is loaded and the online store answers",
+             responses={503: {"model": Problem}})
+    async def ready(response: Response) -> dict[str, Any]:
+        checks: dict[str, Any] = {"model": champion.current is not None}
+        try:
+            state["features"].store.get_online_features(
+                features=state["features"].product_refs[:1], entity_rows=[{"product_id": 0}])
+            checks["online_store"] = True
+        except Exception as error:  # the store is down or misconfigured: not ready
+            checks["online_store"] = f"unreachable: {error}"
+        ok = checks["model"] and checks["online_store"] is True
+        if champion.current:
+            checks["model_version"] = champion.current.version
+        response.status_code = 200 if ok else 503
+        return {"ready": ok, **checks}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,88 @@
+"""The inference log: every prediction appended to a Delta table by a background thread, in
+batches, off the request path; whatever is queued is written on close (shutdown)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+
+from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.training.dataset import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+
+INFERENCE_LOG_TABLE = "serving/inference_log"
+SCHEMA = pl.Schema({
+    "request_id": pl.String(), "served_at": pl.Datetime("us"), "endpoint": pl.String(),
+    "model_name": pl.String(), "model_version": pl.Int64(), "customer_id": pl.Int64(),
+    "request": pl.String(), "product_features": pl.String(),
+    **{name: pl.Float64() for name in NUMERIC_FEATURES},
+    **{name: pl.String() for name in CATEGORICAL_FEATURES},
+    "return_probability": pl.Float64(), "latency_ms": pl.Float64(),
+})
+log = logging.getLogger(__name__)
+
+
+def record(request_id: str, served_at: datetime, endpoint: str, model_name: str,
+           model_version: int, request: dict[str, Any], features: dict[str, Any],
+           product_features: dict[int, dict[str, Any]], probability: float,
+           latency_ms: float) -> dict[str, Any]:
+    """One row of the log: ids, the raw request, every model input, the prediction."""
+    return {"request_id": request_id, "served_at": served_at, "endpoint": endpoint,
+            "model_name": model_name, "model_version": model_version,
+            "customer_id": request["customer_id"], "request": json.dumps(request),
+            "product_features": json.dumps(product_features, default=str),
+            **{name: features.get(name) for name in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)},
+            "return_probability": probability, "latency_ms": latency_ms}
+
+
+class InferenceLog:
+    """Queue in memory, one commit per batch. A failed commit is retried with the same rows on
+    the next flush, never dropped; ``close`` drains the queue."""
+
+    def __init__(self, engine: LakeEngine, flush_seconds: float = 1.0, max_rows: int = 5000):
+        self.engine, self.flush_seconds, self.max_rows = engine, flush_seconds, max_rows
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._pending: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self.rows_written = 0
+        self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
+        self._thread.start()
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self._queue.put_nowait(row)
+
+    def _drain(self) -> None:
+        while len(self._pending) < self.max_rows:
+            try:
+                self._pending.append(self._queue.get_nowait())
+            except queue.Empty:
+                return
+
+    def flush(self) -> None:
+        self._drain()
+        while self._pending:
+            batch = pl.DataFrame(self._pending, schema=SCHEMA)
+            self.engine.append(INFERENCE_LOG_TABLE, batch)
+            self.rows_written += batch.height
+            self._pending = []
+            self._drain()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            try:
+                self.flush()
+            except Exception:  # keep the rows and try again at the next flush
+                log.exception("inference log commit failed; %d rows kept for retry",
+                              len(self._pending))
+
+    def close(self) -> None:
+        """Stop the thread and write everything still queued."""
+        self._stop.set()
+        self._thread.join()
+        self.flush()

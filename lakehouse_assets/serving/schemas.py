@@ -1,0 +1,60 @@
+"""Request and response bodies of the scoring API (every field documented in the OpenAPI)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_ITEMS = 50  # order lines per order (settings: serving.max_items, enforced at request time)
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: int = Field(gt=0, description="catalogue product id", examples=[17])
+    quantity: int = Field(gt=0, le=1000, description="units ordered", examples=[1])
+
+
+class Order(BaseModel):
+    """An order as the client knows it at checkout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: int = Field(gt=0, description="the ordering customer's id", examples=[42])
+    items: list[OrderLine] = Field(min_length=1, max_length=MAX_ITEMS,
+                                   description="order lines (at least one)")
+    amount: float = Field(ge=0, le=1_000_000, allow_inf_nan=False,
+                          description="order total after discount, in EUR", examples=[129.9])
+    discount: float = Field(ge=0, le=1, allow_inf_nan=False,
+                            description="discount share applied to the order (0..1)",
+                            examples=[0.1])
+    request_id: str | None = Field(default=None, max_length=100,
+                                   description="caller's id for this prediction (one is made "
+                                   "up when missing); returned and logged")
+
+
+class Prediction(BaseModel):
+    request_id: str = Field(description="the caller's request id, or a generated one")
+    return_probability: float = Field(description="probability that the order is returned "
+                                      "within 30 days")
+    model_name: str = Field(description="registered model that scored the order")
+    model_version: int = Field(description="its registry version (the champion at the time)")
+    features: dict[str, float | str | None] = Field(
+        description="the model's input: request values, customer features looked up online and "
+        "request-time features")
+    product_features: dict[str, dict[str, float | str | None]] = Field(
+        description="online features of each ordered product, by product id")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    orders: list[Order] = Field(min_length=1, description="orders to score in one call "
+                                "(at most serving.max_batch)")
+
+
+class BatchPrediction(BaseModel):
+    predictions: list[Prediction] = Field(description="one per order, in request order")
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="what was wrong with the request")

@@ -1,0 +1,108 @@
+"""Scoring: the champion model (reloaded when its alias moves), the online features of an order,
+and the model input built from them exactly as in training."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import numpy as np
+import polars as pl
+from feast import FeatureStore
+from mlflow import MlflowClient
+
+from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
+from lakehouse_assets.registry.promotion import CHAMPION
+from lakehouse_assets.serving.schemas import Order
+from lakehouse_assets.training.dataset import FEATURES, model_input
+
+log = logging.getLogger(__name__)
+
+
+class UnknownEntity(LookupError):
+    """A customer or product the online store has no features for."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: int
+    model: Any  # the scikit-learn pipeline (predict_proba)
+
+
+class ChampionModel:
+    """Holds the champion; ``refresh`` loads a new version beside the old one and swaps the
+    reference only when it is ready, so requests never see a half-loaded model."""
+
+    def __init__(self, client: MlflowClient, name: str):
+        self.client, self.name = client, name
+        self.current: LoadedModel | None = None
+        self._lock = threading.Lock()
+
+    def champion_version(self) -> int | None:
+        try:
+            return int(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
+        except mlflow.exceptions.MlflowException:
+            return None
+
+    def refresh(self) -> bool:
+        """Load the champion if the alias moved; returns whether the model changed."""
+        with self._lock:
+            version = self.champion_version()
+            if version is None or (self.current and self.current.version == version):
+                return False
+            model = mlflow.sklearn.load_model(f"models:/{self.name}/{version}")
+            old = self.current.version if self.current else None
+            self.current = LoadedModel(self.name, version, model)
+            log.info("champion %s: version %s -> %s", self.name, old, version)
+            return True
+
+
+def _known(values: dict[str, Any], keys: set[str]) -> bool:
+    return any(v is not None for k, v in values.items() if k not in keys)
+
+
+class OrderFeatures:
+    """Online features for orders: the return-risk service (customer features and request-time
+    features) and the products' features."""
+
+    def __init__(self, store: FeatureStore):
+        self.store = store
+        self.customers = OnlineFeatureLookup(store)
+        view = store.get_feature_view("product_daily_features")
+        self.product_refs = [f"{view.name}:{f.name}" for f in view.features]
+
+    def lookup(self, orders: list[Order]) -> tuple[list[dict[str, Any]], list[dict[int, dict]]]:
+        """Model features per order and product features per order; UnknownEntity names the
+        first customer or product without online features."""
+        rows = self.customers.lookup([OrderRequest(o.customer_id, o.amount, o.discount)
+                                      for o in orders])
+        request_keys = {"customer_id", "amount", "discount", "amount_vs_avg_basket",
+                        "discount_share"}
+        for order, row in zip(orders, rows, strict=True):
+            if not _known(row, request_keys):
+                raise UnknownEntity(f"unknown customer {order.customer_id}: no online features")
+        product_ids = sorted({line.product_id for o in orders for line in o.items})
+        found = self.store.get_online_features(
+            features=self.product_refs, entity_rows=[{"product_id": p} for p in product_ids]
+        ).to_dict()
+        by_product = {pid: {k: found[k][i] for k in found if k != "product_id"}
+                      for i, pid in enumerate(product_ids)}
+        for pid, values in by_product.items():
+            if not _known(values, set()):
+                raise UnknownEntity(f"unknown product {pid}: no online features")
+        features = [{**{name: row.get(name) for name in FEATURES}, "amount": o.amount,
+                     "discount": o.discount} for o, row in zip(orders, rows, strict=True)]
+        products = [{line.product_id: by_product[line.product_id] for line in o.items}
+                    for o in orders]
+        return features, products
+
+
+def score(model: LoadedModel, features: list[dict[str, Any]]) -> np.ndarray:
+    """P(return) for each feature row, through the same input preparation as training."""
+    frame = model_input(pl.DataFrame(features, schema_overrides={"segment": pl.String},
+                                     infer_schema_length=None))
+    return model.model.predict_proba(frame)[:, 1]
