@@ -43,11 +43,24 @@ def test_compose_file_is_a_consistent_stack():
     assert needed <= example, needed - example
 
 
-def test_dockerfile_runs_as_non_root_with_a_dependency_layer_first():
-    text = (DEPLOY / "Dockerfile").read_text()
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "serving.Dockerfile"])
+def test_dockerfiles_run_as_non_root_with_a_dependency_layer_first(dockerfile):
+    text = (DEPLOY / dockerfile).read_text()
     assert text.index("COPY pyproject.toml uv.lock") < text.index("COPY lakehouse_assets")
     assert "uv sync --frozen --no-install-project" in text
     assert re.search(r"^USER (?!root)\w+", text, re.MULTILINE)
+
+
+def test_serving_container_is_read_only_token_protected_and_on_loopback():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    serving = compose["services"]["serving"]
+    assert serving["read_only"] is True and "/tmp" in serving["tmpfs"]
+    assert serving["environment"]["LAKEHOUSE_SERVING__TOKEN"].startswith("${SERVING_TOKEN:?")
+    assert serving["ports"] == ["127.0.0.1:8000:8000"]
+    assert serving["build"]["dockerfile"] == "deploy/serving.Dockerfile"
+    # Every service reaches the same MLflow server and Feast registry.
+    assert serving["environment"]["LAKEHOUSE_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert "LAKEHOUSE_FEAST_REGISTRY_URL" in serving["environment"]
 
 
 def test_helm_values_configure_the_code_location_for_dagsters_chart():

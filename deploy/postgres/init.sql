@@ -1,4 +1,5 @@
--- One server, two databases: Dagster's storage and MLflow's backend store.
+-- One server, three databases: Dagster's storage, MLflow's backend store, Feast's registry.
 CREATE USER lakehouse WITH PASSWORD 'change-me';
 CREATE DATABASE dagster OWNER lakehouse;
 CREATE DATABASE mlflow OWNER lakehouse;
+CREATE DATABASE feast OWNER lakehouse;

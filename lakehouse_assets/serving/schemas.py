@@ -5,12 +5,13 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_ITEMS = 50  # order lines per order (settings: serving.max_items, enforced at request time)
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in the lake and the feature store
 
 
 class OrderLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    product_id: int = Field(gt=0, description="catalogue product id", examples=[17])
+    product_id: int = Field(gt=0, le=MAX_ID, description="catalogue product id", examples=[17])
     quantity: int = Field(gt=0, le=1000, description="units ordered", examples=[1])
 
 
@@ -19,7 +20,7 @@ class Order(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: int = Field(gt=0, description="the ordering customer's id", examples=[42])
+    customer_id: int = Field(gt=0, le=MAX_ID, description="the ordering customer's id", examples=[42])
     items: list[OrderLine] = Field(min_length=1, max_length=MAX_ITEMS,
                                    description="order lines (at least one)")
     amount: float = Field(ge=0, le=1_000_000, allow_inf_nan=False,
