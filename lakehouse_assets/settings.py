@@ -108,6 +108,10 @@ class ServingSettings(BaseModel):
     reload_seconds: float = Field(
         default=10.0, gt=0, description="how often the champion alias is checked for a move"
     )
+    batch_window_ms: float = Field(
+        default=2.0, ge=0,
+        description="requests arriving within this window are scored in one model call",
+    )
     log_flush_seconds: float = Field(
         default=1.0, gt=0, description="inference log: the longest a prediction waits for its commit"
     )

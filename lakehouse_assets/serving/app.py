@@ -28,6 +28,7 @@ from prometheus_client import (
 )
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.serving.batching import MicroBatcher
 from lakehouse_assets.serving.inference_log import InferenceLog, record
 from lakehouse_assets.serving.schemas import (
     BatchPrediction,
@@ -36,7 +37,7 @@ from lakehouse_assets.serving.schemas import (
     Prediction,
     Problem,
 )
-from lakehouse_assets.serving.scoring import ChampionModel, OrderFeatures, UnknownEntity, score
+from lakehouse_assets.serving.scoring import ChampionModel, OrderFeatures, score
 from lakehouse_assets.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,8 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
             metrics.model_version.labels(champion.name).set(champion.current.version)
         state["features"] = features()
         state["log"] = InferenceLog(engine, settings.log_flush_seconds)
+        state["batcher"] = MicroBatcher(score_orders, settings.batch_window_ms / 1000,
+                                        max_items=settings.max_batch)
         poller = asyncio.create_task(poll_champion())
         try:
             yield
@@ -134,31 +137,38 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
         metrics.latency.labels(path).observe(time.perf_counter() - started)
         return response
 
-    def predict_orders(orders: list[Order], endpoint: str) -> list[Prediction]:
+    def score_orders(orders: list[Order]) -> list[tuple[Any, ...] | str]:
+        """Lookup and scoring of the orders of every request in the batch: one model call."""
+        model = champion.current
+        if model is None:
+            return [f"no {champion.name}@champion in the registry yet"] * len(orders)
+        found = state["features"].lookup(orders)
+        known = [f for f in found if not isinstance(f, str)]
+        probabilities = iter(score(model, [row for row, _ in known]) if known else [])
+        return [f if isinstance(f, str) else (*f, float(next(probabilities)), model)
+                for f in found]
+
+    async def predict_orders(orders: list[Order], endpoint: str) -> list[Prediction]:
         started = time.perf_counter()
         too_long = next((o for o in orders if len(o.items) > settings.max_items), None)
         if too_long is not None:
             raise HTTPException(413, f"an order has {len(too_long.items)} lines; at most "
                                 f"{settings.max_items} (serving.max_items)")
-        model = champion.current
-        if model is None:
-            raise HTTPException(503, f"no {champion.name}@champion in the registry yet")
-        try:
-            rows, products = state["features"].lookup(orders)
-        except UnknownEntity as unknown:
-            raise HTTPException(404, str(unknown)) from None
-        probabilities = score(model, rows)
+        results = await state["batcher"].submit(orders)
+        problem = next((r for r in results if isinstance(r, str)), None)
+        if problem is not None:
+            raise HTTPException(503 if problem.startswith("no ") else 404, problem)
         now = datetime.now(UTC).replace(tzinfo=None)
         latency_ms = (time.perf_counter() - started) * 1000
         predictions, logged = [], []
-        for order, row, product, p in zip(orders, rows, products, probabilities, strict=True):
+        for order, (row, product, p, model) in zip(orders, results, strict=True):
             request_id = order.request_id or uuid.uuid4().hex
             predictions.append(Prediction(
-                request_id=request_id, return_probability=float(p), model_name=model.name,
+                request_id=request_id, return_probability=p, model_name=model.name,
                 model_version=model.version, features=row,
                 product_features={str(k): v for k, v in product.items()}))
             logged.append(record(request_id, now, endpoint, model.name, model.version,
-                                 order.model_dump(), row, product, float(p), latency_ms))
+                                 order.model_dump(), row, product, p, latency_ms))
         state["log"].append(logged)
         metrics.predictions.inc(len(predictions))
         return predictions
@@ -166,7 +176,7 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
     @app.post("/v1/predict", response_model=Prediction, responses=ERRORS,
               dependencies=[Depends(authorized)], summary="Score one order")
     async def predict(order: Order) -> Prediction:
-        return predict_orders([order], "predict")[0]
+        return (await predict_orders([order], "predict"))[0]
 
     @app.post("/v1/predict/batch", response_model=BatchPrediction, responses=ERRORS,
               dependencies=[Depends(authorized)], summary="Score many orders in one call")
@@ -174,7 +184,7 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
         if len(batch.orders) > settings.max_batch:
             raise HTTPException(413, f"{len(batch.orders)} orders in one batch; at most "
                                 f"{settings.max_batch} (serving.max_batch)")
-        return BatchPrediction(predictions=predict_orders(batch.orders, "batch"))
+        return BatchPrediction(predictions=await predict_orders(batch.orders, "batch"))
 
     @app.post("/v1/reload", dependencies=[Depends(authorized)], responses=ERRORS,
               summary="Load the champion now if its alias moved")

@@ -22,10 +22,6 @@ from lakehouse_assets.training.dataset import FEATURES, model_input
 log = logging.getLogger(__name__)
 
 
-class UnknownEntity(LookupError):
-    """A customer or product the online store has no features for."""
-
-
 @dataclass(frozen=True)
 class LoadedModel:
     name: str
@@ -75,30 +71,33 @@ class OrderFeatures:
         view = store.get_feature_view("product_daily_features")
         self.product_refs = [f"{view.name}:{f.name}" for f in view.features]
 
-    def lookup(self, orders: list[Order]) -> tuple[list[dict[str, Any]], list[dict[int, dict]]]:
-        """Model features per order and product features per order; UnknownEntity names the
-        first customer or product without online features."""
+    def lookup(self, orders: list[Order]) -> list[tuple[dict[str, Any], dict[int, dict]] | str]:
+        """Per order: (model features, product features), or why it cannot be scored (an
+        unknown customer or product: no online features)."""
         rows = self.customers.lookup([OrderRequest(o.customer_id, o.amount, o.discount)
                                       for o in orders])
         request_keys = {"customer_id", "amount", "discount", "amount_vs_avg_basket",
                         "discount_share"}
-        for order, row in zip(orders, rows, strict=True):
-            if not _known(row, request_keys):
-                raise UnknownEntity(f"unknown customer {order.customer_id}: no online features")
         product_ids = sorted({line.product_id for o in orders for line in o.items})
         found = self.store.get_online_features(
             features=self.product_refs, entity_rows=[{"product_id": p} for p in product_ids]
         ).to_dict()
         by_product = {pid: {k: found[k][i] for k in found if k != "product_id"}
                       for i, pid in enumerate(product_ids)}
-        for pid, values in by_product.items():
-            if not _known(values, set()):
-                raise UnknownEntity(f"unknown product {pid}: no online features")
-        features = [{**{name: row.get(name) for name in FEATURES}, "amount": o.amount,
-                     "discount": o.discount} for o, row in zip(orders, rows, strict=True)]
-        products = [{line.product_id: by_product[line.product_id] for line in o.items}
-                    for o in orders]
-        return features, products
+        out: list[tuple[dict[str, Any], dict[int, dict]] | str] = []
+        for order, row in zip(orders, rows, strict=True):
+            unknown = next((p.product_id for p in order.items
+                            if not _known(by_product[p.product_id], set())), None)
+            if not _known(row, request_keys):
+                out.append(f"unknown customer {order.customer_id}: no online features")
+            elif unknown is not None:
+                out.append(f"unknown product {unknown}: no online features")
+            else:
+                features = {**{name: row.get(name) for name in FEATURES}, "amount": order.amount,
+                            "discount": order.discount}
+                out.append((features, {p.product_id: by_product[p.product_id]
+                                       for p in order.items}))
+        return out
 
 
 def score(model: LoadedModel, features: list[dict[str, Any]]) -> np.ndarray:
