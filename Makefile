@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 
 SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spark-jars)
 
-.PHONY: demo test ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
+.PHONY: demo test ui serve mlflow-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
 
 .bootstrap/bin/uv:
 	$(PYTHON) -m venv .bootstrap
@@ -49,6 +49,12 @@ demo-spark: install spark-jars  ## the end-to-end run on the Spark engine (local
 
 ui: install  ## Dagster UI + daemon on 127.0.0.1:3000 over LAKEHOUSE_HOME
 	$(UV) run --frozen lakehouse ui
+
+serve: install  ## the scoring API on 127.0.0.1:8000 over LAKEHOUSE_HOME (after `make demo`)
+	$(UV) run --frozen lakehouse serve
+
+mlflow-ui: install  ## the MLflow UI on 127.0.0.1:5000 over LAKEHOUSE_HOME
+	$(UV) run --frozen lakehouse mlflow
 
 check-defs: install
 	$(UV) run --frozen dagster definitions validate -w workspace.yaml
