@@ -4,6 +4,7 @@ order: the last one moves the champion and stops the service."""
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import mlflow
@@ -142,19 +143,22 @@ def test_champion_moves_without_failed_requests_and_the_log_keeps_every_request(
                     sent.append(request_id)
                     versions.append(response.json()["model_version"])
 
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 60
+        while len(sent) < count:
+            assert time.monotonic() < deadline, f"only {len(sent)} answered; {statuses[-5:]}"
+            time.sleep(0.01)
+
     worker = threading.Thread(target=load)
     worker.start()
     try:
-        while len(sent) < 20:
-            pass
+        wait_for(20)
         move_alias(registry.client(), DeltaEngine(settings.lake_root), "return_risk", CHAMPION,
                    int(version), "test", "reload test")
         with service.client() as client:
             reloaded = client.post("/v1/reload").json()
         assert reloaded == {"changed": True, "model_version": int(version)}
-        count = len(sent)
-        while len(sent) < count + 20:
-            pass
+        wait_for(len(sent) + 20)
     finally:
         stop.set()
         worker.join()
