@@ -16,3 +16,13 @@ def gold_rows(view, key: str, entities: int, days: int) -> pl.DataFrame:
              **{f.name: SAMPLE[f.dtype](e, d) for f in view.features}}
             for e in range(1, entities + 1) for d in range(days)]
     return pl.DataFrame(rows)
+
+
+def write_gold_features(lake_root: str, definitions, entities: int = 30, days: int = 4) -> None:
+    """Both gold feature marts (customers and products) as Delta tables under the lake."""
+    from deltalake import write_deltalake
+
+    for view, key in ((definitions.customer_features, "customer_id"),
+                      (definitions.product_features, "product_id")):
+        write_deltalake(f"{lake_root}/gold/{view.name}",
+                        gold_rows(view, key, entities, days).to_arrow())

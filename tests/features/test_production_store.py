@@ -2,14 +2,13 @@
 online store, chosen by settings only (started on 127.0.0.1 by the test)."""
 
 import pytest
-from deltalake import write_deltalake
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
 from lakehouse_assets.features.pipeline import describe, materialize_online, online_offline_skew
 from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.settings import LakehouseSettings
-from tests.features.gold_fixture import gold_rows
+from tests.features.gold_fixture import write_gold_features
 from tests.postgres_server import postgres_server
 from tests.redis_server import redis_server
 
@@ -22,10 +21,7 @@ def test_production_registry_in_postgres_and_online_store_in_redis(tmp_path):
         settings.ensure_dirs()
         store, definitions = feature_store(settings)
         assert store.config.online_store.type == "redis"
-        for view, key in ((definitions.customer_features, "customer_id"),
-                          (definitions.product_features, "product_id")):
-            write_deltalake(f"{settings.lake_root}/gold/{view.name}",
-                            gold_rows(view, key, entities=30, days=4).to_arrow())
+        write_gold_features(settings.lake_root, definitions)
         store.apply(definitions.all())
         engine = DeltaEngine(settings.lake_root)
         runs = materialize_online(store, engine, definitions)

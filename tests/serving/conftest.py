@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import mlflow
 import pytest
-from deltalake import write_deltalake
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.pipeline import materialize_online
@@ -24,7 +23,7 @@ from lakehouse_assets.training.candidates import candidates
 from lakehouse_assets.training.dataset import time_split
 from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate
-from tests.features.gold_fixture import gold_rows
+from tests.features.gold_fixture import write_gold_features
 
 TOKEN = "test-token-123"
 
@@ -60,10 +59,7 @@ def prepare_home(home: Path) -> LakehouseSettings:
     settings = LakehouseSettings(home=home)
     settings.ensure_dirs()
     store, definitions = feature_store(settings)
-    for view, key in ((definitions.customer_features, "customer_id"),
-                      (definitions.product_features, "product_id")):
-        write_deltalake(f"{settings.lake_root}/gold/{view.name}",
-                        gold_rows(view, key, entities=30, days=4).to_arrow())
+    write_gold_features(settings.lake_root, definitions)
     store.apply(definitions.all())
     engine = DeltaEngine(settings.lake_root)
     materialize_online(store, engine, definitions)
