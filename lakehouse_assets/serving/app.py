@@ -140,8 +140,8 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
     def score_orders(orders: list[Order]) -> list[tuple[Any, ...] | str]:
         """Lookup and scoring of the orders of every request in the batch: one model call."""
         model = champion.current
-        if model is None:
-            return [f"no {champion.name}@champion in the registry yet"] * len(orders)
+        if model is None:  # every request of the batch gets the 503
+            raise HTTPException(503, f"no {champion.name}@champion in the registry yet")
         found = state["features"].lookup(orders)
         known = [f for f in found if not isinstance(f, str)]
         probabilities = iter(score(model, [row for row, _ in known]) if known else [])
@@ -157,7 +157,7 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
         results = await state["batcher"].submit(orders)
         problem = next((r for r in results if isinstance(r, str)), None)
         if problem is not None:
-            raise HTTPException(503 if problem.startswith("no ") else 404, problem)
+            raise HTTPException(404, problem)
         now = datetime.now(UTC).replace(tzinfo=None)
         latency_ms = (time.perf_counter() - started) * 1000
         predictions, logged = [], []
