@@ -37,7 +37,7 @@ from lakehouse_assets.serving.schemas import (
     Prediction,
     Problem,
 )
-from lakehouse_assets.serving.scoring import ChampionModel, OrderFeatures, score
+from lakehouse_assets.serving.scoring import ChampionModel, OrderFeatures
 from lakehouse_assets.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
             raise HTTPException(503, f"no {champion.name}@champion in the registry yet")
         found = state["features"].lookup(orders)
         known = [f for f in found if not isinstance(f, str)]
-        probabilities = iter(score(model, [row for row, _ in known]) if known else [])
+        probabilities = iter(model.predict([row for row, _ in known]) if known else [])
         return [f if isinstance(f, str) else (*f, float(next(probabilities)), model)
                 for f in found]
 

@@ -49,7 +49,7 @@ class InferenceLog:
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self._pending: list[dict[str, Any]] = []
         self._stop = threading.Event()
-        self.rows_written = 0
+        self.rows_written = self.commits = 0
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         self._thread.start()
 
@@ -57,21 +57,32 @@ class InferenceLog:
         for row in rows:
             self._queue.put_nowait(row)
 
-    def _drain(self) -> None:
-        while len(self._pending) < self.max_rows:
+    def _take(self, limit: int) -> int:
+        taken = 0
+        while taken < limit:
             try:
                 self._pending.append(self._queue.get_nowait())
             except queue.Empty:
-                return
+                break
+            taken += 1
+        return taken
 
     def flush(self) -> None:
-        self._drain()
-        while self._pending:
+        """Commit the rows queued when called, in chunks of at most ``max_rows``. Rows arriving
+        meanwhile wait for the next flush: under load the log commits once per interval, not
+        back to back."""
+        remaining = self._queue.qsize()
+        while True:
+            remaining -= self._take(min(remaining, self.max_rows - len(self._pending)))
+            if not self._pending:
+                return
             batch = pl.DataFrame(self._pending, schema=SCHEMA)
             self.engine.append(INFERENCE_LOG_TABLE, batch)
             self.rows_written += batch.height
+            self.commits += 1
             self._pending = []
-            self._drain()
+            if remaining <= 0:
+                return
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
@@ -85,4 +96,5 @@ class InferenceLog:
         """Stop the thread and write everything still queued."""
         self._stop.set()
         self._thread.join()
-        self.flush()
+        while self._pending or not self._queue.empty():
+            self.flush()

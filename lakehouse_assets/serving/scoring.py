@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
 from lakehouse_assets.registry.promotion import CHAMPION
+from lakehouse_assets.serving.compiled import Scorer, fast_scorer
 from lakehouse_assets.serving.schemas import Order
 from lakehouse_assets.training.dataset import FEATURES, model_input
 
@@ -27,6 +28,15 @@ class LoadedModel:
     name: str
     version: int
     model: Any  # the scikit-learn pipeline (predict_proba)
+    compiled: Scorer | None = None  # the numpy path, when it reproduces the pipeline
+
+    def predict(self, features: list[dict[str, Any]]) -> np.ndarray:
+        """P(return) for each feature row, through the same input preparation as training."""
+        if self.compiled is not None:
+            return self.compiled(features)
+        frame = model_input(pl.DataFrame(features, schema_overrides={"segment": pl.String},
+                                         infer_schema_length=None))
+        return self.model.predict_proba(frame)[:, 1]
 
 
 class ChampionModel:
@@ -52,8 +62,9 @@ class ChampionModel:
                 return False
             model = mlflow.sklearn.load_model(f"models:/{self.name}/{version}")
             old = self.current.version if self.current else None
-            self.current = LoadedModel(self.name, version, model)
-            log.info("champion %s: version %s -> %s", self.name, old, version)
+            self.current = LoadedModel(self.name, version, model, fast_scorer(model))
+            log.info("champion %s: version %s -> %s (%s)", self.name, old, version,
+                     "numpy path" if self.current.compiled else "pipeline")
             return True
 
 
@@ -98,10 +109,3 @@ class OrderFeatures:
                 out.append((features, {p.product_id: by_product[p.product_id]
                                        for p in order.items}))
         return out
-
-
-def score(model: LoadedModel, features: list[dict[str, Any]]) -> np.ndarray:
-    """P(return) for each feature row, through the same input preparation as training."""
-    frame = model_input(pl.DataFrame(features, schema_overrides={"segment": pl.String},
-                                     infer_schema_length=None))
-    return model.model.predict_proba(frame)[:, 1]
