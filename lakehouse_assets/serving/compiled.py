@@ -32,19 +32,18 @@ class Unsupported(ValueError):
 
 
 def _numeric_block(columns: list[str], steps: list[Any]) -> Block:
-    fill = None
+    imputer, *rest = steps
+    # the imputer comes first (a scaler before it would see NaN) and fills every column
+    if not isinstance(imputer, SimpleImputer) or imputer.add_indicator or \
+            not np.isnan(imputer.missing_values) or np.isnan(imputer.statistics_).any():
+        raise Unsupported(f"numeric steps must start with a NaN imputer, not {imputer!r}")
+    fill: np.ndarray = imputer.statistics_.astype(float)
     mean = scale = None
-    for step in steps:
-        if isinstance(step, SimpleImputer) and not step.add_indicator and \
-                np.isnan(step.missing_values) and not np.isnan(step.statistics_).any():
-            fill = step.statistics_.astype(float)
-        elif isinstance(step, StandardScaler):
-            mean = step.mean_ if step.with_mean else None
-            scale = step.scale_ if step.with_std else None
-        else:
+    for step in rest:
+        if not isinstance(step, StandardScaler):
             raise Unsupported(f"numeric step {type(step).__name__}")
-        if fill is None:  # a scaler before the imputer would see NaN
-            raise Unsupported("numeric steps must start with the imputer")
+        mean = step.mean_ if step.with_mean else None
+        scale = step.scale_ if step.with_std else None
 
     def block(rows: Rows) -> np.ndarray:
         x = np.array([[row.get(c) for c in columns] for row in rows], dtype=float)
