@@ -27,7 +27,7 @@ GOLD_FEATURES = [AssetKey("customer_daily_features"), AssetKey("product_daily_fe
 
 @asset(group_name="features", kinds={"feast"}, owners=OWNERS, deps=GOLD_FEATURES,
        description="Applies the Feast definitions (entities, feature views over the gold Delta "
-       "marts, the on-demand view, the return_risk_v1 service) to the registry.")
+       "marts, the on-demand view, the return_risk services) to the registry.")
 def feature_registry(context: AssetExecutionContext, feast: FeastResource) -> MaterializeResult:
     store, definitions = feast.store()
     catalog = apply_definitions(store, definitions)
@@ -66,9 +66,11 @@ def online_features(context: AssetExecutionContext, lake: LakeResource, feast: F
 
 
 @asset(group_name="features", kinds={"feast", "delta"}, owners=OWNERS,
-       deps=[feature_registry, AssetKey("fct_orders"), *GOLD_FEATURES],
-       description="Point-in-time-correct features (return_risk_v1) for every order whose label "
-       "is known, joined as of the order time, with the label. The metadata records the Delta "
+       deps=[feature_registry, AssetKey("fct_orders"), AssetKey("silver_order_items"),
+             *GOLD_FEATURES],
+       description="Point-in-time-correct features (return_risk_v2: customer and request-time "
+       "features per order, product features aggregated over the basket) for every order whose "
+       "label is known, joined as of the order time, with the label. The metadata records the Delta "
        "version of every table read, so the set can be rebuilt exactly by time travel.")
 def training_set(
     context: AssetExecutionContext, lake: LakeResource, feast: FeastResource

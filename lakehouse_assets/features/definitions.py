@@ -20,6 +20,8 @@ from feast.data_format import DeltaFormat
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
+from lakehouse_assets.features.basket import LINE_FEATURES
+
 OWNER = "team:data-platform"
 
 
@@ -31,10 +33,11 @@ class FeatureDefinitions:
     product_features: FeatureView
     order_request_features: object  # OnDemandFeatureView
     return_risk_service: FeatureService
+    return_risk_v2: FeatureService
 
     def all(self) -> list:
         return [self.customer, self.product, self.customer_features, self.product_features,
-                self.order_request_features, self.return_risk_service]
+                self.order_request_features, self.return_risk_service, self.return_risk_v2]
 
 
 def _delta_source(name: str, path: str) -> FileSource:
@@ -72,6 +75,7 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
         ttl=timedelta(days=2),
         schema=[
             Field(name="units_sold_90d", dtype=Int64), Field(name="return_rate_90d", dtype=Float64),
+            Field(name="category_return_rate_90d", dtype=Float64),
             Field(name="price", dtype=Float64), Field(name="price_band", dtype=String),
             Field(name="category", dtype=String),
         ],
@@ -112,5 +116,15 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
         description="Features of the return-risk model, version 1.",
         tags={"model": "return_risk", "version": "1"},
     )
+    return_risk_v2 = FeatureService(
+        name="return_risk_v2",
+        features=[customer_features, order_request_features,
+                  product_features[LINE_FEATURES]],
+        owner=OWNER,
+        description="Features of the return-risk model, version 2: version 1 per order, plus "
+        "product features per order line, aggregated over the basket "
+        "(lakehouse_assets.features.basket).",
+        tags={"model": "return_risk", "version": "2"},
+    )
     return FeatureDefinitions(customer, product, customer_features, product_features,
-                              order_request_features, return_risk_service)
+                              order_request_features, return_risk_service, return_risk_v2)

@@ -11,6 +11,7 @@ import polars as pl
 from feast import FeatureStore
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.features.basket import LINE_FEATURES, basket_features, empty_basket
 from lakehouse_assets.features.definitions import FeatureDefinitions
 from lakehouse_assets.features.delta_offline_store import pinned_versions
 from lakehouse_assets.features.online_writer import materialize_view
@@ -86,28 +87,55 @@ def materialize_online(
     return results
 
 
+ORDER_ITEMS_TABLE = "silver/order_items"
+
+
+def order_features(store: FeatureStore, definitions: FeatureDefinitions, orders: pl.DataFrame,
+                   lines: pl.DataFrame) -> pl.DataFrame:
+    """The return_risk_v2 features of ``orders`` (order_id, customer_id, order_ts, amount,
+    discount, any other columns kept) as of each order's time, from the offline store: customer
+    and request-time features per order, product features of its ``lines`` (order_id,
+    product_id, quantity) aggregated over the basket."""
+    product_refs = [f"{definitions.product_features.name}:{f}" for f in LINE_FEATURES]
+    features = store.get_historical_features(
+        entity_df=orders.rename({"order_ts": "event_timestamp"}).to_pandas(),
+        features=definitions.return_risk_service,
+    ).to_df()
+    line_features = store.get_historical_features(
+        entity_df=lines.join(orders.select("order_id", "order_ts"), on="order_id")
+        .rename({"order_ts": "event_timestamp"}).to_pandas(),
+        features=product_refs,
+    ).to_df()
+    baskets = basket_features(pl.from_pandas(line_features).select(
+        "order_id", "quantity", *LINE_FEATURES))
+    result = pl.from_pandas(features).with_columns(
+        pl.col("event_timestamp").dt.replace_time_zone(None)
+    ).rename({"event_timestamp": "order_ts"}).join(baskets, on="order_id", how="left")
+    return result.with_columns(  # orders without lines (gone from the source)
+        pl.col(c).fill_null(v) for c, v in empty_basket().items() if v is not None
+    ).sort("order_id")
+
+
 def build_training_set(
     store: FeatureStore, engine: LakeEngine, definitions: FeatureDefinitions,
     versions: dict[str, int] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Point-in-time features for every order whose label is known, joined as of the order
-    time; plus the Delta versions of every table read. Given those versions, it rebuilds the
-    same training set from the tables as they were then (time travel)."""
-    tables = ("gold/fct_orders", *GOLD_TABLES.values())
+    """Point-in-time features (return_risk_v2) for every order whose label is known, joined as
+    of the order time: the customer and request-time features per order, the product features
+    per order line aggregated over the basket. Returns the Delta versions of every table read
+    too; given those versions, it rebuilds the same training set from the tables as they were
+    then (time travel)."""
+    tables = ("gold/fct_orders", ORDER_ITEMS_TABLE, *GOLD_TABLES.values())
     versions = versions or {t: v for t in tables if (v := engine.version(t)) is not None}
     sources = {GOLD_TABLES[v.name]: v.batch_source.path  # type: ignore[union-attr]
                for v in (definitions.customer_features, definitions.product_features)}
     orders = engine.read("gold/fct_orders", version=versions["gold/fct_orders"], columns=[
         "order_id", "customer_id", "order_ts", "amount", "discount", LABEL, "label_known_at",
     ]).filter(pl.col(LABEL).is_not_null())
-    entity_df = orders.rename({"order_ts": "event_timestamp"}).to_pandas()
+    lines = engine.read(ORDER_ITEMS_TABLE, version=versions[ORDER_ITEMS_TABLE],
+                        columns=["order_id", "product_id", "quantity"])
     with pinned_versions({sources[t]: v for t, v in versions.items() if t in sources}):
-        features = store.get_historical_features(
-            entity_df=entity_df, features=definitions.return_risk_service
-        ).to_df()
-    result = pl.from_pandas(features).with_columns(
-        pl.col("event_timestamp").dt.replace_time_zone(None)
-    ).rename({"event_timestamp": "order_ts"}).sort("order_id")
+        result = order_features(store, definitions, orders, lines)
     if result.height != orders.height:
         raise AssertionError(f"training set has {result.height} rows for {orders.height} orders")
     return result, versions

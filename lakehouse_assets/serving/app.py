@@ -6,6 +6,7 @@ scored as if it were a new one); malformed bodies get 422 naming the field; batc
 """
 
 import asyncio
+import gc
 import hmac
 import ipaddress
 import logging
@@ -107,6 +108,10 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
         state["batcher"] = MicroBatcher(score_orders, settings.batch_window_ms / 1000,
                                         max_items=settings.max_batch)
         poller = asyncio.create_task(poll_champion())
+        # Everything loaded so far (libraries, model, store) lives as long as the process: keep
+        # it out of the garbage collector's full passes, which otherwise stall requests.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

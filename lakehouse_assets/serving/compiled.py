@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -102,6 +103,42 @@ def _blocks(transformer: ColumnTransformer) -> list[Block]:
     return blocks
 
 
+def _forest(forest: RandomForestClassifier) -> Callable[[np.ndarray], np.ndarray]:
+    """A binary random forest evaluated for all trees and rows at once: one vectorised step per
+    tree level instead of a Python loop over the trees (200 trees: ~4 ms -> ~0.3 ms a call)."""
+    trees = [estimator.tree_ for estimator in forest.estimators_]
+    if forest.n_outputs_ != 1 or forest.n_classes_ != 2:
+        raise Unsupported("only single-output binary forests")
+    width = max(t.node_count for t in trees)
+    shape = (len(trees), width)
+    left, right = np.zeros(shape, np.intp), np.zeros(shape, np.intp)
+    feature, threshold, positive = np.zeros(shape, np.intp), np.zeros(shape), np.zeros(shape)
+    for i, tree in enumerate(trees):
+        n = tree.node_count
+        leaf = tree.children_left == -1
+        own = np.arange(n)
+        left[i, :n] = np.where(leaf, own, tree.children_left)  # a leaf is its own child
+        right[i, :n] = np.where(leaf, own, tree.children_right)
+        feature[i, :n] = np.where(leaf, 0, tree.feature)
+        threshold[i, :n] = tree.threshold
+        totals = tree.value[:, 0, :].sum(axis=1)
+        positive[i, :n] = tree.value[:, 0, 1] / np.where(totals == 0, 1.0, totals)
+    depth = max(t.max_depth for t in trees)
+    tree_index = np.arange(len(trees))[:, None]
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float32)  # the trees split on float32 inputs, as scikit-learn does
+        rows = np.arange(len(x))[None, :]
+        node = np.zeros((len(trees), len(x)), np.intp)
+        for _ in range(depth):
+            values = x[rows, feature[tree_index, node]]
+            node = np.where(values <= threshold[tree_index, node], left[tree_index, node],
+                            right[tree_index, node])
+        return positive[tree_index, node].mean(axis=0)
+
+    return predict
+
+
 def compile_pipeline(pipeline: Pipeline) -> Scorer:
     """P(positive) per row dict; raises Unsupported for pipelines it cannot reproduce."""
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2 or \
@@ -109,6 +146,9 @@ def compile_pipeline(pipeline: Pipeline) -> Scorer:
         raise Unsupported("expected Pipeline([ColumnTransformer, classifier])")
     blocks = _blocks(pipeline.steps[0][1])
     classifier = pipeline.steps[1][1]
+    if isinstance(classifier, RandomForestClassifier):
+        forest = _forest(classifier)
+        return lambda rows: forest(np.hstack([block(rows) for block in blocks]))
     if hasattr(classifier, "n_jobs"):  # thread pools cost more than they save on a few rows
         classifier.n_jobs = 1
 
@@ -136,13 +176,19 @@ def probe_rows(pipeline: Pipeline, count: int = 64, seed: int = 0) -> list[dict[
     return [{c: rng.choice(v) for c, v in choices.items()} for _ in range(count)]
 
 
+def input_columns(pipeline: Any) -> list[str] | None:
+    """The columns a pipeline was fitted on (an older model may use fewer than FEATURES)."""
+    names = getattr(pipeline, "feature_names_in_", None)
+    return None if names is None else [str(n) for n in names]
+
+
 def fast_scorer(pipeline: Any) -> Scorer | None:
     """The compiled scorer if it reproduces ``pipeline`` on probe rows, else None."""
     try:
         scorer = compile_pipeline(pipeline)
         rows = probe_rows(pipeline)
         frame = pl.DataFrame(rows, infer_schema_length=None)
-        expected = pipeline.predict_proba(model_input(frame))[:, 1]
+        expected = pipeline.predict_proba(model_input(frame, input_columns(pipeline)))[:, 1]
         if np.allclose(scorer(rows), expected, rtol=0, atol=1e-9):
             return scorer
         log.warning("compiled scorer differs from the pipeline; scoring with the pipeline")

@@ -14,9 +14,10 @@ import polars as pl
 from feast import FeatureStore
 from mlflow import MlflowClient
 
+from lakehouse_assets.features.basket import LINE_FEATURES, basket_features
 from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
 from lakehouse_assets.registry.promotion import CHAMPION
-from lakehouse_assets.serving.compiled import Scorer, fast_scorer
+from lakehouse_assets.serving.compiled import Scorer, fast_scorer, input_columns
 from lakehouse_assets.serving.schemas import Order
 from lakehouse_assets.training.dataset import FEATURES, model_input
 
@@ -35,7 +36,7 @@ class LoadedModel:
         if self.compiled is not None:
             return self.compiled(features)
         frame = model_input(pl.DataFrame(features, schema_overrides={"segment": pl.String},
-                                         infer_schema_length=None))
+                                         infer_schema_length=None), input_columns(self.model))
         return self.model.predict_proba(frame)[:, 1]
 
 
@@ -68,6 +69,9 @@ class ChampionModel:
             return True
 
 
+LINE_SCHEMA = {"order": pl.Int64, "quantity": pl.Int64, **{f: pl.Float64 for f in LINE_FEATURES}}
+
+
 def _known(values: dict[str, Any], keys: set[str]) -> bool:
     return any(v is not None for k, v in values.items() if k not in keys)
 
@@ -96,6 +100,7 @@ class OrderFeatures:
         by_product = {pid: {k: found[k][i] for k in found if k != "product_id"}
                       for i, pid in enumerate(product_ids)}
         out: list[tuple[dict[str, Any], dict[int, dict]] | str] = []
+        lines: list[dict[str, Any]] = []
         for order, row in zip(orders, rows, strict=True):
             unknown = next((p.product_id for p in order.items
                             if not _known(by_product[p.product_id], set())), None)
@@ -106,6 +111,13 @@ class OrderFeatures:
             else:
                 features = {**{name: row.get(name) for name in FEATURES}, "amount": order.amount,
                             "discount": order.discount}
+                lines.extend({"order": len(out), "quantity": p.quantity,
+                              **{f: by_product[p.product_id][f] for f in LINE_FEATURES}}
+                             for p in order.items)
                 out.append((features, {p.product_id: by_product[p.product_id]
                                        for p in order.items}))
+        if lines:  # the basket features of every scorable order, in one call
+            for basket in basket_features(pl.DataFrame(lines, schema=LINE_SCHEMA),
+                                          key="order").iter_rows(named=True):
+                out[basket.pop("order")][0].update(basket)  # type: ignore[union-attr]
         return out

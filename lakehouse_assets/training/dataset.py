@@ -8,27 +8,29 @@ from datetime import datetime, timedelta
 import pandas as pd
 import polars as pl
 
+from lakehouse_assets.features.basket import BASKET_FEATURES
+
 LABEL = "returned_within_30d"
 TIME = "order_ts"
 NUMERIC_FEATURES = [
     "amount", "discount", "orders_7d", "orders_30d", "orders_90d", "spend_30d", "spend_90d",
     "returns_90d", "avg_discount_90d", "days_since_last_order", "tenure_days",
-    "amount_vs_avg_basket", "discount_share",
+    "amount_vs_avg_basket", "discount_share", *BASKET_FEATURES,
 ]
 CATEGORICAL_FEATURES = ["segment"]
 FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 
 
-def model_input(frame: pl.DataFrame) -> pd.DataFrame:
+def model_input(frame: pl.DataFrame, features: list[str] | None = None) -> pd.DataFrame:
     """The model's input columns in a fixed order and types: numbers as float64 (so a missing
-    value is NaN at serving time too), categories as strings."""
-    missing = [c for c in FEATURES if c not in frame.columns]
+    value is NaN at serving time too), categories as strings. ``features``: a model's own
+    columns (a model trained on an earlier feature list), by default FEATURES."""
+    features = FEATURES if features is None else features
+    missing = [c for c in features if c not in frame.columns]
     if missing:
         raise ValueError(f"model input lacks feature columns {missing}")
-    return frame.select(
-        *(pl.col(c).cast(pl.Float64) for c in NUMERIC_FEATURES),
-        *(pl.col(c).cast(pl.String) for c in CATEGORICAL_FEATURES),
-    ).to_pandas()
+    return frame.select(pl.col(c).cast(pl.String if c in CATEGORICAL_FEATURES else pl.Float64)
+                        for c in features).to_pandas()
 
 
 class NotEnoughData(ValueError):

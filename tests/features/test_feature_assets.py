@@ -62,6 +62,23 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
         expected["expected_orders_90d"].cast(pl.Float64), null_equal=True)
     assert expected["spend_90d"].equals(expected["expected_spend_90d"], null_equal=True)
 
+    # Basket features: each line's product row as of the order (same TTL), aggregated per order.
+    items = engine.read("silver/order_items", columns=["order_id", "product_id", "quantity"])
+    products = engine.read("gold/product_daily_features").select(
+        "product_id", "feature_ts", "category_return_rate_90d")
+    lines = items.join(training.select("order_id", "order_ts"), on="order_id").sort(
+        "order_ts").join_asof(products.sort("feature_ts"), left_on="order_ts",
+                              right_on="feature_ts", by="product_id", strategy="backward",
+                              tolerance="2d")
+    brute = lines.group_by("order_id").agg(
+        pl.col("category_return_rate_90d").max().alias("expected_rate"),
+        pl.col("quantity").sum().cast(pl.Float64).alias("expected_units"))
+    joined = training.join(brute, on="order_id", how="left")
+    assert joined["basket_units"].equals(joined["expected_units"].fill_null(0.0))
+    assert joined["basket_max_category_return_rate_90d"].equals(joined["expected_rate"],
+                                                                null_equal=True)
+    assert joined["basket_max_category_return_rate_90d"].drop_nulls().len() > 0
+
     # Online values are the latest offline values.
     store, _ = feature_store(settings)
     latest = features.sort("feature_ts").group_by("customer_id").last().sort("customer_id").head(5)
@@ -74,6 +91,8 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
     assert catalog["feature_views"]["customer_daily_features"]["materialized_until"]
     assert catalog["feature_services"]["return_risk_v1"]["views"] == [
         "customer_daily_features", "order_request_features"]
+    assert catalog["feature_services"]["return_risk_v2"]["views"] == [
+        "customer_daily_features", "order_request_features", "product_daily_features"]
 
     # A second run is incremental and the training set is rebuilt, not appended to.
     simulated.run(2)

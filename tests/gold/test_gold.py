@@ -25,10 +25,11 @@ def write_silver_fixture(engine):
         "_last_seq": [1], "_end_seq": pl.Series([None], dtype=pl.Int64),
     }))
     engine.append("silver/products", pl.DataFrame({
-        "product_id": [1, 2], "name": ["shirt", "book"], "category": ["apparel", "books"],
-        "price": [50.0, 10.0], "created_at": [ts("2025-01-01 00:00:00")] * 2,
-        "updated_at": [ts("2025-01-01 00:00:00")] * 2, "_seq": [1, 2],
-        "_commit_ts": [ts("2025-01-01 00:00:00")] * 2,
+        "product_id": [1, 2, 3], "name": ["shirt", "book", "socks"],
+        "category": ["apparel", "books", "apparel"], "price": [50.0, 10.0, 40.0],
+        "created_at": [ts("2025-01-01 00:00:00")] * 3,
+        "updated_at": [ts("2025-01-01 00:00:00")] * 3, "_seq": [1, 2, 5],
+        "_commit_ts": [ts("2025-01-01 00:00:00")] * 3,
     }))
     order_ts = [ts("2026-01-01 10:00:00"), ts("2026-01-03 12:00:00"), ts("2026-02-20 09:00:00")]
     engine.append("silver/orders", pl.DataFrame({
@@ -101,3 +102,7 @@ def assert_hand_computed_values(engine):
     assert rate[date(2026, 1, 9)] == 0.0 and rate[date(2026, 1, 10)] == 1.0
     assert rate[date(2026, 2, 20)] == pytest.approx(2 / 3)
     assert products["price_band"].unique().to_list() == ["mid"]
+    # Socks never sold: no rate of their own, but their category's (the shirts') rate.
+    socks = engine.read("gold/product_daily_features").filter(
+        (pl.col("product_id") == 3) & (pl.col("feature_date") == date(2026, 1, 10)))
+    assert socks.select("return_rate_90d", "category_return_rate_90d").row(0) == (None, 1.0)

@@ -9,10 +9,10 @@ import uuid
 
 import mlflow
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.features.pipeline import order_features
 from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.registry.promotion import CHAMPION, move_alias
 from lakehouse_assets.resources.mlflow import mlflow_resource
@@ -48,14 +48,13 @@ def test_predictions_equal_batch_scoring_with_offline_features(service):
 
     # Batch scoring: offline (point-in-time) features at the newest gold time, the registry's
     # champion, the training input preparation.
-    store, _ = feature_store(service.settings)
-    entity_df = pd.DataFrame({"customer_id": [o["customer_id"] for o in orders],
-                              "event_timestamp": [NEWEST] * len(orders),
-                              "amount": [o["amount"] for o in orders],
-                              "discount": [o["discount"] for o in orders]})
-    offline = pl.from_pandas(store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service("return_risk_v1")).to_df())
-    offline = offline.sort("customer_id")
+    store, definitions = feature_store(service.settings)
+    frame = pl.DataFrame([{"order_id": i, "customer_id": o["customer_id"], "order_ts": NEWEST,
+                           "amount": o["amount"], "discount": o["discount"]}
+                          for i, o in enumerate(orders)])
+    lines = pl.DataFrame([{"order_id": i, **line} for i, o in enumerate(orders)
+                          for line in o["items"]])
+    offline = order_features(store, definitions, frame, lines)
     mlflow.set_tracking_uri(service.settings.tracking_uri)
     try:
         model = mlflow.sklearn.load_model("models:/return_risk@champion")
@@ -64,6 +63,9 @@ def test_predictions_equal_batch_scoring_with_offline_features(service):
     expected = model.predict_proba(model_input(offline))[:, 1]
     assert np.allclose([p["return_probability"] for p in served], expected, atol=1e-12)
     assert served[0]["features"]["orders_90d"] == offline["orders_90d"][0]
+    # the basket: products 2 and 2 (order of customer 1) -> gold_rows rate 2 + 3/4 on day 3
+    assert served[0]["features"]["basket_max_return_rate_90d"] == 2.75
+    assert served[0]["features"]["basket_lines"] == 2
 
 
 def test_bad_input_gets_a_documented_4xx(service):
