@@ -17,6 +17,9 @@ from lakehouse_assets.bronze.sensors import (
 )
 from lakehouse_assets.features.assets import feature_registry, online_features, training_set
 from lakehouse_assets.gold.assets import gold_dbt_models
+from lakehouse_assets.monitoring.assets import MONITORING_ASSETS
+from lakehouse_assets.monitoring.automation import JOBS, SCHEDULES, SENSORS
+from lakehouse_assets.monitoring.freshness import FRESHNESS_CHECKS, freshness_sensor
 from lakehouse_assets.resources import build_resources
 from lakehouse_assets.settings import get_settings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
@@ -28,11 +31,11 @@ def build_definitions() -> Definitions:
     return Definitions(
         assets=[SHOP_SOURCE, PAYMENTS_LANDING, *BRONZE_CDC_ASSETS, ingest_payments_files,
                 *SILVER_ASSETS, gold_dbt_models, feature_registry, online_features,
-                training_set, *ML_ASSETS],
-        asset_checks=[*BRONZE_CDC_CHECKS, *ML_CHECKS],
-        jobs=[bronze_cdc_job, landing_ingest_job, lake_maintenance_job],
-        schedules=[bronze_cdc_schedule, lake_maintenance_schedule],
-        sensors=[landing_payments_sensor],
+                training_set, *ML_ASSETS, *MONITORING_ASSETS],
+        asset_checks=[*BRONZE_CDC_CHECKS, *ML_CHECKS, *FRESHNESS_CHECKS],
+        jobs=[bronze_cdc_job, landing_ingest_job, lake_maintenance_job, *JOBS],
+        schedules=[bronze_cdc_schedule, lake_maintenance_schedule, *SCHEDULES],
+        sensors=[landing_payments_sensor, *SENSORS, freshness_sensor],
         resources=build_resources(get_settings()),
     )
 

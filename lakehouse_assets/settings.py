@@ -117,6 +117,34 @@ class ServingSettings(BaseModel):
     )
 
 
+class MonitoringSettings(BaseModel):
+    """Drift, model quality, system health and alerts."""
+
+    min_window_rows: int = Field(
+        default=200, ge=10,
+        description="a drift window is the traffic since the last check, extended back to at "
+        "least this many rows (fewer in the whole log: the check is skipped)")
+    sample_rows: int = Field(
+        default=30_000, ge=1_000, description="rows per side Evidently compares (uniform sample)")
+    drift_share: float = Field(
+        default=0.5, gt=0, le=1, description="share of drifted columns that is dataset drift")
+    gold_window_days: int = Field(default=7, ge=1,
+                                  description="newest gold orders compared with the reference")
+    quality_metric: str = "roc_auc"
+    quality_floor: float = Field(default=0.55, description="fail below this on recent labels")
+    quality_max_drop: float = Field(
+        default=0.05, ge=0, description="fail when this far below the model's holdout value")
+    min_labelled_rows: int = Field(default=50, ge=2,
+                                   description="labelled predictions needed to judge quality")
+    latency_p99_ms: float = Field(default=50.0, gt=0, description="serving p99 objective")
+    max_error_rate: float = Field(default=0.01, ge=0, le=1,
+                                  description="serving 5xx share objective")
+    serving_url: str = Field(default="http://127.0.0.1:8000",
+                             description="where system_health reads the service's /metrics")
+    alert_webhook_url: SecretStr | None = Field(
+        default=None, description="Slack-compatible webhook for alerts (JSON {\"text\": ...})")
+
+
 class LakehouseSettings(BaseSettings):
     """Where local state lives, which engine runs, and how the simulator behaves."""
 
@@ -172,6 +200,7 @@ class LakehouseSettings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     training: TrainingSettings = TrainingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @cached_property
     def home_dir(self) -> Path:

@@ -12,6 +12,7 @@ from dagster_dbt import DbtCliResource
 from lakehouse_assets.resources.feast import FeastResource
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.mlflow import mlflow_resource
+from lakehouse_assets.resources.monitoring import monitoring_resources
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.sources.cdc import ChangeLog
 
@@ -57,6 +58,7 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
             redis_url=settings.feast_redis_url,
         ),
         "mlflow": mlflow_resource(settings),
+        **monitoring_resources(settings),
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),
             profiles_dir=str(DBT_PROJECT_DIR),

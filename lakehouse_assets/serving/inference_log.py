@@ -19,6 +19,7 @@ INFERENCE_LOG_TABLE = "serving/inference_log"
 SCHEMA = pl.Schema({
     "request_id": pl.String(), "served_at": pl.Datetime("us"), "endpoint": pl.String(),
     "model_name": pl.String(), "model_version": pl.Int64(), "customer_id": pl.Int64(),
+    "order_id": pl.Int64(),
     "request": pl.String(), "product_features": pl.String(),
     **{name: pl.Float64() for name in NUMERIC_FEATURES},
     **{name: pl.String() for name in CATEGORICAL_FEATURES},
@@ -34,7 +35,8 @@ def record(request_id: str, served_at: datetime, endpoint: str, model_name: str,
     """One row of the log: ids, the raw request, every model input, the prediction."""
     return {"request_id": request_id, "served_at": served_at, "endpoint": endpoint,
             "model_name": model_name, "model_version": model_version,
-            "customer_id": request["customer_id"], "request": json.dumps(request),
+            "customer_id": request["customer_id"], "order_id": request.get("order_id"),
+            "request": json.dumps(request),
             "product_features": json.dumps(product_features, default=str),
             **{name: features.get(name) for name in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)},
             "return_probability": probability, "latency_ms": latency_ms}

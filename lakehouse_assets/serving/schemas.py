@@ -28,6 +28,10 @@ class Order(BaseModel):
     discount: float = Field(ge=0, le=1, allow_inf_nan=False,
                             description="discount share applied to the order (0..1)",
                             examples=[0.1])
+    order_id: int | None = Field(
+        default=None, gt=0, le=MAX_ID, examples=[1001],
+        description="the shop's order id, when known at checkout: joins the prediction with the "
+        "order's return label later (model quality monitoring)")
     request_id: str | None = Field(default=None, max_length=100,
                                    description="caller's id for this prediction (one is made "
                                    "up when missing); returned and logged")
