@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 
 SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spark-jars)
 
-.PHONY: demo test ui serve mlflow-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
+.PHONY: demo test ui serve mlflow-ui monitor-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
 
 .bootstrap/bin/uv:
 	$(PYTHON) -m venv .bootstrap
@@ -55,6 +55,9 @@ serve: install  ## the scoring API on 127.0.0.1:8000 over LAKEHOUSE_HOME (after 
 
 mlflow-ui: install  ## the MLflow UI on 127.0.0.1:5000 over LAKEHOUSE_HOME
 	$(UV) run --frozen lakehouse mlflow
+
+monitor-ui: install  ## the Evidently UI (drift and quality snapshots) on 127.0.0.1:8050
+	$(UV) run --frozen lakehouse monitor-ui
 
 check-defs: install
 	$(UV) run --frozen dagster definitions validate -w workspace.yaml

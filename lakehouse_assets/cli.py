@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -201,6 +202,21 @@ def mlflow_ui(port: int | None) -> None:
     # MLflow's job runner (GenAI jobs, unused here) would start eight worker processes.
     env = {**settings.child_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     os.execve(sys.executable, command, env)  # the server replaces this process: signals reach it
+
+
+@main.command(name="monitor-ui")
+@click.option("--port", type=int, default=None, help="default: settings (8050)")
+def monitor_ui(port: int | None) -> None:
+    """Start the Evidently UI on 127.0.0.1 over the monitoring workspace (drift and quality
+    snapshots of every monitoring run)."""
+    settings = _settings()
+    workspace = settings.home_dir / "monitoring" / "workspace"
+    workspace.mkdir(parents=True, exist_ok=True)
+    port = port or settings.monitoring.ui_port
+    executable = str(Path(sys.executable).parent / "evidently")
+    console.print(f"Evidently UI on http://127.0.0.1:{port} (workspace {workspace})")
+    os.execve(executable, [executable, "ui", "--host", "127.0.0.1", "--port", str(port),
+                           "--workspace", str(workspace)], settings.child_env())
 
 
 if __name__ == "__main__":

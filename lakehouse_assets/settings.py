@@ -23,6 +23,7 @@ TELEMETRY_OFF_ENV = {
     "DO_NOT_TRACK": "1",
     "SCARF_ANALYTICS": "false",
     "FEAST_USAGE": "False",
+    "EVIDENTLY_DISABLE_TELEMETRY": "1",
 }
 
 
@@ -141,6 +142,7 @@ class MonitoringSettings(BaseModel):
                                   description="serving 5xx share objective")
     serving_url: str = Field(default="http://127.0.0.1:8000",
                              description="where system_health reads the service's /metrics")
+    ui_port: int = Field(default=8050, description="`lakehouse monitor-ui` (Evidently UI)")
     alert_webhook_url: SecretStr | None = Field(
         default=None, description="Slack-compatible webhook for alerts (JSON {\"text\": ...})")
 

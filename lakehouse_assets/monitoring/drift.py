@@ -14,7 +14,6 @@ agreement with a full run).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -50,11 +49,6 @@ class DriftResult:
     @property
     def dataset_drift(self) -> bool:
         return bool(self.columns) and self.drifted_share >= self.drift_share
-
-    def save_html(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.snapshot.save_html(str(path))
-        return path
 
     def summary(self) -> dict[str, Any]:
         return {"dataset_drift": self.dataset_drift, "drifted_share": self.drifted_share,

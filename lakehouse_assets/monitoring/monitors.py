@@ -15,12 +15,14 @@ from typing import Any
 import mlflow
 import numpy as np
 import polars as pl
+from evidently.core.report import Snapshot
+from evidently.ui.workspace import Workspace
 from mlflow import MlflowClient
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.monitoring.drift import DriftResult, data_drift
 from lakehouse_assets.registry.promotion import CHAMPION
-from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
+from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE, SCHEMA
 from lakehouse_assets.settings import MonitoringSettings
 from lakehouse_assets.training.dataset import (
     CATEGORICAL_FEATURES,
@@ -84,6 +86,14 @@ class Window:
     note: str
 
 
+def read_inference_log(engine: LakeEngine) -> pl.DataFrame:
+    """The inference log with every current column (rows logged before a column was added
+    have it as null)."""
+    frame = engine.read(INFERENCE_LOG_TABLE)
+    return frame.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in SCHEMA.items()
+                              if name not in frame.columns)
+
+
 def last_window_end(engine: LakeEngine, table: str, monitor: str) -> datetime | None:
     if engine.version(table) is None:
         return None
@@ -97,7 +107,7 @@ def traffic_window(engine: LakeEngine, monitor: str, table: str, min_rows: int) 
     ``min_rows`` rows; empty when the whole log is shorter."""
     if engine.version(INFERENCE_LOG_TABLE) is None:
         return Window(pl.DataFrame(), None, None, "no inference log yet")
-    log = engine.read(INFERENCE_LOG_TABLE).sort("served_at")
+    log = read_inference_log(engine).sort("served_at")
     if log.height < min_rows:
         return Window(pl.DataFrame(), None, None,
                       f"{log.height} predictions logged; at least {min_rows} needed")
@@ -135,8 +145,21 @@ class MonitorOutcome:
     note: str = ""
 
 
-def report_path(reports_dir: Path, monitor: str, source: str) -> Path:
-    return reports_dir / monitor / f"{now():%Y%m%dT%H%M%S%f}_{source}.html"
+WORKSPACE_PROJECT = "return_risk monitoring"
+
+
+def publish(snapshot: Snapshot, reports_dir: Path, monitor: str, source: str) -> Path:
+    """The report as HTML under ``reports_dir/monitor``, and the snapshot in the local Evidently
+    workspace (``reports_dir/workspace``) that `lakehouse monitor-ui` shows."""
+    path = reports_dir / monitor / f"{now():%Y%m%dT%H%M%S%f}_{source}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(path))
+    workspace = Workspace.create(str(reports_dir / "workspace"))
+    found = workspace.search_project(WORKSPACE_PROJECT)
+    project = found[0] if found else workspace.create_project(
+        WORKSPACE_PROJECT, description="Drift and quality of the return-risk champion")
+    workspace.add_run(project.id, snapshot, name=f"{monitor} {source}")
+    return path
 
 
 def feature_drift(engine: LakeEngine, model: Champion, settings: MonitoringSettings,
@@ -154,7 +177,7 @@ def feature_drift(engine: LakeEngine, model: Champion, settings: MonitoringSetti
     for source, (current, part, numeric, categorical) in sources.items():
         result = data_drift(reference, current, numeric, categorical, settings.sample_rows,
                             drift_share=settings.drift_share)
-        path = result.save_html(report_path(reports_dir, "feature_drift", source))
+        path = publish(result.snapshot, reports_dir, "feature_drift", source)
         engine.append(DRIFT_TABLE, drift_rows("feature_drift", source, result, part,
                                               model.version, path))
         outcome.summary[source] = result.summary()
@@ -186,7 +209,7 @@ def prediction_drift(engine: LakeEngine, model: Champion, settings: MonitoringSe
         model_input(reference))[:, 1]})
     result = data_drift(scored, window.frame.select("return_probability"),
                         ["return_probability"], [], settings.sample_rows, drift_share=1.0)
-    path = result.save_html(report_path(reports_dir, "prediction_drift", "inference_log"))
+    path = publish(result.snapshot, reports_dir, "prediction_drift", "inference_log")
     engine.append(DRIFT_TABLE, drift_rows("prediction_drift", "inference_log", result, window,
                                           model.version, path))
     return MonitorOutcome(not result.dataset_drift, {"inference_log": result.summary()},
@@ -197,7 +220,7 @@ def labelled_predictions(engine: LakeEngine, model_version: int) -> pl.DataFrame
     """The champion's logged predictions whose order has a known label."""
     if engine.version(INFERENCE_LOG_TABLE) is None or engine.version("gold/fct_orders") is None:
         return pl.DataFrame()
-    log = engine.read(INFERENCE_LOG_TABLE).filter(
+    log = read_inference_log(engine).filter(
         (pl.col("model_version") == model_version) & pl.col("order_id").is_not_null())
     labels = engine.read("gold/fct_orders", columns=["order_id", LABEL, "label_known_at"]).filter(
         pl.col(LABEL).is_not_null())
@@ -219,7 +242,7 @@ def model_quality(engine: LakeEngine, model: Champion, settings: MonitoringSetti
     metric = settings.quality_metric
     value, baseline = metrics[metric], model.holdout_metrics.get(metric, np.nan)
     passed = value >= settings.quality_floor and not (baseline - value > settings.quality_max_drop)
-    path = classification_report(frame, report_path(reports_dir, "model_quality", "labels"))
+    path = publish(classification_report(frame), reports_dir, "model_quality", "labels")
     engine.append(QUALITY_TABLE, pl.DataFrame([{
         "computed_at": now(), "monitor": "model_quality", "model_version": model.version,
         "window_start": frame["served_at"].min(), "window_end": frame["served_at"].max(),
@@ -231,8 +254,8 @@ def model_quality(engine: LakeEngine, model: Champion, settings: MonitoringSetti
                           {"labels": path})
 
 
-def classification_report(frame: pl.DataFrame, path: Path) -> Path:
-    """Evidently's classification preset over the labelled predictions, as HTML."""
+def classification_report(frame: pl.DataFrame) -> Snapshot:
+    """Evidently's classification preset over the labelled predictions."""
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.presets import ClassificationPreset
 
@@ -240,11 +263,8 @@ def classification_report(frame: pl.DataFrame, path: Path) -> Path:
                         pl.col("return_probability").alias("prediction")).to_pandas()
     definition = DataDefinition(classification=[BinaryClassification(
         target="target", prediction_probas="prediction", pos_label=1)])
-    snapshot = Report([ClassificationPreset()]).run(
+    return Report([ClassificationPreset()]).run(
         Dataset.from_pandas(data, data_definition=definition), None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    snapshot.save_html(str(path))
-    return path
 
 
 _SAMPLE = re.compile(r'^lakehouse_serving_requests_total\{path="([^"]*)",status="(\d+)"\} (\S+)$')
