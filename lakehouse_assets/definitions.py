@@ -21,13 +21,13 @@ from lakehouse_assets.monitoring.assets import MONITORING_ASSETS
 from lakehouse_assets.monitoring.automation import JOBS, SCHEDULES, SENSORS
 from lakehouse_assets.monitoring.freshness import FRESHNESS_CHECKS, freshness_sensor
 from lakehouse_assets.resources import build_resources
-from lakehouse_assets.settings import get_settings
+from lakehouse_assets.settings import LakehouseSettings, get_settings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.silver.maintenance import lake_maintenance_job, lake_maintenance_schedule
 from lakehouse_assets.training.assets import ML_ASSETS, ML_CHECKS
 
 
-def build_definitions() -> Definitions:
+def build_definitions(settings: LakehouseSettings | None = None) -> Definitions:
     return Definitions(
         assets=[SHOP_SOURCE, PAYMENTS_LANDING, *BRONZE_CDC_ASSETS, ingest_payments_files,
                 *SILVER_ASSETS, gold_dbt_models, feature_registry, online_features,
@@ -36,7 +36,7 @@ def build_definitions() -> Definitions:
         jobs=[bronze_cdc_job, landing_ingest_job, lake_maintenance_job, *JOBS],
         schedules=[bronze_cdc_schedule, lake_maintenance_schedule, *SCHEDULES],
         sensors=[landing_payments_sensor, *SENSORS, freshness_sensor],
-        resources=build_resources(get_settings()),
+        resources=build_resources(settings or get_settings()),
     )
 
 

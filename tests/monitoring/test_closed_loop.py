@@ -1,0 +1,164 @@
+"""The closed loop on the simulated shop: a champion serves checkout traffic, the world drifts,
+the drift check fails, the sensor launches retraining on fresh data, the gate promotes the
+challenger only if it beats the champion, and the service follows. Then a challenger that
+cannot beat the champion is kept out."""
+
+import sqlite3
+import time
+
+import polars as pl
+from dagster import DagsterInstance, build_sensor_context
+
+from lakehouse_assets.definitions import build_definitions
+from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.monitoring.automation import retrain_on_degradation
+from lakehouse_assets.monitoring.monitors import DRIFT_TABLE
+from lakehouse_assets.settings import (
+    LakehouseSettings,
+    MonitoringSettings,
+    SimulatorSettings,
+    TrainingSettings,
+)
+from lakehouse_assets.sources.simulator import ShopSimulator
+from lakehouse_assets.training.assets import latest_evaluation
+from tests.serving.conftest import start_service
+
+CALM = SimulatorSettings(days=45, initial_customers=150, initial_products=60, orders_per_day=40,
+                         promotion_start_day=None, new_category_day=None,
+                         customer_mix_shift_day=None, malformed_file_share=0.0)
+# a 1,000-row window would take weeks of this shop's traffic; a quarter of the columns drifting
+# is dataset drift here (the default is half)
+MONITORING = MonitoringSettings(min_window_rows=100, drift_share=0.25)
+
+
+def run_job(settings: LakehouseSettings, instance: DagsterInstance, name: str, **kwargs):
+    result = build_definitions(settings).resolve_job_def(name).execute_in_process(
+        instance=instance, raise_on_error=False, **kwargs)
+    failed = {e.step_key for e in result.get_step_failure_events()}
+    assert failed <= {"return_risk_evaluation_promotion_gate", "return_risk_evaluation"}, failed
+    return result
+
+
+def new_orders(settings: LakehouseSettings, after_id: int) -> list[dict]:
+    """Checkout requests for the source orders after ``after_id`` (as the shop would send them
+    before the orders reach the lake)."""
+    with sqlite3.connect(settings.source_db) as conn:
+        orders = conn.execute("SELECT order_id, customer_id, amount, discount FROM orders "
+                              "WHERE order_id > ? ORDER BY order_id", (after_id,)).fetchall()
+        items = conn.execute("SELECT order_id, product_id, quantity FROM order_items "
+                             "WHERE order_id > ?", (after_id,)).fetchall()
+    lines: dict[int, list[dict]] = {}
+    for order_id, product_id, quantity in items:
+        lines.setdefault(order_id, []).append({"product_id": product_id, "quantity": quantity})
+    return [{"order_id": o, "customer_id": c, "amount": a, "discount": d, "items": lines[o]}
+            for o, c, a, d in orders if o in lines]
+
+
+def serve(service, orders: list[dict]) -> dict[int, int]:
+    """POST every order; count answers by status (new customers are unknown to the online store
+    until the next pipeline run: 404)."""
+    statuses: dict[int, int] = {}
+    with service.client() as client:
+        for order in orders:
+            status = client.post("/v1/predict", json=order).status_code
+            statuses[status] = statuses.get(status, 0) + 1
+    assert set(statuses) <= {200, 404}, statuses
+    return statuses
+
+
+def drift_of_last_check(engine: DeltaEngine) -> pl.DataFrame:
+    rows = engine.read(DRIFT_TABLE).filter((pl.col("monitor") == "feature_drift")
+                                           & (pl.col("source") == "inference_log"))
+    return rows.filter(pl.col("computed_at") == rows["computed_at"].max())
+
+
+def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
+    settings = LakehouseSettings(home=home, simulator=CALM, monitoring=MONITORING)
+    settings.ensure_dirs()
+    instance = DagsterInstance.ephemeral()
+    engine = DeltaEngine(settings.lake_root)
+    ShopSimulator(settings.source_db, settings.landing, CALM).run(45)
+    run_job(settings, instance, "daily_pipeline_job")
+    run_job(settings, instance, "retrain_job")
+    service = start_service(home)
+    try:
+        with service.client() as client:
+            assert client.get("/ready").json()["model_version"] == 1
+
+        # Calm days: traffic first (checkout), then the daily pipeline, then monitoring.
+        last_order = 0
+        ShopSimulator(settings.source_db, settings.landing, CALM).run(4)
+        orders = new_orders(settings, last_order)
+        last_order = orders[-1]["order_id"]
+        calm_orders = [o for o in orders if o["order_id"] > orders[0]["order_id"]]
+        assert serve(service, calm_orders[-200:])[200] >= 100
+        run_job(settings, instance, "daily_pipeline_job")
+        wait_for_log(engine, 100)
+        run_job(settings, instance, "monitoring_job")
+        calm = drift_of_last_check(engine)
+        cursor = str(engine.read(DRIFT_TABLE)["computed_at"].max())
+
+        # The world changes: a deep promotion, bargain hunters, a new category.
+        simulator_day = 49
+        drifted = CALM.model_copy(update={
+            "promotion_start_day": simulator_day, "promotion_days": 20,
+            "promotion_discount": 0.35, "customer_mix_shift_day": simulator_day,
+            "customer_mix_bargain_share": 0.9, "new_category_day": simulator_day})
+        ShopSimulator(settings.source_db, settings.landing, drifted).run(5)
+        served = serve(service, new_orders(settings, last_order))
+        assert served[200] >= 100
+        wait_for_log(engine, 100 + served[200])
+        run_job(settings, instance, "daily_pipeline_job")
+        checks = {c.check_name: c.passed for c in run_job(
+            settings, instance, "monitoring_job").get_asset_check_evaluations()}
+        after = drift_of_last_check(engine)
+        assert checks["no_dataset_drift"] is False
+        assert after["drifted"].mean() > calm["drifted"].mean()  # the knob, not just time
+        assert {"discount", "discount_share"} <= set(after.filter("drifted")["column"])
+
+        # The sensor asks for one retraining; the run trains on fresh data and the gate decides.
+        resources = {"lake": build_definitions(settings).resources["lake"]}
+        with build_sensor_context(cursor=cursor, resources=resources,
+                                  instance=instance) as context:
+            tick = retrain_on_degradation(context)
+        (request,) = tick.run_requests
+        assert request.run_key.startswith("retrain:")
+        run_job(settings, instance, "retrain_job", tags=request.tags)
+        decision = latest_evaluation(engine)
+        assert (decision.challenger_version, decision.champion_version) == (2, 1)
+        gain = decision.challenger_metrics["roc_auc"] - decision.champion_metrics["roc_auc"]
+        if decision.decision == "keep":
+            assert gain < settings.training.promotion_margin or "guard" in decision.reason
+        assert decision.decision == "promote", decision  # more labelled history wins here
+        with service.client() as client:
+            client.post("/v1/reload")
+            answer = client.post("/v1/predict", json=new_orders(settings, 0)[-1])
+        assert answer.json()["model_version"] == 2
+
+        # A challenger that cannot clear the gate (margin 1.0) is kept out.
+        ShopSimulator(settings.source_db, settings.landing, drifted).run(2)
+        run_job(settings, instance, "daily_pipeline_job")
+        strict = settings.model_copy(update={"training": TrainingSettings(promotion_margin=1.0)})
+        result = run_job(strict, instance, "retrain_job")
+        gate = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        assert gate["promotion_gate"] is False
+        assert latest_evaluation(engine).decision == "keep"
+        with service.client() as client:
+            client.post("/v1/reload")
+            assert client.get("/ready").json()["model_version"] == 2
+    finally:
+        service.stop()
+
+
+def wait_for_log(engine: DeltaEngine, rows: int, timeout: float = 30.0) -> None:
+    """The service commits its log every second: wait until ``rows`` are in."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if engine.exists("serving/inference_log") and \
+                engine.row_count("serving/inference_log") >= rows:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"inference log has fewer than {rows} rows after {timeout} s")
+
