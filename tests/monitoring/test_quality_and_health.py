@@ -1,0 +1,102 @@
+"""Model quality on labelled live predictions, and system health from the log and /metrics."""
+
+import threading
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import polars as pl
+import pytest
+
+from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.monitoring import monitors
+from lakehouse_assets.monitoring.monitors import HEALTH_TABLE, QUALITY_TABLE, Champion
+from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE, SCHEMA
+from lakehouse_assets.settings import MonitoringSettings
+
+T0 = datetime(2026, 4, 1)
+
+
+def champion(roc_auc: float) -> Champion:
+    return Champion("return_risk", 3, 0, "2026-01-01", "2026-02-01", {"roc_auc": roc_auc},
+                    "models:/return_risk/3")
+
+
+def write_traffic(engine: DeltaEngine, informative: bool, rows: int = 400) -> None:
+    """Logged predictions of version 3 for orders 1..rows, and their labels in gold. The
+    probabilities carry the label's signal, or none at all."""
+    rng = np.random.default_rng(1)
+    labels = rng.random(rows) < 0.2
+    p = np.clip(np.where(labels, 0.5, 0.2) + rng.normal(0, 0.15, rows), 0.01, 0.99) \
+        if informative else rng.random(rows)
+    log = pl.DataFrame({"request_id": [f"r{i}" for i in range(rows)],
+                        "served_at": [T0 + timedelta(seconds=i) for i in range(rows)],
+                        "model_version": [3] * rows, "order_id": list(range(1, rows + 1)),
+                        "return_probability": p, "latency_ms": rng.gamma(2, 2, rows)})
+    engine.append(INFERENCE_LOG_TABLE, log.with_columns(
+        pl.lit(None, dtype).alias(c) for c, dtype in SCHEMA.items() if c not in log.columns
+    ).select(SCHEMA.names()))
+    engine.append("gold/fct_orders", pl.DataFrame({
+        "order_id": list(range(1, rows + 1)), "returned_within_30d": labels,
+        "label_known_at": [T0 + timedelta(days=30)] * rows}))
+
+
+@pytest.mark.parametrize("informative", [True, False])
+def test_quality_check_fails_when_the_metric_drops(tmp_path, informative):
+    engine = DeltaEngine(str(tmp_path / "lake"))
+    write_traffic(engine, informative)
+    outcome = monitors.model_quality(engine, champion(0.8), MonitoringSettings(),
+                                     tmp_path / "reports", threshold=0.3)
+    auc = outcome.summary["labels"]["roc_auc"]
+    assert outcome.passed is informative
+    assert (auc > 0.8) if informative else (auc < 0.6)
+    row = engine.read(QUALITY_TABLE).row(0, named=True)
+    assert row["labelled_rows"] == 400 and row["holdout_value"] == 0.8
+    assert outcome.reports["labels"].exists()  # Evidently's classification report
+
+
+def test_quality_needs_enough_labels(tmp_path):
+    engine = DeltaEngine(str(tmp_path / "lake"))
+    write_traffic(engine, True, rows=30)
+    outcome = monitors.model_quality(engine, champion(0.8), MonitoringSettings(),
+                                     tmp_path / "reports", threshold=0.3)
+    assert outcome.passed is None and "30 labelled predictions" in outcome.note
+
+
+@pytest.fixture
+def metrics_server():
+    body = "\n".join([
+        '# TYPE lakehouse_serving_requests_total counter',
+        'lakehouse_serving_requests_total{path="/v1/predict",status="200"} 970.0',
+        'lakehouse_serving_requests_total{path="/v1/predict",status="404"} 10.0',
+        'lakehouse_serving_requests_total{path="/v1/predict",status="500"} 20.0',
+        'lakehouse_serving_requests_total{path="/health",status="500"} 99.0']).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_system_health_reads_latency_and_error_rate(tmp_path, metrics_server):
+    engine = DeltaEngine(str(tmp_path / "lake"))
+    write_traffic(engine, True)
+    strict = MonitoringSettings(serving_url=metrics_server, max_error_rate=0.01)
+    outcome = monitors.system_health(engine, strict)
+    summary = outcome.summary["serving"]
+    assert summary["error_rate"] == pytest.approx(20 / 1000)  # scoring paths only
+    assert outcome.passed is False  # 2% 5xx > 1%
+    assert summary["p99_ms"] >= summary["p50_ms"] > 0
+    assert engine.read(HEALTH_TABLE)["requests"].item() == 400
+    unreachable = MonitoringSettings(serving_url="http://127.0.0.1:9", latency_p99_ms=1000)
+    again = monitors.system_health(engine, unreachable)
+    assert again.passed and "unreachable" in str(again.summary["serving"]["error_rate"])
