@@ -39,7 +39,15 @@ def test_definitions_load_with_bronze_assets_checks_jobs_and_sensor():
     assert {("bronze_orders", "no_duplicate_changes"), ("bronze_orders", "all_changes_captured")} <= names
     assert ("silver_orders", "expect_has_customer") in names
     assert ("silver_customers", "events_reconciled") in names
-    assert all(spec.blocking for spec in checks if not spec.name.startswith("expect_"))
+    monitoring = {"no_dataset_drift", "no_prediction_drift", "quality_above_floor",
+                  "serving_within_objectives"}
+    assert {("feature_drift", "no_dataset_drift"), ("model_quality", "quality_above_floor")} <= names
+    # monitoring checks are signals for the sensors, not gates; the others block downstream
+    assert all(spec.blocking for spec in checks
+               if not spec.name.startswith("expect_") and spec.name not in monitoring
+               and "freshness" not in spec.name)
+    assert AssetKey("inference_log") in {d.asset_key for d in specs[AssetKey("feature_drift")].deps}
+    assert defs.resolve_job_def("retrain_job") and defs.resolve_job_def("daily_pipeline_job")
     assert defs.resolve_sensor_def("landing_payments_sensor")
     assert defs.resolve_job_def("landing_ingest_job")
     assert defs.resolve_schedule_def("bronze_cdc_every_15_minutes")

@@ -68,7 +68,20 @@ def test_ui_serves_the_lineage_graph_checks_and_sensor(settings):
         sensors = graphql(port, '{ sensorsOrError(repositorySelector: {repositoryLocationName: '
                           '"lakehouse", repositoryName: "__repository__"}) '
                           '{ ... on Sensors { results { name } } } }')
-        assert {"landing_payments_sensor"} <= {s["name"] for s in sensors["sensorsOrError"]["results"]}
+        assert {"landing_payments_sensor", "retrain_on_degradation", "label_arrival_sensor",
+                "source_changes_sensor", "run_failure_alert", "pipeline_freshness"} <= {
+            s["name"] for s in sensors["sensorsOrError"]["results"]}
+        # the monitoring assets and their checks, the freshness checks, the schedules
+        assert checks[("feature_drift",)] == {"no_dataset_drift"}
+        assert checks[("prediction_drift",)] == {"no_prediction_drift"}
+        assert checks[("model_quality",)] == {"quality_above_floor"}
+        assert checks[("system_health",)] == {"serving_within_objectives"}
+        assert any("freshness" in name for name in checks[("training_set",)])
+        schedules = graphql(port, '{ schedulesOrError(repositorySelector: '
+                            '{repositoryLocationName: "lakehouse", repositoryName: '
+                            '"__repository__"}) { ... on Schedules { results { name } } } }')
+        assert {"daily_pipeline", "hourly_monitoring", "lake_maintenance_weekly"} <= {
+            s["name"] for s in schedules["schedulesOrError"]["results"]}
         assert listening_addresses(port) == {"127.0.0.1"}  # loopback only by default
     finally:
         os.killpg(process.pid, signal.SIGTERM)
