@@ -55,6 +55,7 @@ def materialize_all(settings: LakehouseSettings) -> bool:
     from dagster import DagsterEventType, DagsterInstance
 
     from lakehouse_assets.definitions import build_definitions
+    from lakehouse_assets.monitoring.assets import MONITORING_CHECKS
     from lakehouse_assets.training.assets import promotion_gate
 
     instance = DagsterInstance.from_config(str(settings.dagster_home))
@@ -89,6 +90,10 @@ def materialize_all(settings: LakehouseSettings) -> bool:
                 # A decision, not a fault: the challenger was not good enough and stays one.
                 reason = evaluation.metadata["reason"].value  # type: ignore[union-attr]
                 checks.add_row(name, f"[yellow]challenger kept[/yellow]: {reason}")
+            elif evaluation.check_name in MONITORING_CHECKS:  # type: ignore[union-attr]
+                # A signal for the retrain sensor and the alerts, not a broken pipeline.
+                checks.add_row(name, "[yellow]monitoring signal[/yellow]: "
+                               f"{evaluation.description}")  # type: ignore[union-attr]
             else:
                 failed += 1
                 checks.add_row(name, "[red]FAILED[/red]")

@@ -4,6 +4,7 @@ import sys
 from dagster import AssetKey, Definitions
 
 from lakehouse_assets.definitions import defs
+from lakehouse_assets.monitoring.assets import MONITORING_CHECKS
 from lakehouse_assets.sources.schema import SOURCE_TABLES
 
 
@@ -39,8 +40,7 @@ def test_definitions_load_with_bronze_assets_checks_jobs_and_sensor():
     assert {("bronze_orders", "no_duplicate_changes"), ("bronze_orders", "all_changes_captured")} <= names
     assert ("silver_orders", "expect_has_customer") in names
     assert ("silver_customers", "events_reconciled") in names
-    monitoring = {"no_dataset_drift", "no_prediction_drift", "quality_above_floor",
-                  "serving_within_objectives"}
+    monitoring = MONITORING_CHECKS
     assert {("feature_drift", "no_dataset_drift"), ("model_quality", "quality_above_floor")} <= names
     # monitoring checks are signals for the sensors, not gates; the others block downstream
     assert all(spec.blocking for spec in checks
