@@ -63,6 +63,12 @@ def champion(client: MlflowClient, name: str) -> Champion | None:
     except mlflow.exceptions.MlflowException:
         return None
     tags = version.tags
+    missing = [t for t in ("training_set_version", "window_train_from", "window_train_to")
+               if t not in tags]
+    if missing:
+        raise ValueError(f"{name} version {version.version} (the champion) lacks the tags "
+                         f"{missing}: monitoring needs to know its training data; register "
+                         "models through the return_risk_challenger asset")
     metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
     return Champion(name, int(version.version), int(tags["training_set_version"]),
                     tags["window_train_from"], tags["window_train_to"], dict(metrics),
