@@ -34,6 +34,12 @@ postgres-server:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql || true; }
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && echo "PostgreSQL server binaries installed" \
 	  || { echo "PostgreSQL server binaries missing: apt-get install postgresql failed"; exit 1; }
+	@# wal2json: the logical decoding plugin of the PostgreSQL CDC source (Debian package)
+	@v=$$(ls /usr/lib/postgresql | sort -n | tail -1); \
+	  ls /usr/lib/postgresql/$$v/lib/wal2json.so >/dev/null 2>&1 || { $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql-$$v-wal2json || true; }; \
+	  ls /usr/lib/postgresql/$$v/lib/wal2json.so >/dev/null 2>&1 && echo "wal2json installed" \
+	  || { echo "wal2json missing: apt-get install postgresql-$$v-wal2json failed"; exit 1; }
 
 redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get update -qq; \

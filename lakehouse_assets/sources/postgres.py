@@ -1,0 +1,335 @@
+"""The shop's database in PostgreSQL, and log-based change data capture from it.
+
+The simulator keeps its state in SQLite; `PostgresSource.mirror` writes its changes to
+PostgreSQL (the same tables, full row images kept for updates and deletes: REPLICA IDENTITY FULL)
+in sequence order, a batch per transaction with the mirror's cursor in the same transaction, so
+PostgreSQL sees the same seeded activity as the SQLite source.
+
+Capture reads PostgreSQL's write-ahead log through one logical replication slot per table
+(wal2json, format 2, filtered to the table): inserts, updates with the old and new row, deletes
+with the old row, transaction boundaries, in commit order. A change's sequence is its
+transaction's commit LSN times 100,000 plus its position in the transaction, so sequences follow
+commit order. Exactly once into bronze: the bronze commit records the last commit LSN it holds as
+a Delta transaction identifier; the slot is advanced only after that commit, and before reading
+the slot is moved up to the recorded LSN, so a crash between the two neither loses nor
+duplicates a change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+import psycopg
+
+from lakehouse_assets.engine import AppTransaction, LakeEngine
+from lakehouse_assets.sources.cdc import (
+    BRONZE_TABLE_CONFIG,
+    CaptureError,
+    CaptureResult,
+    ChangeLog,
+    bronze_arrow_schema,
+    bronze_table_name,
+)
+from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
+
+PG_TYPES = {"int": "BIGINT", "float": "DOUBLE PRECISION", "str": "TEXT", "ts": "TIMESTAMP"}
+MIRROR_CURSOR = "_lakehouse_mirror"
+POSITIONS_PER_TRANSACTION = 100_000
+OPS = {"I": "insert", "U": "update", "D": "delete"}
+POLARS_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {
+    "int": pl.Int64, "float": pl.Float64, "str": pl.String, "ts": pl.Datetime("us")}
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for messages)."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def lsn_to_int(lsn: str) -> int:
+    high, low = lsn.split("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def int_to_lsn(value: int) -> str:
+    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+@dataclass
+class PostgresSource:
+    url: str
+
+    @contextmanager
+    def connect(self, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+        try:
+            connection = psycopg.connect(self.url, autocommit=autocommit, connect_timeout=10)
+        except psycopg.OperationalError as error:
+            raise CaptureError(f"source database {redact(self.url)} unreachable: "
+                               f"{str(error).strip()}") from error
+        with closing(connection):
+            yield connection
+
+    def create_schema(self) -> None:
+        """The shop's tables (idempotent), logging full row images, and the mirror cursor."""
+        with self.connect() as conn:
+            for table in SOURCE_TABLES:
+                columns = ", ".join(f"{n} {PG_TYPES[k]}" for n, k in table.columns)
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}, "
+                             f"PRIMARY KEY ({table.key}))")
+                conn.execute(f"ALTER TABLE {table.name} REPLICA IDENTITY FULL")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {MIRROR_CURSOR} (seq BIGINT NOT NULL)")
+            if _scalar(conn, f"SELECT count(*) FROM {MIRROR_CURSOR}") == 0:
+                conn.execute(f"INSERT INTO {MIRROR_CURSOR} VALUES (0)")
+            conn.commit()
+
+    def mirror(self, log: ChangeLog, batch_changes: int = 5_000,
+               progress: Callable[[int, int], None] | None = None) -> int:
+        """Apply the SQLite change log after the mirror cursor to PostgreSQL in sequence order;
+        returns the number of changes applied."""
+        self.create_schema()
+        with self.connect() as conn:
+            cursor = _scalar(conn, f"SELECT seq FROM {MIRROR_CURSOR}")
+            upper = max(log.max_seq(t) for t in SOURCE_TABLES)
+            if upper < cursor:
+                raise CaptureError(f"the SQLite change log ends at {upper} but PostgreSQL was "
+                                   f"mirrored up to {cursor}: a different source database")
+            changes = _merged_changes(log, cursor, upper)
+            for start in range(0, len(changes), batch_changes):
+                chunk = changes[start:start + batch_changes]
+                with conn.cursor() as cur:
+                    for table, op, rows in _runs(chunk):
+                        cur.executemany(_statement(table, op), rows)
+                    cur.execute(f"UPDATE {MIRROR_CURSOR} SET seq = %s", (chunk[-1][0],))
+                conn.commit()
+                if progress:
+                    progress(start + len(chunk), len(changes))
+        return len(changes)
+
+
+def _scalar(conn: psycopg.Connection, query: str) -> Any:
+    row = conn.execute(query).fetchone()  # type: ignore[call-overload]
+    return None if row is None else row[0]
+
+
+def _merged_changes(log: ChangeLog, after: int, upper: int) -> list[tuple[int, SourceTable,
+                                                                          str, dict]]:
+    merged = []
+    for table in SOURCE_TABLES:
+        frame = pl.from_arrow(log.read_range(table, after, upper))
+        assert isinstance(frame, pl.DataFrame)
+        frame = frame.with_columns(
+            pl.from_epoch(pl.col(name), time_unit="s") for name, kind in table.columns
+            if kind == "ts")
+        for row in frame.iter_rows(named=True):
+            merged.append((row.pop("_seq"), table, row.pop("_op"), row))
+    merged.sort(key=lambda change: change[0])
+    return merged
+
+
+def _runs(chunk: list[tuple[int, SourceTable, str, dict]]) -> Iterator[tuple[SourceTable, str,
+                                                                               list[tuple]]]:
+    """Consecutive changes of one table and operation, as statement parameters."""
+    run: list[tuple] = []
+    for index, (_, table, op, row) in enumerate(chunk):
+        if op == "update":
+            run.append((*(row[c] for c in table.column_names if c != table.key), row[table.key]))
+        elif op == "delete":
+            run.append((row[table.key],))
+        else:
+            run.append(tuple(row[c] for c in table.column_names))
+        following = chunk[index + 1] if index + 1 < len(chunk) else None
+        if following is None or following[1] != table or following[2] != op:
+            yield table, op, run
+            run = []
+
+
+def _statement(table: SourceTable, op: str) -> str:
+    if op == "insert":
+        return (f"INSERT INTO {table.name} ({', '.join(table.column_names)}) VALUES "
+                f"({', '.join(['%s'] * len(table.columns))})")
+    if op == "update":
+        assignments = ", ".join(f"{c} = %s" for c in table.column_names if c != table.key)
+        return f"UPDATE {table.name} SET {assignments} WHERE {table.key} = %s"
+    return f"DELETE FROM {table.name} WHERE {table.key} = %s"
+
+
+@dataclass
+class Transaction:
+    xid: int
+    commit_lsn: int
+    commit_ts: datetime
+    changes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (op, row image)
+
+
+@dataclass
+class SlotStream:
+    """One table's changes through its logical replication slot (wal2json, format 2)."""
+
+    source: PostgresSource
+    table: SourceTable
+    slot_prefix: str = "lakehouse"
+
+    @property
+    def slot(self) -> str:
+        """Slots are per server: the name carries the database (lowercase, [a-z0-9_])."""
+        database = psycopg.conninfo.conninfo_to_dict(self.source.url).get("dbname") or "postgres"
+        return re.sub(r"[^a-z0-9_]", "_", f"{self.slot_prefix}_{database}_{self.table.name}".lower())
+
+    def _options(self) -> list[str]:
+        return ["format-version", "2", "add-tables", f"*.{self.table.name}", "include-xids", "1",
+                "include-timestamp", "1", "include-transaction", "1"]
+
+    def exists(self) -> bool:
+        with self.source.connect(autocommit=True) as conn:
+            return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
+                                (self.slot,)).fetchone() is not None
+
+    def create(self) -> None:
+        with self.source.connect(autocommit=True) as conn:
+            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (self.slot,))
+
+    def confirmed_lsn(self) -> int:
+        with self.source.connect(autocommit=True) as conn:
+            row = conn.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
+                               "WHERE slot_name = %s", (self.slot,)).fetchone()
+        if row is None:
+            raise CaptureError(f"replication slot {self.slot} does not exist")
+        return lsn_to_int(row[0])
+
+    def advance(self, lsn: int) -> None:
+        """Release the log up to ``lsn`` (never backwards)."""
+        if lsn <= self.confirmed_lsn():
+            return
+        with self.source.connect(autocommit=True) as conn:
+            conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
+                         (self.slot, int_to_lsn(lsn)))
+
+    def peek(self, max_rows: int) -> list[Transaction]:
+        """Whole transactions after the slot's position (about ``max_rows`` decoded rows), in
+        commit order, without consuming them."""
+        with self.source.connect(autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, NULL, %s"
+                + ", %s" * len(self._options()) + ")",
+                (self.slot, max_rows, *self._options())).fetchall()
+        transactions: list[Transaction] = []
+        current: Transaction | None = None
+        for lsn, data in rows:
+            message = json.loads(data)
+            action = message["action"]
+            if action == "B":
+                current = Transaction(int(message["xid"]), 0, _timestamp(message["timestamp"]))
+            elif action == "C":
+                if current is None:
+                    raise CaptureError(f"slot {self.slot}: commit without begin at {lsn}")
+                current.commit_lsn = lsn_to_int(lsn)
+                transactions.append(current)
+                current = None
+            elif action in OPS:
+                if current is None:
+                    raise CaptureError(f"slot {self.slot}: change outside a transaction at {lsn}")
+                image = message["identity"] if action == "D" else message["columns"]
+                current.changes.append((OPS[action], {c["name"]: c["value"] for c in image}))
+            # "T" (truncate) and "M" (messages) are not part of the shop's change stream
+        return transactions
+
+    def lag(self) -> dict[str, float]:
+        """Bytes of WAL the slot still holds back, and seconds since its oldest unread commit."""
+        with self.source.connect(autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint FROM "
+                "pg_replication_slots WHERE slot_name = %s", (self.slot,)).fetchone()
+        if row is None:
+            raise CaptureError(f"replication slot {self.slot} does not exist")
+        oldest = next(iter(self.peek(1)), None)
+        seconds = (datetime.now(UTC).replace(tzinfo=None) - oldest.commit_ts).total_seconds() \
+            if oldest and oldest.changes else 0.0
+        return {"lag_bytes": float(row[0] or 0), "lag_seconds": max(seconds, 0.0)}
+
+
+def _timestamp(text: str) -> datetime:
+    """wal2json's commit time (with offset) as naive UTC."""
+    value = datetime.fromisoformat(text.replace(" ", "T"))
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def to_bronze_frame(transactions: list[Transaction], table: SourceTable, *, source: str,
+                    batch_id: str) -> pl.DataFrame:
+    """Change rows -> the bronze schema; columns the source gained later are kept (they reach
+    bronze by Delta schema evolution)."""
+    records = []
+    for tx in transactions:
+        if len(tx.changes) >= POSITIONS_PER_TRANSACTION:
+            raise CaptureError(f"transaction {tx.xid} changed {len(tx.changes):,} rows of "
+                               f"{table.name}; sequences allow {POSITIONS_PER_TRANSACTION:,}")
+        for position, (op, row) in enumerate(tx.changes):
+            records.append({"_seq": tx.commit_lsn * POSITIONS_PER_TRANSACTION + position,
+                            "_op": op, "_commit_ts": tx.commit_ts, **row})
+    if not records:
+        return pl.DataFrame()
+    frame = pl.DataFrame(records, infer_schema_length=None)
+    typed = []
+    for name, kind in table.columns:
+        if name not in frame.columns:
+            continue
+        if kind == "ts" and frame[name].dtype == pl.String:
+            typed.append(pl.col(name).str.to_datetime(time_unit="us"))
+        else:
+            typed.append(pl.col(name).cast(POLARS_TYPES[kind]))
+    frame = frame.with_columns(
+        *typed, _ingested_at=pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")),
+        _source=pl.lit(source), _batch_id=pl.lit(batch_id))
+    known = bronze_arrow_schema(table).names
+    return frame.select(*[n for n in known if n in frame.columns],
+                        *[c for c in frame.columns if c not in known])
+
+
+def capture_postgres_to_bronze(engine: LakeEngine, stream: SlotStream, *, batch_id: str,
+                               max_rows: int = 250_000,
+                               on_batch: Callable[[CaptureResult], None] | None = None,
+                               ) -> CaptureResult:
+    """Append every change after the bronze cursor to the bronze table, exactly once."""
+    table = stream.table
+    target = bronze_table_name(table)
+    app_id = f"pgcdc:{stream.slot}"
+    read_version = engine.ensure_table(target, bronze_arrow_schema(table),
+                                       configuration=BRONZE_TABLE_CONFIG)
+    cursor = engine.app_transaction_version(target, app_id, at_version=read_version) or 0
+    if not stream.exists():
+        if cursor:
+            raise CaptureError(
+                f"replication slot {stream.slot} is gone but bronze holds changes up to LSN "
+                f"{int_to_lsn(cursor)}: changes since then may be lost. "
+                "Re-snapshot the table into a new lake, then capture again.")
+        stream.create()
+    stream.advance(cursor)  # a crash after the bronze commit left the slot behind
+    result = CaptureResult(table=table.name, cursor_before=cursor, cursor_after=cursor)
+    source = f"postgresql:{stream.slot}"
+    while True:
+        transactions = [t for t in stream.peek(max_rows) if t.commit_lsn > cursor]
+        if not transactions:
+            break
+        last = transactions[-1].commit_lsn
+        frame = to_bronze_frame(transactions, table, source=source, batch_id=batch_id)
+        if frame.height:
+            commit = engine.append(
+                target, frame, transactions=[AppTransaction(app_id, last)],
+                commit_metadata={"cdc_from_lsn": int_to_lsn(cursor), "cdc_to_lsn": int_to_lsn(last),
+                                 "batch_id": batch_id},
+                configuration=BRONZE_TABLE_CONFIG, read_version=read_version)
+            read_version = commit.version
+            result.commits.append(commit)
+            result.rows += frame.height
+            for op, count in frame["_op"].value_counts().iter_rows():
+                result.ops[op] = result.ops.get(op, 0) + count
+        stream.advance(last)  # only after the commit that holds the changes
+        result.cursor_after = cursor = last
+        if on_batch:
+            on_batch(result)
+    return result
