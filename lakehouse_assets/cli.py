@@ -46,6 +46,18 @@ def run_simulation(settings: LakehouseSettings, days: int | None = None):
         f"{summary.change_events:,} change events, {len(summary.landing_files)} landing file(s) "
         f"-> {settings.source_db}"
     )
+    if settings.source_url is not None:
+        from lakehouse_assets.sources.cdc import ChangeLog
+        from lakehouse_assets.sources.postgres import PostgresSource, redact
+
+        url = settings.source_url.get_secret_value()
+        with Progress(TextColumn("[bold]writing to PostgreSQL"), BarColumn(),
+                      MofNCompleteColumn(), console=console) as progress:
+            task = progress.add_task("mirror", total=None)
+            written = PostgresSource(url).mirror(
+                ChangeLog(settings.source_db),
+                progress=lambda done, total: progress.update(task, completed=done, total=total))
+        console.print(f"{written:,} changes written to {redact(url)}")
     return summary
 
 

@@ -165,6 +165,15 @@ class LakehouseSettings(BaseSettings):
     source_db_path: Path | None = Field(
         default=None, description="SQLite source database; defaults to <home>/source/shop.sqlite"
     )
+    source_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://... : the shop runs on PostgreSQL (the simulator's changes are "
+        "written there) and bronze captures from its write-ahead log (wal_level=logical, "
+        "wal2json); unset: the SQLite source")
+    cdc_max_lag_bytes: int = Field(default=64 * 2**20, ge=0,
+                                   description="PostgreSQL CDC: WAL a slot may hold back")
+    cdc_max_lag_seconds: float = Field(default=900.0, ge=0,
+                                       description="PostgreSQL CDC: age of the oldest unread commit")
     landing_dir: Path | None = Field(default=None, description="defaults to <home>/landing")
     cdc_chunk_rows: int = Field(
         default=250_000, ge=1,

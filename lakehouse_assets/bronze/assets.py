@@ -5,6 +5,8 @@ metadata. One asset per source table (built from ``SOURCE_TABLES``), one multi-a
 payments files (valid rows and quarantine are written together).
 """
 
+from typing import Any
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -33,6 +35,7 @@ from lakehouse_assets.sources.landing import (
     list_landing_files,
     reconcile_files,
 )
+from lakehouse_assets.sources.postgres import SlotStream, capture_postgres_to_bronze, int_to_lsn
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
 
 SHOP_SOURCE = AssetSpec(
@@ -84,10 +87,20 @@ def _build_cdc_asset(table: SourceTable) -> AssetsDefinition:
                 f"{result.cursor_before} -> {result.cursor_after}, Delta v{result.version})"
             )
 
-        result = retry_on_conflict(context, lambda: capture_to_bronze(
-            engine, source_db.change_log(), table, batch_id=context.run_id,
-            chunk_rows=lake.cdc_chunk_rows, on_chunk=progress,
-        ))
+        postgres = source_db.postgres()
+        extra: dict[str, Any] = {}
+        if postgres is None:
+            result = retry_on_conflict(context, lambda: capture_to_bronze(
+                engine, source_db.change_log(), table, batch_id=context.run_id,
+                chunk_rows=lake.cdc_chunk_rows, on_chunk=progress,
+            ))
+        else:  # log-based capture from PostgreSQL's write-ahead log
+            stream = SlotStream(postgres, table)
+            result = retry_on_conflict(context, lambda: capture_postgres_to_bronze(
+                engine, stream, batch_id=context.run_id, max_rows=lake.cdc_chunk_rows,
+                on_batch=progress))
+            extra = {"replication_slot": stream.slot, "lsn_from": int_to_lsn(result.cursor_before),
+                     "lsn_to": int_to_lsn(result.cursor_after), **stream.lag()}
         context.log.info(f"{table.name}: captured {result.rows:,} changes in {result.seconds:.2f}s")
         return MaterializeResult(
             metadata={
@@ -97,6 +110,7 @@ def _build_cdc_asset(table: SourceTable) -> AssetsDefinition:
                 "sequence_to": result.cursor_after,
                 "operations": MetadataValue.json(result.ops),
                 "commits": len(result.commits),
+                **extra,
             }
         )
 

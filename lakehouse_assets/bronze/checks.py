@@ -5,8 +5,11 @@ import polars as pl
 from dagster import AssetCheckResult, AssetChecksDefinition, asset_check
 
 from lakehouse_assets.bronze.assets import cdc_asset_key
+from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.resources import LakeResource, SourceDatabaseResource
-from lakehouse_assets.sources.cdc import bronze_table_name, capture_app_id
+from lakehouse_assets.sources.cdc import CaptureError, bronze_table_name, capture_app_id
+from lakehouse_assets.sources.postgres import SlotStream, int_to_lsn
+from lakehouse_assets.sources.postgres import capture_app_id as pg_capture_app_id
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
 
 
@@ -34,13 +37,18 @@ def _build_cdc_checks(table: SourceTable) -> list[AssetChecksDefinition]:
         asset=cdc_asset_key(table),
         name="all_changes_captured",
         blocking=True,
-        description="Bronze holds exactly as many changes as the source change log up to the "
-        "committed capture cursor, and every sequence in between.",
+        description="SQLite source: bronze holds exactly as many changes as the source change "
+        "log up to the committed capture cursor, and every sequence in between. PostgreSQL "
+        "source: the replication slot still exists (the log since the last capture is retained, "
+        "nothing lost) and its lag is within the thresholds (bytes and seconds).",
     )
     def all_changes_captured(
         lake: LakeResource, source_db: SourceDatabaseResource
     ) -> AssetCheckResult:
         engine = lake.engine()
+        postgres = source_db.postgres()
+        if postgres is not None:
+            return _replication_check(engine, SlotStream(postgres, table), source_db)
         cursor = engine.app_transaction_version(target, capture_app_id(table)) or 0
         in_source = source_db.change_log().count_between(table, 0, cursor)
         in_bronze = (
@@ -59,6 +67,23 @@ def _build_cdc_checks(table: SourceTable) -> list[AssetChecksDefinition]:
         )
 
     return [no_duplicate_changes, all_changes_captured]
+
+
+def _replication_check(engine: LakeEngine, stream: SlotStream,
+                       source_db: SourceDatabaseResource) -> AssetCheckResult:
+    cursor = engine.app_transaction_version(bronze_table_name(stream.table),
+                                            pg_capture_app_id(stream)) or 0
+    try:
+        lag = stream.lag()
+    except CaptureError as error:  # the slot was dropped or the source is down
+        return AssetCheckResult(passed=False, description=str(error),
+                                metadata={"replication_slot": stream.slot,
+                                          "bronze_lsn": int_to_lsn(cursor)})
+    passed = (lag["lag_bytes"] <= source_db.max_lag_bytes
+              and lag["lag_seconds"] <= source_db.max_lag_seconds)
+    return AssetCheckResult(passed=passed, metadata={
+        "replication_slot": stream.slot, "bronze_lsn": int_to_lsn(cursor), **lag,
+        "max_lag_bytes": source_db.max_lag_bytes, "max_lag_seconds": source_db.max_lag_seconds})
 
 
 BRONZE_CDC_CHECKS = [check for table in SOURCE_TABLES for check in _build_cdc_checks(table)]

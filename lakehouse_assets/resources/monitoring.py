@@ -9,8 +9,10 @@ import logging
 import os
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from dagster import ConfigurableResource, EnvVar
+from pydantic import SecretStr
 
 from lakehouse_assets.settings import LakehouseSettings, MonitoringSettings
 
@@ -55,11 +57,17 @@ class AlertNotifier(ConfigurableResource):
             return False
 
 
+def secret_setting(env: str, value: SecretStr | None) -> Any:
+    """A secret resource value: an EnvVar (the UI shows the variable's name) when it comes from
+    the environment, else the value given in code (tests), else empty."""
+    if os.environ.get(env):
+        return EnvVar(env)
+    return value.get_secret_value() if value else ""
+
+
 def monitoring_resources(settings: LakehouseSettings) -> dict[str, ConfigurableResource]:
-    secret = settings.monitoring.alert_webhook_url
-    webhook = (EnvVar(WEBHOOK_ENV) if os.environ.get(WEBHOOK_ENV)
-               else secret.get_secret_value() if secret else "")
+    webhook = secret_setting(WEBHOOK_ENV, settings.monitoring.alert_webhook_url)
     settings_json = settings.monitoring.model_dump_json(exclude={"alert_webhook_url"})
     return {"monitoring": MonitoringResource(settings_json=settings_json,
                                              reports_dir=str(settings.home_dir / "monitoring")),
-            "alerts": AlertNotifier(webhook_url=webhook)}  # type: ignore[arg-type]
+            "alerts": AlertNotifier(webhook_url=webhook)}

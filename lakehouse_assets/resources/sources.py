@@ -12,20 +12,30 @@ from dagster_dbt import DbtCliResource
 from lakehouse_assets.resources.feast import FeastResource
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.mlflow import mlflow_resource
-from lakehouse_assets.resources.monitoring import monitoring_resources
+from lakehouse_assets.resources.monitoring import monitoring_resources, secret_setting
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.sources.cdc import ChangeLog
+from lakehouse_assets.sources.postgres import PostgresSource
+
+SOURCE_URL_ENV = "LAKEHOUSE_SOURCE_URL"
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
 
 class SourceDatabaseResource(ConfigurableResource):
-    """The shop's SQLite database with trigger-based change capture."""
+    """The shop's database: SQLite with trigger-based change capture, or (``url`` set)
+    PostgreSQL with log-based capture."""
 
     path: str
+    url: str = ""  # postgresql://...; passed as an EnvVar from the environment (a secret)
+    max_lag_bytes: int = 64 * 2**20
+    max_lag_seconds: float = 900.0
 
     def change_log(self) -> ChangeLog:
         return ChangeLog(Path(self.path))
+
+    def postgres(self) -> PostgresSource | None:
+        return PostgresSource(self.url) if self.url else None
 
 
 class LandingZoneResource(ConfigurableResource):
@@ -48,7 +58,10 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
             time_travel_retention_hours=settings.time_travel_retention_hours,
             gold_dir=str(settings.gold_dir),
         ),
-        "source_db": SourceDatabaseResource(path=str(settings.source_db)),
+        "source_db": SourceDatabaseResource(
+            path=str(settings.source_db), url=secret_setting(SOURCE_URL_ENV, settings.source_url),
+            max_lag_bytes=settings.cdc_max_lag_bytes,
+            max_lag_seconds=settings.cdc_max_lag_seconds),
         "landing_zone": LandingZoneResource(path=str(settings.landing)),
         "feast": FeastResource(
             lake_root=settings.lake_root,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -41,6 +42,10 @@ from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
 
 PG_TYPES = {"int": "BIGINT", "float": "DOUBLE PRECISION", "str": "TEXT", "ts": "TIMESTAMP"}
 MIRROR_CURSOR = "_lakehouse_mirror"
+# The source's own clock: a transaction that updates it is stamped with its value instead of the
+# server's commit time (the simulator's transactions happen in simulated time). A database
+# without this table gets PostgreSQL's commit timestamps.
+SOURCE_CLOCK = "_lakehouse_clock"
 POSITIONS_PER_TRANSACTION = 100_000
 OPS = {"I": "insert", "U": "update", "D": "delete"}
 POLARS_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {
@@ -84,6 +89,10 @@ class PostgresSource:
                              f"PRIMARY KEY ({table.key}))")
                 conn.execute(f"ALTER TABLE {table.name} REPLICA IDENTITY FULL")
             conn.execute(f"CREATE TABLE IF NOT EXISTS {MIRROR_CURSOR} (seq BIGINT NOT NULL)")
+            # a key: wal2json skips updates of tables without a replica identity
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {SOURCE_CLOCK} (id INT PRIMARY KEY, "
+                         "ts TIMESTAMP NOT NULL)")
+            conn.execute(f"INSERT INTO {SOURCE_CLOCK} VALUES (1, now()) ON CONFLICT DO NOTHING")
             if _scalar(conn, f"SELECT count(*) FROM {MIRROR_CURSOR}") == 0:
                 conn.execute(f"INSERT INTO {MIRROR_CURSOR} VALUES (0)")
             conn.commit()
@@ -100,15 +109,17 @@ class PostgresSource:
                 raise CaptureError(f"the SQLite change log ends at {upper} but PostgreSQL was "
                                    f"mirrored up to {cursor}: a different source database")
             changes = _merged_changes(log, cursor, upper)
-            for start in range(0, len(changes), batch_changes):
-                chunk = changes[start:start + batch_changes]
+            done = 0
+            for chunk in _transactions(changes, batch_changes):
                 with conn.cursor() as cur:
+                    cur.execute(f"UPDATE {SOURCE_CLOCK} SET ts = %s", (chunk[0][4],))
                     for table, op, rows in _runs(chunk):
                         cur.executemany(_statement(table, op), rows)
                     cur.execute(f"UPDATE {MIRROR_CURSOR} SET seq = %s", (chunk[-1][0],))
                 conn.commit()
+                done += len(chunk)
                 if progress:
-                    progress(start + len(chunk), len(changes))
+                    progress(done, len(changes))
         return len(changes)
 
 
@@ -117,26 +128,38 @@ def _scalar(conn: psycopg.Connection, query: str) -> Any:
     return None if row is None else row[0]
 
 
-def _merged_changes(log: ChangeLog, after: int, upper: int) -> list[tuple[int, SourceTable,
-                                                                          str, dict]]:
+Change = tuple[int, SourceTable, str, dict, datetime]  # sequence, table, op, row, commit time
+
+
+def _transactions(changes: list[Change], most: int) -> Iterator[list[Change]]:
+    """The source's transactions as they committed: consecutive changes with one commit time
+    (split only beyond ``most`` changes)."""
+    start = 0
+    for index in range(1, len(changes) + 1):
+        if index == len(changes) or changes[index][4] != changes[start][4] \
+                or index - start >= most:
+            yield changes[start:index]
+            start = index
+
+
+def _merged_changes(log: ChangeLog, after: int, upper: int) -> list[Change]:
     merged = []
     for table in SOURCE_TABLES:
         frame = pl.from_arrow(log.read_range(table, after, upper))
         assert isinstance(frame, pl.DataFrame)
         frame = frame.with_columns(
-            pl.from_epoch(pl.col(name), time_unit="s") for name, kind in table.columns
-            if kind == "ts")
+            pl.from_epoch(pl.col(name), time_unit="s")
+            for name in (*(n for n, kind in table.columns if kind == "ts"), "_commit_ts"))
         for row in frame.iter_rows(named=True):
-            merged.append((row.pop("_seq"), table, row.pop("_op"), row))
+            merged.append((row.pop("_seq"), table, row.pop("_op"), row, row.pop("_commit_ts")))
     merged.sort(key=lambda change: change[0])
     return merged
 
 
-def _runs(chunk: list[tuple[int, SourceTable, str, dict]]) -> Iterator[tuple[SourceTable, str,
-                                                                               list[tuple]]]:
+def _runs(chunk: list[Change]) -> Iterator[tuple[SourceTable, str, list[tuple]]]:
     """Consecutive changes of one table and operation, as statement parameters."""
     run: list[tuple] = []
-    for index, (_, table, op, row) in enumerate(chunk):
+    for index, (_, table, op, row, _) in enumerate(chunk):
         if op == "update":
             run.append((*(row[c] for c in table.column_names if c != table.key), row[table.key]))
         elif op == "delete":
@@ -182,7 +205,8 @@ class SlotStream:
         return re.sub(r"[^a-z0-9_]", "_", f"{self.slot_prefix}_{database}_{self.table.name}".lower())
 
     def _options(self) -> list[str]:
-        return ["format-version", "2", "add-tables", f"*.{self.table.name}", "include-xids", "1",
+        return ["format-version", "2", "add-tables", f"*.{self.table.name},*.{SOURCE_CLOCK}",
+                "include-xids", "1",
                 "include-timestamp", "1", "include-transaction", "1"]
 
     def exists(self) -> bool:
@@ -231,6 +255,10 @@ class SlotStream:
                 current.commit_lsn = lsn_to_int(lsn)
                 transactions.append(current)
                 current = None
+            elif action in OPS and message.get("table") == SOURCE_CLOCK:
+                if current is not None and action != "D":  # the source's own commit time
+                    clock = {c["name"]: c["value"] for c in message["columns"]}["ts"]
+                    current.commit_ts = datetime.fromisoformat(clock)
             elif action in OPS:
                 if current is None:
                     raise CaptureError(f"slot {self.slot}: change outside a transaction at {lsn}")
@@ -295,9 +323,10 @@ def capture_postgres_to_bronze(engine: LakeEngine, stream: SlotStream, *, batch_
                                on_batch: Callable[[CaptureResult], None] | None = None,
                                ) -> CaptureResult:
     """Append every change after the bronze cursor to the bronze table, exactly once."""
+    started = time.perf_counter()
     table = stream.table
     target = bronze_table_name(table)
-    app_id = f"pgcdc:{stream.slot}"
+    app_id = capture_app_id(stream)
     read_version = engine.ensure_table(target, bronze_arrow_schema(table),
                                        configuration=BRONZE_TABLE_CONFIG)
     cursor = engine.app_transaction_version(target, app_id, at_version=read_version) or 0
@@ -332,4 +361,9 @@ def capture_postgres_to_bronze(engine: LakeEngine, stream: SlotStream, *, batch_
         result.cursor_after = cursor = last
         if on_batch:
             on_batch(result)
+    result.seconds = time.perf_counter() - started
     return result
+
+
+def capture_app_id(stream: SlotStream) -> str:
+    return f"pgcdc:{stream.slot}"

@@ -11,6 +11,7 @@ from lakehouse_assets.sources.cdc import CaptureError, ChangeLog, bronze_table_n
 from lakehouse_assets.sources.postgres import (
     PostgresSource,
     SlotStream,
+    capture_app_id,
     capture_postgres_to_bronze,
     redact,
 )
@@ -42,13 +43,14 @@ def capture_all(engine: DeltaEngine, source: PostgresSource, batch: str = "b1", 
 
 def change_log_frame(log: ChangeLog, table) -> pl.DataFrame:
     frame = pl.from_arrow(log.read_range(table, 0, log.max_seq(table)))
-    return frame.sort("_seq").select("_op", *table.column_names).with_columns(
+    return frame.sort("_seq").select("_op", "_commit_ts", *table.column_names).with_columns(
         pl.from_epoch(pl.col(n), time_unit="s").cast(pl.Datetime("us"))
-        for n, k in table.columns if k == "ts")
+        for n in ("_commit_ts", *(n for n, k in table.columns if k == "ts")))
 
 
 def bronze_frame(engine: DeltaEngine, table) -> pl.DataFrame:
-    return engine.read(bronze_table_name(table)).sort("_seq").select("_op", *table.column_names)
+    return engine.read(bronze_table_name(table)).sort("_seq").select("_op", "_commit_ts",
+                                                                     *table.column_names)
 
 
 def test_every_change_reaches_bronze_exactly_once_in_commit_order(settings, simulator, source):
@@ -61,7 +63,8 @@ def test_every_change_reaches_bronze_exactly_once_in_commit_order(settings, simu
     results = capture_all(engine, source, max_rows=100)  # several batches per table
     for table in SOURCE_TABLES:
         expected, captured = change_log_frame(log, table), bronze_frame(engine, table)
-        assert captured.equals(expected), table.name  # same images, same order, deletes too
+        # same images, same order, deletes too, stamped with the source's (simulated) time
+        assert captured.equals(expected), table.name
         assert results[table.name].rows == expected.height
     assert results["orders"].ops.get("delete", 0) > 0 and results["orders"].ops["update"] > 0
     assert len(results["orders"].commits) > 1
@@ -109,7 +112,7 @@ def test_a_crash_between_the_commit_and_the_slot_advance_loses_and_duplicates_no
     monkeypatch.setattr(SlotStream, "advance", real_advance)
     stream = SlotStream(source, orders)
     assert stream.confirmed_lsn() < engine.app_transaction_version(
-        bronze_table_name(orders), f"pgcdc:{stream.slot}")  # the slot was left behind
+        bronze_table_name(orders), capture_app_id(stream))  # the slot was left behind
     capture_postgres_to_bronze(engine, stream, batch_id="b2", max_rows=500)
     assert bronze_frame(engine, orders).equals(change_log_frame(log, orders))
 
