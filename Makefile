@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 
 SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spark-jars)
 
-.PHONY: demo test ui serve mlflow-ui monitor-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
+.PHONY: demo demo-postgres test ui serve mlflow-ui monitor-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
 
 .bootstrap/bin/uv:
 	$(PYTHON) -m venv .bootstrap
@@ -61,6 +61,11 @@ serve: install  ## the scoring API on 127.0.0.1:8000 over LAKEHOUSE_HOME (after 
 
 mlflow-ui: install  ## the MLflow UI on 127.0.0.1:5000 over LAKEHOUSE_HOME
 	$(UV) run --frozen lakehouse mlflow
+
+PG_PORT ?= 5433
+demo-postgres: install postgres-server  ## the demo with the shop on a local PostgreSQL, captured from its WAL
+	$(UV) run --frozen lakehouse postgres start --port $(PG_PORT)
+	LAKEHOUSE_SOURCE_URL=postgresql://postgres@127.0.0.1:$(PG_PORT)/shop $(UV) run --frozen lakehouse demo
 
 monitor-ui: install  ## the Evidently UI (drift and quality snapshots) on 127.0.0.1:8050
 	$(UV) run --frozen lakehouse monitor-ui

@@ -221,6 +221,40 @@ def mlflow_ui(port: int | None) -> None:
     os.execve(sys.executable, command, env)  # the server replaces this process: signals reach it
 
 
+@main.group()
+def postgres() -> None:
+    """A local PostgreSQL for the shop (data under $LAKEHOUSE_HOME/postgres, 127.0.0.1,
+    wal_level=logical): `lakehouse postgres start`, then set LAKEHOUSE_SOURCE_URL."""
+
+
+@postgres.command(name="start")
+@click.option("--port", type=int, default=None, help="default: settings (5433)")
+def postgres_start(port: int | None) -> None:
+    """Start the local server (created on first use) with a `shop` database."""
+    import psycopg
+
+    from lakehouse_assets.sources import pg_server
+
+    settings = _settings()
+    port = port or settings.postgres_port
+    admin = pg_server.start(settings.home_dir / "postgres", port)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'shop'").fetchone() is None:
+            conn.execute("CREATE DATABASE shop")
+    url = admin.rsplit("/", 1)[0] + "/shop"
+    console.print(f"PostgreSQL on 127.0.0.1:{port} (wal_level=logical); use it as the source:\n"
+                  f"  export LAKEHOUSE_SOURCE_URL={url}")
+
+
+@postgres.command(name="stop")
+def postgres_stop() -> None:
+    """Stop the local server."""
+    from lakehouse_assets.sources import pg_server
+
+    pg_server.stop(_settings().home_dir / "postgres")
+    console.print("PostgreSQL stopped")
+
+
 @main.command(name="monitor-ui")
 @click.option("--port", type=int, default=None, help="default: settings (8050)")
 def monitor_ui(port: int | None) -> None:

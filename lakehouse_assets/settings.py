@@ -170,6 +170,7 @@ class LakehouseSettings(BaseSettings):
         description="postgresql://... : the shop runs on PostgreSQL (the simulator's changes are "
         "written there) and bronze captures from its write-ahead log (wal_level=logical, "
         "wal2json); unset: the SQLite source")
+    postgres_port: int = Field(default=5433, description="`lakehouse postgres start`: local server")
     cdc_max_lag_bytes: int = Field(default=64 * 2**20, ge=0,
                                    description="PostgreSQL CDC: WAL a slot may hold back")
     cdc_max_lag_seconds: float = Field(default=900.0, ge=0,

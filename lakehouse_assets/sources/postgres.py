@@ -108,6 +108,11 @@ class PostgresSource:
             if upper < cursor:
                 raise CaptureError(f"the SQLite change log ends at {upper} but PostgreSQL was "
                                    f"mirrored up to {cursor}: a different source database")
+            if cursor == 0:  # before the shop's first change: the capture's log starts here
+                for table in SOURCE_TABLES:
+                    stream = SlotStream(self, table)
+                    if not stream.exists():
+                        stream.create()
             changes = _merged_changes(log, cursor, upper)
             done = 0
             for chunk in _transactions(changes, batch_changes):
