@@ -1,5 +1,8 @@
 """Log-based CDC from a real PostgreSQL (wal_level=logical, wal2json) on 127.0.0.1 into bronze."""
 
+import signal
+import subprocess
+import sys
 import uuid
 
 import polars as pl
@@ -87,34 +90,50 @@ def test_every_change_reaches_bronze_exactly_once_in_commit_order(settings, simu
         assert bronze_frame(engine, table).equals(change_log_frame(log, table))
 
 
-def test_a_crash_between_the_commit_and_the_slot_advance_loses_and_duplicates_nothing(
-        settings, simulator, source, monkeypatch):
+KILLER = """
+import os, signal, sys
+from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.sources.postgres import PostgresSource, SlotStream, capture_postgres_to_bronze
+from lakehouse_assets.sources.schema import SOURCE_TABLES_BY_NAME
+
+url, lake, point = sys.argv[1:4]
+calls = []
+
+def killing(real):
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second call: after one full batch went through
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    return wrapper
+
+if point == "after_commit":  # between the Delta commit and the slot advance
+    SlotStream.advance = killing(SlotStream.advance)
+else:  # before the Delta commit
+    DeltaEngine.append = killing(DeltaEngine.append)
+capture_postgres_to_bronze(DeltaEngine(lake), SlotStream(PostgresSource(url),
+                           SOURCE_TABLES_BY_NAME["orders"]), batch_id="killed", max_rows=300)
+"""
+
+
+@pytest.mark.parametrize("point", ["after_commit", "before_commit"])
+def test_a_killed_capture_loses_and_duplicates_nothing(settings, simulator, source, point):
     engine = DeltaEngine(settings.lake_root)
-    source.create_schema()
-    capture_all(engine, source)
-    simulator.run(3)
-    log = ChangeLog(settings.source_db)
-    source.mirror(log)
     orders = SOURCE_TABLES_BY_NAME["orders"]
-    real_advance, calls = SlotStream.advance, []
-
-    def crash_after_commit(self, lsn):
-        calls.append(lsn)
-        if len(calls) == 2:  # the first advance after a bronze commit
-            raise KeyboardInterrupt("killed between the Delta commit and the slot advance")
-        return real_advance(self, lsn)
-
-    monkeypatch.setattr(SlotStream, "advance", crash_after_commit)
-    with pytest.raises(KeyboardInterrupt):
-        capture_postgres_to_bronze(engine, SlotStream(source, orders), batch_id="b1",
-                                   max_rows=500)
-    committed = engine.row_count(bronze_table_name(orders))
-    assert committed > 0
-    monkeypatch.setattr(SlotStream, "advance", real_advance)
+    simulator.run(4)
+    log = ChangeLog(settings.source_db)
+    source.mirror(log, batch_changes=200)  # creates the slots first
+    killed = subprocess.run([sys.executable, "-c", KILLER, source.url, settings.lake_root, point],
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    target = bronze_table_name(orders)
+    committed = engine.row_count(target) if engine.exists(target) else 0
+    assert 0 < committed < change_log_frame(log, orders).height
     stream = SlotStream(source, orders)
-    assert stream.confirmed_lsn() < engine.app_transaction_version(
-        bronze_table_name(orders), capture_app_id(stream))  # the slot was left behind
-    capture_postgres_to_bronze(engine, stream, batch_id="b2", max_rows=500)
+    if point == "after_commit":  # the slot was left behind the bronze commit
+        assert stream.confirmed_lsn() < engine.app_transaction_version(target,
+                                                                       capture_app_id(stream))
+    capture_postgres_to_bronze(engine, stream, batch_id="rerun", max_rows=300)
     assert bronze_frame(engine, orders).equals(change_log_frame(log, orders))
 
 
