@@ -26,6 +26,7 @@ from lakehouse_assets.bronze.sensors import bronze_cdc_job
 from lakehouse_assets.monitoring.monitors import DRIFT_TABLE, QUALITY_TABLE
 from lakehouse_assets.resources import LakeResource, SourceDatabaseResource
 from lakehouse_assets.resources.monitoring import AlertNotifier
+from lakehouse_assets.sources.postgres import lsn_to_int
 from lakehouse_assets.sources.schema import SOURCE_TABLES
 
 FEATURE_OUTPUTS = AssetSelection.assets(AssetKey("training_set"), AssetKey("online_features"))
@@ -117,8 +118,12 @@ def label_arrival_sensor(context: SensorEvaluationContext, lake: LakeResource):
         description="New changes in the source's change log -> capture into bronze (start it "
         "for a live source; the simulator writes in bursts).")
 def source_changes_sensor(context: SensorEvaluationContext, source_db: SourceDatabaseResource):
-    log = source_db.change_log()
-    newest = max(log.max_seq(table) for table in SOURCE_TABLES)
+    postgres = source_db.postgres()
+    if postgres is not None:  # the write-ahead log's position moved
+        newest = lsn_to_int(postgres.current_lsn())
+    else:
+        log = source_db.change_log()
+        newest = max(log.max_seq(table) for table in SOURCE_TABLES)
     if str(newest) == (context.cursor or "0"):
         return SensorResult(skip_reason=SkipReason("no new source changes"), cursor=str(newest))
     return SensorResult(run_requests=[RunRequest(run_key=f"source:{newest}")], cursor=str(newest))

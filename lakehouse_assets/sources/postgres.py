@@ -97,6 +97,10 @@ class PostgresSource:
                 conn.execute(f"INSERT INTO {MIRROR_CURSOR} VALUES (0)")
             conn.commit()
 
+    def current_lsn(self) -> str:
+        with self.connect(autocommit=True) as conn:
+            return str(_scalar(conn, "SELECT pg_current_wal_lsn()::text"))
+
     def mirror(self, log: ChangeLog, batch_changes: int = 5_000,
                progress: Callable[[int, int], None] | None = None) -> int:
         """Apply the SQLite change log after the mirror cursor to PostgreSQL in sequence order;

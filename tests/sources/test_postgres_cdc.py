@@ -172,6 +172,24 @@ def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, sour
         conn.execute("SELECT pg_drop_replication_slot(%s)", (stream.slot,))
     with pytest.raises(CaptureError, match=f"replication slot {stream.slot} is gone"):
         capture_postgres_to_bronze(engine, stream, batch_id="b3")
+    # the source-changes sensor follows the write-ahead log
+    from dagster import build_sensor_context
+
+    from lakehouse_assets.monitoring.automation import source_changes_sensor
+    from lakehouse_assets.resources.sources import SourceDatabaseResource
+
+    resource = {"source_db": SourceDatabaseResource(path="unused", url=source.url)}
+    with build_sensor_context(resources=resource) as context:
+        first = source_changes_sensor(context)
+    assert first.run_requests[0].run_key == f"source:{first.cursor}"
+    with build_sensor_context(cursor=first.cursor, resources=resource) as context:
+        assert not source_changes_sensor(context).run_requests
+    with source.connect() as conn:
+        conn.execute("UPDATE customers SET city = 'Rome'")
+        conn.commit()
+    with build_sensor_context(cursor=first.cursor, resources=resource) as context:
+        assert source_changes_sensor(context).run_requests
+
     down = PostgresSource("postgresql://shop:s3cret@127.0.0.1:9/shop")
     with pytest.raises(CaptureError, match=r"postgresql://shop:\*\*\*@127.0.0.1:9/shop unreach"):
         capture_postgres_to_bronze(engine, SlotStream(down, customers), batch_id="b4")
