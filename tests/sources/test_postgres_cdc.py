@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.sources.cdc import CaptureError, ChangeLog, bronze_table_name
+from lakehouse_assets.sources.pg_server import LOGICAL
 from lakehouse_assets.sources.postgres import (
     PostgresSource,
     SlotStream,
@@ -22,8 +23,6 @@ from lakehouse_assets.sources.postgres import (
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SOURCE_TABLES_BY_NAME
 from tests.postgres_server import postgres_server
 
-LOGICAL = ("wal_level=logical", "max_replication_slots=20", "max_wal_senders=20")
-
 
 @pytest.fixture(scope="module")
 def server():
@@ -32,12 +31,16 @@ def server():
 
 
 @pytest.fixture
-def source(server) -> PostgresSource:
-    """A fresh database on the shared server."""
+def source(server):
+    """A fresh database on the shared server; its slots are dropped afterwards (slots are per
+    server and hold WAL)."""
     name = f"shop_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    return PostgresSource(server.rsplit("/", 1)[0] + f"/{name}")
+    yield PostgresSource(server.rsplit("/", 1)[0] + f"/{name}")
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                     "WHERE database = %s", (name,))
 
 
 def capture_all(engine: DeltaEngine, source: PostgresSource, batch: str = "b1", **kwargs):
