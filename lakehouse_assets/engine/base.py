@@ -55,6 +55,11 @@ class MergeClause:
 UPSERT = (MergeClause("matched", "update"), MergeClause("not_matched", "insert"))
 
 
+def missing_columns(current: list[str], wanted: pa.Schema) -> list[str]:
+    """Columns of ``wanted`` that a table with the ``current`` columns lacks."""
+    return [name for name in wanted.names if name not in current]
+
+
 def merge_predicate(keys: list[str]) -> str:
     return " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys)
 
@@ -81,9 +86,10 @@ class LakeEngine(Protocol):
         *,
         configuration: dict[str, str | None] | None = None,
     ) -> int:
-        """Create an empty table if it does not exist (racing creators are fine); returns the
-        current version. Writers that decide from what the table holds call this first, so there
-        is always a version to detect a concurrent writer against."""
+        """Create an empty table if it does not exist (racing creators are fine), or add the
+        columns of ``schema`` an existing table lacks (schema evolution: a column added on the
+        source); returns the current version. Writers that decide from what the table holds call
+        this first, so there is always a version to detect a concurrent writer against."""
         ...
 
     def version(self, table: str) -> int | None:

@@ -22,6 +22,7 @@ from lakehouse_assets.engine.base import (
     TableNotFoundError,
     clause_assignments,
     merge_predicate,
+    missing_columns,
 )
 
 
@@ -80,6 +81,9 @@ class DeltaEngine:
                     configuration=configuration,
                     storage_options=self.storage_options,
                 )
+        elif missing_columns(pa.schema(self._table(table).schema()).names, schema):
+            self._write(self.table_path(table), nullable(schema).empty_table(), None, None, None,
+                        {"schema_change": "add columns"})  # an empty append, schema merge
         return self._table(table).version()
 
     def version(self, table: str) -> int | None:

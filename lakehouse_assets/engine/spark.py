@@ -29,6 +29,7 @@ from lakehouse_assets.engine.base import (
     TableNotFoundError,
     clause_assignments,
     merge_predicate,
+    missing_columns,
 )
 
 # delta-spark's MERGE metric names -> the names the protocol's callers read (delta-rs's).
@@ -126,6 +127,9 @@ class SparkEngine:
                 if value is not None:
                     builder = builder.property(key, value)
             builder.execute()
+        elif missing_columns(self.spark.read.format("delta").load(self.table_path(table)).columns,
+                             schema):
+            self.append(table, schema.empty_table())  # mergeSchema adds the columns
         version = self.version(table)
         assert version is not None
         return version

@@ -19,6 +19,7 @@ quarantine -> tombstones -> silver, so a crash at any point is repaired by a rer
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from lakehouse_assets.engine import AppTransaction, LakeEngine, MergeClause
+from lakehouse_assets.sources.cdc import BRONZE_METADATA_COLUMNS
 
 SILVER_TABLE_CONFIG: dict[str, str | None] = {"delta.enableChangeDataFeed": "true"}
 QUARANTINE_TABLE = "silver/quarantine"
@@ -251,7 +253,12 @@ def apply_changes(
     log: Callable[[str], None] = lambda _: None,
 ) -> ApplyResult:
     started = time.perf_counter()
-    schema = silver_schema(spec, engine.head(spec.source, 0).schema)
+    bronze_schema = engine.head(spec.source, 0).schema
+    added = tuple(c for c in bronze_schema.names()
+                  if c not in spec.columns and c not in BRONZE_METADATA_COLUMNS)
+    if added:  # columns the source gained: carried into silver (schema evolution)
+        spec = dataclasses.replace(spec, columns=(*spec.columns, *added))
+    schema = silver_schema(spec, bronze_schema)
     silver_version = engine.ensure_table(spec.table, schema, configuration=SILVER_TABLE_CONFIG)
     applied = engine.app_transaction_version(spec.table, spec.app_id, at_version=silver_version)
     cursor = -1 if applied is None else applied

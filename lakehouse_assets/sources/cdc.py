@@ -82,6 +82,10 @@ def install_change_capture(conn: sqlite3.Connection) -> None:
             )
 
 
+# bronze columns that describe the change, not the source row
+BRONZE_METADATA_COLUMNS = ("_seq", "_op", "_commit_ts", "_ingested_at", "_source", "_batch_id")
+
+
 def bronze_arrow_schema(table: SourceTable) -> pa.Schema:
     # All columns nullable: NOT NULL columns need the Delta "invariants" table feature, which
     # delta-rs does not list in the protocol it writes, and Spark then refuses the table.

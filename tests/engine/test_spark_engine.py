@@ -61,3 +61,16 @@ def test_maintenance_on_spark(spark_engine):
     assert stats["numFilesRemoved"] >= 2
     spark_engine.vacuum("small", 0)
     assert spark_engine.row_count("small") == 3
+
+
+@pytest.mark.parametrize("kind", ["spark", "embedded"])
+def test_ensure_table_adds_the_columns_a_table_lacks(spark_engine, settings, kind):
+    engine = spark_engine if kind == "spark" else DeltaEngine(settings.lake_root)
+    engine.append("evolving", pl.DataFrame({"id": [1], "v": ["a"]}))
+    wider = pl.DataFrame(schema={"id": pl.Int64, "v": pl.String, "added": pl.String})
+    before = engine.version("evolving")
+    assert engine.ensure_table("evolving", wider.to_arrow().schema) == before + 1
+    engine.append("evolving", pl.DataFrame({"id": [2], "v": ["b"], "added": ["x"]}))
+    assert engine.read("evolving").sort("id").select("id", "added").rows() == [(1, None),
+                                                                                 (2, "x")]
+    assert engine.ensure_table("evolving", wider.to_arrow().schema) == before + 2  # no change

@@ -11,6 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.silver.apply_changes import apply_changes
+from lakehouse_assets.silver.specs import SILVER_SPECS
 from lakehouse_assets.sources.cdc import CaptureError, ChangeLog, bronze_table_name
 from lakehouse_assets.sources.pg_server import LOGICAL
 from lakehouse_assets.sources.postgres import (
@@ -140,22 +142,32 @@ def test_a_killed_capture_loses_and_duplicates_nothing(settings, simulator, sour
     assert bronze_frame(engine, orders).equals(change_log_frame(log, orders))
 
 
-def test_an_added_source_column_flows_into_bronze(settings, source):
+def test_an_added_source_column_flows_into_bronze_and_silver(settings, source):
     engine = DeltaEngine(settings.lake_root)
     source.create_schema()
     capture_all(engine, source)
+    products = SOURCE_TABLES_BY_NAME["products"]
+    spec = next(s for s in SILVER_SPECS if s.table == "silver/products")
     with source.connect() as conn:
         conn.execute("INSERT INTO products VALUES (1, 'lamp', 'home', 20.0, now(), now())")
+        conn.commit()
+    capture_postgres_to_bronze(engine, SlotStream(source, products), batch_id="b1")
+    apply_changes(engine, spec, batch_id="s1")
+    assert "supplier" not in engine.read("silver/products").columns
+    with source.connect() as conn:  # mid-stream, the source gains a column
         conn.execute("ALTER TABLE products ADD COLUMN supplier TEXT")
         conn.execute("INSERT INTO products VALUES (2, 'desk', 'home', 90.0, now(), now(), "
                      "'acme')")
         conn.execute("UPDATE products SET supplier = 'zeta' WHERE product_id = 1")
         conn.commit()
-    products = SOURCE_TABLES_BY_NAME["products"]
-    capture_postgres_to_bronze(engine, SlotStream(source, products), batch_id="b1")
+    capture_postgres_to_bronze(engine, SlotStream(source, products), batch_id="b2")
     bronze = engine.read(bronze_table_name(products)).sort("_seq")
     assert bronze.select("_op", "product_id", "supplier").rows() == [
         ("insert", 1, None), ("insert", 2, "acme"), ("update", 1, "zeta")]
+    apply_changes(engine, spec, batch_id="s2")
+    silver = engine.read("silver/products").sort("product_id")
+    assert silver.select("product_id", "name", "supplier").rows() == [
+        (1, "lamp", "zeta"), (2, "desk", "acme")]
 
 
 def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, source):
