@@ -316,7 +316,7 @@ def to_bronze_frame(transactions: list[Transaction], table: SourceTable, *, sour
         if name not in frame.columns:
             continue
         if kind == "ts" and frame[name].dtype == pl.String:
-            typed.append(pl.col(name).str.to_datetime(time_unit="us"))
+            typed.append(pl.col(name).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us"))
         else:
             typed.append(pl.col(name).cast(POLARS_TYPES[kind]))
     frame = frame.with_columns(
