@@ -273,7 +273,11 @@ class SlotStream:
                     raise CaptureError(f"slot {self.slot}: change outside a transaction at {lsn}")
                 image = message["identity"] if action == "D" else message["columns"]
                 current.changes.append((OPS[action], {c["name"]: c["value"] for c in image}))
-            # "T" (truncate) and "M" (messages) are not part of the shop's change stream
+            elif action == "T":  # bronze cannot express it row by row: never drop it silently
+                raise CaptureError(f"{self.table.name} was truncated on the source (LSN {lsn}): "
+                                   "bronze would keep rows the source no longer has; re-snapshot "
+                                   "the table into a new lake")
+            # "M" (logical messages) are not part of the shop's change stream
         return transactions
 
     def lag(self) -> dict[str, float]:

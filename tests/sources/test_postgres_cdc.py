@@ -183,6 +183,12 @@ def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, sour
     capture_postgres_to_bronze(engine, stream, batch_id="b2")
     lag = stream.lag()
     assert lag["lag_seconds"] == 0.0 and lag["lag_bytes"] >= 0
+    with source.connect() as conn:  # a truncate cannot be replayed row by row: refused
+        conn.execute("TRUNCATE customers")
+        conn.commit()
+    with pytest.raises(CaptureError, match="customers was truncated on the source"):
+        capture_postgres_to_bronze(engine, stream, batch_id="b2b")
+    assert engine.row_count(bronze_table_name(customers)) == 1
     with source.connect(autocommit=True) as conn:
         conn.execute("SELECT pg_drop_replication_slot(%s)", (stream.slot,))
     with pytest.raises(CaptureError, match=f"replication slot {stream.slot} is gone"):
@@ -200,7 +206,8 @@ def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, sour
     with build_sensor_context(cursor=first.cursor, resources=resource) as context:
         assert not source_changes_sensor(context).run_requests
     with source.connect() as conn:
-        conn.execute("UPDATE customers SET city = 'Rome'")
+        conn.execute("INSERT INTO customers VALUES (2, 'Bo', 'b@x', 'Rome', 'IT', 'regular', "
+                     "now(), now())")
         conn.commit()
     with build_sensor_context(cursor=first.cursor, resources=resource) as context:
         assert source_changes_sensor(context).run_requests
