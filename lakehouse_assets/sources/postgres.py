@@ -223,6 +223,10 @@ class SlotStream:
             return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
                                 (self.slot,)).fetchone() is not None
 
+    def source_rows(self) -> int:
+        with self.source.connect(autocommit=True) as conn:
+            return int(_scalar(conn, f"SELECT count(*) FROM {self.table.name}"))
+
     def create(self) -> None:
         with self.source.connect(autocommit=True) as conn:
             conn.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", (self.slot,))
@@ -349,6 +353,13 @@ def capture_postgres_to_bronze(engine: LakeEngine, stream: SlotStream, *, batch_
                 f"replication slot {stream.slot} is gone but bronze holds changes up to LSN "
                 f"{int_to_lsn(cursor)}: changes since then may be lost. "
                 "Re-snapshot the table into a new lake, then capture again.")
+        existing = stream.source_rows()
+        if existing:  # they predate the slot: the log will never show them
+            raise CaptureError(
+                f"{table.name} already holds {existing:,} rows but has no replication slot yet: "
+                "capture starts at the slot, so these rows would never reach bronze (an initial "
+                "snapshot is not implemented). Create the slots before the first write "
+                "(`lakehouse simulate` does) or start from an empty database.")
         stream.create()
     stream.advance(cursor)  # a crash after the bronze commit left the slot behind
     result = CaptureResult(table=table.name, cursor_before=cursor, cursor_after=cursor)

@@ -193,6 +193,12 @@ def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, sour
         conn.execute("SELECT pg_drop_replication_slot(%s)", (stream.slot,))
     with pytest.raises(CaptureError, match=f"replication slot {stream.slot} is gone"):
         capture_postgres_to_bronze(engine, stream, batch_id="b3")
+    with source.connect() as conn:  # rows written before any slot existed: refused, not lost
+        conn.execute("INSERT INTO products VALUES (1, 'lamp', 'home', 20.0, now(), now())")
+        conn.commit()
+    with pytest.raises(CaptureError, match="products already holds 1 rows but has no replication"):
+        capture_postgres_to_bronze(engine, SlotStream(source, SOURCE_TABLES_BY_NAME["products"]),
+                                   batch_id="b5")
     # the source-changes sensor follows the write-ahead log
     from dagster import build_sensor_context
 
