@@ -12,11 +12,11 @@ Target: at least 5x faster, at least 95% agreement.
 """
 
 import argparse
-import multiprocessing
 import time
 
 import numpy as np
 import polars as pl
+from common import in_child
 
 from lakehouse_assets.monitoring.drift import DEFAULT_SAMPLE_ROWS, data_drift
 from lakehouse_assets.settings import disable_telemetry
@@ -47,16 +47,11 @@ def window(rows: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, 
     return make(False, seed * 2 + 1), make(True, seed * 2 + 2), shifts
 
 
-def rss_mb() -> float:
+def status_mb(field: str) -> float:
+    """A memory figure of this process from /proc (VmRSS: now, VmHWM: high-water mark)."""
     with open("/proc/self/status") as status:
         fields = dict(line.split(":", 1) for line in status)
-    return int(fields["VmRSS"].split()[0]) / 1024
-
-
-def peak_mb() -> float:
-    with open("/proc/self/status") as status:
-        fields = dict(line.split(":", 1) for line in status)
-    return int(fields["VmHWM"].split()[0]) / 1024
+    return int(fields[field].split()[0]) / 1024
 
 
 def timed_run(rows: int, sample_rows: int | None, queue) -> None:
@@ -65,21 +60,11 @@ def timed_run(rows: int, sample_rows: int | None, queue) -> None:
     reference, current, _ = window(rows, seed=0)
     with open("/proc/self/clear_refs", "w") as refs:  # reset the high-water mark to now
         refs.write("5")
-    loaded = rss_mb()
+    loaded = status_mb("VmRSS")
     started = time.perf_counter()
     result = data_drift(reference, current, NUMERIC, CATEGORICAL, sample_rows)
     seconds = time.perf_counter() - started
-    queue.put((seconds, peak_mb() - loaded, {c.column: c.drifted for c in result.columns}))
-
-
-def in_child(rows: int, sample_rows: int | None) -> tuple[float, float, dict[str, bool]]:
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=timed_run, args=(rows, sample_rows, queue))
-    process.start()
-    outcome = queue.get()
-    process.join()
-    return outcome
+    queue.put((seconds, status_mb("VmHWM") - loaded, {c.column: c.drifted for c in result.columns}))
 
 
 def main() -> None:
@@ -89,8 +74,8 @@ def main() -> None:
     parser.add_argument("--trial-rows", type=int, default=300_000)
     args = parser.parse_args()
     disable_telemetry()
-    sampled = in_child(args.rows, DEFAULT_SAMPLE_ROWS)
-    full = in_child(args.rows, None)
+    sampled = in_child(timed_run, args.rows, DEFAULT_SAMPLE_ROWS)
+    full = in_child(timed_run, args.rows, None)
     print(f"{args.rows:,} rows x 20 columns, reference and window:")
     print(f"  monitor (Evidently on {DEFAULT_SAMPLE_ROWS:,}-row samples): {sampled[0]:.2f} s, "
           f"peak +{sampled[1]:,.0f} MiB")

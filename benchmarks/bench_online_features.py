@@ -23,6 +23,7 @@ from datetime import UTC
 from pathlib import Path
 
 import polars as pl
+from common import percentiles
 from deltalake import write_deltalake
 
 from lakehouse_assets.engine import DeltaEngine
@@ -48,11 +49,6 @@ def synthetic_features(customers: int, days: int) -> pl.DataFrame:
         returns_90d=(c % 4).cast(pl.Int64), avg_discount_90d=pl.lit(0.05),
         lifetime_orders=(c % 13).cast(pl.Int64), days_since_last_order=(c % 9).cast(pl.Int64),
     )
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    samples = sorted(samples)
-    return samples[len(samples) // 2] * 1e3, samples[int(len(samples) * 0.99)] * 1e3
 
 
 def main() -> None:

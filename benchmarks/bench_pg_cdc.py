@@ -22,7 +22,12 @@ from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.settings import SimulatorSettings, disable_telemetry
 from lakehouse_assets.sources.cdc import ChangeLog
 from lakehouse_assets.sources.pg_server import LOGICAL, temporary_server
-from lakehouse_assets.sources.postgres import PostgresSource, SlotStream, capture_postgres_to_bronze
+from lakehouse_assets.sources.postgres import (
+    SOURCE_CLOCK,
+    PostgresSource,
+    SlotStream,
+    capture_postgres_to_bronze,
+)
 from lakehouse_assets.sources.schema import SOURCE_TABLES
 from lakehouse_assets.sources.simulator import ShopSimulator
 
@@ -57,14 +62,10 @@ def main() -> None:
         started = time.perf_counter()
         decoded = 0
         for stream in raw_streams:
-            with source.connect(autocommit=True) as conn:
-                for _, data in conn.execute(
-                        "SELECT lsn, data FROM pg_logical_slot_peek_changes(%s, NULL, NULL"
-                        + ", %s" * len(stream._options()) + ")",
-                        (stream.slot, *stream._options())):
-                    message = json.loads(data)
-                    decoded += message["action"] in ("I", "U", "D") and \
-                        message.get("table") != "_lakehouse_clock"
+            for _, data in stream.decoded(None):
+                message = json.loads(data)
+                decoded += message["action"] in ("I", "U", "D") and \
+                    message.get("table") != SOURCE_CLOCK
         raw_seconds = time.perf_counter() - started
 
         engine = DeltaEngine(f"{folder}/lake")

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
+from common import percentiles
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.store import feature_store
@@ -60,11 +61,6 @@ def start(command: list[str], env: dict[str, str], ready_url: str) -> subprocess
 def stop(process: subprocess.Popen) -> None:
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=60)
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return ordered[len(ordered) // 2] * 1e3, ordered[int(len(ordered) * 0.99)] * 1e3
 
 
 async def closed_loop(call, bodies: list[dict]) -> tuple[float, list[float]]:

@@ -17,7 +17,6 @@ so peak memory (max RSS) is its own. Prints seconds, peak memory and the ratio (
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import re
 import resource
 import shutil
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+from common import in_child
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse_assets.engine import AppTransaction, DeltaEngine
@@ -98,7 +98,7 @@ def run_ours(work: Path, out) -> None:
              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, result))
 
 
-def run_spark(work: Path, out, master: str) -> None:
+def run_spark(work: Path, master: str, out) -> None:
     """apply_changes on the Spark engine over its own copy of the lake; peak memory = this
     process + the JVM (a child process, measured after the session stops)."""
     from lakehouse_assets.resources.lake import spark_engine
@@ -135,16 +135,6 @@ def run_plain(work: Path, out) -> None:
              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, None))
 
 
-def measure(target, work: Path, *args):
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    process = ctx.Process(target=target, args=(work, queue, *args))
-    process.start()
-    result = queue.get()
-    process.join()
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -162,9 +152,9 @@ def main() -> None:
             shutil.copytree(work / "lake", work / f"lake_{master}")
         print(f"built {args.rows:,}-row silver table and {args.events:,}-event batch "
               f"(+5% duplicates) in {time.perf_counter() - started:.0f}s")
-        _, ours_s, ours_mem, result = measure(run_ours, work)
-        _, plain_s, plain_mem, _ = measure(run_plain, work)
-        spark_runs = [measure(run_spark, work, master) for master in args.spark]
+        _, ours_s, ours_mem, result = in_child(run_ours, work)
+        _, plain_s, plain_mem, _ = in_child(run_plain, work)
+        spark_runs = [in_child(run_spark, work, master) for master in args.spark]
         ours_table = DeltaEngine(str(work / "lake")).read(ORDERS.table).sort("order_id")
         same_on_spark = [
             DeltaEngine(str(work / f"lake_{m}")).read(ORDERS.table).sort("order_id").equals(ours_table)

@@ -2,7 +2,6 @@
 the Spark engine, gold on dbt-spark) gives identical bronze, silver and gold tables, and each
 engine reads what the other wrote."""
 
-import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
 
@@ -16,15 +15,11 @@ from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.silver.maintenance import maintained_tables
 from lakehouse_assets.sources.simulator import ShopSimulator
 from tests.conftest import SMALL_SIMULATION
+from tests.lake_compare import stable
 
 pytestmark = pytest.mark.spark
 
 VOLATILE = {"_ingested_at", "_batch_id", "_quarantined_at"}
-
-
-def stable(frame: pl.DataFrame) -> pl.DataFrame:
-    frame = frame.drop([c for c in frame.columns if c in VOLATILE])
-    return frame.select(sorted(frame.columns)).sort(sorted(frame.columns), nulls_last=True)
 
 
 def test_embedded_and_spark_give_identical_bronze_silver_and_gold(tmp_path, spark_session):
@@ -51,9 +46,9 @@ def test_embedded_and_spark_give_identical_bronze_silver_and_gold(tmp_path, spar
         if not embedded.exists(table):
             continue
         # Each engine reads the other's table: Delta is the contract.
-        written_by_embedded = stable(spark.__class__(spark_session, homes["embedded"]).read(table))
-        written_by_spark = stable(DeltaEngine(homes["spark"]).read(table))
+        written_by_embedded = stable(spark.__class__(spark_session, homes["embedded"]).read(table), VOLATILE)
+        written_by_spark = stable(DeltaEngine(homes["spark"]).read(table), VOLATILE)
         assert written_by_spark.equals(written_by_embedded, null_equal=True), table
         compared += 1
     assert compared >= 13
-    assert stable(spark.read("silver/orders")).height > 0
+    assert stable(spark.read("silver/orders"), VOLATILE).height > 0

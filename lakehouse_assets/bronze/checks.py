@@ -9,7 +9,6 @@ from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.resources import LakeResource, SourceDatabaseResource
 from lakehouse_assets.sources.cdc import CaptureError, bronze_table_name, capture_app_id
 from lakehouse_assets.sources.postgres import SlotStream, int_to_lsn
-from lakehouse_assets.sources.postgres import capture_app_id as pg_capture_app_id
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
 
 
@@ -72,7 +71,7 @@ def _build_cdc_checks(table: SourceTable) -> list[AssetChecksDefinition]:
 def _replication_check(engine: LakeEngine, stream: SlotStream,
                        source_db: SourceDatabaseResource) -> AssetCheckResult:
     cursor = engine.app_transaction_version(bronze_table_name(stream.table),
-                                            pg_capture_app_id(stream)) or 0
+                                            stream.app_id) or 0
     try:
         lag = stream.lag()
     except CaptureError as error:  # the slot was dropped or the source is down

@@ -23,7 +23,7 @@ from dagster import (
 )
 
 from lakehouse_assets.bronze.sensors import bronze_cdc_job
-from lakehouse_assets.monitoring.monitors import DRIFT_TABLE, QUALITY_TABLE
+from lakehouse_assets.monitoring.tables import DRIFT_TABLE, QUALITY_TABLE
 from lakehouse_assets.resources import LakeResource, SourceDatabaseResource
 from lakehouse_assets.resources.monitoring import AlertNotifier
 from lakehouse_assets.sources.postgres import lsn_to_int

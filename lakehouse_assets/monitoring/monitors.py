@@ -10,17 +10,15 @@ import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 import polars as pl
-from evidently.core.report import Snapshot
-from evidently.ui.workspace import Workspace
 from mlflow import MlflowClient
 
 from lakehouse_assets.engine import LakeEngine
-from lakehouse_assets.monitoring.drift import DriftResult, data_drift
+from lakehouse_assets.monitoring.tables import DRIFT_TABLE, HEALTH_TABLE, QUALITY_TABLE
 from lakehouse_assets.registry.promotion import CHAMPION
 from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE, SCHEMA
 from lakehouse_assets.settings import MonitoringSettings
@@ -32,9 +30,10 @@ from lakehouse_assets.training.dataset import (
 )
 from lakehouse_assets.training.metrics import classification_metrics
 
-DRIFT_TABLE = "monitoring/drift_metrics"
-QUALITY_TABLE = "monitoring/model_quality"
-HEALTH_TABLE = "monitoring/system_health"
+if TYPE_CHECKING:  # Evidently takes seconds to import: only the monitors that run load it
+    from evidently.core.report import Snapshot
+
+    from lakehouse_assets.monitoring.drift import DriftResult
 TRAINING_SET_TABLE = "features/training_set"
 GOLD_DRIFT_COLUMNS = {"amount": "amount", "discount": "discount", "n_lines": "basket_lines",
                       "n_items": "basket_units"}  # gold fct_orders column -> model feature
@@ -101,11 +100,14 @@ def read_inference_log(engine: LakeEngine) -> pl.DataFrame:
 
 
 def last_window_end(engine: LakeEngine, table: str, monitor: str) -> datetime | None:
+    """Where this monitor's previous traffic window ended (rows of other sources, e.g. the gold
+    window of feature_drift, end at other clocks and do not count)."""
     if engine.version(table) is None:
         return None
-    ends = engine.read(table, columns=["monitor", "window_end"]).filter(
-        pl.col("monitor") == monitor)["window_end"]
-    return ends.max() if ends.len() else None  # type: ignore[return-value]
+    rows = engine.read(table).filter(pl.col("monitor") == monitor)
+    if "source" in rows.columns:
+        rows = rows.filter(pl.col("source") == "inference_log")
+    return rows["window_end"].max() if rows.height else None  # type: ignore[return-value]
 
 
 def traffic_window(engine: LakeEngine, monitor: str, table: str, min_rows: int) -> Window:
@@ -160,6 +162,8 @@ def publish(snapshot: Snapshot, reports_dir: Path, monitor: str, source: str) ->
     path = reports_dir / monitor / f"{now():%Y%m%dT%H%M%S%f}_{source}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
+    from evidently.ui.workspace import Workspace
+
     workspace = Workspace.create(str(reports_dir / "workspace"))
     found = workspace.search_project(WORKSPACE_PROJECT)
     project = found[0] if found else workspace.create_project(
@@ -171,6 +175,8 @@ def publish(snapshot: Snapshot, reports_dir: Path, monitor: str, source: str) ->
 def feature_drift(engine: LakeEngine, model: Champion, settings: MonitoringSettings,
                   reports_dir: Path) -> MonitorOutcome:
     """Drift of the served features (and of the newest gold orders) from the training data."""
+    from lakehouse_assets.monitoring.drift import data_drift
+
     reference = reference_data(engine, model)
     window = traffic_window(engine, "feature_drift", DRIFT_TABLE, settings.min_window_rows)
     sources: dict[str, tuple[pl.DataFrame, Window, list[str], list[str]]] = {}
@@ -206,6 +212,8 @@ def newest_gold_orders(engine: LakeEngine, days: int) -> Window:
 def prediction_drift(engine: LakeEngine, model: Champion, settings: MonitoringSettings,
                      reports_dir: Path) -> MonitorOutcome:
     """Drift of the served probabilities from the champion's scores on its training data."""
+    from lakehouse_assets.monitoring.drift import data_drift
+
     window = traffic_window(engine, "prediction_drift", DRIFT_TABLE, settings.min_window_rows)
     if not window.frame.height:
         return MonitorOutcome(None, note=window.note)

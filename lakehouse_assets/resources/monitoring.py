@@ -1,19 +1,16 @@
 """Monitoring settings and the alert notifier (a Slack-compatible webhook) as Dagster resources.
-The webhook URL is a secret: from the environment it is passed as an EnvVar, so the UI shows the
-variable's name, never the URL."""
+The webhook URL is a secret (see `secrets.secret_setting`)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import urllib.request
 from pathlib import Path
-from typing import Any
 
-from dagster import ConfigurableResource, EnvVar
-from pydantic import SecretStr
+from dagster import ConfigurableResource
 
+from lakehouse_assets.resources.secrets import secret_setting
 from lakehouse_assets.settings import LakehouseSettings, MonitoringSettings
 
 log = logging.getLogger(__name__)
@@ -55,14 +52,6 @@ class AlertNotifier(ConfigurableResource):
         except OSError as error:
             log.error("alert webhook failed (%s); the alert was: %s", error, text)
             return False
-
-
-def secret_setting(env: str, value: SecretStr | None) -> Any:
-    """A secret resource value: an EnvVar (the UI shows the variable's name) when it comes from
-    the environment, else the value given in code (tests), else empty."""
-    if os.environ.get(env):
-        return EnvVar(env)
-    return value.get_secret_value() if value else ""
 
 
 def monitoring_resources(settings: LakehouseSettings) -> dict[str, ConfigurableResource]:

@@ -12,7 +12,8 @@ from dagster_dbt import DbtCliResource
 from lakehouse_assets.resources.feast import FeastResource
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.mlflow import mlflow_resource
-from lakehouse_assets.resources.monitoring import monitoring_resources, secret_setting
+from lakehouse_assets.resources.monitoring import monitoring_resources
+from lakehouse_assets.resources.secrets import secret_setting
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.sources.cdc import ChangeLog
 from lakehouse_assets.sources.postgres import PostgresSource

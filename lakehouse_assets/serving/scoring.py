@@ -69,6 +69,8 @@ class ChampionModel:
             return True
 
 
+# keys of a lookup row that come from the request: a row with nothing else is an unknown customer
+REQUEST_KEYS = {"customer_id", "amount", "discount", "amount_vs_avg_basket", "discount_share"}
 LINE_SCHEMA = {"order": pl.Int64, "quantity": pl.Int64, **{f: pl.Float64 for f in LINE_FEATURES}}
 
 
@@ -91,8 +93,6 @@ class OrderFeatures:
         unknown customer or product: no online features)."""
         rows = self.customers.lookup([OrderRequest(o.customer_id, o.amount, o.discount)
                                       for o in orders])
-        request_keys = {"customer_id", "amount", "discount", "amount_vs_avg_basket",
-                        "discount_share"}
         product_ids = sorted({line.product_id for o in orders for line in o.items})
         found = self.store.get_online_features(
             features=self.product_refs, entity_rows=[{"product_id": p} for p in product_ids]
@@ -104,7 +104,7 @@ class OrderFeatures:
         for order, row in zip(orders, rows, strict=True):
             unknown = next((p.product_id for p in order.items
                             if not _known(by_product[p.product_id], set())), None)
-            if not _known(row, request_keys):
+            if not _known(row, REQUEST_KEYS):
                 out.append(f"unknown customer {order.customer_id}: no online features")
             elif unknown is not None:
                 out.append(f"unknown product {unknown}: no online features")

@@ -4,7 +4,7 @@ monitoring tables, weekly."""
 from dagster import DefaultScheduleStatus, OpExecutionContext, ScheduleDefinition, job, op
 
 from lakehouse_assets.engine import LakeEngine
-from lakehouse_assets.monitoring.monitors import DRIFT_TABLE, HEALTH_TABLE, QUALITY_TABLE
+from lakehouse_assets.monitoring.tables import DRIFT_TABLE, HEALTH_TABLE, QUALITY_TABLE
 from lakehouse_assets.resources import LakeResource
 from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
 from lakehouse_assets.silver.apply_changes import QUARANTINE_TABLE

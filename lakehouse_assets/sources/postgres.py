@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import polars as pl
@@ -207,13 +208,18 @@ class SlotStream:
     table: SourceTable
     slot_prefix: str = "lakehouse"
 
-    @property
+    @cached_property
     def slot(self) -> str:
         """Slots are per server: the name carries the database (lowercase, [a-z0-9_])."""
         database = psycopg.conninfo.conninfo_to_dict(self.source.url).get("dbname") or "postgres"
         return re.sub(r"[^a-z0-9_]", "_", f"{self.slot_prefix}_{database}_{self.table.name}".lower())
 
-    def _options(self) -> list[str]:
+    @property
+    def app_id(self) -> str:
+        """The Delta transaction identifier bronze records this slot's position under."""
+        return f"pgcdc:{self.slot}"
+
+    def decoder_options(self) -> list[str]:
         return ["format-version", "2", "add-tables", f"*.{self.table.name},*.{SOURCE_CLOCK}",
                 "include-xids", "1",
                 "include-timestamp", "1", "include-transaction", "1"]
@@ -247,14 +253,19 @@ class SlotStream:
             conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
                          (self.slot, int_to_lsn(lsn)))
 
+    def decoded(self, max_rows: int | None) -> list[tuple[str, str]]:
+        """(LSN, wal2json document) rows after the slot's position (whole transactions, about
+        ``max_rows`` of them; None: all), without consuming them."""
+        with self.source.connect(autocommit=True) as conn:
+            return conn.execute(
+                "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, NULL, %s"
+                + ", %s" * len(self.decoder_options()) + ")",
+                (self.slot, max_rows, *self.decoder_options())).fetchall()
+
     def peek(self, max_rows: int) -> list[Transaction]:
         """Whole transactions after the slot's position (about ``max_rows`` decoded rows), in
         commit order, without consuming them."""
-        with self.source.connect(autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, NULL, %s"
-                + ", %s" * len(self._options()) + ")",
-                (self.slot, max_rows, *self._options())).fetchall()
+        rows = self.decoded(max_rows)
         transactions: list[Transaction] = []
         current: Transaction | None = None
         for lsn, data in rows:
@@ -343,7 +354,7 @@ def capture_postgres_to_bronze(engine: LakeEngine, stream: SlotStream, *, batch_
     started = time.perf_counter()
     table = stream.table
     target = bronze_table_name(table)
-    app_id = capture_app_id(stream)
+    app_id = stream.app_id
     read_version = engine.ensure_table(target, bronze_arrow_schema(table),
                                        configuration=BRONZE_TABLE_CONFIG)
     cursor = engine.app_transaction_version(target, app_id, at_version=read_version) or 0
@@ -388,6 +399,3 @@ def capture_postgres_to_bronze(engine: LakeEngine, stream: SlotStream, *, batch_
     result.seconds = time.perf_counter() - started
     return result
 
-
-def capture_app_id(stream: SlotStream) -> str:
-    return f"pgcdc:{stream.slot}"

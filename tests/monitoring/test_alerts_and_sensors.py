@@ -20,9 +20,10 @@ from lakehouse_assets.monitoring.automation import (
     retrain_on_degradation,
     source_changes_sensor,
 )
-from lakehouse_assets.monitoring.monitors import DRIFT_TABLE, QUALITY_TABLE
+from lakehouse_assets.monitoring.tables import DRIFT_TABLE, QUALITY_TABLE
 from lakehouse_assets.resources import build_resources
 from lakehouse_assets.resources.monitoring import WEBHOOK_ENV, AlertNotifier, monitoring_resources
+from lakehouse_assets.resources.sources import SOURCE_URL_ENV
 
 
 @pytest.fixture
@@ -64,6 +65,10 @@ def test_the_webhook_secret_comes_from_the_environment_not_the_config(settings, 
     assert isinstance(notifier.webhook_url, EnvVar) and notifier.webhook_url == WEBHOOK_ENV
     assert "secret-token" not in repr(notifier) and "secret-token" not in str(
         monitoring_resources(settings)["monitoring"])
+    # the PostgreSQL source URL (with its password) goes the same way
+    monkeypatch.setenv(SOURCE_URL_ENV, "postgresql://shop:pg-secret@db/shop")
+    source_db = build_resources(settings)["source_db"]
+    assert source_db.url == SOURCE_URL_ENV and "pg-secret" not in repr(source_db)
 
 
 def test_run_failure_sends_an_alert(webhook, settings):

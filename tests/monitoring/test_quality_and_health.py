@@ -10,7 +10,8 @@ import pytest
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.monitoring import monitors
-from lakehouse_assets.monitoring.monitors import HEALTH_TABLE, QUALITY_TABLE, Champion
+from lakehouse_assets.monitoring.monitors import Champion
+from lakehouse_assets.monitoring.tables import DRIFT_TABLE, HEALTH_TABLE, QUALITY_TABLE
 from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE, SCHEMA
 from lakehouse_assets.settings import MonitoringSettings
 
@@ -100,3 +101,16 @@ def test_system_health_reads_latency_and_error_rate(tmp_path, metrics_server):
     unreachable = MonitoringSettings(serving_url="http://127.0.0.1:9", latency_p99_ms=1000)
     again = monitors.system_health(engine, unreachable)
     assert again.passed and "unreachable" in str(again.summary["serving"]["error_rate"])
+
+
+def test_the_traffic_window_starts_where_the_last_traffic_window_ended(tmp_path):
+    engine = DeltaEngine(str(tmp_path / "lake"))
+    write_traffic(engine, True)  # served at T0 + 0..399 s
+    engine.append(DRIFT_TABLE, pl.DataFrame({
+        "monitor": ["feature_drift"] * 2, "source": ["inference_log", "gold"],
+        "window_end": [T0 + timedelta(seconds=99), T0 + timedelta(days=1)]}))
+    window = monitors.traffic_window(engine, "feature_drift", DRIFT_TABLE, min_rows=10)
+    # the gold window's end (another clock) does not hide the newer traffic
+    assert window.frame.height == 300 and window.start == T0 + timedelta(seconds=100)
+    short = monitors.traffic_window(engine, "feature_drift", DRIFT_TABLE, min_rows=350)
+    assert short.frame.height == 350 and "extended to the latest 350" in short.note

@@ -1,6 +1,7 @@
 """Log-based CDC from a real PostgreSQL (wal_level=logical, wal2json) on 127.0.0.1 into bronze."""
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -8,22 +9,35 @@ import uuid
 import polars as pl
 import psycopg
 import pytest
+from dagster import DagsterInstance, build_sensor_context, materialize
 from pydantic import SecretStr
 
+from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS
 from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.gold.assets import gold_dbt_models
+from lakehouse_assets.monitoring.automation import source_changes_sensor
+from lakehouse_assets.resources import build_resources
+from lakehouse_assets.resources.sources import SourceDatabaseResource
+from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.silver.apply_changes import apply_changes
+from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.silver.specs import SILVER_SPECS
 from lakehouse_assets.sources.cdc import CaptureError, ChangeLog, bronze_table_name
 from lakehouse_assets.sources.pg_server import LOGICAL
 from lakehouse_assets.sources.postgres import (
     PostgresSource,
     SlotStream,
-    capture_app_id,
     capture_postgres_to_bronze,
     redact,
 )
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SOURCE_TABLES_BY_NAME
+from lakehouse_assets.sources.simulator import ShopSimulator
+from tests.conftest import SMALL_SIMULATION
+from tests.lake_compare import stable
 from tests.postgres_server import postgres_server
+
+# columns that tell how a row was captured (sequence numbers, batch), not what it holds
+LINEAGE = {"_seq", "_last_seq", "_end_seq", "_ingested_at", "_batch_id", "_source"}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +94,6 @@ def test_every_change_reaches_bronze_exactly_once_in_commit_order(settings, simu
     # PostgreSQL holds the same shop as SQLite
     with source.connect() as conn:
         pg_orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
-    import sqlite3
     with sqlite3.connect(settings.source_db) as lite:
         assert pg_orders == lite.execute("SELECT count(*) FROM orders").fetchone()[0]
 
@@ -137,7 +150,7 @@ def test_a_killed_capture_loses_and_duplicates_nothing(settings, simulator, sour
     stream = SlotStream(source, orders)
     if point == "after_commit":  # the slot was left behind the bronze commit
         assert stream.confirmed_lsn() < engine.app_transaction_version(target,
-                                                                       capture_app_id(stream))
+                                                                       stream.app_id)
     capture_postgres_to_bronze(engine, stream, batch_id="rerun", max_rows=300)
     assert bronze_frame(engine, orders).equals(change_log_frame(log, orders))
 
@@ -200,11 +213,6 @@ def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, sour
         capture_postgres_to_bronze(engine, SlotStream(source, SOURCE_TABLES_BY_NAME["products"]),
                                    batch_id="b5")
     # the source-changes sensor follows the write-ahead log
-    from dagster import build_sensor_context
-
-    from lakehouse_assets.monitoring.automation import source_changes_sensor
-    from lakehouse_assets.resources.sources import SourceDatabaseResource
-
     resource = {"source_db": SourceDatabaseResource(path="unused", url=source.url)}
     with build_sensor_context(resources=resource) as context:
         first = source_changes_sensor(context)
@@ -227,16 +235,6 @@ def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, sour
 def test_silver_from_postgres_cdc_equals_silver_from_sqlite(tmp_path, source):
     """The same seeded shop through both sources and the same Dagster assets: identical silver
     (sequences and capture lineage aside) and gold."""
-    from dagster import DagsterInstance, materialize
-
-    from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS
-    from lakehouse_assets.gold.assets import gold_dbt_models
-    from lakehouse_assets.resources import build_resources
-    from lakehouse_assets.settings import LakehouseSettings
-    from lakehouse_assets.silver.assets import SILVER_ASSETS
-    from lakehouse_assets.sources.simulator import ShopSimulator
-    from tests.conftest import SMALL_SIMULATION
-
     cfg = SMALL_SIMULATION.model_copy(update={"days": 16})  # returns come days later
     home = tmp_path / "home"
     lite = LakehouseSettings(home=home, simulator=cfg, lake_uri=str(tmp_path / "lake_sqlite"))
@@ -259,16 +257,9 @@ def test_silver_from_postgres_cdc_equals_silver_from_sqlite(tmp_path, source):
     for table in ["silver/customers", "silver/products", "silver/orders", "silver/order_items",
                   "silver/returns", "gold/fct_orders", "gold/customer_daily_features",
                   "gold/product_daily_features"]:
-        a, b = stable(sqlite_lake.read(table)), stable(pg_lake.read(table))
+        a, b = stable(sqlite_lake.read(table), LINEAGE), stable(pg_lake.read(table), LINEAGE)
         assert a.height > 0 and a.equals(b, null_equal=True), table
         compared += 1
     assert compared == 8
     assert pg_lake.read("bronze/orders")["_source"][0].startswith("postgresql:")
 
-
-LINEAGE = {"_seq", "_last_seq", "_end_seq", "_ingested_at", "_batch_id", "_source"}
-
-
-def stable(frame: pl.DataFrame) -> pl.DataFrame:
-    frame = frame.drop([c for c in frame.columns if c in LINEAGE])
-    return frame.select(sorted(frame.columns)).sort(sorted(frame.columns), nulls_last=True)
