@@ -34,8 +34,10 @@ MONITORING = MonitoringSettings(min_window_rows=100, drift_share=0.25)
 def run_job(settings: LakehouseSettings, instance: DagsterInstance, name: str, **kwargs):
     result = build_definitions(settings).resolve_job_def(name).execute_in_process(
         instance=instance, raise_on_error=False, **kwargs)
-    failed = {e.step_key for e in result.get_step_failure_events()}
-    assert failed <= {"return_risk_evaluation_promotion_gate", "return_risk_evaluation"}, failed
+    failures = {e.step_key: e.event_specific_data.error.to_string()  # the cause, when it fails
+                for e in result.get_step_failure_events()}
+    assert set(failures) <= {"return_risk_evaluation_promotion_gate", "return_risk_evaluation"}, \
+        failures
     return result
 
 
