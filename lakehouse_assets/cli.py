@@ -270,5 +270,93 @@ def monitor_ui(port: int | None) -> None:
                            "--workspace", str(workspace)], settings.child_env())
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="loopback only: no login")
+@click.option("--port", type=int, default=None, help="default: settings (8060)")
+def dashboards(host: str, port: int | None) -> None:
+    """Serve the business, data and ML dashboards (Dash), refreshed from the lake on every load."""
+    from lakehouse_assets.dashboards.app import serve as serve_dashboards
+
+    settings = _settings()
+    port = port or settings.dashboards_port
+    console.print(f"dashboards on http://{host}:{port} over {settings.lake_root}")
+    serve_dashboards(settings.lake_root, host, port)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="a query parameter (repeatable)")
+@click.option("--limit", type=int, default=50, show_default=True, help="rows to print")
+def query(name: str, params: tuple[str, ...], limit: int) -> None:
+    """Run a saved query (queries/sql/NAME.sql) over the current lake and print the result."""
+    from lakehouse_assets.governance.catalog import stats_frame
+    from lakehouse_assets.queries.saved import (
+        CATALOG_RELATION,
+        QueryError,
+        load_saved_queries,
+        run_saved_query,
+    )
+
+    settings = _settings()
+    queries = {q.name: q for q in load_saved_queries()}
+    if name not in queries:
+        raise click.UsageError(f"no saved query {name!r}; saved queries: {', '.join(sorted(queries))}")
+    given = dict(p.split("=", 1) for p in params if "=" in p)
+    if len(given) != len(params):
+        raise click.UsageError("--param takes NAME=VALUE")
+    saved = queries[name]
+    builtins = {CATALOG_RELATION: stats_frame(settings.lake_root)} \
+        if CATALOG_RELATION in saved.tables else {}
+    try:
+        result = run_saved_query(settings.lake_root, saved, given, builtins)
+    except QueryError as error:
+        raise click.ClickException(str(error)) from error
+    table = Table(*result.columns, title=f"{name}: {result.height:,} row(s)")
+    for row in result.head(limit).iter_rows():
+        table.add_row(*("" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+@main.command()
+@click.argument("table", required=False)
+@click.option("--json", "as_json", is_flag=True, help="the whole catalog as JSON")
+def catalog(table: str | None, as_json: bool) -> None:
+    """List every Delta table: layer, owner, description, columns (PII tagged), version, rows,
+    last update and the assets upstream and downstream. With TABLE: that table's columns."""
+    import json
+
+    from lakehouse_assets.definitions import build_definitions
+    from lakehouse_assets.governance.catalog import build_catalog
+
+    settings = _settings()
+    entries = build_catalog(build_definitions(settings).resolve_all_asset_specs(),
+                            settings.lake_root)
+    if table:
+        entries = [e for e in entries if e.table == table]
+        if not entries:
+            raise click.UsageError(f"no table {table!r} in the catalog: run `lakehouse catalog`")
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    listing = Table("table", "layer", "owner", "version", "rows", "last update (UTC)",
+                    "PII columns", "upstream", "downstream", title="lakehouse catalog")
+    for e in entries:
+        listing.add_row(e.table, e.layer, ", ".join(e.owners),
+                        "-" if e.delta_version is None else str(e.delta_version),
+                        "-" if e.rows is None else f"{e.rows:,}",
+                        e.last_update.strftime("%Y-%m-%d %H:%M") if e.last_update else "not yet",
+                        ", ".join(e.pii_columns), ", ".join(e.upstream), ", ".join(e.downstream))
+    console.print(listing)
+    for e in entries:
+        console.print(f"[bold]{e.table}[/bold] ({', '.join(e.assets) or 'no asset'}): "
+                      f"{e.description}")
+        if table:
+            columns = Table("column", "type", "PII", "description")
+            for c in e.columns:
+                columns.add_row(c.name, c.type, "PII" if c.pii else "", c.description)
+            console.print(columns)
+
+
 if __name__ == "__main__":
     main()

@@ -20,18 +20,22 @@ from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.monitoring.assets import MONITORING_ASSETS
 from lakehouse_assets.monitoring.automation import JOBS, SCHEDULES, SENSORS
 from lakehouse_assets.monitoring.freshness import FRESHNESS_CHECKS, freshness_sensor
+from lakehouse_assets.queries.assets import build_query_assets
 from lakehouse_assets.resources import build_resources
 from lakehouse_assets.settings import LakehouseSettings, get_settings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.silver.maintenance import lake_maintenance_job, lake_maintenance_schedule
 from lakehouse_assets.training.assets import ML_ASSETS, ML_CHECKS
 
+PIPELINE_ASSETS = [SHOP_SOURCE, PAYMENTS_LANDING, *BRONZE_CDC_ASSETS, ingest_payments_files,
+                   *SILVER_ASSETS, gold_dbt_models, feature_registry, online_features,
+                   training_set, *ML_ASSETS, *MONITORING_ASSETS]
+QUERY_ASSETS = build_query_assets(PIPELINE_ASSETS)
+
 
 def build_definitions(settings: LakehouseSettings | None = None) -> Definitions:
     return Definitions(
-        assets=[SHOP_SOURCE, PAYMENTS_LANDING, *BRONZE_CDC_ASSETS, ingest_payments_files,
-                *SILVER_ASSETS, gold_dbt_models, feature_registry, online_features,
-                training_set, *ML_ASSETS, *MONITORING_ASSETS],
+        assets=[*PIPELINE_ASSETS, *QUERY_ASSETS],
         asset_checks=[*BRONZE_CDC_CHECKS, *ML_CHECKS, *FRESHNESS_CHECKS],
         jobs=[bronze_cdc_job, landing_ingest_job, lake_maintenance_job, *JOBS],
         schedules=[bronze_cdc_schedule, lake_maintenance_schedule, *SCHEDULES],

@@ -209,6 +209,7 @@ class LakehouseSettings(BaseSettings):
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000
     mlflow_ui_port: int = 5000
+    dashboards_port: int = Field(default=8060, description="`lakehouse dashboards` (Dash)")
     serving: ServingSettings = ServingSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     training: TrainingSettings = TrainingSettings()

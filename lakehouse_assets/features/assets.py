@@ -67,7 +67,7 @@ def online_features(context: AssetExecutionContext, lake: LakeResource, feast: F
 
 @asset(group_name="features", kinds={"feast", "delta"}, owners=OWNERS,
        deps=[feature_registry, AssetKey("fct_orders"), AssetKey("silver_order_items"),
-             *GOLD_FEATURES],
+             *GOLD_FEATURES], metadata={"table": TRAINING_SET_TABLE},
        description="Point-in-time-correct features (return_risk_v2: customer and request-time "
        "features per order, product features aggregated over the basket) for every order whose "
        "label is known, joined as of the order time, with the label. The metadata records the Delta "

@@ -19,14 +19,16 @@ from dagster import (
 from lakehouse_assets.metadata import OWNERS
 from lakehouse_assets.monitoring import monitors
 from lakehouse_assets.monitoring.monitors import Champion, MonitorOutcome
+from lakehouse_assets.monitoring.tables import DRIFT_TABLE, HEALTH_TABLE, QUALITY_TABLE
 from lakehouse_assets.resources import LakeResource
 from lakehouse_assets.resources.mlflow import MlflowResource
 from lakehouse_assets.resources.monitoring import AlertNotifier, MonitoringResource
+from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
 
 INFERENCE_LOG = AssetSpec(
     "inference_log", group_name="serving", kinds={"delta", "fastapi"}, owners=OWNERS,
     description="lake/serving/inference_log: every prediction of `lakehouse serve` (written by "
-    "the service, not by Dagster).")
+    "the service, not by Dagster).", metadata={"table": INFERENCE_LOG_TABLE})
 TRAINING_SET = AssetKey("training_set")
 CHAMPION = AssetKey("return_risk_champion")  # the model they watch
 
@@ -65,6 +67,7 @@ def _spec(name: str, asset: str, description: str) -> AssetCheckSpec:
 
 @asset(group_name="monitoring", kinds={"evidently", "delta"}, owners=OWNERS,
        deps=[INFERENCE_LOG, TRAINING_SET, CHAMPION, AssetKey("fct_orders")],
+       metadata={"table": DRIFT_TABLE},
        check_specs=[_spec("no_dataset_drift", "feature_drift",
                           "The served features (and the newest gold orders) have not drifted "
                           "from the champion's training data (Evidently, share of drifted "
@@ -81,7 +84,7 @@ def feature_drift(context: AssetExecutionContext, lake: LakeResource, mlflow: Ml
 
 
 @asset(group_name="monitoring", kinds={"evidently", "delta"}, owners=OWNERS,
-       deps=[INFERENCE_LOG, TRAINING_SET, CHAMPION],
+       deps=[INFERENCE_LOG, TRAINING_SET, CHAMPION], metadata={"table": DRIFT_TABLE},
        check_specs=[_spec("no_prediction_drift", "prediction_drift",
                           "The served return probabilities have not drifted from the "
                           "champion's scores on its training data.")],
@@ -95,7 +98,7 @@ def prediction_drift(context: AssetExecutionContext, lake: LakeResource, mlflow:
 
 
 @asset(group_name="monitoring", kinds={"evidently", "delta"}, owners=OWNERS,
-       deps=[INFERENCE_LOG, CHAMPION, AssetKey("fct_orders")],
+       deps=[INFERENCE_LOG, CHAMPION, AssetKey("fct_orders")], metadata={"table": QUALITY_TABLE},
        check_specs=[_spec("quality_above_floor", "model_quality",
                           "On labelled live predictions the champion's primary metric is at "
                           "least the floor and within the allowed drop of its holdout value.")],
@@ -111,6 +114,7 @@ def model_quality(context: AssetExecutionContext, lake: LakeResource, mlflow: Ml
 
 
 @asset(group_name="monitoring", kinds={"delta"}, owners=OWNERS, deps=[INFERENCE_LOG],
+       metadata={"table": HEALTH_TABLE},
        check_specs=[_spec("serving_within_objectives", "system_health",
                           "Recent p99 latency and the 5xx share of the scoring service meet "
                           "monitoring.latency_p99_ms and monitoring.max_error_rate.")],

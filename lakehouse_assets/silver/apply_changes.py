@@ -34,6 +34,8 @@ from lakehouse_assets.sources.cdc import BRONZE_METADATA_COLUMNS
 
 SILVER_TABLE_CONFIG: dict[str, str | None] = {"delta.enableChangeDataFeed": "true"}
 QUARANTINE_TABLE = "silver/quarantine"
+# One row per expectation per batch of change events: the history behind pass rates.
+EXPECTATION_RESULTS_TABLE = "silver/expectation_results"
 SCD2_COLUMNS = ("valid_from", "valid_to", "is_current", "_seq", "_last_seq", "_end_seq")
 
 
@@ -164,6 +166,12 @@ def evaluate_expectations(
     return kept, dropped, results
 
 
+QUARANTINE_SCHEMA = pa.schema([
+    ("table", pa.string()), ("expectations", pa.string()), ("key", pa.string()),
+    ("_seq", pa.int64()), ("_op", pa.string()), ("row", pa.string()),
+    ("_quarantined_at", pa.timestamp("us", "UTC")), ("_batch_id", pa.string())])
+
+
 def _quarantine_rows(dropped: pl.DataFrame, spec: ApplyChangesSpec, batch_id: str) -> pl.DataFrame:
     return dropped.select(
         pl.lit(spec.table).alias("table"),
@@ -175,6 +183,17 @@ def _quarantine_rows(dropped: pl.DataFrame, spec: ApplyChangesSpec, batch_id: st
         pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")).alias("_quarantined_at"),
         pl.lit(batch_id).alias("_batch_id"),
     )
+
+
+def _expectation_rows(results: dict[str, ExpectationResult], spec: ApplyChangesSpec,
+                      batch_id: str, bronze_from: int, bronze_to: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"table": spec.table, "expectation": e.name, "action": e.action,
+          "predicate": e.predicate, "rows_checked": results[e.name].checked,
+          "rows_failed": results[e.name].failed, "bronze_from_version": bronze_from + 1,
+          "bronze_to_version": bronze_to, "checked_at": datetime.now(UTC), "_batch_id": batch_id}
+         for e in spec.expectations],
+        schema_overrides={"checked_at": pl.Datetime("us", "UTC")})
 
 
 # ------------------------------------------------------------------------- SCD1 / SCD2
@@ -260,6 +279,8 @@ def apply_changes(
         spec = dataclasses.replace(spec, columns=(*spec.columns, *added))
     schema = silver_schema(spec, bronze_schema)
     silver_version = engine.ensure_table(spec.table, schema, configuration=SILVER_TABLE_CONFIG)
+    # there even when nothing was ever dropped: reports and dashboards count it
+    engine.ensure_table(QUARANTINE_TABLE, QUARANTINE_SCHEMA, configuration=SILVER_TABLE_CONFIG)
     applied = engine.app_transaction_version(spec.table, spec.app_id, at_version=silver_version)
     cursor = -1 if applied is None else applied
     changes, bronze_to = engine.changes(spec.source, cursor, up_to_bronze_version)
@@ -282,6 +303,10 @@ def apply_changes(
     if dropped.height and not _done(engine, QUARANTINE_TABLE, spec, bronze_to):
         engine.append(QUARANTINE_TABLE, _quarantine_rows(dropped, spec, batch_id),
                       transactions=txn, configuration=SILVER_TABLE_CONFIG)
+    if spec.expectations and not _done(engine, EXPECTATION_RESULTS_TABLE, spec, bronze_to):
+        engine.append(EXPECTATION_RESULTS_TABLE,
+                      _expectation_rows(result.expectations, spec, batch_id, cursor, bronze_to),
+                      transactions=txn)
     if spec.scd_type == 1:
         commit = _apply_scd1(engine, spec, kept, result, txn, silver_version)
     else:

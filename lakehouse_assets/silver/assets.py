@@ -18,6 +18,7 @@ from lakehouse_assets.conflicts import retry_on_conflict
 from lakehouse_assets.metadata import OWNERS, table_metadata
 from lakehouse_assets.resources import LakeResource
 from lakehouse_assets.silver.apply_changes import (
+    EXPECTATION_RESULTS_TABLE,
     QUARANTINE_TABLE,
     ApplyChangesSpec,
     ApplyResult,
@@ -25,6 +26,20 @@ from lakehouse_assets.silver.apply_changes import (
     apply_changes,
 )
 from lakehouse_assets.silver.specs import SILVER_SPECS
+
+
+def secondary_tables(spec: ApplyChangesSpec) -> dict[str, str]:
+    """The tables a silver asset writes besides its own (the catalog lists them)."""
+    tables = {
+        QUARANTINE_TABLE: "Change events dropped by a silver expectation: table, the "
+        "expectations broken, key, sequence, operation and the row as JSON.",
+        EXPECTATION_RESULTS_TABLE: "Rows checked and failed per silver expectation and batch of "
+        "change events: the history behind expectation pass rates.",
+    }
+    if spec.scd_type == 1:
+        tables[spec.tombstones] = (f"Keys deleted from {spec.table} with the sequence of the "
+                                   "delete, so an older event arriving late cannot bring them back.")
+    return tables
 
 
 def silver_asset_key(spec: ApplyChangesSpec) -> AssetKey:
@@ -74,7 +89,8 @@ def _build_silver_asset(spec: ApplyChangesSpec) -> AssetsDefinition:
         description=(spec.description or spec.table) + f" Applied from `{spec.source}` by a "
         f"declarative SCD{spec.scd_type} spec keyed on {', '.join(spec.keys)}.",
         check_specs=checks,
-        metadata={"table": spec.table, "keys": list(spec.keys), "scd_type": spec.scd_type},
+        metadata={"table": spec.table, "keys": list(spec.keys), "scd_type": spec.scd_type,
+                  "also_writes": MetadataValue.json(secondary_tables(spec))},
     )
     def _silver(context: AssetExecutionContext, lake: LakeResource):
         engine = lake.engine()

@@ -19,6 +19,7 @@ from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.features.pipeline import TRAINING_SET_TABLE
 from lakehouse_assets.metadata import OWNERS
 from lakehouse_assets.registry.promotion import (
+    ALIAS_HISTORY_TABLE,
     CHALLENGER,
     CHAMPION,
     EVALUATIONS_TABLE,
@@ -96,6 +97,7 @@ def return_risk_challenger(context: AssetExecutionContext, lake: LakeResource,
 
 
 @asset(group_name="ml", kinds={"mlflow", "delta"}, owners=OWNERS, deps=[return_risk_challenger],
+       metadata={"table": EVALUATIONS_TABLE},
        description="Scores champion and challenger on the same, most recent holdout and decides "
        "(promote / keep / unchanged); every decision is appended to ml/model_evaluations.")
 def return_risk_evaluation(context: AssetExecutionContext, lake: LakeResource,
@@ -141,7 +143,8 @@ def promotion_gate(lake: LakeResource) -> AssetCheckResult:
                   "champion_version": evaluation.champion_version or -1})
 
 
-@asset(group_name="ml", kinds={"mlflow"}, owners=OWNERS, deps=[return_risk_evaluation],
+@asset(group_name="ml", kinds={"mlflow", "delta"}, owners=OWNERS, deps=[return_risk_evaluation],
+       metadata={"table": ALIAS_HISTORY_TABLE},
        description="Carries out the gate's decision: moves the `champion` alias, records the "
        "change in ml/alias_history, tags other versions archived and updates the model card.")
 def return_risk_champion(context: AssetExecutionContext, lake: LakeResource,

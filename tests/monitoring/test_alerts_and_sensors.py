@@ -1,12 +1,8 @@
 """The alert notifier against a local webhook server, and the sensors' cursors and run keys."""
 
-import json
-import threading
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import polars as pl
-import pytest
 from dagster import (
     DagsterInstance,
     EnvVar,
@@ -24,28 +20,6 @@ from lakehouse_assets.monitoring.tables import DRIFT_TABLE, QUALITY_TABLE
 from lakehouse_assets.resources import build_resources
 from lakehouse_assets.resources.monitoring import WEBHOOK_ENV, AlertNotifier, monitoring_resources
 from lakehouse_assets.resources.sources import SOURCE_URL_ENV
-
-
-@pytest.fixture
-def webhook():
-    """A Slack-like webhook on 127.0.0.1 that records what it receives."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            body = self.rfile.read(int(self.headers["content-length"]))
-            received.append(json.loads(body))
-            self.send_response(200 if "fail" not in self.path else 500)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", received
-    server.shutdown()
 
 
 def test_alerts_reach_the_webhook_and_a_broken_webhook_never_raises(webhook):
