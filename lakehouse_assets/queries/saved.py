@@ -43,6 +43,10 @@ _PARAM = re.compile(r"^(\w+)\s*=\s*([^:]+?)\s*(?::\s*(.*))?$")
 _ALERT = re.compile(r"^(\w+)\s*(?:\[(warn|error)\])?\s*:\s*(.+)$")
 
 
+class MissingTablesError(QueryError):
+    """A table the query reads is not in the lake yet (its writer has not run)."""
+
+
 @dataclass(frozen=True)
 class Parameter:
     name: str
@@ -159,7 +163,7 @@ def run_saved_query(
     extra = {name: frame for name, frame in (builtins or {}).items() if name in query.tables}
     missing = sorted(query.tables - set(present) - set(extra))
     if missing:
-        raise QueryError(f"{query.name}: table(s) {', '.join(missing)} not in the lake yet "
+        raise MissingTablesError(f"{query.name}: table(s) {', '.join(missing)} not in the lake yet "
                          f"(materialize them first)")
     conn = lake_connection(lake_root, tables=[present[t] for t in query.tables if t in present],
                            extra=extra)
