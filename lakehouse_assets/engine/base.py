@@ -60,6 +60,18 @@ def missing_columns(current: list[str], wanted: pa.Schema) -> list[str]:
     return [name for name in wanted.names if name not in current]
 
 
+def in_predicate(column: str, values: list[Any]) -> str:
+    """``column IN (...)`` for numbers and text (quotes escaped), usable by delta-rs and Spark."""
+    def literal(value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError(f"cannot compare {column} with {value!r}")
+        return str(value) if not isinstance(value, str) else "'" + value.replace("'", "''") + "'"
+    return f"`{column}` IN ({', '.join(literal(v) for v in values)})"
+
+
+APPEND_ONLY = "delta.appendOnly"
+
+
 def merge_predicate(keys: list[str]) -> str:
     return " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys)
 
@@ -148,6 +160,15 @@ class LakeEngine(Protocol):
         created empty with ``df``'s schema first, so the clauses' conditions still apply.
 
         ``read_version`` as for ``append``: a conflicting commit since then fails this one."""
+        ...
+
+    def delete(
+        self, table: str, column: str, values: list[Any], *,
+        commit_metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Delete the rows whose ``column`` is one of ``values`` in one commit (an append-only
+        table is opened for that commit and closed again: erasure is the one exception to
+        append-only). Earlier versions keep the rows until VACUUM. Returns the rows deleted."""
         ...
 
     def changes(

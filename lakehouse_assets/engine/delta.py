@@ -14,6 +14,7 @@ from deltalake.exceptions import CommitFailedError
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 from lakehouse_assets.engine.base import (
+    APPEND_ONLY,
     UPSERT,
     AppTransaction,
     CommitResult,
@@ -21,6 +22,7 @@ from lakehouse_assets.engine.base import (
     MergeClause,
     TableNotFoundError,
     clause_assignments,
+    in_predicate,
     merge_predicate,
     missing_columns,
 )
@@ -224,6 +226,24 @@ class DeltaEngine:
     def optimize(self, table: str, zorder_by: list[str] | None = None) -> dict[str, Any]:
         dt = self._table(table)
         return dt.optimize.z_order(zorder_by) if zorder_by else dt.optimize.compact()
+
+    def delete(
+        self, table: str, column: str, values: list[Any], *,
+        commit_metadata: dict[str, Any] | None = None,
+    ) -> int:
+        if not values or not self.exists(table):
+            return 0
+        append_only = self._table(table).metadata().configuration.get(APPEND_ONLY) == "true"
+        if append_only:
+            self._table(table).alter.set_table_properties({APPEND_ONLY: "false"})
+        try:
+            metrics = self._table(table).delete(
+                in_predicate(column, values),
+                commit_properties=_commit_properties(None, commit_metadata))
+        finally:
+            if append_only:
+                self._table(table).alter.set_table_properties({APPEND_ONLY: "true"})
+        return int(metrics.get("num_deleted_rows", 0))
 
     def vacuum(self, table: str, retention_hours: int) -> list[str]:
         # The retention is the caller's (a setting): below the 7-day Delta default is allowed.

@@ -21,6 +21,7 @@ import pyarrow as pa
 from deltalake import DeltaTable as RustDeltaTable
 
 from lakehouse_assets.engine.base import (
+    APPEND_ONLY,
     UPSERT,
     AppTransaction,
     CommitResult,
@@ -28,6 +29,7 @@ from lakehouse_assets.engine.base import (
     MergeClause,
     TableNotFoundError,
     clause_assignments,
+    in_predicate,
     merge_predicate,
     missing_columns,
 )
@@ -271,6 +273,29 @@ class SparkEngine:
         metrics = result.collect()[0]["metrics"].asDict()
         return {"numFilesAdded": metrics.get("numFilesAdded", 0),
                 "numFilesRemoved": metrics.get("numFilesRemoved", 0)}
+
+    def delete(
+        self, table: str, column: str, values: list[Any], *,
+        commit_metadata: dict[str, Any] | None = None,
+    ) -> int:
+        if not values or not self.exists(table):
+            return 0
+        path = self.table_path(table)
+        properties = self.spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+        append_only = any(r["key"] == APPEND_ONLY and r["value"] == "true" for r in properties)
+        before = self.row_count(table)
+        if append_only:
+            self.spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{APPEND_ONLY}' = 'false')")
+        try:
+            if commit_metadata:
+                self.spark.conf.set("spark.databricks.delta.commitInfo.userMetadata",
+                                    json.dumps(commit_metadata))
+            self._delta(table).delete(in_predicate(column, values))
+        finally:
+            self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+            if append_only:
+                self.spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{APPEND_ONLY}' = 'true')")
+        return before - self.row_count(table)
 
     def vacuum(self, table: str, retention_hours: int) -> list[str]:
         path = self.table_path(table)
