@@ -17,6 +17,7 @@ from lakehouse_assets.bronze.sensors import (
 )
 from lakehouse_assets.features.assets import feature_registry, online_features, training_set
 from lakehouse_assets.gold.assets import gold_dbt_models
+from lakehouse_assets.governance.assets import customer_erasure
 from lakehouse_assets.monitoring.assets import MONITORING_ASSETS
 from lakehouse_assets.monitoring.automation import JOBS, SCHEDULES, SENSORS
 from lakehouse_assets.monitoring.freshness import FRESHNESS_CHECKS, freshness_sensor
@@ -29,7 +30,7 @@ from lakehouse_assets.training.assets import ML_ASSETS, ML_CHECKS
 
 PIPELINE_ASSETS = [SHOP_SOURCE, PAYMENTS_LANDING, *BRONZE_CDC_ASSETS, ingest_payments_files,
                    *SILVER_ASSETS, gold_dbt_models, feature_registry, online_features,
-                   training_set, *ML_ASSETS, *MONITORING_ASSETS]
+                   training_set, *ML_ASSETS, *MONITORING_ASSETS, customer_erasure]
 QUERY_ASSETS = build_query_assets(PIPELINE_ASSETS)
 
 

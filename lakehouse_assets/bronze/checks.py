@@ -6,6 +6,7 @@ from dagster import AssetCheckResult, AssetChecksDefinition, asset_check
 
 from lakehouse_assets.bronze.assets import cdc_asset_key
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.governance.erasure import erased_keys
 from lakehouse_assets.resources import LakeResource, SourceDatabaseResource
 from lakehouse_assets.sources.cdc import CaptureError, bronze_table_name, capture_app_id
 from lakehouse_assets.sources.postgres import SlotStream, int_to_lsn
@@ -36,8 +37,9 @@ def _build_cdc_checks(table: SourceTable) -> list[AssetChecksDefinition]:
         asset=cdc_asset_key(table),
         name="all_changes_captured",
         blocking=True,
-        description="SQLite source: bronze holds exactly as many changes as the source change "
-        "log up to the committed capture cursor, and every sequence in between. PostgreSQL "
+        description="SQLite source: every change of the source change log up to the committed "
+        "capture cursor is in bronze, except those of customers erased under GDPR and their "
+        "orders (deleted on purpose: governance/erasures). PostgreSQL "
         "source: the replication slot still exists (the log since the last capture is retained, "
         "nothing lost) and its lag is within the thresholds (bytes and seconds).",
     )
@@ -49,18 +51,24 @@ def _build_cdc_checks(table: SourceTable) -> list[AssetChecksDefinition]:
         if postgres is not None:
             return _replication_check(engine, SlotStream(postgres, table), source_db)
         cursor = engine.app_transaction_version(target, capture_app_id(table)) or 0
-        in_source = source_db.change_log().count_between(table, 0, cursor)
-        in_bronze = (
-            engine.read(target, columns=["_seq"]).filter(pl.col("_seq") <= cursor)["_seq"].n_unique()
-            if engine.exists(target) else 0
-        )
+        # erasure deletes by customer id where a table has one, else by order id
+        erased_ids = erased_keys(engine)
+        key = next((k for k in erased_ids if k in table.column_names), None)
+        in_source = source_db.change_log().sequences(table, cursor, key)
+        in_bronze = (engine.read(target, columns=["_seq"]).filter(pl.col("_seq") <= cursor)
+                     if engine.exists(target) else pl.DataFrame({"_seq": []}, schema={"_seq": pl.Int64}))
+        absent = in_source.join(in_bronze.unique(), on="_seq", how="anti")
+        erased = absent.filter(pl.col(key).is_in(erased_ids[key])) if key \
+            else absent.clear()
         pending = source_db.change_log().max_seq(table) > cursor
         return AssetCheckResult(
-            passed=in_source == in_bronze,
+            passed=absent.height == erased.height,
             metadata={
                 "cursor": cursor,
-                "changes_in_source": in_source,
-                "changes_in_bronze": in_bronze,
+                "changes_in_source": in_source.height,
+                "changes_in_bronze": in_bronze["_seq"].n_unique(),
+                "changes_erased": erased.height,
+                "changes_missing": absent.height - erased.height,
                 "newer_changes_pending": pending,
             },
         )

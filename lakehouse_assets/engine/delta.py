@@ -240,6 +240,9 @@ class DeltaEngine:
             metrics = self._table(table).delete(
                 in_predicate(column, values),
                 commit_properties=_commit_properties(None, commit_metadata))
+        except CommitFailedError as exc:
+            raise ConcurrentWriteError(f"delete from {table!r} conflicts with a concurrent "
+                                       f"commit ({exc}); nothing was deleted") from exc
         finally:
             if append_only:
                 self._table(table).alter.set_table_properties({APPEND_ONLY: "true"})

@@ -18,8 +18,9 @@ from typing import Any
 import polars as pl
 from feast import FeatureStore, FeatureView
 from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.helpers import compute_table_id, extract_text_and_num
+from feast.infra.online_stores.helpers import _redis_key, compute_table_id, extract_text_and_num
 from feast.infra.online_stores.online_store import OnlineStore
+from feast.infra.online_stores.redis import RedisOnlineStore
 from feast.infra.online_stores.sqlite import SqliteOnlineStore, adapt_datetime_epoch
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -138,3 +139,44 @@ def materialize_view(store: FeatureStore, view: FeatureView, frame: pl.DataFrame
         online_store.online_write_batch(store.config, registered, rows, None)
     store.registry.apply_materialization(registered, store.project, start, end)
     return newest.height
+
+
+def delete_entities(store: FeatureStore, view_name: str, ids: list[Any]) -> int:
+    """Remove the entities' rows from the online store (a GDPR erasure): Feast has no delete of
+    single entities, so this writes to the store's own tables (SQLite: the view's table; Redis:
+    the entity's hash, which holds every view of that entity). Returns the rows removed."""
+    if not ids:
+        return 0
+    view = store.get_feature_view(view_name)
+    key_column = view.entity_columns[0]
+    config = store.config
+    version = config.entity_key_serialization_version
+    keys = entity_keys(pl.Series(ids), key_column.name, key_column.dtype.to_value_type())
+    online_store = _online_store(store)
+    if isinstance(online_store, SqliteOnlineStore):
+        table = compute_table_id(config.project, view,
+                                 config.registry.enable_online_feature_view_versioning)
+        conn = online_store._get_conn(config)  # noqa: SLF001 - the store's own connection
+        with conn:
+            cursor = conn.executemany(
+                f'DELETE FROM "{table}" WHERE entity_key = ?',
+                [(serialize_entity_key(k, entity_key_serialization_version=version),)
+                 for k in keys])
+        return cursor.rowcount
+    if isinstance(online_store, RedisOnlineStore):
+        client = online_store._get_client(config.online_store)  # noqa: SLF001
+        return int(client.delete(*[_redis_key(config.project, k, version) for k in keys]))
+    raise NotImplementedError(f"erasure from a {type(online_store).__name__} online store")
+
+
+def entities_present(store: FeatureStore, view_name: str, ids: list[Any]) -> int:
+    """How many of the entities the online store still answers for (any feature not null),
+    read through Feast as the scoring service reads it."""
+    if not ids:
+        return 0
+    view = store.get_feature_view(view_name)
+    key = view.entity_columns[0].name
+    names = [f.name for f in view.features]
+    values = store.get_online_features(features=[f"{view_name}:{n}" for n in names],
+                                       entity_rows=[{key: i} for i in ids]).to_dict()
+    return sum(any(values[n][row] is not None for n in names) for row in range(len(ids)))

@@ -33,9 +33,10 @@ FEATURE_OUTPUTS = AssetSelection.assets(AssetKey("training_set"), AssetKey("onli
 
 daily_pipeline_job = define_asset_job(
     "daily_pipeline_job",
-    selection=FEATURE_OUTPUTS.upstream().materializable(),
+    selection=FEATURE_OUTPUTS.upstream().materializable()
+    | AssetSelection.assets(AssetKey("customer_erasure")),
     description="Source changes and landing files into bronze, silver, gold (dbt) and the "
-    "features (online store, training set).")
+    "features (online store, training set); then the GDPR erasure of deleted customers.")
 monitoring_job = define_asset_job(
     "monitoring_job", selection=AssetSelection.groups("monitoring"),
     description="Drift, model quality and system health of the champion.")

@@ -130,6 +130,12 @@ class ChangeLog:
             sql = f"SELECT COUNT(*) FROM {table.change_table} WHERE _seq > ? AND _seq <= ?"
             return int(conn.execute(sql, (after_seq, upto_seq)).fetchone()[0])
 
+    def sequences(self, table: SourceTable, upto_seq: int, column: str | None = None) -> pl.DataFrame:
+        """The sequences (and ``column``) of the changes with _seq <= upto_seq."""
+        columns = "_seq" + (f", {column}" if column else "")
+        query = f"SELECT {columns} FROM {table.change_table} WHERE _seq <= {int(upto_seq)}"
+        return pl.DataFrame(pl.from_arrow(cx.read_sql(self.uri, query, return_type="arrow")))
+
     def chunk_upper_bound(self, table: SourceTable, after_seq: int, max_rows: int) -> int | None:
         """The sequence that ends the next chunk of at most ``max_rows`` changes, or None."""
         with closing(self._connect()) as conn:
