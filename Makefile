@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 
 SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spark-jars)
 
-.PHONY: demo demo-postgres test ui serve mlflow-ui monitor-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
+.PHONY: demo demo-postgres test ui serve dashboards chromium mlflow-ui monitor-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
 
 .bootstrap/bin/uv:
 	$(PYTHON) -m venv .bootstrap
@@ -47,11 +47,21 @@ redis-server:
 	@command -v redis-server >/dev/null 2>&1 && echo "Redis server installed" \
 	  || { echo "Redis server missing: apt-get install redis-server failed"; exit 1; }
 
-test: install spark-jars postgres-server redis-server  ## the default test suite (Spark tests run on local[2])
+# Debian's Chromium: the dashboards' browser test drives it with Playwright (no browser download).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium || true; }
+	@command -v chromium >/dev/null 2>&1 && echo "Chromium installed" \
+	  || { echo "Chromium missing: apt-get install chromium failed"; exit 1; }
+
+test: install spark-jars postgres-server redis-server chromium  ## the default test suite (Spark tests run on local[2])
 	$(UV) run --frozen pytest
 
 demo-spark: install spark-jars  ## the end-to-end run on the Spark engine (local[*])
 	LAKEHOUSE_ENGINE=spark $(UV) run --frozen lakehouse demo
+
+dashboards: install  ## business, data and ML dashboards on 127.0.0.1:8060 over LAKEHOUSE_HOME (after `make demo`)
+	$(UV) run --frozen lakehouse dashboards
 
 ui: install  ## Dagster UI + daemon on 127.0.0.1:3000 over LAKEHOUSE_HOME
 	$(UV) run --frozen lakehouse ui

@@ -3,10 +3,13 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from lakehouse_assets.cli import main
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.settings import LakehouseSettings, SimulatorSettings, disable_telemetry
 from lakehouse_assets.sources.simulator import ShopSimulator
@@ -94,3 +97,33 @@ def webhook():
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", received
     server.shutdown()
+
+
+@dataclass
+class DemoHome:
+    """A home folder after `lakehouse simulate` and `lakehouse demo` (checkout traffic too)."""
+
+    home: Path
+    env: dict[str, str]
+    simulated: Result
+    demo: Result
+
+    def cli(self, *args: str) -> Result:
+        return CliRunner().invoke(main, list(args), env=self.env)
+
+    @property
+    def settings(self) -> LakehouseSettings:
+        return LakehouseSettings(home=self.home)
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> DemoHome:
+    """The end-to-end command once per test session, on a small shop with enough days for
+    labels to mature (a champion is trained and serves the replayed checkout traffic)."""
+    home = tmp_path_factory.mktemp("demo") / "home"
+    env = {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_SIMULATOR__INITIAL_CUSTOMERS": "60",
+           "LAKEHOUSE_SIMULATOR__ORDERS_PER_DAY": "20"}
+    runner = CliRunner()
+    simulated = runner.invoke(main, ["simulate", "--days", "40", "--seed", "3"], env=env)
+    demo = runner.invoke(main, ["demo", "--days", "5", "--requests", "260"], env=env)
+    return DemoHome(home, env, simulated, demo)

@@ -1,25 +1,94 @@
-from click.testing import CliRunner
+"""The `lakehouse` command end to end on one demo home (session fixture): simulate, demo with
+checkout traffic, features, saved queries, catalog and lineage."""
 
-from lakehouse_assets.cli import main
+import json
+
+import polars as pl
+
+from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.governance.lineage import CUSTOMER_FEATURES
+from lakehouse_assets.queries.lake_sql import discover_tables
 
 
-def test_simulate_then_demo_end_to_end(settings, monkeypatch):
-    monkeypatch.setenv("LAKEHOUSE_SIMULATOR__INITIAL_CUSTOMERS", "50")
-    monkeypatch.setenv("LAKEHOUSE_SIMULATOR__ORDERS_PER_DAY", "15")
-    runner = CliRunner()
-    simulated = runner.invoke(main, ["simulate", "--days", "3", "--seed", "3"])
-    assert simulated.exit_code == 0, simulated.output
-    assert "simulated 3 day(s)" in simulated.output
-    assert settings.source_db.exists()
-
-    demo = runner.invoke(main, ["demo", "--days", "4"])
+def test_simulate_then_demo_end_to_end(demo_home):
+    assert demo_home.simulated.exit_code == 0, demo_home.simulated.output
+    assert "simulated 40 day(s)" in demo_home.simulated.output
+    demo = demo_home.demo
     assert demo.exit_code == 0, demo.output
     assert "succeeded" in demo.output and "FAILED" not in demo.output
-    assert (settings.home_dir / "lake" / "bronze" / "orders" / "_delta_log").is_dir()
+    lake = demo_home.home / "lake"
+    assert (lake / "bronze" / "orders" / "_delta_log").is_dir()
     # The run is recorded in the Dagster instance under the same home folder (seen by `ui`).
-    assert (settings.dagster_home / "history").is_dir()
-    assert (settings.home_dir / "lake" / "features" / "training_set" / "_delta_log").is_dir()
+    assert (demo_home.home / "dagster" / "history").is_dir()
+    assert (lake / "features" / "training_set" / "_delta_log").is_dir()
+    # Checkout traffic was scored by the champion and monitored.
+    assert "checkout traffic: 0 scored" not in demo.output
+    engine = DeltaEngine(str(lake))
+    assert engine.row_count("serving/inference_log") >= 50
+    assert engine.exists("monitoring/system_health")
 
-    listing = runner.invoke(main, ["features"])
+    listing = demo_home.cli("features")
     assert listing.exit_code == 0, listing.output
     assert "customer_daily_features" in listing.output and "return_risk_v1" in listing.output
+
+
+def test_a_saved_query_runs_from_the_command_line(demo_home):
+    result = demo_home.cli("query", "business_daily_orders", "--param", "days=3")
+    assert result.exit_code == 0, result.output
+    assert "business_daily_orders: 3 row(s)" in result.output
+    wrong = demo_home.cli("query", "business_daily_orders", "--param", "days=soon")
+    assert wrong.exit_code != 0 and "'days' expects int" in wrong.output
+    unknown = demo_home.cli("query", "nope")
+    assert unknown.exit_code != 0 and "no saved query 'nope'" in unknown.output
+
+
+def test_the_catalog_lists_every_lake_table_with_owner_schema_and_lineage(demo_home):
+    result = demo_home.cli("catalog", "--json")
+    assert result.exit_code == 0, result.output
+    entries = {e["table"]: e for e in json.loads(result.output)}
+    assert set(discover_tables(demo_home.home / "lake")) <= set(entries)
+    for table in discover_tables(demo_home.home / "lake"):
+        entry = entries[table]
+        assert entry["assets"], f"{table} is written by no declared asset"
+        assert entry["owners"] and entry["description"] and entry["columns"], table
+        assert entry["delta_version"] is not None and entry["last_update"], table
+    customers = entries["silver/customers"]
+    assert set(customers["pii_columns"]) == {"name", "email", "city"}
+    assert customers["upstream"] == ["bronze_customers"]
+    assert "stg_customer_versions" in customers["downstream"]
+    assert all(c["description"] for c in customers["columns"])
+    assert entries["gold/customer_daily_features"]["pii_columns"] == ["city"]
+    assert entries["gold/fct_orders"]["rows"] == DeltaEngine(
+        str(demo_home.home / "lake")).row_count("gold/fct_orders")
+    one = demo_home.cli("catalog", "silver/customers")
+    assert one.exit_code == 0 and "Customer's e-mail address" in one.output
+
+
+def test_lineage_of_a_served_prediction_names_its_source_rows(demo_home):
+    engine = DeltaEngine(str(demo_home.home / "lake"))
+    served = engine.read("serving/inference_log").sort("served_at").row(-1, named=True)
+    result = demo_home.cli("lineage", served["request_id"], "--json")
+    assert result.exit_code == 0, result.output
+    lineage = json.loads(result.output)
+    assert lineage["model_version"] == served["model_version"] and lineage["model_run_id"]
+    assert lineage["training_set"]["table"].endswith("features/training_set")
+    assert "gold/fct_orders" in lineage["training_set"]["source_delta_versions"]
+    assert "customer_daily_features" in lineage["feature_views"]
+    (customer,) = lineage["feature_rows"][CUSTOMER_FEATURES]
+    assert customer["customer_id"] == served["customer_id"]
+    # The silver orders behind the served 90-day features are exactly as many as they counted,
+    # and add up to the spend they summed.
+    orders = pl.DataFrame(lineage["source_rows"]["silver/orders"])
+    assert orders.height == customer["orders_90d"] == served["orders_90d"]
+    if orders.height:
+        assert set(orders["customer_id"]) == {served["customer_id"]}
+        assert abs(orders["amount"].sum() - customer["spend_90d"]) < 0.01
+    # Every one of those orders has its change events in bronze, in sequence order.
+    events = pl.DataFrame(lineage["change_events"]["bronze/orders"])
+    assert set(events["order_id"]) == set(orders["order_id"]) if orders.height else True
+    customer_events = lineage["change_events"]["bronze/customers"]
+    assert customer_events and customer_events[0]["_op"] == "insert"
+    products = {p["product_id"] for p in lineage["source_rows"]["silver/products"]}
+    assert products == set(lineage["product_ids"])
+    missing = demo_home.cli("lineage", "no-such-request")
+    assert missing.exit_code != 0 and "no prediction with request id" in missing.output

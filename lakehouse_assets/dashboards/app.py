@@ -119,8 +119,9 @@ def render_panel(panel: Panel, data: pl.DataFrame | QueryError, panel_id: str) -
             style_table={"overflowX": "auto"})
     else:
         frame = data.to_pandas()
+        options = {"markers": True} if panel.chart == "line" else {}  # one point still shows
         figure = CHARTS[panel.chart](frame, x=panel.x, y=list(panel.y), color=panel.color,
-                                     title=None)
+                                     title=None, **options)
         figure.update_layout(margin={"l": 40, "r": 10, "t": 10, "b": 40}, height=320,
                              legend={"orientation": "h"})
         body = dcc.Graph(figure=figure, className="panel-graph",

@@ -9,7 +9,7 @@ numbers from the tables themselves.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,8 +53,8 @@ class CatalogEntry:
         return [c.name for c in self.columns if c.pii]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("documented")
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "documented"}
+        data["columns"] = [asdict(c) for c in self.columns]
         data["last_update"] = self.last_update.isoformat() if self.last_update else None
         data["pii_columns"] = self.pii_columns
         return data

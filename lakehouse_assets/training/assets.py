@@ -42,7 +42,8 @@ def training_data(engine: LakeEngine) -> TrainingData:
     version = engine.version(TRAINING_SET_TABLE)
     if version is None:
         raise ValueError(f"{TRAINING_SET_TABLE} does not exist: materialize training_set first")
-    commit = engine.history(TRAINING_SET_TABLE, 1)[0]
+    # the newest commit that built the set (a later one may be an erasure's delete)
+    commit = next((c for c in engine.history(TRAINING_SET_TABLE) if "source_versions" in c), {})
     sources = commit.get("source_versions") or "{}"
     return TrainingData(engine.read(TRAINING_SET_TABLE, version=version),
                         engine.table_path(TRAINING_SET_TABLE), version,

@@ -74,3 +74,23 @@ def test_ensure_table_adds_the_columns_a_table_lacks(spark_engine, settings, kin
     assert engine.read("evolving").sort("id").select("id", "added").rows() == [(1, None),
                                                                                  (2, "x")]
     assert engine.ensure_table("evolving", wider.to_arrow().schema) == before + 2  # no change
+
+
+@pytest.mark.parametrize("kind", ["spark", "embedded"])
+def test_delete_opens_an_append_only_table_for_one_commit(spark_engine, settings, kind):
+    engine = spark_engine if kind == "spark" else DeltaEngine(settings.lake_root)
+    config = {"delta.appendOnly": "true", "delta.enableChangeDataFeed": "true"}
+    schema = pl.DataFrame({"id": [1], "name": ["a"]}).to_arrow().schema
+    engine.ensure_table("log", schema, configuration=config)
+    engine.append("log", pl.DataFrame({"id": [1, 2, 2, 3], "name": ["a", "b", "b'", "O'Hara"]}))
+    before = engine.version("log")
+    assert engine.delete("log", "id", [2, 9], commit_metadata={"gdpr_erasure": True}) == 2
+    assert engine.delete("log", "name", ["O'Hara"]) == 1  # quotes in text are escaped
+    assert engine.read("log")["id"].to_list() == [1]
+    assert engine.read("log", version=before).height == 4  # time travel until VACUUM
+    assert engine.delete("log", "id", []) == 0 and engine.delete("missing", "id", [1]) == 0
+    changes, _ = engine.changes("log", before)
+    assert sorted(changes.filter(pl.col("_change_type") == "delete")["id"].to_list()) == [2, 2, 3]
+    engine.append("log", pl.DataFrame({"id": [4], "name": ["d"]}))  # still appendable...
+    with pytest.raises(Exception, match="(?i)append.?only"):  # ...and append-only again
+        engine.merge("log", pl.DataFrame({"id": [1], "name": ["z"]}), keys=["id"])
