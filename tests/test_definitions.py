@@ -42,10 +42,14 @@ def test_definitions_load_with_bronze_assets_checks_jobs_and_sensor():
     assert ("silver_customers", "events_reconciled") in names
     monitoring = MONITORING_CHECKS
     assert {("feature_drift", "no_dataset_drift"), ("model_quality", "quality_above_floor")} <= names
-    # monitoring checks are signals for the sensors, not gates; the others block downstream
+    # monitoring checks and saved-query alerts are signals, not gates; the others block
     assert all(spec.blocking for spec in checks
-               if not spec.name.startswith("expect_") and spec.name not in monitoring
+               if not spec.name.startswith(("expect_", "alert_")) and spec.name not in monitoring
                and "freshness" not in spec.name)
+    assert ("query_business_daily_orders", "alert_return_rate_spike") in names
+    assert ("customer_erasure", "erased_customers_unreadable") in names
+    daily = defs.resolve_job_def("daily_pipeline_job").asset_layer.asset_graph
+    assert AssetKey("customer_erasure") in daily.get_all_asset_keys()
     assert AssetKey("inference_log") in {d.asset_key for d in specs[AssetKey("feature_drift")].deps}
     assert defs.resolve_job_def("retrain_job") and defs.resolve_job_def("daily_pipeline_job")
     assert defs.resolve_sensor_def("landing_payments_sensor")

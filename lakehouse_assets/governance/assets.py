@@ -40,7 +40,7 @@ GOLD_DB = "gold.duckdb"  # dbt-duckdb's database in the gold folder (profiles.ym
         ERASED_ORDERS_TABLE: "Orders of erased customers: rows keyed by these order ids (lines, "
         "returns, payments) are erased too."})},
     check_specs=[AssetCheckSpec(
-        "erased_customers_unreadable", asset="customer_erasure",
+        "erased_customers_unreadable", asset="customer_erasure", blocking=True,
         description="No row of an erased customer is readable at the current version of any "
         "Delta table with a customer id, silver quarantine, dbt's DuckDB tables or the online "
         "store (each read afresh, not taken from the erasure's own counts).")],

@@ -123,3 +123,14 @@ def test_every_saved_query_is_an_asset_downstream_of_the_tables_it_reads(setting
     assert deps["query_ml_drift_scores"] == {"feature_drift", "prediction_drift"}
     assert "silver_orders" in deps["query_data_expectation_pass_rates"]
     assert {"bronze_orders", "fct_orders"} <= deps["query_data_table_freshness"]  # reads all
+
+
+def test_a_query_over_a_table_not_written_yet_waits_instead_of_failing(settings, webhook):
+    url, received = webhook
+    (asset,) = [a for a in QUERY_ASSETS if a.key == AssetKey("query_ml_serving_latency")]
+    result = materialize([asset], resources={"lake": LakeResource(root=settings.lake_root),
+                                             "alerts": AlertNotifier(webhook_url=url)})
+    assert result.success and result.get_asset_materialization_events() == []
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and "serving.inference_log not in the lake yet" in check.description
+    assert received == []
