@@ -3,7 +3,6 @@ the drift check fails, the sensor launches retraining on fresh data, the gate pr
 challenger only if it beats the champion, and the service follows. Then a challenger that
 cannot beat the champion is kept out."""
 
-import sqlite3
 import time
 
 import polars as pl
@@ -13,6 +12,7 @@ from lakehouse_assets.definitions import build_definitions
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.monitoring.automation import retrain_on_degradation
 from lakehouse_assets.monitoring.tables import DRIFT_TABLE
+from lakehouse_assets.serving.traffic import checkout_requests
 from lakehouse_assets.settings import (
     LakehouseSettings,
     MonitoringSettings,
@@ -39,21 +39,6 @@ def run_job(settings: LakehouseSettings, instance: DagsterInstance, name: str, *
     assert set(failures) <= {"return_risk_evaluation_promotion_gate", "return_risk_evaluation"}, \
         failures
     return result
-
-
-def new_orders(settings: LakehouseSettings, after_id: int) -> list[dict]:
-    """Checkout requests for the source orders after ``after_id`` (as the shop would send them
-    before the orders reach the lake)."""
-    with sqlite3.connect(settings.source_db) as conn:
-        orders = conn.execute("SELECT order_id, customer_id, amount, discount FROM orders "
-                              "WHERE order_id > ? ORDER BY order_id", (after_id,)).fetchall()
-        items = conn.execute("SELECT order_id, product_id, quantity FROM order_items "
-                             "WHERE order_id > ?", (after_id,)).fetchall()
-    lines: dict[int, list[dict]] = {}
-    for order_id, product_id, quantity in items:
-        lines.setdefault(order_id, []).append({"product_id": product_id, "quantity": quantity})
-    return [{"order_id": o, "customer_id": c, "amount": a, "discount": d, "items": lines[o]}
-            for o, c, a, d in orders if o in lines]
 
 
 def serve(service, orders: list[dict]) -> dict[int, int]:
@@ -92,7 +77,7 @@ def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
         # Calm days: traffic first (checkout), then the daily pipeline, then monitoring.
         last_order = 0
         ShopSimulator(settings.source_db, settings.landing, CALM).run(4)
-        orders = new_orders(settings, last_order)
+        orders = checkout_requests(settings.source_db, last_order)
         last_order = orders[-1]["order_id"]
         calm_orders = [o for o in orders if o["order_id"] > orders[0]["order_id"]]
         assert serve(service, calm_orders[-200:])[200] >= 100
@@ -109,7 +94,7 @@ def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
             "promotion_discount": 0.35, "customer_mix_shift_day": simulator_day,
             "customer_mix_bargain_share": 0.9, "new_category_day": simulator_day})
         ShopSimulator(settings.source_db, settings.landing, drifted).run(5)
-        served = serve(service, new_orders(settings, last_order))
+        served = serve(service, checkout_requests(settings.source_db, last_order))
         assert served[200] >= 100
         wait_for_log(engine, 100 + served[200])
         run_job(settings, instance, "daily_pipeline_job")
@@ -135,7 +120,7 @@ def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
         assert gain >= settings.training.promotion_margin  # the gate's reason, not a default
         with service.client() as client:
             client.post("/v1/reload")
-            answer = client.post("/v1/predict", json=new_orders(settings, 0)[-1])
+            answer = client.post("/v1/predict", json=checkout_requests(settings.source_db, 0)[-1])
         assert answer.json()["model_version"] == 2
 
         # A challenger that cannot clear the gate (margin 1.0) is kept out.
