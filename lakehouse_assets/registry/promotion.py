@@ -66,13 +66,26 @@ def record_alias_change(engine: LakeEngine, name: str, alias: str, old: int | No
     engine.append(ALIAS_HISTORY_TABLE, row)
 
 
+def last_recorded_version(engine: LakeEngine, name: str, alias: str) -> int | None:
+    """The version the alias history last recorded for the alias (None: none or removed)."""
+    if not engine.exists(ALIAS_HISTORY_TABLE):
+        return None
+    rows = engine.read(ALIAS_HISTORY_TABLE).filter(
+        (pl.col("model_name") == name) & (pl.col("alias") == alias)).sort("changed_at")
+    return None if rows.height == 0 else rows["to_version"][-1]
+
+
 def move_alias(client: MlflowClient, engine: LakeEngine, name: str, alias: str,
                version: int | None, actor: str, reason: str,
                metrics: dict[str, Any] | None = None) -> None:
     """Point ``alias`` at ``version`` (None: remove it) and append the change to the history."""
     current = alias_version(client, name, alias)
     old = int(current.version) if current else None
-    if old == version:
+    if old == version:  # moved already; recorded too, unless a crash came in between
+        recorded = last_recorded_version(engine, name, alias)
+        if recorded != version:
+            record_alias_change(engine, name, alias, recorded, version, actor,
+                                f"{reason} (recorded after an interruption)", metrics)
         return
     if version is None:
         client.delete_registered_model_alias(name, alias)
@@ -117,18 +130,43 @@ def write_model_card(client: MlflowClient, version: ModelVersion, window: dict[s
                     "model_card.md")
 
 
+REGISTERED_TAG = "registration"  # "pending" until card, alias and archiving are done
+
+
 def register_challenger(client: MlflowClient, engine: LakeEngine, name: str, model_uri: str,
                         run_id: str, tags: dict[str, str], window: dict[str, str],
                         metrics: dict[str, float], actor: str) -> ModelVersion:
-    """A new version of ``name`` from the best run, aliased ``challenger``, with its card."""
-    version = mlflow.register_model(model_uri, name, tags=tags)
+    """A new version of ``name`` from the best run, aliased ``challenger``, with its card. The
+    version is tagged pending until the last step: a crash in between leaves it pending, and
+    ``finish_registration`` (the next run) completes it."""
+    version = mlflow.register_model(model_uri, name, tags={
+        **tags, REGISTERED_TAG: "pending", "window": json.dumps(window, sort_keys=True),
+        "metrics": json.dumps(metrics, sort_keys=True)})
     version = client.get_model_version(name, version.version)
+    _complete(client, engine, version, window, metrics, actor, f"best candidate of run {run_id}")
+    return client.get_model_version(name, version.version)
+
+
+def _complete(client: MlflowClient, engine: LakeEngine, version: ModelVersion,
+              window: dict[str, str], metrics: dict[str, float], actor: str, reason: str) -> None:
     write_model_card(client, version, window, metrics,
                      "Registered as challenger; awaiting evaluation against the champion.")
-    move_alias(client, engine, name, CHALLENGER, int(version.version), actor,
-               f"best candidate of run {run_id}", metrics)
-    archive_others(client, name)  # a challenger replaced before evaluation is archived
-    return version
+    move_alias(client, engine, version.name, CHALLENGER, int(version.version), actor, reason,
+               metrics)
+    archive_others(client, version.name)  # a challenger replaced before evaluation is archived
+    client.set_model_version_tag(version.name, version.version, REGISTERED_TAG, "complete")
+
+
+def finish_registration(client: MlflowClient, engine: LakeEngine, version: ModelVersion,
+                        actor: str) -> bool:
+    """Complete a registration a crash cut short (card, challenger alias, archiving); returns
+    whether there was anything to finish."""
+    if version.tags.get(REGISTERED_TAG) != "pending":  # complete (or from before the tag)
+        return False
+    _complete(client, engine, version, json.loads(version.tags.get("window", "{}")),
+              json.loads(version.tags.get("metrics", "{}")), actor,
+              f"registration of version {version.version} finished after an interruption")
+    return True
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import mlflow
@@ -31,8 +33,7 @@ class MlflowResource(ConfigurableResource):
         first use, with its artifacts under ``artifact_root`` for a local backend)."""
         local = self.tracking_uri.startswith("sqlite:///")
         if local:
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True,
-                                                                           exist_ok=True)
+            create_local_store(Path(self.tracking_uri.removeprefix("sqlite:///")))
             Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.registry_uri)
@@ -49,6 +50,22 @@ class MlflowResource(ConfigurableResource):
 
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
+
+def create_local_store(db: Path) -> None:
+    """Create the SQLite tracking and registry database whole or not at all: MLflow builds its
+    tables in many steps on first use, and a process killed in between leaves a database it
+    cannot open again. Built under another name, then linked into place (a concurrent creator's
+    database, linked first, wins)."""
+    if db.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    building = db.with_name(f"{db.name}.{os.getpid()}.building")
+    building.unlink(missing_ok=True)
+    MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments()  # runs migrations
+    with contextlib.suppress(FileExistsError):
+        os.link(building, db)
+    building.unlink()
 
 
 def mlflow_resource(settings: LakehouseSettings) -> MlflowResource:

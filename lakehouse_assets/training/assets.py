@@ -16,7 +16,6 @@ from dagster import (
 )
 
 from lakehouse_assets.engine import LakeEngine
-from lakehouse_assets.features.pipeline import TRAINING_SET_TABLE
 from lakehouse_assets.metadata import OWNERS
 from lakehouse_assets.registry.promotion import (
     ALIAS_HISTORY_TABLE,
@@ -28,26 +27,11 @@ from lakehouse_assets.registry.promotion import (
     apply_decision,
     evaluate,
     record_evaluation,
-    register_challenger,
-    version_with_fingerprint,
 )
 from lakehouse_assets.resources import LakeResource
 from lakehouse_assets.resources.mlflow import MlflowResource
+from lakehouse_assets.training.challenger import train_challenger, training_data
 from lakehouse_assets.training.dataset import NotEnoughData, time_split
-from lakehouse_assets.training.train import TrainingData, fingerprint, train_candidates
-
-
-def training_data(engine: LakeEngine) -> TrainingData:
-    """The current training set with its Delta version and the source versions it recorded."""
-    version = engine.version(TRAINING_SET_TABLE)
-    if version is None:
-        raise ValueError(f"{TRAINING_SET_TABLE} does not exist: materialize training_set first")
-    # the newest commit that built the set (a later one may be an erasure's delete)
-    commit = next((c for c in engine.history(TRAINING_SET_TABLE) if "source_versions" in c), {})
-    sources = commit.get("source_versions") or "{}"
-    return TrainingData(engine.read(TRAINING_SET_TABLE, version=version),
-                        engine.table_path(TRAINING_SET_TABLE), version,
-                        json.loads(sources) if isinstance(sources, str) else dict(sources))
 
 
 def _actor(context: AssetExecutionContext) -> str:
@@ -62,31 +46,17 @@ def _actor(context: AssetExecutionContext) -> str:
        "nothing is retrained.")
 def return_risk_challenger(context: AssetExecutionContext, lake: LakeResource,
                            mlflow: MlflowResource) -> MaterializeResult:
-    settings = mlflow.training
-    engine = lake.engine()
     mlflow.activate()
-    client = mlflow.client()
-    data = training_data(engine)
-    key = fingerprint(data, settings)
-    existing = version_with_fingerprint(client, mlflow.model_name, key)
-    if existing is not None:
-        context.log.info(f"training set v{data.version} already trained: version "
-                         f"{existing.version}; nothing to do")
-        return MaterializeResult(metadata={"model_version": int(existing.version),
-                                           "retrained": False, "fingerprint": key})
-    try:
-        outcome = train_candidates(data, settings, log=context.log.info)
-    except NotEnoughData as reason:
-        context.log.warning(f"not trained: {reason}")
-        return MaterializeResult(metadata={"retrained": False, "not_trained": str(reason)})
+    result = train_challenger(lake.engine(), mlflow.client(), mlflow.model_name, mlflow.training,
+                              _actor(context), log=context.log.info)
+    if result.outcome is None:  # unchanged data (or too little of it): nothing trained
+        return MaterializeResult(metadata={
+            "retrained": False, "fingerprint": result.fingerprint, "resumed": result.resumed,
+            **({"model_version": int(result.version.version)} if result.version else {}),
+            **({"not_trained": result.not_trained} if result.not_trained else {})})
+    outcome, version, key = result.outcome, result.version, result.fingerprint
+    assert version is not None
     best = outcome.best
-    version = register_challenger(
-        client, engine, mlflow.model_name, best.model_uri, best.run_id,
-        tags={"fingerprint": key, "candidate": best.candidate.name,
-              "training_set": data.path, "training_set_version": str(data.version),
-              "source_delta_versions": json.dumps(data.source_versions, sort_keys=True),
-              **{f"window_{k}": v for k, v in outcome.split.window().items()}},
-        window=outcome.split.window(), metrics=best.metrics, actor=_actor(context))
     return MaterializeResult(metadata={
         "model_version": int(version.version), "retrained": True, "fingerprint": key,
         "best_candidate": best.candidate.name, "best_run_id": best.run_id,

@@ -1,0 +1,342 @@
+"""Crash injection: run one platform operation in a child process, SIGKILL it at a chosen moment,
+run it again to completion, and prove nothing was lost, duplicated or left half-done.
+
+Operations (each the same plain functions the assets call): ``capture`` (CDC into bronze, small
+chunks: many commits), ``ingest`` (landing files), ``apply`` (silver MERGEs), ``gold`` (dbt
+build), ``features`` (online store + training set), ``register`` (train and register the
+challenger). A trial starts from a copy of the home as it was before the operation, so the result
+after kill + rerun must equal a clean run of the same operation from the same copy: every Delta
+table readable right after the kill, the same rows after the rerun (none lost, none duplicated),
+no file left that VACUUM does not remove, and no model version left half-registered.
+
+    python -m lakehouse_assets.reliability.crash OPERATION HOME   (the child: runs it once)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+from deltalake import DeltaTable
+
+from lakehouse_assets.settings import LakehouseSettings
+
+OPERATIONS = ("capture", "ingest", "apply", "gold", "features", "register")
+# Columns that differ between two correct runs (who wrote a row and when, and why in words).
+VOLATILE = {"_ingested_at", "_batch_id", "_quarantined_at", "checked_at"}
+VOLATILE_BY_TABLE = {"ml/alias_history": {"changed_at", "changed_by", "reason", "metrics"}}
+# What each operation's child imports before it reports ready.
+IMPORTS = {"capture": ["lakehouse_assets.sources.cdc"],
+           "ingest": ["lakehouse_assets.sources.landing"],
+           "apply": ["lakehouse_assets.silver.apply_changes", "lakehouse_assets.silver.specs"],
+           "gold": ["dbt.cli.main", "lakehouse_assets.resources.sources"],
+           "features": ["lakehouse_assets.features.store", "lakehouse_assets.features.pipeline"],
+           "register": ["lakehouse_assets.training.challenger", "lakehouse_assets.resources.mlflow"]}
+READY = "ready"  # the child prints it once imported, so kill delays are spent on the work
+
+
+def run_operation(settings: LakehouseSettings, operation: str, batch_id: str = "crash") -> None:
+    """One operation on a home, start to end (what a Dagster step would do)."""
+    from lakehouse_assets.engine import DeltaEngine
+
+    engine = DeltaEngine(settings.lake_root)
+    if operation == "capture":
+        from lakehouse_assets.sources.cdc import ChangeLog, capture_to_bronze
+        from lakehouse_assets.sources.schema import SOURCE_TABLES
+
+        for table in SOURCE_TABLES:
+            capture_to_bronze(engine, ChangeLog(settings.source_db), table, batch_id=batch_id,
+                              chunk_rows=500)
+    elif operation == "ingest":
+        from lakehouse_assets.sources.landing import PAYMENTS, ingest_files, list_landing_files
+
+        files = [f.path for f in list_landing_files(settings.landing, PAYMENTS)]
+        ingest_files(engine, settings.landing, PAYMENTS, files, batch_id=batch_id, flush_rows=300)
+    elif operation == "apply":
+        from lakehouse_assets.silver.apply_changes import apply_changes
+        from lakehouse_assets.silver.specs import SILVER_SPECS
+
+        for spec in SILVER_SPECS:
+            apply_changes(engine, spec, batch_id=batch_id)
+    elif operation == "gold":
+        _dbt_build(settings)
+    elif operation == "features":
+        from lakehouse_assets.features.pipeline import (
+            TRAINING_SET_TABLE,
+            apply_definitions,
+            build_training_set,
+            materialize_online,
+        )
+        from lakehouse_assets.features.store import feature_store
+
+        store, definitions = feature_store(settings)
+        apply_definitions(store, definitions)
+        materialize_online(store, engine, definitions)
+        frame, versions = build_training_set(store, engine, definitions)
+        engine.overwrite(TRAINING_SET_TABLE, frame, commit_metadata={"source_versions": versions})
+    elif operation == "register":
+        from lakehouse_assets.resources.mlflow import mlflow_resource
+        from lakehouse_assets.training.challenger import train_challenger
+
+        registry = mlflow_resource(settings)
+        registry.activate()
+        train_challenger(engine, registry.client(), registry.model_name, settings.training,
+                         actor="crash harness", log=lambda message: None)
+    else:
+        raise ValueError(f"unknown operation {operation!r}: one of {', '.join(OPERATIONS)}")
+
+
+def _dbt_build(settings: LakehouseSettings) -> None:
+    from dbt.cli.main import dbtRunner
+
+    from lakehouse_assets.resources.sources import DBT_PROJECT_DIR
+    from lakehouse_assets.settings import export_dbt_env
+
+    export_dbt_env(settings.lake_root, str(settings.gold_dir))
+    result = dbtRunner().invoke(["build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+                                 "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "local",
+                                 "--target-path", str(settings.gold_dir / "dbt_target")])
+    if not result.success:
+        raise RuntimeError(f"dbt build failed: {result.exception}")
+
+
+# ------------------------------------------------------------------------- comparison
+def lake_tables(home: Path) -> list[str]:
+    from lakehouse_assets.queries.lake_sql import discover_tables
+
+    return discover_tables(home / "lake") if (home / "lake").exists() else []
+
+
+def table_rows(home: Path, table: str) -> pl.DataFrame:
+    frame = pl.DataFrame(pl.from_arrow(DeltaTable(str(home / "lake" / table)).to_pyarrow_table()))
+    volatile = VOLATILE | VOLATILE_BY_TABLE.get(table, set())
+    return frame.drop([c for c in frame.columns if c in volatile])
+
+
+def online_rows(home: Path) -> dict[str, pl.DataFrame]:
+    """Every table of the SQLite online store (the values Feast serves)."""
+    path = home / "feast" / "online_store.db"
+    if not path.exists():
+        return {}
+    with closing(sqlite3.connect(path)) as conn:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {f"online:{n}": pl.DataFrame(
+            conn.execute(f'SELECT entity_key, feature_name, value, event_ts FROM "{n}"').fetchall(),
+            schema=["entity_key", "feature_name", "value", "event_ts"], orient="row")
+            for n in names}
+
+
+def multiset_difference(left: pl.DataFrame, right: pl.DataFrame) -> int:
+    """Rows of ``left`` (counting repeats) that ``right`` does not have."""
+    if left.height == 0:
+        return 0
+    columns = sorted(set(left.columns) & set(right.columns))
+    if not columns or set(left.columns) != set(right.columns):
+        return left.height
+    def numbered(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select(columns).with_columns(
+            pl.int_range(pl.len()).over(columns).alias("__n"))
+    return numbered(left).join(numbered(right), on=[*columns, "__n"], how="anti",
+                               nulls_equal=True).height
+
+
+def unreferenced_files(home: Path, table: str) -> list[Path]:
+    """Data files in the table's folder that its current version does not reference (change-data
+    files aside: delta-rs VACUUM keeps them)."""
+    root = home / "lake" / table
+    referenced = {Path(uri.removeprefix("file://")).resolve()
+                  for uri in DeltaTable(str(root)).file_uris()}
+    return [p for p in root.rglob("*.parquet")
+            if "_delta_log" not in p.parts and "_change_data" not in p.parts
+            and p.resolve() not in referenced]
+
+
+def registry_state(home: Path) -> dict[str, object]:
+    """Versions, their registration state and the challenger alias of the registered model."""
+    db = home / "mlflow" / "mlflow.db"
+    if not db.exists():
+        return {}
+    with closing(sqlite3.connect(db)) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "model_versions" not in tables:
+            return {}
+        versions = conn.execute("SELECT version, status FROM model_versions").fetchall()
+        tags = dict(((v, k), val) for v, k, val in conn.execute(
+            "SELECT version, key, value FROM model_version_tags"))
+        aliases = dict(conn.execute("SELECT alias, version FROM registered_model_aliases"))
+    fingerprints = [tags.get((v, "fingerprint")) for v, _ in versions]
+    return {"versions": len(versions),
+            "not_ready": sum(status != "READY" for _, status in versions),
+            "pending": sum(tags.get((v, "registration")) == "pending" for v, _ in versions),
+            "duplicate_fingerprints": len(fingerprints) - len(set(fingerprints)),
+            "challenger_fingerprint": tags.get((aliases.get("challenger"), "fingerprint"))}
+
+
+@dataclass
+class TrialResult:
+    operation: str
+    kill_after_s: float
+    killed: bool
+    tables_checked: int = 0
+    rows_compared: int = 0
+    rows_lost: int = 0
+    rows_duplicated: int = 0
+    unreadable_after_kill: list[str] = field(default_factory=list)
+    orphans_removed: int = 0
+    orphans_left: int = 0
+    registry_problems: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not (self.rows_lost or self.rows_duplicated or self.unreadable_after_kill
+                    or self.orphans_left or self.registry_problems or self.differences)
+
+
+def compare(trial: Path, reference: Path, result: TrialResult) -> None:
+    tables = sorted(set(lake_tables(trial)) | set(lake_tables(reference)))
+    frames = {t: (table_rows(trial, t) if t in lake_tables(trial) else pl.DataFrame(),
+                  table_rows(reference, t) if t in lake_tables(reference) else pl.DataFrame())
+              for t in tables}
+    ours, theirs = online_rows(trial), online_rows(reference)
+    frames.update({k: (ours.get(k, pl.DataFrame()), theirs.get(k, pl.DataFrame()))
+                   for k in set(ours) | set(theirs)})
+    for name, (got, want) in frames.items():
+        result.tables_checked += 1
+        result.rows_compared += want.height
+        lost, extra = multiset_difference(want, got), multiset_difference(got, want)
+        result.rows_lost += lost
+        result.rows_duplicated += extra
+        if lost or extra:
+            result.differences.append(f"{name}: {lost} lost, {extra} extra")
+
+
+# ------------------------------------------------------------------------- trials
+def copy_home(source: Path, target: Path) -> Path:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
+def run_killed(home: Path, operation: str, kill_after_s: float) -> bool:
+    """Run the operation in a child; SIGKILL it ``kill_after_s`` after it is ready. Returns
+    whether it was killed (False: it finished first)."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "lakehouse_assets.reliability.crash", operation, str(home)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "LAKEHOUSE_HOME": str(home)})
+    assert child.stdout is not None
+    if child.stdout.readline().strip() != READY:
+        child.wait()
+        raise RuntimeError(f"{operation} child failed before starting (exit {child.returncode})")
+    try:
+        child.wait(timeout=kill_after_s)
+        if child.returncode != 0:
+            raise RuntimeError(f"{operation} failed in the child (exit {child.returncode})")
+        return False
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        return True
+
+
+def trial(base: Path, reference: Path, workdir: Path, operation: str,
+          kill_after_s: float) -> TrialResult:
+    """Copy the base, kill the operation at ``kill_after_s``, check readability, rerun it,
+    compare with the reference, vacuum, check orphans and the registry. ``workdir`` must be new
+    for every trial (MLflow keeps connections to a database path for the life of the process)."""
+    from lakehouse_assets.engine import DeltaEngine
+
+    home = copy_home(base, workdir)
+    result = TrialResult(operation, round(kill_after_s, 3), run_killed(home, operation,
+                                                                       kill_after_s))
+    for table in lake_tables(home):
+        try:
+            DeltaTable(str(home / "lake" / table)).to_pyarrow_table()
+        except Exception as error:  # noqa: BLE001 - any failure to read is the finding
+            result.unreadable_after_kill.append(f"{table}: {error}")
+    settings = LakehouseSettings(home=home)
+    run_operation(settings, operation, batch_id="rerun")
+    compare(home, reference, result)
+    engine = DeltaEngine(settings.lake_root)
+    for table in lake_tables(home):
+        orphans = unreferenced_files(home, table)
+        if orphans:
+            engine.vacuum(table, 0)
+            result.orphans_removed += len(orphans)
+            result.orphans_left += len(unreferenced_files(home, table))
+    state = registry_state(home)
+    for problem in ("not_ready", "pending", "duplicate_fingerprints"):
+        if state.get(problem):
+            result.registry_problems.append(f"{problem}: {state[problem]}")
+    if registry_state(reference).get("versions"):  # the operation registers a challenger
+        from lakehouse_assets.training.challenger import training_data
+        from lakehouse_assets.training.train import fingerprint
+
+        expected = fingerprint(training_data(engine), settings.training)
+        if state.get("challenger_fingerprint") != expected:
+            result.registry_problems.append("challenger is not the version trained from this data")
+    return result
+
+
+def prepare_bases(home: Path, workdir: Path, log: Callable[[str], object] = print
+                  ) -> dict[str, tuple[Path, Path, float]]:
+    """For each operation: the home before it, the home after a clean run of it (reference) and
+    the clean run's duration. ``home`` holds a simulated shop (source and landing files)."""
+    bases: dict[str, tuple[Path, Path, float]] = {}
+    current = copy_home(home, workdir / "base-capture")
+    for operation in OPERATIONS:
+        base = current if operation == "capture" else copy_home(current, workdir / f"base-{operation}")
+        reference = copy_home(base, workdir / f"reference-{operation}")
+        started = time.perf_counter()
+        run_operation(LakehouseSettings(home=reference), operation, batch_id="reference")
+        bases[operation] = (base, reference, time.perf_counter() - started)
+        log(f"{operation}: clean run {bases[operation][2]:.2f}s")
+        current = reference
+    return bases
+
+
+def summarize(results: list[TrialResult]) -> dict[str, int]:
+    return {"trials": len(results), "faults_injected": sum(r.killed for r in results),
+            "tables_checked": sum(r.tables_checked for r in results),
+            "rows_compared": sum(r.rows_compared for r in results),
+            "rows_lost": sum(r.rows_lost for r in results),
+            "duplicates": sum(r.rows_duplicated for r in results),
+            "unreadable_tables": sum(len(r.unreadable_after_kill) for r in results),
+            "orphans_removed": sum(r.orphans_removed for r in results),
+            "orphans_left": sum(r.orphans_left for r in results),
+            "registry_problems": sum(len(r.registry_problems) for r in results),
+            "failed_trials": sum(not r.passed for r in results)}
+
+
+def write_results(path: Path, results: list[TrialResult]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"summary": summarize(results),
+                                "trials": [asdict(r) for r in results]}, indent=2))
+
+
+def main() -> None:
+    operation, home = sys.argv[1], Path(sys.argv[2])
+    settings = LakehouseSettings(home=home)
+    for module in ["lakehouse_assets.engine", *IMPORTS[operation]]:
+        importlib.import_module(module)
+    print(READY, flush=True)
+    run_operation(settings, operation, batch_id="killed")
+
+
+if __name__ == "__main__":
+    main()
