@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,7 +21,13 @@ console = Console()
 
 def _settings(**simulator_overrides: Any) -> LakehouseSettings:
     disable_telemetry()
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as error:  # a bad LAKEHOUSE_* variable: name it, no traceback
+        problems = "; ".join(
+            f"LAKEHOUSE_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors())
+        raise click.ClickException(f"invalid settings: {problems}") from error
     overrides = {k: v for k, v in simulator_overrides.items() if v is not None}
     if overrides:
         settings.simulator = settings.simulator.model_copy(update=overrides)
@@ -135,8 +142,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--days", type=int, default=None, help="days to simulate (default: settings)")
-@click.option("--requests", type=int, default=300, show_default=True,
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="days to simulate (default: settings)")
+@click.option("--requests", type=click.IntRange(min=0), default=300, show_default=True,
               help="checkout requests to score after the pipeline (0: none)")
 def demo(days: int | None, requests: int) -> None:
     """Run the platform end to end: simulate the shop, materialize every asset, send the newest
@@ -159,7 +167,8 @@ def demo(days: int | None, requests: int) -> None:
 
 
 @main.command()
-@click.option("--days", type=int, default=None, help="days to simulate (default: settings)")
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="days to simulate (default: settings)")
 @click.option("--seed", type=int, default=None)
 @click.option("--scale", type=float, default=None, help="multiplies customers and orders")
 def simulate(days: int | None, seed: int | None, scale: float | None) -> None:

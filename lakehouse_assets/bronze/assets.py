@@ -177,6 +177,10 @@ def ingest_payments_files(
     landing = landing_zone.folder
     if config.files:
         paths = [landing / rel for rel in config.files]
+        outside = [rel for rel, p in zip(config.files, paths, strict=True)
+                   if not p.resolve().is_relative_to(landing.resolve())]
+        if outside:  # "../" or an absolute path: never read files beyond the landing folder
+            raise Failure(f"landing files must be inside {landing}: refused {', '.join(outside)}")
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise Failure(f"landing files not found (moved or deleted?): {', '.join(missing)}")

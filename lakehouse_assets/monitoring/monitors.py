@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.monitoring.tables import DRIFT_TABLE, HEALTH_TABLE, QUALITY_TABLE
-from lakehouse_assets.registry.promotion import CHAMPION
+from lakehouse_assets.registry.promotion import CHAMPION, require_skops
 from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE, SCHEMA
 from lakehouse_assets.settings import MonitoringSettings
 from lakehouse_assets.training.dataset import (
@@ -218,6 +218,7 @@ def prediction_drift(engine: LakeEngine, model: Champion, settings: MonitoringSe
     if not window.frame.height:
         return MonitorOutcome(None, note=window.note)
     reference = reference_data(engine, model)
+    require_skops(model.model_uri)
     pipeline = mlflow.sklearn.load_model(model.model_uri)
     scored = pl.DataFrame({"return_probability": pipeline.predict_proba(
         model_input(reference))[:, 1]})

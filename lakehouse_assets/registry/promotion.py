@@ -211,8 +211,23 @@ def gate(champion: dict[str, float], challenger: dict[str, float],
                  "guards hold"
 
 
+class UntrustedModelError(RuntimeError):
+    """A registered model is serialized in a format that runs code when loaded (pickle)."""
+
+
+def require_skops(model_uri: str) -> None:
+    """Refuse to load a scikit-learn model that is not serialized with skops: unpickling runs
+    whatever code the file holds; skops loads only the types the platform trusts."""
+    flavor = mlflow.models.get_model_info(model_uri).flavors.get("sklearn", {})
+    found = flavor.get("serialization_format", "no scikit-learn flavor")
+    if found != "skops":
+        raise UntrustedModelError(f"{model_uri} is serialized as {found!r}; the platform loads "
+                                  "skops models only (a pickle runs arbitrary code when loaded)")
+
+
 def score(name: str, version: int, holdout: pl.DataFrame, threshold: float) -> dict[str, float]:
     """Metrics of a registered version on the holdout, loaded the way serving loads it."""
+    require_skops(f"models:/{name}/{version}")
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     probabilities = np.asarray(model.predict(model_input(holdout)))[:, 1]
     return classification_metrics(holdout[LABEL].cast(pl.Int64).to_numpy(), probabilities,

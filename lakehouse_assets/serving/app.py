@@ -29,6 +29,7 @@ from prometheus_client import (
 )
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.registry.promotion import UntrustedModelError
 from lakehouse_assets.serving.batching import MicroBatcher
 from lakehouse_assets.serving.inference_log import InferenceLog, record
 from lakehouse_assets.serving.schemas import (
@@ -191,10 +192,15 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
                                 f"{settings.max_batch} (serving.max_batch)")
         return BatchPrediction(predictions=await predict_orders(batch.orders, "batch"))
 
-    @app.post("/v1/reload", dependencies=[Depends(authorized)], responses=ERRORS,
+    @app.post("/v1/reload", dependencies=[Depends(authorized)],
+              responses={**ERRORS, 409: {"model": Problem, "description":
+                                         "the new champion is not a skops model: refused"}},
               summary="Load the champion now if its alias moved")
     async def reload() -> dict[str, Any]:
-        changed = await asyncio.to_thread(champion.refresh)
+        try:
+            changed = await asyncio.to_thread(champion.refresh)
+        except UntrustedModelError as refused:  # the loaded version keeps serving
+            raise HTTPException(409, str(refused)) from refused
         if champion.current:
             metrics.model_version.labels(champion.name).set(champion.current.version)
         return {"changed": changed,

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from lakehouse_assets.features.basket import LINE_FEATURES, basket_features
 from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
-from lakehouse_assets.registry.promotion import CHAMPION
+from lakehouse_assets.registry.promotion import CHAMPION, require_skops
 from lakehouse_assets.serving.compiled import Scorer, fast_scorer, input_columns
 from lakehouse_assets.serving.schemas import Order
 from lakehouse_assets.training.dataset import FEATURES, model_input
@@ -61,7 +61,9 @@ class ChampionModel:
             version = self.champion_version()
             if version is None or (self.current and self.current.version == version):
                 return False
-            model = mlflow.sklearn.load_model(f"models:/{self.name}/{version}")
+            uri = f"models:/{self.name}/{version}"
+            require_skops(uri)  # never unpickle: a refused version leaves the old one serving
+            model = mlflow.sklearn.load_model(uri)
             old = self.current.version if self.current else None
             self.current = LoadedModel(self.name, version, model, fast_scorer(model))
             log.info("champion %s: version %s -> %s (%s)", self.name, old, version,

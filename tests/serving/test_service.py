@@ -169,6 +169,7 @@ def test_champion_moves_without_failed_requests_and_the_log_keeps_every_request(
 
     output = service.stop()
     assert "Application shutdown complete" in output
+    assert TOKEN not in output  # the bearer token never reaches the log
     logged = DeltaEngine(settings.lake_root).read(INFERENCE_LOG_TABLE)
     assert set(sent) <= set(logged["request_id"])
     assert logged["request_id"].n_unique() == logged.height
