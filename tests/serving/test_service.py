@@ -22,6 +22,7 @@ from lakehouse_assets.training.dataset import model_input, time_split
 from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate
 from tests.features.gold_fixture import T0
+from tests.serving.conftest import TOKEN
 
 NEWEST = T0.replace(day=T0.day + 3)  # gold_rows: days 0..3
 
