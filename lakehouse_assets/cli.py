@@ -14,7 +14,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lakehouse_assets.settings import LakehouseSettings, disable_telemetry, get_settings
+from lakehouse_assets.settings import (
+    LakehouseSettings,
+    disable_telemetry,
+    get_settings,
+    is_loopback,
+)
 
 console = Console()
 
@@ -206,8 +211,13 @@ def features() -> None:
 @click.option("--host", default=None, help="bind address (default: settings, 127.0.0.1)")
 @click.option("--port", type=int, default=None)
 def ui(host: str | None, port: int | None) -> None:
-    """Start the Dagster UI and daemon over the same home folder."""
+    """Start the Dagster UI and daemon over the same home folder (loopback only: the UI has no
+    login and launches runs)."""
     settings = _settings()
+    if not is_loopback(host or settings.ui_host):
+        raise click.ClickException(f"refusing to serve the Dagster UI on {host or settings.ui_host}"
+                                   ": it has no login. Bind 127.0.0.1 and put an authenticating "
+                                   "proxy in front (deploy/ does).")
     # The same code location as workspace.yaml, usable from any folder (not only the repo).
     workspace = settings.dagster_home / "workspace.yaml"
     workspace.write_text(

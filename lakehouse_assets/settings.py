@@ -7,6 +7,7 @@ an environment variable named ``LAKEHOUSE_<FIELD>`` (nested fields use a double 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import date
 from functools import cached_property
@@ -328,6 +329,16 @@ def export_dbt_env(
         values["LAKEHOUSE_DBT_SPARK_JARS"] = spark_config.get("spark.jars", "")
     os.environ.update(values)
     return values
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps a service on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def get_settings() -> LakehouseSettings:

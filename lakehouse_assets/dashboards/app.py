@@ -8,7 +8,6 @@ table), ``x``, ``y`` (a column or a list of columns) and ``color`` (a column to 
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from lakehouse_assets.queries.saved import (
     load_saved_queries,
     run_saved_query,
 )
+from lakehouse_assets.settings import is_loopback
 
 SPECS_DIR = Path(__file__).parent / "specs"
 CHARTS = {"line": px.line, "bar": px.bar, "scatter": px.scatter}
@@ -165,11 +165,7 @@ def create_app(lake_root: str, dashboards: list[Dashboard] | None = None) -> Das
 
 def check_bind(host: str) -> None:
     """The dashboards have no login: they bind to loopback only."""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise SystemExit(f"refusing to serve the dashboards on {host}: they have no login. "
                          "Bind 127.0.0.1 and publish them through an authenticating proxy.")
 

@@ -8,7 +8,6 @@ scored as if it were a new one); malformed bodies get 422 naming the field; batc
 import asyncio
 import gc
 import hmac
-import ipaddress
 import logging
 import time
 import uuid
@@ -40,7 +39,7 @@ from lakehouse_assets.serving.schemas import (
     Problem,
 )
 from lakehouse_assets.serving.scoring import ChampionModel, OrderFeatures
-from lakehouse_assets.settings import ServingSettings
+from lakehouse_assets.settings import ServingSettings, is_loopback
 
 log = logging.getLogger(__name__)
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -49,15 +48,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": Problem, "description": "too many orders in the batch or lines in an order"},
     503: {"model": Problem, "description": "no champion model loaded yet"},
 }
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_exposure(host: str, settings: ServingSettings) -> None:

@@ -44,6 +44,7 @@ def test_landing_files_outside_the_landing_folder_are_refused(simulated, setting
     (["query", "business_daily_orders", "--param", "days"], {}, "--param takes NAME=VALUE"),
     (["lineage"], {}, "Missing argument 'REQUEST_ID'"),
     (["dashboards", "--host", "0.0.0.0"], {}, "no login"),
+    (["ui", "--host", "0.0.0.0"], {}, "no login"),
 ])
 def test_bad_command_lines_and_settings_are_named(settings, args, env, message):
     result = CliRunner().invoke(main, args, env={"LAKEHOUSE_HOME": str(settings.home_dir), **env})
