@@ -41,7 +41,7 @@ VOLATILE_BY_TABLE = {"ml/alias_history": {"changed_at", "changed_by", "reason", 
 IMPORTS = {"capture": ["lakehouse_assets.sources.cdc"],
            "ingest": ["lakehouse_assets.sources.landing"],
            "apply": ["lakehouse_assets.silver.apply_changes", "lakehouse_assets.silver.specs"],
-           "gold": ["dbt.cli.main", "lakehouse_assets.resources.sources"],
+           "gold": ["lakehouse_assets.resources.sources"],
            "features": ["lakehouse_assets.features.store", "lakehouse_assets.features.pipeline"],
            "register": ["lakehouse_assets.training.challenger", "lakehouse_assets.resources.mlflow"]}
 READY = "ready"  # the child prints it once imported, so kill delays are spent on the work
@@ -99,17 +99,20 @@ def run_operation(settings: LakehouseSettings, operation: str, batch_id: str = "
 
 
 def _dbt_build(settings: LakehouseSettings) -> None:
-    from dbt.cli.main import dbtRunner
-
+    """`dbt build` as its own process, as dagster-dbt runs it (dbt-duckdb keeps its plugins'
+    configuration, the lake root included, for the life of a process)."""
     from lakehouse_assets.resources.sources import DBT_PROJECT_DIR
     from lakehouse_assets.settings import export_dbt_env
 
-    export_dbt_env(settings.lake_root, str(settings.gold_dir))
-    result = dbtRunner().invoke(["build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                                 "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "local",
-                                 "--target-path", str(settings.gold_dir / "dbt_target")])
-    if not result.success:
-        raise RuntimeError(f"dbt build failed: {result.exception}")
+    env = {**os.environ, **export_dbt_env(settings.lake_root, str(settings.gold_dir))}
+    dbt = Path(sys.executable).with_name("dbt")
+    result = subprocess.run(
+        [str(dbt), "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "local",
+         "--target-path", str(settings.gold_dir / "dbt_target")],
+        env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"dbt build failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
 
 
 # ------------------------------------------------------------------------- comparison
@@ -240,9 +243,9 @@ def copy_home(source: Path, target: Path) -> Path:
 def run_killed(home: Path, operation: str, kill_after_s: float) -> bool:
     """Run the operation in a child; SIGKILL it ``kill_after_s`` after it is ready. Returns
     whether it was killed (False: it finished first)."""
-    child = subprocess.Popen(
+    child = subprocess.Popen(  # its own process group: dbt's process dies with it
         [sys.executable, "-m", "lakehouse_assets.reliability.crash", operation, str(home)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
         env={**os.environ, "LAKEHOUSE_HOME": str(home)})
     assert child.stdout is not None
     if child.stdout.readline().strip() != READY:
@@ -254,7 +257,7 @@ def run_killed(home: Path, operation: str, kill_after_s: float) -> bool:
             raise RuntimeError(f"{operation} failed in the child (exit {child.returncode})")
         return False
     except subprocess.TimeoutExpired:
-        child.send_signal(signal.SIGKILL)
+        os.killpg(child.pid, signal.SIGKILL)
         child.wait()
         return True
 
