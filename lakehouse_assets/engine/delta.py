@@ -250,8 +250,11 @@ class DeltaEngine:
 
     def vacuum(self, table: str, retention_hours: int) -> list[str]:
         # The retention is the caller's (a setting): below the 7-day Delta default is allowed.
+        # full: also the files a crashed writer left without ever committing them (the default
+        # only looks at files the log once referenced)
         return self._table(table).vacuum(
-            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False
+            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False,
+            full=True,
         )
 
     def app_transaction_version(
