@@ -333,9 +333,7 @@ def dashboards(host: str, port: int | None) -> None:
 @click.option("--limit", type=int, default=50, show_default=True, help="rows to print")
 def query(name: str, params: tuple[str, ...], limit: int) -> None:
     """Run a saved query (queries/sql/NAME.sql) over the current lake and print the result."""
-    from lakehouse_assets.governance.catalog import stats_frame
     from lakehouse_assets.queries.saved import (
-        CATALOG_RELATION,
         QueryError,
         load_saved_queries,
         run_saved_query,
@@ -349,10 +347,8 @@ def query(name: str, params: tuple[str, ...], limit: int) -> None:
     if len(given) != len(params):
         raise click.UsageError("--param takes NAME=VALUE")
     saved = queries[name]
-    builtins = {CATALOG_RELATION: stats_frame(settings.lake_root)} \
-        if CATALOG_RELATION in saved.tables else {}
     try:
-        result = run_saved_query(settings.lake_root, saved, given, builtins)
+        result = run_saved_query(settings.lake_root, saved, given)
     except QueryError as error:
         raise click.ClickException(str(error)) from error
     table = Table(*result.columns, title=f"{name}: {result.height:,} row(s)")

@@ -17,9 +17,7 @@ import polars as pl
 import yaml  # type: ignore[import-untyped]
 from dash import Dash, Input, Output, dash_table, dcc, html
 
-from lakehouse_assets.governance.catalog import stats_frame
 from lakehouse_assets.queries.saved import (
-    CATALOG_RELATION,
     QueryError,
     SavedQuery,
     load_saved_queries,
@@ -88,12 +86,10 @@ def dashboard_data(lake_root: str, dashboard: Dashboard) -> dict[str, pl.DataFra
     panel's message, not raised: one missing table must not blank the other panels)."""
     queries = {q.name: q for q in load_saved_queries()}
     needed = {p.query: queries[p.query] for p in dashboard.panels}
-    builtins = {CATALOG_RELATION: stats_frame(lake_root)} \
-        if any(CATALOG_RELATION in q.tables for q in needed.values()) else {}
     results: dict[str, pl.DataFrame | QueryError] = {}
     for name, query in needed.items():
         try:
-            results[name] = run_saved_query(lake_root, query, None, builtins)
+            results[name] = run_saved_query(lake_root, query)
         except QueryError as error:
             results[name] = error
     return results

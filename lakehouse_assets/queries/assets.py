@@ -17,7 +17,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from lakehouse_assets.governance.catalog import stats_frame, written_tables
+from lakehouse_assets.governance.catalog import written_tables
 from lakehouse_assets.metadata import OWNERS, markdown_preview, table_metadata
 from lakehouse_assets.queries.lake_sql import sql_name
 from lakehouse_assets.queries.saved import (
@@ -71,11 +71,9 @@ def _build_query_asset(query: SavedQuery,
     def _query(context: AssetExecutionContext, config: SavedQueryConfig, lake: LakeResource,
                alerts: AlertNotifier):
         engine = lake.engine()
-        builtins = {CATALOG_RELATION: stats_frame(lake.root)} \
-            if CATALOG_RELATION in query.tables else {}
         values = query.resolve_params(config.params)
         try:
-            result = writable(run_saved_query(lake.root, query, values, builtins))
+            result = writable(run_saved_query(lake.root, query, values))
         except MissingTablesError as missing:
             context.log.warning(f"not materialized: {missing}")
             for alert in query.alerts:

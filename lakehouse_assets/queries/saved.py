@@ -155,12 +155,14 @@ def load_saved_queries(folder: Path = SAVED_QUERIES_DIR) -> list[SavedQuery]:
 
 def run_saved_query(
     lake_root: str, query: SavedQuery, params: dict[str, Any] | None = None,
-    builtins: dict[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
-    """The query's result over the current lake (only the tables it reads are opened).
-    ``builtins``: relations that are not lake tables, e.g. ``lakehouse.tables``."""
+    """The query's result over the current lake (only the tables it reads are opened; the
+    catalog's live statistics, ``lakehouse.tables``, only when it reads them)."""
+    from lakehouse_assets.governance.catalog import stats_frame  # reads every table's log
+
     present = {".".join(sql_name(t)): t for t in discover_tables(lake_root)}
-    extra = {name: frame for name, frame in (builtins or {}).items() if name in query.tables}
+    extra = {CATALOG_RELATION: stats_frame(lake_root, present.values())} \
+        if CATALOG_RELATION in query.tables else {}
     missing = sorted(query.tables - set(present) - set(extra))
     if missing:
         raise MissingTablesError(f"{query.name}: table(s) {', '.join(missing)} not in the lake yet "

@@ -215,10 +215,10 @@ class TrialResult:
 
 
 def compare(trial: Path, reference: Path, result: TrialResult) -> None:
-    tables = sorted(set(lake_tables(trial)) | set(lake_tables(reference)))
-    frames = {t: (table_rows(trial, t) if t in lake_tables(trial) else pl.DataFrame(),
-                  table_rows(reference, t) if t in lake_tables(reference) else pl.DataFrame())
-              for t in tables}
+    ours_tables, their_tables = set(lake_tables(trial)), set(lake_tables(reference))
+    frames = {t: (table_rows(trial, t) if t in ours_tables else pl.DataFrame(),
+                  table_rows(reference, t) if t in their_tables else pl.DataFrame())
+              for t in sorted(ours_tables | their_tables)}
     ours, theirs = online_rows(trial), online_rows(reference)
     frames.update({k: (ours.get(k, pl.DataFrame()), theirs.get(k, pl.DataFrame()))
                    for k in set(ours) | set(theirs)})
