@@ -93,9 +93,9 @@ def test_every_dashboard_renders_its_charts_with_live_data_in_chromium(dashboard
         for slug in ("business", "data", "ml"):
             page.goto(f"{dashboards_server}/{slug}")
             page.wait_for_selector(f"#dashboard-{slug}", timeout=60_000)
-            page.wait_for_function(  # every chart drawn (Plotly's SVG is in place)
-                "[...document.querySelectorAll('.js-plotly-plot')]"
-                ".every(plot => plot.querySelector('.main-svg'))", timeout=60_000)
+            page.wait_for_function(  # every panel drawn: Plotly's SVG, table cells or a message
+                "[...document.querySelectorAll('.panel')].every(panel => panel.querySelector("
+                "'.main-svg, .dash-cell, .panel-error, .panel-empty'))", timeout=60_000)
             panels = page.evaluate(PANELS)
             page.screenshot(path=str(ARTIFACTS / f"{slug}.png"), full_page=True)
             assert len(panels) == len({d.slug: d for d in load_dashboards()}[slug].panels)
