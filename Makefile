@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 
 SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spark-jars)
 
-.PHONY: demo demo-postgres test verify ui serve dashboards chromium mlflow-ui monitor-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
+.PHONY: demo demo-postgres test verify ui serve dashboards notebook chromium mlflow-ui monitor-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
 
 .bootstrap/bin/uv:
 	$(PYTHON) -m venv .bootstrap
@@ -70,6 +70,9 @@ demo-spark: install spark-jars  ## the end-to-end run on the Spark engine (local
 
 dashboards: install  ## business, data and ML dashboards on 127.0.0.1:8060 over LAKEHOUSE_HOME (after `make demo`)
 	$(UV) run --frozen lakehouse dashboards
+
+notebook: install  ## JupyterLab on 127.0.0.1:8888 over LAKEHOUSE_HOME with the example notebooks (after `make demo`)
+	$(UV) run --frozen lakehouse notebook
 
 ui: install  ## Dagster UI + daemon on 127.0.0.1:3000 over LAKEHOUSE_HOME
 	$(UV) run --frozen lakehouse ui

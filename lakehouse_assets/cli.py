@@ -77,26 +77,38 @@ def materialize_all(settings: LakehouseSettings, groups: tuple[str, ...] = ()) -
     """Materialize every asset (only those of ``groups`` when given) and run their checks into
     the Dagster instance under the home folder, so the runs show up in `lakehouse ui`. Returns
     whether everything succeeded."""
-    from dagster import AssetCheckSeverity, AssetSelection, DagsterEventType, DagsterInstance
+    from dagster import AssetSelection, DagsterInstance, execute_job, reconstructable
 
-    from lakehouse_assets.definitions import build_definitions
-    from lakehouse_assets.monitoring.assets import MONITORING_CHECKS
-    from lakehouse_assets.training.assets import promotion_gate
+    from lakehouse_assets.definitions import all_assets_job, build_definitions
 
     instance = DagsterInstance.from_config(str(settings.dagster_home))
     definitions = build_definitions()
-    job = definitions.resolve_implicit_global_asset_job_def()
     selection = None
     if groups:
         selection = list(AssetSelection.groups(*groups).resolve(definitions.resolve_asset_graph()))
     console.print(f"[bold]materializing {'the ' + ', '.join(groups) + ' assets' if groups else 'every asset'}"
-                  f"[/bold] ({job.name}) into {settings.lake_root}")
-    result = job.execute_in_process(
+                  f"[/bold] into {settings.lake_root}")
+    # In this process, step after step, but as a job Dagster can rebuild by name: a notebook
+    # asset (dagstermill) rebuilds it in the notebook's kernel.
+    with execute_job(
+        reconstructable(all_assets_job),
         instance=instance,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config={"execution": {"config": {"in_process": {}}},
+                    "loggers": {"console": {"config": {"log_level": "INFO"}}}},
         asset_selection=selection,
-    )
+    ) as result:
+        return report_run(result)
+
+
+def report_run(result: Any) -> bool:
+    """Print the run's materializations and check results; returns whether it succeeded (a
+    kept challenger, a monitoring signal or a warning is not a failure)."""
+    from dagster import AssetCheckSeverity, DagsterEventType
+
+    from lakehouse_assets.monitoring.assets import MONITORING_CHECKS
+    from lakehouse_assets.training.assets import promotion_gate
+
     table = Table("asset", "rows", "delta version", "this run", title="assets")
     for event in result.all_events:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
@@ -324,6 +336,90 @@ def dashboards(host: str, port: int | None) -> None:
     port = port or settings.dashboards_port
     console.print(f"dashboards on http://{host}:{port} over {settings.lake_root}")
     serve_dashboards(settings.lake_root, host, port)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="bind address; another than loopback needs LAKEHOUSE_NOTEBOOK_TOKEN")
+@click.option("--port", type=int, default=None, help="default: settings (8888)")
+@click.pass_context
+def notebook(ctx: click.Context, host: str, port: int | None) -> None:
+    """JupyterLab over the home folder with the example notebooks, on the project's Python
+    (token login). `lakehouse notebook run` executes notebooks headless."""
+    import secrets
+
+    from lakehouse_assets.notebooks.jupyter import (
+        NotebookError,
+        check_kernel,
+        copy_examples,
+        lab_command,
+    )
+
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings()
+    if not is_loopback(host) and settings.notebook_token is None:
+        raise click.ClickException(
+            f"refusing to serve JupyterLab on {host} without LAKEHOUSE_NOTEBOOK_TOKEN: a notebook "
+            "runs any code as you. Set a long random token, or bind 127.0.0.1.")
+    try:
+        check_kernel()
+    except NotebookError as error:
+        raise click.ClickException(str(error)) from error
+    settings.ensure_dirs()
+    copied, kept = copy_examples(settings.home_dir)
+    for path in kept:
+        console.print(f"[yellow]kept your edited {path.name}[/yellow] (the shipped version: "
+                      f"lakehouse_assets/notebooks/examples/{path.name})")
+    token = (settings.notebook_token.get_secret_value() if settings.notebook_token
+             else secrets.token_urlsafe(24))
+    port = port or settings.notebook_port
+    console.print(f"JupyterLab over {settings.home_dir} ({len(copied) + len(kept)} example notebooks "
+                  f"in notebooks/examples):\n  http://{host}:{port}/lab/tree/notebooks/examples"
+                  f"?token={token}")
+    sys.exit(subprocess.call(lab_command(settings.home_dir, host, port, token),
+                             env=settings.child_env()))
+
+
+@notebook.command(name="run")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where the executed notebooks go (default: <home>/notebooks/executed)")
+@click.option("--timeout", type=click.IntRange(min=1), default=900, show_default=True,
+              help="seconds one cell may run")
+def notebook_run(paths: tuple[Path, ...], output: Path | None, timeout: int) -> None:
+    """Execute notebooks (default: every example) against the home's lake, as CI does; the
+    executed copies keep their outputs. Fails on the first cell that raises."""
+    from lakehouse_assets.notebooks.jupyter import NotebookError, examples, run_notebook
+
+    settings = _settings()
+    output = output or settings.home_dir / "notebooks" / "executed"
+    notebooks = list(paths) or examples()
+    for number, path in enumerate(notebooks, 1):
+        step = f"[{number}/{len(notebooks)}]"
+        with console.status(f"{step} {path.name}") as status:
+
+            def progress(text: str, step: str = step, status: Any = status) -> None:
+                status.update(f"{step} {text}")
+
+            try:
+                run = run_notebook(path, env=settings.child_env(), output=output / path.name,
+                                   timeout=timeout, progress=progress)
+            except NotebookError as error:
+                raise click.ClickException(str(error)) from error
+        console.print(f"[{number}/{len(notebooks)}] {path.name}: {run.cells} cells in "
+                      f"{run.seconds:.1f} s -> {run.output}")
+
+
+@notebook.command(name="strip")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def notebook_strip(paths: tuple[Path, ...]) -> None:
+    """Remove outputs and execution counts (default: the shipped examples), the form notebooks
+    are committed in."""
+    from lakehouse_assets.notebooks.jupyter import examples, strip_outputs
+
+    for path in list(paths) or examples():
+        console.print(f"{path}: {'stripped' if strip_outputs(path) else 'already clean'}")
 
 
 @main.command()

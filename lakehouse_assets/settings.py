@@ -211,6 +211,10 @@ class LakehouseSettings(BaseSettings):
     ui_port: int = 3000
     mlflow_ui_port: int = 5000
     dashboards_port: int = Field(default=8060, description="`lakehouse dashboards` (Dash)")
+    notebook_port: int = Field(default=8888, description="`lakehouse notebook` (JupyterLab)")
+    notebook_token: SecretStr | None = Field(
+        default=None, description="JupyterLab login token; unset: a new one each start (printed). "
+        "Required to bind a non-loopback address")
     serving: ServingSettings = ServingSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     training: TrainingSettings = TrainingSettings()

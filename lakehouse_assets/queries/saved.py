@@ -156,21 +156,36 @@ def load_saved_queries(folder: Path = SAVED_QUERIES_DIR) -> list[SavedQuery]:
 def run_saved_query(
     lake_root: str, query: SavedQuery, params: dict[str, Any] | None = None,
 ) -> pl.DataFrame:
-    """The query's result over the current lake (only the tables it reads are opened; the
-    catalog's live statistics, ``lakehouse.tables``, only when it reads them)."""
+    """The query's result over the current lake, with its declared parameters."""
+    return run_lake_sql(lake_root, query.sql, query.resolve_params(params), name=query.name,
+                        tables=query.tables)
+
+
+def run_lake_sql(
+    lake_root: str, sql: str, params: dict[str, Any] | None = None, *, name: str = "query",
+    tables: frozenset[str] | None = None,
+) -> pl.DataFrame:
+    """SQL over the current lake (``tables``: the ``layer.name`` tables it reads, parsed from
+    the SQL when not given). Only those tables are opened; the catalog's live statistics,
+    ``lakehouse.tables``, only when it reads them."""
     from lakehouse_assets.governance.catalog import stats_frame  # reads every table's log
 
+    if tables is None:
+        try:
+            tables = frozenset(referenced_tables(sql))
+        except Exception as error:  # a parse error: not valid SQL
+            raise QueryError(f"{name}: not valid SQL: {error}") from error
     present = {".".join(sql_name(t)): t for t in discover_tables(lake_root)}
     extra = {CATALOG_RELATION: stats_frame(lake_root, present.values())} \
-        if CATALOG_RELATION in query.tables else {}
-    missing = sorted(query.tables - set(present) - set(extra))
+        if CATALOG_RELATION in tables else {}
+    missing = sorted(tables - set(present) - set(extra))
     if missing:
-        raise MissingTablesError(f"{query.name}: table(s) {', '.join(missing)} not in the lake yet "
-                         f"(materialize them first)")
-    conn = lake_connection(lake_root, tables=[present[t] for t in query.tables if t in present],
+        raise MissingTablesError(f"{name}: table(s) {', '.join(missing)} not in the lake yet "
+                                 f"(materialize them first)")
+    conn = lake_connection(lake_root, tables=[present[t] for t in tables if t in present],
                            extra=extra)
     with conn:
-        return run_sql(conn, query.sql, query.resolve_params(params), name=query.name)
+        return run_sql(conn, sql, params, name=name)
 
 
 def alert_matches(result: pl.DataFrame, alert: Alert,

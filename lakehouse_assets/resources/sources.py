@@ -8,6 +8,7 @@ from typing import Any
 
 from dagster import ConfigurableResource
 from dagster_dbt import DbtCliResource
+from dagstermill import ConfigurableLocalOutputNotebookIOManager
 
 from lakehouse_assets.resources.feast import FeastResource
 from lakehouse_assets.resources.lake import LakeResource
@@ -72,6 +73,9 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
             redis_url=settings.feast_redis_url,
         ),
         "mlflow": mlflow_resource(settings),
+        # dagstermill keeps each executed notebook here (linked from the materialization)
+        "output_notebook_io_manager": ConfigurableLocalOutputNotebookIOManager(
+            base_dir=str(settings.home_dir / "notebooks" / "runs")),
         **monitoring_resources(settings),
         "dbt": DbtCliResource(
             project_dir=str(DBT_PROJECT_DIR),

@@ -88,7 +88,7 @@ class DeltaSlice(MetaDataset):
         return {**super().to_dict(), "profile": json.dumps(self.profile)}
 
 
-def _log_datasets(data: TrainingData, split: TimeSplit) -> None:
+def log_datasets(data: TrainingData, split: TimeSplit) -> None:
     """Training and validation data as MLflow inputs: the Delta table and version they were read
     at, their schema and row count. (MLflow's pandas dataset infers its schema cell by cell:
     seconds per million rows; the schema of a sample is the same.)"""
@@ -124,14 +124,20 @@ def train_candidate(candidate: Candidate, split: TimeSplit, data: TrainingData,
                        Path(folder))
             mlflow.log_artifacts(folder, artifact_path="plots")
         mlflow.log_dict(importance, "feature_importance.json")
-        _log_datasets(data, split)
-        example = x_train.head(5)
-        info = mlflow.sklearn.log_model(
-            model, name="model", serialization_format="skops",
-            skops_trusted_types=TRUSTED_TYPES, pyfunc_predict_fn="predict_proba",
-            signature=infer_signature(example, model.predict_proba(example)),
-            input_example=example, pip_requirements=MODEL_REQUIREMENTS)
+        log_datasets(data, split)
+        info = log_sklearn_model(model, x_train.head(5))
     return CandidateRun(candidate, run.info.run_id, info.model_uri, metrics, model)
+
+
+def log_sklearn_model(model: Pipeline, example: pd.DataFrame) -> Any:
+    """Log a fitted pipeline to the active run the way serving and the gate load it: skops with
+    the trusted types only, probabilities from predict_proba, signature, input example and
+    pinned requirements. Returns MLflow's ModelInfo."""
+    return mlflow.sklearn.log_model(
+        model, name="model", serialization_format="skops",
+        skops_trusted_types=TRUSTED_TYPES, pyfunc_predict_fn="predict_proba",
+        signature=infer_signature(example, model.predict_proba(example)),
+        input_example=example, pip_requirements=MODEL_REQUIREMENTS)
 
 
 def train_candidates(data: TrainingData, settings: TrainingSettings,

@@ -1,0 +1,357 @@
+"""The lake from a notebook or a script: list and read every table the pipeline writes (with
+time travel), query it with SQL, get point-in-time features from Feast, and log experiments to
+the platform's MLflow. Everything reads the same settings as the pipeline (``LAKEHOUSE_HOME``
+and friends), so a notebook sees exactly what the assets wrote::
+
+    from lakehouse_assets import lake
+
+    lake.tables()                                  # every table: layer, rows, version, updated
+    orders = lake.read("silver/orders")            # polars (as_pandas=True: pandas)
+    before = lake.read("silver.orders", version=3)  # or as_of="2026-11-25 06:00" (UTC)
+    lake.history("silver/orders")                  # its commits
+    lake.sql("select count(*) from gold.fct_orders where amount > $floor", floor=50)
+    lake.features(orders, "return_risk_v1", timestamp="order_ts")  # as of each row's time
+
+    data = lake.training_data()                    # the set the pipeline trains on, versioned
+    split = lake.split(data.frame)
+    with lake.experiment_run("my idea", data=data, split=split) as run:
+        model = ...fit(lake.model_input(split.train), lake.labels(split.train))
+        metrics = lake.holdout_metrics(model, split)
+        uri = lake.log_model(model, split)
+    lake.register_challenger(uri, data=data, split=split, metrics=metrics)
+
+Reads go through delta-rs whatever engine wrote the table (Delta is the contract).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import getpass
+import json
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+from deltalake.exceptions import DeltaError
+
+from lakehouse_assets.engine import DeltaEngine, TableNotFoundError
+from lakehouse_assets.settings import LakehouseSettings, get_settings
+from lakehouse_assets.training.dataset import LABEL, TimeSplit, model_input, time_split
+from lakehouse_assets.training.metrics import classification_metrics
+from lakehouse_assets.training.train import TrainingData, log_datasets, log_sklearn_model
+
+__all__ = [
+    "LakeNameError", "TimeTravelError", "experiment_run", "feature_store", "features", "history",
+    "holdout_metrics", "labels", "log_model", "model_input", "read", "register_challenger",
+    "registered_model_metrics",
+    "settings", "split", "sql", "tables", "training_data", "training_set",
+]
+
+
+class LakeNameError(LookupError):
+    """No (or more than one) lake table has the name asked for."""
+
+
+class TimeTravelError(LookupError):
+    """The asked-for version or time of a table cannot be read."""
+
+
+def settings() -> LakehouseSettings:
+    """The platform settings, read from the environment like the pipeline reads them."""
+    return get_settings()
+
+
+def _engine() -> DeltaEngine:
+    return DeltaEngine(settings().lake_root)
+
+
+def _table_names() -> list[str]:
+    from lakehouse_assets.queries.lake_sql import discover_tables
+
+    return discover_tables(settings().lake_root)
+
+
+def resolve(name: str) -> str:
+    """``silver/orders``, ``silver.orders`` or, when only one table has it, ``orders`` ->
+    ``silver/orders``."""
+    known = _table_names()
+    wanted = name.strip().strip("/").replace(".", "/", 1) if "/" not in name else name.strip("/")
+    if wanted in known:
+        return wanted
+    same_name = [t for t in known if t.rsplit("/", 1)[-1] == wanted]
+    if len(same_name) == 1:
+        return same_name[0]
+    if same_name:
+        raise LakeNameError(f"{name!r} is ambiguous: {', '.join(same_name)}; name the layer")
+    if not known:
+        raise LakeNameError(f"no table {name!r}: the lake at {settings().lake_root} is empty "
+                            "(run `lakehouse demo` or materialize the pipeline first)")
+    close = difflib.get_close_matches(wanted, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; lake.tables() lists them"
+    raise LakeNameError(f"no table {name!r} in {settings().lake_root}{hint}")
+
+
+def tables(layer: str | None = None) -> pl.DataFrame:
+    """Every table (of ``layer``): rows, Delta version, last update, files and size, from the
+    Delta logs (no data read)."""
+    from lakehouse_assets.governance.catalog import stats_frame
+
+    names = [t for t in _table_names() if layer is None or t.split("/")[0] == layer]
+    return stats_frame(settings().lake_root, names)
+
+
+def _utc(value: str | date | datetime) -> datetime:
+    """A point in time; naive values are UTC (as every timestamp in the lake is)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    elif not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def history(name: str, limit: int | None = None) -> pl.DataFrame:
+    """The table's commits, newest first: version, time (UTC), operation, and the metadata the
+    writer recorded (e.g. the source versions a training set was built from)."""
+    table = resolve(name)
+    rows = []
+    for commit in _engine().history(table, limit):
+        known = {"version", "timestamp", "operation", "operationParameters", "clientVersion",
+                 "operationMetrics", "readVersion", "isBlindAppend"}
+        extra = {k: v for k, v in commit.items() if k not in known}
+        rows.append({
+            "version": commit.get("version"),
+            "committed_at": datetime.fromtimestamp(commit["timestamp"] / 1000, UTC)
+            .replace(tzinfo=None),
+            "operation": commit.get("operation"),
+            "parameters": json.dumps(commit.get("operationParameters") or {}, default=str),
+            "metadata": json.dumps(extra, default=str),
+        })
+    return pl.DataFrame(rows, schema={"version": pl.Int64, "committed_at": pl.Datetime("us"),
+                                      "operation": pl.String, "parameters": pl.String,
+                                      "metadata": pl.String})
+
+
+def version_as_of(name: str, as_of: str | date | datetime) -> int:
+    """The version that was current at ``as_of``: the newest commit at or before it."""
+    table = resolve(name)
+    moment = _utc(as_of)
+    commits = sorted((c["version"], c["timestamp"]) for c in _engine().history(table))
+    earlier = [v for v, ms in commits if datetime.fromtimestamp(ms / 1000, UTC) <= moment]
+    if not earlier:
+        first = datetime.fromtimestamp(commits[0][1] / 1000, UTC)
+        raise TimeTravelError(f"{table} did not exist at {moment:%Y-%m-%d %H:%M:%S} UTC: its "
+                              f"oldest readable commit (version {commits[0][0]}) is from "
+                              f"{first:%Y-%m-%d %H:%M:%S} UTC")
+    return max(earlier)
+
+
+def read(
+    name: str,
+    *,
+    version: int | None = None,
+    as_of: str | date | datetime | None = None,
+    columns: Sequence[str] | None = None,
+    as_pandas: bool = False,
+) -> pl.DataFrame | pd.DataFrame:
+    """The table's rows: the current version, or ``version``, or the version current at
+    ``as_of`` (time travel); only ``columns`` when given."""
+    table = resolve(name)
+    if version is not None and as_of is not None:
+        raise ValueError("give either version= or as_of=, not both")
+    engine = _engine()
+    if as_of is not None:
+        version = version_as_of(table, as_of)
+    if version is not None:
+        current = engine.version(table)
+        if current is not None and not 0 <= version <= current:
+            raise TimeTravelError(f"{table} has versions 0 to {current}; {version} does not exist")
+    try:
+        frame = engine.read(table, version=version, columns=list(columns) if columns else None)
+    except TableNotFoundError as error:
+        raise LakeNameError(str(error)) from error
+    except (OSError, pa.ArrowException, DeltaError) as error:
+        if version is None:
+            raise
+        retention = settings().time_travel_retention_hours
+        raise TimeTravelError(
+            f"version {version} of {table} is no longer readable: its files or log entries "
+            f"were removed by VACUUM or log cleanup (time travel keeps {retention} h; "
+            f"LAKEHOUSE_TIME_TRAVEL_RETENTION_HOURS): {error}") from error
+    return frame.to_pandas() if as_pandas else frame
+
+
+def sql(query: str, *, as_pandas: bool = False, **params: Any) -> pl.DataFrame | pd.DataFrame:
+    """Run SQL over the lake (every table is ``layer.name``, e.g. ``gold.fct_orders``; the
+    table statistics are ``lakehouse.tables``); ``$name`` parameters from keyword arguments."""
+    from lakehouse_assets.queries.saved import run_lake_sql
+
+    unused = sorted(p for p in params if not re.search(rf"\${re.escape(p)}\b", query))
+    if unused:
+        raise ValueError(f"parameter(s) {unused} are not used in the query (write $name in it)")
+    result = run_lake_sql(settings().lake_root, query, params)
+    return result.to_pandas() if as_pandas else result
+
+
+def feature_store() -> tuple[Any, Any]:
+    """Feast's store of this environment and the platform's feature definitions."""
+    from lakehouse_assets.features.store import feature_store as open_store
+
+    return open_store(settings())
+
+
+def features(
+    entities: pl.DataFrame | pd.DataFrame,
+    names: str | Sequence[str] = "return_risk_v1",
+    *,
+    timestamp: str = "event_timestamp",
+) -> pl.DataFrame:
+    """Point-in-time features from Feast's offline store: for each row of ``entities`` (its
+    join keys, e.g. ``customer_id``, and the time in ``timestamp``) the values as of that time,
+    never later. ``names``: a feature service name, or ``view:feature`` references."""
+    store, definitions = feature_store()
+    frame = entities if isinstance(entities, pl.DataFrame) else pl.from_pandas(entities)
+    if timestamp not in frame.columns:
+        raise ValueError(f"entities lack the time column {timestamp!r} (timestamp=...); "
+                         f"columns: {frame.columns}")
+    if isinstance(names, str):
+        services = {s.name: s for s in (definitions.return_risk_service, definitions.return_risk_v2)}
+        if names not in services:
+            raise LakeNameError(f"no feature service {names!r}; known: {sorted(services)} or "
+                                "'view:feature' references")
+        wanted: Any = services[names]
+    else:
+        wanted = list(names)
+    result = store.get_historical_features(
+        entity_df=frame.rename({timestamp: "event_timestamp"}).to_pandas(), features=wanted,
+    ).to_df()
+    return pl.from_pandas(result).with_columns(
+        pl.col("event_timestamp").dt.replace_time_zone(None)).rename(
+        {"event_timestamp": timestamp})
+
+
+def training_set() -> pl.DataFrame:
+    """A fresh point-in-time training set from Feast over the current tables: every labelled
+    order with the customer, request-time and basket features as of its order time (what the
+    ``training_set`` asset builds, without writing it)."""
+    from lakehouse_assets.features.pipeline import build_training_set
+
+    store, definitions = feature_store()
+    frame, _ = build_training_set(store, _engine(), definitions)
+    return frame
+
+
+def training_data(version: int | None = None) -> TrainingData:
+    """The stored training set (``features/training_set``, the data the pipeline trains and
+    evaluates on) with its Delta version and the source versions it was built from."""
+    from lakehouse_assets.training.challenger import training_data as stored
+
+    data = stored(_engine())
+    if version is None or version == data.version:
+        return data
+    return TrainingData(read("features/training_set", version=version),  # type: ignore[arg-type]
+                        data.path, version, data.source_versions)
+
+
+def split(frame: pl.DataFrame) -> TimeSplit:
+    """The platform's time-based split (holdout share and label window from the settings)."""
+    training = settings().training
+    return time_split(frame, training.holdout_fraction, training.label_window_days)
+
+
+def labels(frame: pl.DataFrame) -> np.ndarray:
+    """The label column as 0/1."""
+    return frame[LABEL].cast(pl.Int64).to_numpy()
+
+
+def _activate() -> str:
+    from lakehouse_assets.resources.mlflow import mlflow_resource
+
+    return mlflow_resource(settings()).activate()
+
+
+@contextlib.contextmanager
+def experiment_run(name: str, *, data: TrainingData | None = None, split: TimeSplit | None = None,
+                   tags: dict[str, str] | None = None) -> Iterator[Any]:
+    """An MLflow run in the platform's experiment (its tracking and artifact store), tagged as
+    interactive work; with ``data`` and ``split``, the training and validation data are logged
+    as inputs (Delta table and version: the lineage a registered model keeps)."""
+    _activate()
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.set_tags({"source": "notebook", "user": getpass.getuser(), **(tags or {})})
+        if data is not None and split is not None:
+            mlflow.set_tag("training_set_version", str(data.version))
+            log_datasets(data, split)
+        yield run
+
+
+def holdout_metrics(model: Any, split: TimeSplit) -> dict[str, float]:
+    """The platform's metrics of a fitted model on the holdout (the gate's decision threshold);
+    logged to the active run, if any."""
+    probabilities = model.predict_proba(model_input(split.holdout))[:, 1]
+    metrics = classification_metrics(labels(split.holdout), probabilities,
+                                     settings().training.decision_threshold)
+    if mlflow.active_run() is not None:
+        mlflow.log_metrics(metrics)
+    return metrics
+
+
+def log_model(model: Any, split: TimeSplit) -> str:
+    """Log a fitted scikit-learn pipeline to the active run the way the platform loads models
+    (skops, trusted types only, probabilities, signature); returns its model URI."""
+    if mlflow.active_run() is None:
+        raise RuntimeError("log_model needs an active run: use `with lake.experiment_run(...)`")
+    return log_sklearn_model(model, model_input(split.train.head(5))).model_uri
+
+
+def registered_model_metrics(split: TimeSplit, *, alias: str = "champion",
+                             version: int | None = None) -> dict[str, float] | None:
+    """The platform's metrics of a registered version (``alias``, or ``version``) on the
+    holdout, loaded the way serving loads it; None when the alias is not set."""
+    from mlflow import MlflowClient
+
+    from lakehouse_assets.registry.promotion import alias_version, score
+
+    config = settings()
+    _activate()
+    if version is None:
+        client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.registry_uri)
+        found = alias_version(client, config.training.model_name, alias)
+        if found is None:
+            return None
+        version = int(found.version)
+    return score(config.training.model_name, version, split.holdout,
+                 config.training.decision_threshold)
+
+
+def register_challenger(model_uri: str, *, data: TrainingData, split: TimeSplit,
+                        metrics: dict[str, float]) -> Any:
+    """Register the model as a new version with the alias ``challenger`` (replacing the current
+    challenger), with its model card and training-data lineage. The next
+    ``return_risk_evaluation`` compares it with the champion; the gate decides."""
+    from mlflow import MlflowClient
+
+    from lakehouse_assets.registry.promotion import register_challenger as register
+    from lakehouse_assets.registry.promotion import require_skops
+
+    config = settings()
+    _activate()
+    require_skops(model_uri)
+    run_id = model_uri.split("/")[1] if model_uri.startswith("runs:/") else \
+        mlflow.models.get_model_info(model_uri).run_id
+    client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.registry_uri)
+    window = split.window()
+    return register(
+        client, _engine(), config.training.model_name, model_uri, run_id,
+        tags={"candidate": client.get_run(run_id).info.run_name or "notebook",
+              "source": "notebook", "training_set": data.path,
+              "training_set_version": str(data.version),
+              "source_delta_versions": json.dumps(data.source_versions, sort_keys=True),
+              **{f"window_{k}": v for k, v in window.items()}},
+        window=window, metrics=metrics, actor=f"notebook ({getpass.getuser()})")
