@@ -338,6 +338,79 @@ def dashboards(host: str, port: int | None) -> None:
     serve_dashboards(settings.lake_root, host, port)
 
 
+def _call_service(settings: LakehouseSettings, method: str, path: str,
+                  body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """A call to the running scoring service (monitoring.serving_url, the serving token);
+    None when it is not reachable."""
+    import httpx
+
+    token = settings.serving.token
+    headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+    try:
+        response = httpx.request(method, f"{settings.monitoring.serving_url}{path}", json=body,
+                                 headers=headers, timeout=30)
+    except httpx.TransportError:
+        return None
+    if response.status_code >= 400:
+        detail = response.json().get("detail", response.text) if response.headers.get(
+            "content-type", "").startswith("application/json") else response.text
+        raise click.ClickException(f"{method} {path}: {response.status_code} {detail}")
+    return response.json()
+
+
+@main.command()
+@click.argument("mode", type=click.Choice(["champion", "shadow", "canary"]))
+@click.option("--share", type=click.FloatRange(0, 1), default=None,
+              help="canary: share of customers the challenger answers (sticky per customer)")
+def rollout(mode: str, share: float | None) -> None:
+    """Set how the challenger takes part in the running service: champion (not at all), shadow
+    (scores every request, the champion answers) or canary (answers --share of customers). No
+    restart; the service's LAKEHOUSE_SERVING__ROLLOUT is where it starts."""
+    settings = _settings()
+    if mode == "canary" and share is None:
+        raise click.UsageError("canary needs --share (e.g. --share 0.1)")
+    state = _call_service(settings, "PUT", "/v1/rollout",
+                          {"mode": mode, "canary_share": share or 0.0})
+    if state is None:
+        raise click.ClickException(f"the scoring service at {settings.monitoring.serving_url} is "
+                                   "not reachable (LAKEHOUSE_MONITORING__SERVING_URL)")
+    console.print(f"rollout {state['mode']} (canary share {state['canary_share']}): champion "
+                  f"v{state['champion_version']}, challenger v{state['challenger_version']}")
+    if state["challenger_version"] is None and mode != "champion":
+        console.print("[yellow]no challenger is loaded: the champion answers everything[/yellow]")
+
+
+@main.command(name="rollback")
+@click.option("--to", "to_version", type=click.IntRange(min=1), default=None,
+              help="the version to serve (default: the previous champion)")
+@click.option("--reason", default="manual rollback", show_default=True,
+              help="recorded in the alias history and on the replaced version")
+def rollback_command(to_version: int | None, reason: str) -> None:
+    """Move the champion alias back to the previous champion (recorded in ml/alias_history, the
+    replaced version tagged rolled_back) and have the running service load it now."""
+    import getpass
+
+    from lakehouse_assets.engine import DeltaEngine
+    from lakehouse_assets.registry.promotion import RollbackError, UntrustedModelError, rollback
+    from lakehouse_assets.resources.mlflow import mlflow_resource
+
+    settings = _settings()
+    registry = mlflow_resource(settings)
+    registry.activate()
+    try:
+        old, new = rollback(registry.client(), DeltaEngine(settings.lake_root), registry.model_name,
+                            f"lakehouse rollback ({getpass.getuser()})", reason, to_version)
+    except (RollbackError, UntrustedModelError) as error:
+        raise click.ClickException(str(error)) from error
+    console.print(f"{registry.model_name}: champion version {old} -> {new} ({reason})")
+    reloaded = _call_service(settings, "POST", "/v1/reload")
+    if reloaded is None:
+        console.print(f"the scoring service at {settings.monitoring.serving_url} is not reachable;"
+                      f" a running one follows within {settings.serving.reload_seconds:g} s")
+    else:
+        console.print(f"the scoring service now serves version {reloaded['model_version']}")
+
+
 @main.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="bind address; another than loopback needs LAKEHOUSE_NOTEBOOK_TOKEN")

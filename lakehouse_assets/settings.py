@@ -94,6 +94,10 @@ class TrainingSettings(BaseModel):
     calibration_tolerance: float = Field(
         default=0.05, ge=0, description="guard: calibration error may rise at most this much"
     )
+    min_online_requests: int = Field(
+        default=0, ge=0,
+        description="live requests the challenger must have scored in shadow or canary before "
+        "the gate lets it replace a champion (0: not required)")
 
 
 class ServingSettings(BaseModel):
@@ -117,6 +121,14 @@ class ServingSettings(BaseModel):
     log_flush_seconds: float = Field(
         default=1.0, gt=0, description="inference log: the longest a prediction waits for its commit"
     )
+    rollout: Literal["champion", "shadow", "canary"] = Field(
+        default="champion",
+        description="how the registry's challenger takes part: not at all; shadow (scores every "
+        "request, only the champion answers); canary (answers canary_share of customers). "
+        "Changed at run time with PUT /v1/rollout (`lakehouse rollout`)")
+    canary_share: float = Field(default=0.0, ge=0, le=1,
+                                description="share of customers the challenger answers in canary "
+                                "mode; sticky per customer")
 
 
 class MonitoringSettings(BaseModel):

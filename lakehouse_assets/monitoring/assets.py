@@ -19,7 +19,11 @@ from dagster import (
 from lakehouse_assets.metadata import OWNERS
 from lakehouse_assets.monitoring import monitors
 from lakehouse_assets.monitoring.monitors import Champion, MonitorOutcome
+from lakehouse_assets.monitoring.online import ONLINE_TABLE
+from lakehouse_assets.monitoring.online import online_comparison as compare_online
 from lakehouse_assets.monitoring.tables import DRIFT_TABLE, HEALTH_TABLE, QUALITY_TABLE
+from lakehouse_assets.registry.promotion import CHALLENGER, alias_version
+from lakehouse_assets.registry.promotion import CHAMPION as CHAMPION_ALIAS
 from lakehouse_assets.resources import LakeResource
 from lakehouse_assets.resources.mlflow import MlflowResource
 from lakehouse_assets.resources.monitoring import AlertNotifier, MonitoringResource
@@ -127,7 +131,32 @@ def system_health(context: AssetExecutionContext, lake: LakeResource,
                        "serving latency / error objectives")
 
 
+@asset(group_name="monitoring", kinds={"delta"}, owners=OWNERS,
+       deps=[INFERENCE_LOG, CHAMPION, AssetKey("fct_orders")], metadata={"table": ONLINE_TABLE},
+       check_specs=[_spec("challenger_not_worse_online", "online_comparison",
+                          "On live orders whose label is known, the challenger's ROC AUC is not "
+                          "significantly below the champion's (95% interval of the difference "
+                          "not entirely below zero).")],
+       description="Champion vs challenger on the live traffic both scored (service rollout "
+       "shadow or canary): agreement rate, score distributions and, once labels arrive, ROC AUC "
+       "of each on the same orders with bootstrap intervals; to lake/monitoring/online_comparison."
+       " The promotion gate counts this evidence (training.min_online_requests).")
+def online_comparison(context: AssetExecutionContext, lake: LakeResource, mlflow: MlflowResource,
+                      monitoring: MonitoringResource, alerts: AlertNotifier):
+    client = mlflow.client()
+    champion, challenger = (alias_version(client, mlflow.model_name, alias)
+                            for alias in (CHAMPION_ALIAS, CHALLENGER))
+    outcome = compare_online(
+        lake.engine(), int(champion.version) if champion else None,
+        int(challenger.version) if challenger else None, mlflow.training.decision_threshold,
+        monitoring.settings.min_labelled_rows)
+    context.log.info(outcome.note)
+    yield from _report(context, "challenger_not_worse_online", outcome, alerts,
+                       "champion vs challenger on live traffic")
+
+
 # checks whose failure is a signal for the sensors and alerts (drift, decay), not a broken run
 MONITORING_CHECKS = {"no_dataset_drift", "no_prediction_drift", "quality_above_floor",
-                     "serving_within_objectives"}
-MONITORING_ASSETS: list[Any] = [INFERENCE_LOG, feature_drift, prediction_drift, model_quality, system_health]
+                     "serving_within_objectives", "challenger_not_worse_online"}
+MONITORING_ASSETS: list[Any] = [INFERENCE_LOG, feature_drift, prediction_drift, model_quality,
+                                system_health, online_comparison]

@@ -10,6 +10,7 @@ archived; each version carries a model card.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -183,8 +184,8 @@ class Evaluation:
 
     @property
     def gate_passed(self) -> bool:
-        """The gate blocks only a challenger that is not good enough."""
-        return self.decision != "keep"
+        """The gate blocks a challenger that is not good enough, or not yet proven online."""
+        return self.decision not in ("keep", "awaiting_evidence")
 
     def row(self) -> dict[str, Any]:
         values = asdict(self)
@@ -235,8 +236,11 @@ def score(name: str, version: int, holdout: pl.DataFrame, threshold: float) -> d
 
 
 def evaluate(client: MlflowClient, name: str, split: TimeSplit,
-             settings: TrainingSettings) -> Evaluation:
-    """Champion and challenger on the same, most recent holdout, and the gate's decision."""
+             settings: TrainingSettings, online_requests: int = 0) -> Evaluation:
+    """Champion and challenger on the same, most recent holdout, and the gate's decision. With
+    ``settings.min_online_requests``, a challenger that passes offline also needs that many
+    live requests scored in shadow or canary (``online_requests``) before it replaces a
+    champion."""
     challenger, champion = alias_version(client, name, CHALLENGER), alias_version(client, name,
                                                                                  CHAMPION)
     holdout = split.holdout
@@ -254,6 +258,12 @@ def evaluate(client: MlflowClient, name: str, split: TimeSplit,
                           challenger_metrics=new, champion_metrics=new)
     old = score(name, int(champion.version), holdout, settings.decision_threshold)
     promote, reason = gate(old, new, settings)
+    if promote and online_requests < settings.min_online_requests:
+        return Evaluation(**base, decision="awaiting_evidence",
+                          reason=f"{reason}; but only {online_requests} of the "
+                          f"{settings.min_online_requests} live requests in shadow or canary "
+                          "the gate requires (training.min_online_requests)",
+                          challenger_metrics=new, champion_metrics=old)
     return Evaluation(**base, decision="promote" if promote else "keep", reason=reason,
                       challenger_metrics=new, champion_metrics=old)
 
@@ -299,3 +309,52 @@ def archive_others(client: MlflowClient, name: str) -> list[int]:
         if wanted == "archived":
             archived.append(number)
     return sorted(archived)
+
+
+class RollbackError(ValueError):
+    """The champion cannot be rolled back as asked (the message says why)."""
+
+
+ROLLED_BACK_TAG = "rolled_back"
+
+
+def rollback_target(client: MlflowClient, engine: LakeEngine, name: str, current: int) -> int:
+    """The champion before the current one: the newest earlier champion in the alias history
+    that was not itself rolled back."""
+    history = (engine.read(ALIAS_HISTORY_TABLE).filter(
+        (pl.col("model_name") == name) & (pl.col("alias") == CHAMPION)
+        & pl.col("to_version").is_not_null()).sort("changed_at")
+        if engine.version(ALIAS_HISTORY_TABLE) is not None else pl.DataFrame())
+    rolled_back = {int(v.version) for v in client.search_model_versions(f"name = '{name}'")
+                   if ROLLED_BACK_TAG in v.tags}
+    for version in reversed(history["to_version"].to_list() if history.height else []):
+        if version != current and version not in rolled_back:
+            return int(version)
+    raise RollbackError(f"{name} has had no champion before version {current} to roll back to "
+                        "(see ml/alias_history); name one with --to")
+
+
+def rollback(client: MlflowClient, engine: LakeEngine, name: str, actor: str, reason: str,
+             to_version: int | None = None) -> tuple[int, int]:
+    """Move ``champion`` back to the previous champion (or ``to_version``), recorded in the alias
+    history; the replaced version is tagged rolled back. Returns (from, to)."""
+    found = alias_version(client, name, CHAMPION)
+    if found is None:
+        raise RollbackError(f"{name} has no champion to roll back")
+    current = int(found.version)
+    target = to_version if to_version is not None else rollback_target(client, engine, name,
+                                                                        current)
+    if target == current:
+        raise RollbackError(f"version {target} is already the champion")
+    try:
+        client.get_model_version(name, str(target))
+    except MlflowException as error:
+        raise RollbackError(f"{name} has no version {target}") from error
+    require_skops(f"models:/{name}/{target}")  # the service would refuse to load it
+    client.set_model_version_tag(name, str(current), ROLLED_BACK_TAG, reason)
+    with contextlib.suppress(MlflowException):  # rolling forward again to a rolled-back one
+        client.delete_model_version_tag(name, str(target), ROLLED_BACK_TAG)
+    move_alias(client, engine, name, CHAMPION, target, actor,
+               f"rollback from version {current}: {reason}")
+    archive_others(client, name)
+    return current, target

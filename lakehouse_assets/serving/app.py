@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -37,8 +37,10 @@ from lakehouse_assets.serving.schemas import (
     Order,
     Prediction,
     Problem,
+    RolloutChange,
+    RolloutState,
 )
-from lakehouse_assets.serving.scoring import ChampionModel, OrderFeatures
+from lakehouse_assets.serving.scoring import ROLLOUT_MODES, AliasedModel, OrderFeatures, Rollout
 from lakehouse_assets.settings import ServingSettings, is_loopback
 
 log = logging.getLogger(__name__)
@@ -71,34 +73,77 @@ class Metrics:
         self.model_version = Gauge("lakehouse_serving_model_version",
                                    "registry version of the model serving requests",
                                    ["model_name"], registry=self.registry)
+        self.challenger_version = Gauge(
+            "lakehouse_serving_challenger_version",
+            "registry version of the loaded challenger (0: none)", ["model_name"],
+            registry=self.registry)
+        self.rollout_mode = Gauge("lakehouse_serving_rollout_mode",
+                                  "1 for the active rollout mode (champion, shadow, canary)",
+                                  ["mode"], registry=self.registry)
+        self.canary_share = Gauge("lakehouse_serving_canary_share",
+                                  "share of customers the challenger answers in canary mode",
+                                  registry=self.registry)
+        self.answers = Counter("lakehouse_serving_answers", "orders answered, by which model",
+                               ["served_by"], registry=self.registry)
+        self.shadow_scores = Counter("lakehouse_serving_shadow_scores",
+                                     "orders scored by the model that did not answer",
+                                     registry=self.registry)
+
+    def show(self, champion: AliasedModel, challenger: AliasedModel, rollout: Rollout) -> None:
+        """The loaded versions and the rollout, as gauges."""
+        if champion.current:
+            self.model_version.labels(champion.name).set(champion.current.version)
+        self.challenger_version.labels(challenger.name).set(
+            challenger.current.version if challenger.current else 0)
+        for mode in ROLLOUT_MODES:
+            self.rollout_mode.labels(mode).set(1 if mode == rollout.mode else 0)
+        self.canary_share.set(rollout.canary_share)
 
 
-def create_app(settings: ServingSettings, champion: ChampionModel,
-               features: Callable[[], OrderFeatures], engine: LakeEngine) -> FastAPI:
-    """``features`` opens the online store (at start, in the server process)."""
+def create_app(settings: ServingSettings, champion: AliasedModel,
+               features: Callable[[], OrderFeatures], engine: LakeEngine,
+               challenger: AliasedModel | None = None) -> FastAPI:
+    """``features`` opens the online store (at start, in the server process). ``challenger``
+    (the registry's ``challenger`` alias) takes part as the rollout setting says."""
     metrics = Metrics()
     state: dict[str, Any] = {}
+    challenger = challenger or AliasedModel(champion.client, champion.name, "challenger")
+    state["rollout"] = Rollout(settings.rollout, settings.canary_share)
 
-    async def poll_champion() -> None:
+    def refresh_models() -> bool:
+        """Both aliases; a failure of one leaves the other (and the loaded versions) serving."""
+        changed = False
+        for model in (champion, challenger):
+            try:
+                changed = model.refresh() or changed
+            except UntrustedModelError:
+                raise
+            except Exception:
+                log.exception("%s reload failed; still serving the loaded version", model.alias)
+        metrics.show(champion, challenger, state["rollout"])
+        return changed
+
+    async def poll_models() -> None:
         while True:
             await asyncio.sleep(settings.reload_seconds)
             try:
-                if await asyncio.to_thread(champion.refresh):
-                    loaded = champion.current
-                    metrics.model_version.labels(loaded.name).set(loaded.version)  # type: ignore[union-attr]
+                await asyncio.to_thread(refresh_models)
             except Exception:
-                log.exception("champion reload failed; still serving the loaded version")
+                log.exception("model reload failed; still serving the loaded versions")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         champion.refresh()
-        if champion.current:
-            metrics.model_version.labels(champion.name).set(champion.current.version)
+        try:
+            challenger.refresh()
+        except UntrustedModelError:
+            log.exception("challenger refused; serving without it")
+        metrics.show(champion, challenger, state["rollout"])
         state["features"] = features()
         state["log"] = InferenceLog(engine, settings.log_flush_seconds)
         state["batcher"] = MicroBatcher(score_orders, settings.batch_window_ms / 1000,
                                         max_items=settings.max_batch)
-        poller = asyncio.create_task(poll_champion())
+        poller = asyncio.create_task(poll_models())
         # Everything loaded so far (libraries, model, store) lives as long as the process: keep
         # it out of the garbage collector's full passes, which otherwise stall requests.
         gc.collect()
@@ -134,15 +179,20 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
         return response
 
     def score_orders(orders: list[Order]) -> list[tuple[Any, ...] | str]:
-        """Lookup and scoring of the orders of every request in the batch: one model call."""
-        model = champion.current
+        """Lookup and scoring of the orders of every request in the batch: one call per model.
+        Per order: (features, product features, champion score, challenger score or None)."""
+        model, other, rollout = champion.current, challenger.current, state["rollout"]
         if model is None:  # every request of the batch gets the 503
             raise HTTPException(503, f"no {champion.name}@champion in the registry yet")
+        if rollout.mode == "champion" or other is None or other.version == model.version:
+            other = None
         found = state["features"].lookup(orders)
-        known = [f for f in found if not isinstance(f, str)]
-        probabilities = iter(model.predict([row for row, _ in known]) if known else [])
-        return [f if isinstance(f, str) else (*f, float(next(probabilities)), model)
-                for f in found]
+        rows = [f[0] for f in found if not isinstance(f, str)]
+        scores = iter(model.predict(rows) if rows else [])
+        shadow = iter(other.predict(rows) if rows and other else [])
+        return [f if isinstance(f, str) else
+                (*f, (model, float(next(scores))),
+                 (other, float(next(shadow))) if other else None) for f in found]
 
     async def predict_orders(orders: list[Order], endpoint: str) -> list[Prediction]:
         started = time.perf_counter()
@@ -156,15 +206,25 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
             raise HTTPException(404, problem)
         now = datetime.now(UTC).replace(tzinfo=None)
         latency_ms = (time.perf_counter() - started) * 1000
-        predictions, logged = [], []
-        for order, (row, product, p, model) in zip(orders, results, strict=True):
+        predictions, logged, rollout = [], [], state["rollout"]
+        for order, (row, product, first, second) in zip(orders, results, strict=True):
             request_id = order.request_id or uuid.uuid4().hex
+            by_challenger = second is not None and rollout.challenger_answers(order.customer_id)
+            served_by: Literal["champion", "challenger"] = \
+                "challenger" if by_challenger else "champion"
+            model, p = second if by_challenger else first  # type: ignore[misc]
             predictions.append(Prediction(
                 request_id=request_id, return_probability=p, model_name=model.name,
-                model_version=model.version, features=row,
+                model_version=model.version, served_by=served_by, features=row,
                 product_features={str(k): v for k, v in product.items()}))
             logged.append(record(request_id, now, endpoint, model.name, model.version,
-                                 order.model_dump(), row, product, p, latency_ms))
+                                 order.model_dump(), row, product, p, latency_ms,
+                                 rollout=rollout.mode, served_by=served_by,
+                                 champion=(first[0].version, first[1]),
+                                 challenger=(second[0].version, second[1]) if second else None))
+            metrics.answers.labels(served_by).inc()
+            if second is not None:
+                metrics.shadow_scores.inc()
         state["log"].append(logged)
         metrics.predictions.inc(len(predictions))
         return predictions
@@ -188,13 +248,32 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
               summary="Load the champion now if its alias moved")
     async def reload() -> dict[str, Any]:
         try:
-            changed = await asyncio.to_thread(champion.refresh)
+            changed = await asyncio.to_thread(refresh_models)
         except UntrustedModelError as refused:  # the loaded version keeps serving
             raise HTTPException(409, str(refused)) from refused
-        if champion.current:
-            metrics.model_version.labels(champion.name).set(champion.current.version)
         return {"changed": changed,
-                "model_version": champion.current.version if champion.current else None}
+                "model_version": champion.current.version if champion.current else None,
+                "challenger_version": challenger.current.version if challenger.current else None}
+
+    def rollout_state() -> RolloutState:
+        rollout = state["rollout"]
+        return RolloutState(mode=rollout.mode, canary_share=rollout.canary_share,
+                            champion_version=champion.current.version if champion.current
+                            else None,
+                            challenger_version=challenger.current.version if challenger.current
+                            else None)
+
+    @app.get("/v1/rollout", response_model=RolloutState, summary="How the challenger takes part")
+    async def get_rollout() -> RolloutState:
+        return rollout_state()
+
+    @app.put("/v1/rollout", response_model=RolloutState, dependencies=[Depends(authorized)],
+             responses=ERRORS, summary="Change the rollout mode or canary share (no restart)")
+    async def put_rollout(change: RolloutChange) -> RolloutState:
+        state["rollout"] = Rollout(change.mode, change.canary_share)  # one swap: no mixed state
+        metrics.show(champion, challenger, state["rollout"])
+        log.info("rollout: %s, canary share %s", change.mode, change.canary_share)
+        return rollout_state()
 
     @app.get("/health", summary="The process is up")
     async def health() -> dict[str, str]:
@@ -213,6 +292,7 @@ def create_app(settings: ServingSettings, champion: ChampionModel,
         ok = checks["model"] and checks["online_store"] is True
         if champion.current:
             checks["model_version"] = champion.current.version
+        checks["rollout"] = rollout_state().model_dump()
         response.status_code = 200 if ok else 503
         return {"ready": ok, **checks}
 

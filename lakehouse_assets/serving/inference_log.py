@@ -24,6 +24,10 @@ SCHEMA = pl.Schema({
     **{name: pl.Float64() for name in NUMERIC_FEATURES},
     **{name: pl.String() for name in CATEGORICAL_FEATURES},
     "return_probability": pl.Float64(), "latency_ms": pl.Float64(),
+    # the rollout: which alias answered, and both models' scores when the challenger took part
+    "rollout": pl.String(), "served_by": pl.String(),
+    "champion_version": pl.Int64(), "champion_probability": pl.Float64(),
+    "challenger_version": pl.Int64(), "challenger_probability": pl.Float64(),
 })
 log = logging.getLogger(__name__)
 
@@ -31,15 +35,23 @@ log = logging.getLogger(__name__)
 def record(request_id: str, served_at: datetime, endpoint: str, model_name: str,
            model_version: int, request: dict[str, Any], features: dict[str, Any],
            product_features: dict[int, dict[str, Any]], probability: float,
-           latency_ms: float) -> dict[str, Any]:
-    """One row of the log: ids, the raw request, every model input, the prediction."""
+           latency_ms: float, *, rollout: str = "champion", served_by: str = "champion",
+           champion: tuple[int, float] | None = None,
+           challenger: tuple[int, float] | None = None) -> dict[str, Any]:
+    """One row of the log: ids, the raw request, every model input, the prediction that was
+    returned, and (shadow or canary) both aliases' versions and scores."""
+    champion = champion or (model_version, probability)
     return {"request_id": request_id, "served_at": served_at, "endpoint": endpoint,
             "model_name": model_name, "model_version": model_version,
             "customer_id": request["customer_id"], "order_id": request.get("order_id"),
             "request": json.dumps(request),
             "product_features": json.dumps(product_features, default=str),
             **{name: features.get(name) for name in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)},
-            "return_probability": probability, "latency_ms": latency_ms}
+            "return_probability": probability, "latency_ms": latency_ms,
+            "rollout": rollout, "served_by": served_by,
+            "champion_version": champion[0], "champion_probability": champion[1],
+            "challenger_version": challenger[0] if challenger else None,
+            "challenger_probability": challenger[1] if challenger else None}
 
 
 class InferenceLog:
@@ -52,6 +64,8 @@ class InferenceLog:
         self._pending: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self.rows_written = self.commits = 0
+        if engine.exists(INFERENCE_LOG_TABLE):  # a log written before a column existed gains it
+            engine.ensure_table(INFERENCE_LOG_TABLE, pl.DataFrame(schema=SCHEMA).to_arrow().schema)
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         self._thread.start()
 

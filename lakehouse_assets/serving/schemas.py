@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_ITEMS = 50  # order lines per order (settings: serving.max_items, enforced at request time)
@@ -42,7 +44,10 @@ class Prediction(BaseModel):
     return_probability: float = Field(description="probability that the order is returned "
                                       "within 30 days")
     model_name: str = Field(description="registered model that scored the order")
-    model_version: int = Field(description="its registry version (the champion at the time)")
+    model_version: int = Field(description="its registry version")
+    served_by: Literal["champion", "challenger"] = Field(
+        default="champion", description="which alias answered: the challenger only for canary "
+        "customers in canary mode")
     features: dict[str, float | str | None] = Field(
         description="the model's input: request values, customer features looked up online and "
         "request-time features")
@@ -59,6 +64,24 @@ class BatchRequest(BaseModel):
 
 class BatchPrediction(BaseModel):
     predictions: list[Prediction] = Field(description="one per order, in request order")
+
+
+class RolloutChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["champion", "shadow", "canary"] = Field(
+        description="champion: only the champion scores; shadow: the challenger scores every "
+        "request too and both scores are logged, the champion answers; canary: the challenger "
+        "answers canary_share of the customers (always the same ones), the champion the rest")
+    canary_share: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False,
+                                description="share of customers the challenger answers in canary "
+                                "mode (0..1)")
+
+
+class RolloutState(RolloutChange):
+    champion_version: int | None = Field(description="the loaded champion version")
+    challenger_version: int | None = Field(
+        description="the loaded challenger version (none: the champion answers everything)")
 
 
 class Problem(BaseModel):

@@ -3,6 +3,7 @@ and the model input built from them exactly as in training."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -40,35 +41,80 @@ class LoadedModel:
         return self.model.predict_proba(frame)[:, 1]
 
 
-class ChampionModel:
-    """Holds the champion; ``refresh`` loads a new version beside the old one and swaps the
-    reference only when it is ready, so requests never see a half-loaded model."""
+class AliasedModel:
+    """The version an alias of the registered model points to. ``refresh`` loads a new version
+    beside the old one and swaps the reference only when it is ready, so requests never see a
+    half-loaded model. The champion keeps serving if its alias disappears; the challenger is
+    dropped when its alias is removed (it was promoted or withdrawn)."""
 
-    def __init__(self, client: MlflowClient, name: str):
-        self.client, self.name = client, name
+    def __init__(self, client: MlflowClient, name: str, alias: str = CHAMPION):
+        self.client, self.name, self.alias = client, name, alias
         self.current: LoadedModel | None = None
         self._lock = threading.Lock()
 
-    def champion_version(self) -> int | None:
+    def alias_version(self) -> int | None:
         try:
-            return int(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
+            return int(self.client.get_model_version_by_alias(self.name, self.alias).version)
         except mlflow.exceptions.MlflowException:
             return None
 
     def refresh(self) -> bool:
-        """Load the champion if the alias moved; returns whether the model changed."""
+        """Load the aliased version if the alias moved; returns whether the model changed."""
         with self._lock:
-            version = self.champion_version()
-            if version is None or (self.current and self.current.version == version):
+            version = self.alias_version()
+            if version is None:
+                if self.alias == CHAMPION or self.current is None:
+                    return False
+                log.info("%s %s: version %s unloaded (alias removed)", self.alias, self.name,
+                         self.current.version)
+                self.current = None
+                return True
+            if self.current and self.current.version == version:
                 return False
             uri = f"models:/{self.name}/{version}"
             require_skops(uri)  # never unpickle: a refused version leaves the old one serving
             model = mlflow.sklearn.load_model(uri)
             old = self.current.version if self.current else None
             self.current = LoadedModel(self.name, version, model, fast_scorer(model))
-            log.info("champion %s: version %s -> %s (%s)", self.name, old, version,
+            log.info("%s %s: version %s -> %s (%s)", self.alias, self.name, old, version,
                      "numpy path" if self.current.compiled else "pipeline")
             return True
+
+
+class ChampionModel(AliasedModel):
+    """The champion: the model that answers requests."""
+
+    def __init__(self, client: MlflowClient, name: str):
+        super().__init__(client, name, CHAMPION)
+
+
+ROLLOUT_MODES = ("champion", "shadow", "canary")
+
+
+def canary_bucket(customer_id: int) -> float:
+    """A customer's fixed place in [0, 1): the canary takes the customers below its share, so a
+    customer always gets the same model, and raising the share only adds customers."""
+    digest = hashlib.blake2b(str(customer_id).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass
+class Rollout:
+    """How the challenger takes part: ``champion`` (not at all), ``shadow`` (scores every
+    request; only the champion answers) or ``canary`` (answers ``canary_share`` of customers,
+    sticky; the champion scores those requests too, in the shadow)."""
+
+    mode: str = "champion"
+    canary_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ROLLOUT_MODES:
+            raise ValueError(f"rollout mode {self.mode!r}: use one of {', '.join(ROLLOUT_MODES)}")
+        if not 0 <= self.canary_share <= 1:
+            raise ValueError(f"canary_share {self.canary_share} is not between 0 and 1")
+
+    def challenger_answers(self, customer_id: int) -> bool:
+        return self.mode == "canary" and canary_bucket(customer_id) < self.canary_share
 
 
 # keys of a lookup row that come from the request: a row with nothing else is an unknown customer

@@ -17,6 +17,7 @@ from dagster import (
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.metadata import OWNERS
+from lakehouse_assets.monitoring.online import online_evidence
 from lakehouse_assets.registry.promotion import (
     ALIAS_HISTORY_TABLE,
     CHALLENGER,
@@ -77,9 +78,12 @@ def return_risk_evaluation(context: AssetExecutionContext, lake: LakeResource,
     engine = lake.engine()
     mlflow.activate()
     data = training_data(engine)
+    challenger = alias_version(mlflow.client(), mlflow.model_name, CHALLENGER)
+    online = online_evidence(engine, int(challenger.version)) if challenger else 0
     try:
         split = time_split(data.frame, settings.holdout_fraction, settings.label_window_days)
-        evaluation = evaluate(mlflow.client(), mlflow.model_name, split, settings)
+        evaluation = evaluate(mlflow.client(), mlflow.model_name, split, settings,
+                              online_requests=online)
     except NotEnoughData as reason:
         evaluation = Evaluation(mlflow.model_name, None, None, "deferred", str(reason))
     record_evaluation(engine, evaluation)
@@ -89,6 +93,7 @@ def return_risk_evaluation(context: AssetExecutionContext, lake: LakeResource,
         "challenger_version": evaluation.challenger_version or -1,
         "champion_version": evaluation.champion_version or -1,
         "holdout_rows": evaluation.holdout_rows,
+        "online_requests": online,
         "challenger_metrics": MetadataValue.json(evaluation.challenger_metrics),
         "champion_metrics": MetadataValue.json(evaluation.champion_metrics),
     })

@@ -54,12 +54,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare_home(home: Path) -> LakehouseSettings:
-    """Gold feature tables, a filled online store and a champion model."""
+def prepare_home(home: Path, entities: int = 30) -> LakehouseSettings:
+    """Gold feature tables (``entities`` customers and products), a filled online store and a
+    champion model."""
     settings = LakehouseSettings(home=home)
     settings.ensure_dirs()
     store, definitions = feature_store(settings)
-    write_gold_features(settings.lake_root, definitions)
+    write_gold_features(settings.lake_root, definitions, entities=entities)
     store.apply(definitions.all())
     engine = DeltaEngine(settings.lake_root)
     materialize_online(store, engine, definitions)

@@ -160,7 +160,8 @@ def test_champion_moves_without_failed_requests_and_the_log_keeps_every_request(
                    int(version), "test", "reload test")
         with service.client() as client:
             reloaded = client.post("/v1/reload").json()
-        assert reloaded == {"changed": True, "model_version": int(version)}
+        assert reloaded == {"changed": True, "model_version": int(version),
+                            "challenger_version": None}
         wait_for(len(sent) + 20)
     finally:
         stop.set()
