@@ -17,84 +17,18 @@ import argparse
 import asyncio
 import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
-from common import percentiles
+from common import CLIENTS, closed_loop, free_port, open_loop, percentiles, start, stop
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.serving.schemas import Order
 from lakehouse_assets.serving.scoring import OrderFeatures
 from lakehouse_assets.settings import LakehouseSettings, disable_telemetry
-
-CLIENTS = 8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(command: list[str], env: dict[str, str], ready_url: str) -> subprocess.Popen:
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{command[:4]} exited with {process.returncode}")
-        try:
-            if httpx.get(ready_url, timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(ready_url)
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=60)
-
-
-async def closed_loop(call, bodies: list[dict]) -> tuple[float, list[float]]:
-    """CLIENTS workers take the next body as soon as their last call returns."""
-    queue = list(reversed(bodies))
-    latencies: list[float] = []
-
-    async def worker() -> None:
-        while queue:
-            body = queue.pop()
-            started = time.perf_counter()
-            await call(body)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
-    return len(bodies) / (time.perf_counter() - started), latencies
-
-
-async def open_loop(call, bodies: list[dict], rate: float) -> tuple[float, list[float]]:
-    """Requests start on a fixed schedule (rate per second), whatever the replies do."""
-    latencies: list[float] = []
-    limit = asyncio.Semaphore(CLIENTS * 8)
-
-    async def one(body: dict, at: float) -> None:
-        await asyncio.sleep(max(0.0, at - time.perf_counter()))
-        async with limit:
-            started = time.perf_counter()
-            await call(body)
-            latencies.append(time.perf_counter() - started)
-
-    begin = time.perf_counter() + 0.1
-    await asyncio.gather(*(one(b, begin + i / rate) for i, b in enumerate(bodies)))
-    return len(bodies) / (time.perf_counter() - begin), latencies
 
 
 def main() -> None:

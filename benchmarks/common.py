@@ -1,9 +1,17 @@
 """Helpers the benchmark scripts share (run as `python benchmarks/<name>.py`, so this folder is on
 the import path)."""
 
+import asyncio
 import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
+
+import httpx
 
 
 def in_child(target: Callable[..., None], *args: Any) -> Any:
@@ -22,3 +30,67 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     """p50 and p99 in milliseconds of durations in seconds."""
     ordered = sorted(samples)
     return ordered[len(ordered) // 2] * 1e3, ordered[int(len(ordered) * 0.99)] * 1e3
+
+
+CLIENTS = 8
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(command: list[str], env: dict[str, str], ready_url: str) -> subprocess.Popen:
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{command[:4]} exited with {process.returncode}")
+        try:
+            if httpx.get(ready_url, timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(ready_url)
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=60)
+
+
+async def closed_loop(call, bodies: list[dict]) -> tuple[float, list[float]]:
+    """CLIENTS workers take the next body as soon as their last call returns."""
+    queue = list(reversed(bodies))
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        while queue:
+            body = queue.pop()
+            started = time.perf_counter()
+            await call(body)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+    return len(bodies) / (time.perf_counter() - started), latencies
+
+
+async def open_loop(call, bodies: list[dict], rate: float) -> tuple[float, list[float]]:
+    """Requests start on a fixed schedule (rate per second), whatever the replies do."""
+    latencies: list[float] = []
+    limit = asyncio.Semaphore(CLIENTS * 8)
+
+    async def one(body: dict, at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        async with limit:
+            started = time.perf_counter()
+            await call(body)
+            latencies.append(time.perf_counter() - started)
+
+    begin = time.perf_counter() + 0.1
+    await asyncio.gather(*(one(b, begin + i / rate) for i, b in enumerate(bodies)))
+    return len(bodies) / (time.perf_counter() - begin), latencies

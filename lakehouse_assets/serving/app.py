@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -179,20 +179,29 @@ def create_app(settings: ServingSettings, champion: AliasedModel,
         return response
 
     def score_orders(orders: list[Order]) -> list[tuple[Any, ...] | str]:
-        """Lookup and scoring of the orders of every request in the batch: one call per model.
-        Per order: (features, product features, champion score, challenger score or None)."""
+        """Lookup and scoring of the orders of every request in the batch: one call per model
+        that answers. Per order: (features, product features, the answering alias, its model,
+        its score, the other model or None). The other model (shadow, or the champion beside a
+        canary) is scored off the request path, by the inference log writer."""
         model, other, rollout = champion.current, challenger.current, state["rollout"]
         if model is None:  # every request of the batch gets the 503
             raise HTTPException(503, f"no {champion.name}@champion in the registry yet")
         if rollout.mode == "champion" or other is None or other.version == model.version:
             other = None
         found = state["features"].lookup(orders)
-        rows = [f[0] for f in found if not isinstance(f, str)]
-        scores = iter(model.predict(rows) if rows else [])
-        shadow = iter(other.predict(rows) if rows and other else [])
+        by_challenger = [other is not None and rollout.challenger_answers(o.customer_id)
+                         for o in orders]
+        scores: dict[int, float] = {}
+        for answering, flag in ((model, False), (other, True)):
+            picked = [i for i, f in enumerate(found)
+                      if not isinstance(f, str) and by_challenger[i] == flag]
+            if answering is not None and picked:
+                for i, p in zip(picked, answering.predict([found[i][0] for i in picked]),
+                                strict=True):
+                    scores[i] = float(p)
         return [f if isinstance(f, str) else
-                (*f, (model, float(next(scores))),
-                 (other, float(next(shadow))) if other else None) for f in found]
+                (*f, "challenger", other, scores[i], model) if by_challenger[i] else
+                (*f, "champion", model, scores[i], other) for i, f in enumerate(found)]
 
     async def predict_orders(orders: list[Order], endpoint: str) -> list[Prediction]:
         started = time.perf_counter()
@@ -206,24 +215,19 @@ def create_app(settings: ServingSettings, champion: AliasedModel,
             raise HTTPException(404, problem)
         now = datetime.now(UTC).replace(tzinfo=None)
         latency_ms = (time.perf_counter() - started) * 1000
-        predictions, logged, rollout = [], [], state["rollout"]
-        for order, (row, product, first, second) in zip(orders, results, strict=True):
+        predictions, logged, mode = [], [], state["rollout"].mode
+        for order, (row, product, served_by, model, p, shadow) in zip(orders, results,
+                                                                     strict=True):
             request_id = order.request_id or uuid.uuid4().hex
-            by_challenger = second is not None and rollout.challenger_answers(order.customer_id)
-            served_by: Literal["champion", "challenger"] = \
-                "challenger" if by_challenger else "champion"
-            model, p = second if by_challenger else first  # type: ignore[misc]
             predictions.append(Prediction(
                 request_id=request_id, return_probability=p, model_name=model.name,
                 model_version=model.version, served_by=served_by, features=row,
                 product_features={str(k): v for k, v in product.items()}))
             logged.append(record(request_id, now, endpoint, model.name, model.version,
                                  order.model_dump(), row, product, p, latency_ms,
-                                 rollout=rollout.mode, served_by=served_by,
-                                 champion=(first[0].version, first[1]),
-                                 challenger=(second[0].version, second[1]) if second else None))
+                                 rollout=mode, served_by=served_by, shadow=shadow))
             metrics.answers.labels(served_by).inc()
-            if second is not None:
+            if shadow is not None:
                 metrics.shadow_scores.inc()
         state["log"].append(logged)
         metrics.predictions.inc(len(predictions))

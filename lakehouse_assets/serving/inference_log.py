@@ -7,6 +7,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -36,22 +37,47 @@ def record(request_id: str, served_at: datetime, endpoint: str, model_name: str,
            model_version: int, request: dict[str, Any], features: dict[str, Any],
            product_features: dict[int, dict[str, Any]], probability: float,
            latency_ms: float, *, rollout: str = "champion", served_by: str = "champion",
-           champion: tuple[int, float] | None = None,
-           challenger: tuple[int, float] | None = None) -> dict[str, Any]:
+           shadow: Any = None) -> dict[str, Any]:
     """One row of the log: ids, the raw request, every model input, the prediction that was
-    returned, and (shadow or canary) both aliases' versions and scores."""
-    champion = champion or (model_version, probability)
-    return {"request_id": request_id, "served_at": served_at, "endpoint": endpoint,
-            "model_name": model_name, "model_version": model_version,
-            "customer_id": request["customer_id"], "order_id": request.get("order_id"),
-            "request": json.dumps(request),
-            "product_features": json.dumps(product_features, default=str),
-            **{name: features.get(name) for name in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)},
-            "return_probability": probability, "latency_ms": latency_ms,
-            "rollout": rollout, "served_by": served_by,
-            "champion_version": champion[0], "champion_probability": champion[1],
-            "challenger_version": challenger[0] if challenger else None,
-            "challenger_probability": challenger[1] if challenger else None}
+    returned. ``shadow``: the other alias's loaded model (shadow, or the champion beside a
+    canary); the writer scores it on the same features before the commit."""
+    other = "challenger" if served_by == "champion" else "champion"
+    row = {"request_id": request_id, "served_at": served_at, "endpoint": endpoint,
+           "model_name": model_name, "model_version": model_version,
+           "customer_id": request["customer_id"], "order_id": request.get("order_id"),
+           "request": json.dumps(request),
+           "product_features": json.dumps(product_features, default=str),
+           **{name: features.get(name) for name in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)},
+           "return_probability": probability, "latency_ms": latency_ms,
+           "rollout": rollout, "served_by": served_by,
+           f"{served_by}_version": model_version, f"{served_by}_probability": probability,
+           f"{other}_version": shadow.version if shadow is not None else None,
+           f"{other}_probability": None}
+    if shadow is not None:
+        row[SHADOW_KEY] = (shadow, features, f"{other}_probability")
+    return row
+
+
+SHADOW_KEY = "_shadow"  # (model, features, column) of a score still to compute
+
+
+def score_shadows(rows: list[dict[str, Any]]) -> None:
+    """Fill in the scores of the models that did not answer: one call per model over all the
+    rows. A model that fails leaves its column null (the row is kept, the error logged)."""
+    waiting: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
+    for row in rows:
+        if SHADOW_KEY in row:
+            model = row[SHADOW_KEY][0]
+            waiting.setdefault(id(model), (model, []))[1].append(row)
+    for model, group in waiting.values():
+        try:
+            scores = [float(p) for p in model.predict([r[SHADOW_KEY][1] for r in group])]
+        except Exception:
+            log.exception("shadow scoring of %d rows by version %s failed; logged without it",
+                          len(group), getattr(model, "version", "?"))
+            scores = [None] * len(group)  # type: ignore[list-item]
+        for row, score in zip(group, scores, strict=True):
+            row[row.pop(SHADOW_KEY)[2]] = score
 
 
 class InferenceLog:
@@ -92,8 +118,13 @@ class InferenceLog:
             remaining -= self._take(min(remaining, self.max_rows - len(self._pending)))
             if not self._pending:
                 return
+            score_shadows(self._pending)
             batch = pl.DataFrame(self._pending, schema=SCHEMA)
+            started = time.perf_counter()
             self.engine.append(INFERENCE_LOG_TABLE, batch)
+            seconds = time.perf_counter() - started
+            if seconds > self.flush_seconds:
+                log.warning("inference log commit of %d rows took %.2f s", batch.height, seconds)
             self.rows_written += batch.height
             self.commits += 1
             self._pending = []

@@ -61,3 +61,38 @@ def test_a_failed_commit_keeps_its_rows_for_the_next_flush(tmp_path, monkeypatch
     log.close()
     assert calls == [10, 15]
     assert engine.read(INFERENCE_LOG_TABLE).height == 15
+
+
+class Scorer:
+    def __init__(self, version: int, fail: bool = False):
+        self.version, self.fail, self.calls = version, fail, 0
+
+    def predict(self, features: list[dict]) -> list[float]:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("model broke")
+        return [f["amount"] / 10 for f in features]
+
+
+def test_the_model_that_did_not_answer_is_scored_by_the_writer_in_one_call(tmp_path):
+    engine = DeltaEngine(str(tmp_path))
+    shadow, broken = Scorer(2), Scorer(1, fail=True)
+    logged = [record(f"s{i}", datetime(2026, 1, 1), "predict", "m", 1, {"customer_id": i},
+                     {"amount": float(i)}, {}, 0.5, 1.0, rollout="shadow", shadow=shadow)
+              for i in range(4)]
+    logged.append(record("c", datetime(2026, 1, 1), "predict", "m", 3, {"customer_id": 9},
+                         {"amount": 9.0}, {}, 0.7, 1.0, rollout="canary",
+                         served_by="challenger", shadow=broken))
+    log = InferenceLog(engine, flush_seconds=60)
+    log.append(logged)
+    log.close()
+    frame = engine.read(INFERENCE_LOG_TABLE).sort("request_id")
+    assert shadow.calls == 1  # every shadow row of the flush in one call
+    shadowed = frame.filter(frame["rollout"] == "shadow")
+    assert shadowed["champion_probability"].to_list() == [0.5] * 4
+    assert shadowed["challenger_version"].to_list() == [2] * 4
+    assert shadowed["challenger_probability"].to_list() == [0.0, 0.1, 0.2, 0.3]
+    canary = frame.filter(frame["rollout"] == "canary").row(0, named=True)
+    assert (canary["served_by"], canary["challenger_version"], canary["challenger_probability"],
+            canary["champion_version"]) == ("challenger", 3, 0.7, 1)
+    assert canary["champion_probability"] is None  # the failing model: row kept, score missing

@@ -153,8 +153,10 @@ def test_online_evidence_gates_promotion(rollout_service):
     service = rollout_service
     settings = service.settings
     engine = DeltaEngine(settings.lake_root)
-    evidence = online_evidence(engine, 2)
-    assert evidence >= 60 + 2 * CUSTOMERS * 2  # shadow requests + both canary rounds
+    deadline = time.monotonic() + 30  # the log commits every 0.2 s
+    while (evidence := online_evidence(engine, 2)) < 60 + 2 * 2 * CUSTOMERS:
+        assert time.monotonic() < deadline, evidence  # shadow requests + both canary shares
+        time.sleep(0.2)
     comparison = compare(engine, 1, 2, settings.training.decision_threshold, 50).row
     assert comparison["requests"] == evidence
     assert 0 < comparison["answered_by_challenger"] < evidence
