@@ -69,9 +69,9 @@ def ensure_challenger(home: Path, queue) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=Path("~/.lakehouse").expanduser())
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=1500, help="per round and mode")
     parser.add_argument("--rate", type=float, default=300.0)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=12)
     args = parser.parse_args()
     disable_telemetry()
     settings = LakehouseSettings(home=args.home)

@@ -9,6 +9,7 @@ import asyncio
 import gc
 import hmac
 import logging
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -148,6 +149,9 @@ def create_app(settings: ServingSettings, champion: AliasedModel,
         # it out of the garbage collector's full passes, which otherwise stall requests.
         gc.collect()
         gc.freeze()
+        # The log writer thread (commits, shadow scores) hands the interpreter back to request
+        # handling within 1 ms instead of Python's default 5 ms.
+        sys.setswitchinterval(0.001)
         try:
             yield
         finally:

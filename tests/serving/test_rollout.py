@@ -11,10 +11,12 @@ import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from dagster import materialize
 
 from lakehouse_assets.cli import main
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.monitoring.online import compare, online_evidence
+from lakehouse_assets.monitoring.assets import online_comparison as online_comparison_asset
+from lakehouse_assets.monitoring.online import ONLINE_TABLE, compare, online_evidence
 from lakehouse_assets.registry.promotion import (
     ALIAS_HISTORY_TABLE,
     CHALLENGER,
@@ -25,6 +27,7 @@ from lakehouse_assets.registry.promotion import (
     evaluate,
     register_challenger,
 )
+from lakehouse_assets.resources import build_resources
 from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
 from lakehouse_assets.serving.scoring import canary_bucket
@@ -127,6 +130,13 @@ def test_canary_share_is_configurable_at_run_time_and_sticky_per_customer(rollou
                         assert served.setdefault(body["customer_id"], got) == got, body
         return served
 
+    env = {"LAKEHOUSE_HOME": str(service.home), "LAKEHOUSE_SERVING__TOKEN": TOKEN,
+           "LAKEHOUSE_MONITORING__SERVING_URL": service.url}
+    needs_share = CliRunner().invoke(main, ["rollout", "canary"], env=env)
+    assert needs_share.exit_code == 2 and "canary needs --share" in needs_share.output
+    switched = CliRunner().invoke(main, ["rollout", "canary", "--share", "0.3"], env=env)
+    assert switched.exit_code == 0, switched.output
+    assert "rollout canary (canary share 0.3): champion v1, challenger v2" in switched.output
     third = send(0.3)
     canary = {c for c, (by, _) in third.items() if by == "challenger"}
     assert abs(len(canary) / CUSTOMERS - 0.3) < 0.08
@@ -162,6 +172,13 @@ def test_online_evidence_gates_promotion(rollout_service):
     assert 0 < comparison["answered_by_challenger"] < evidence
     assert comparison["agreement_low"] <= comparison["agreement_rate"] <= comparison["agreement_high"]
     assert comparison["labelled_orders"] == 0 and comparison["auc_difference"] is None
+    result = materialize([online_comparison_asset], resources=build_resources(settings),
+                         raise_on_error=True)
+    check = result.get_asset_check_evaluations()[0]
+    assert check.passed and check.check_name == "challenger_not_worse_online"
+    recorded = engine.read(ONLINE_TABLE).row(-1, named=True)
+    assert (recorded["champion_version"], recorded["challenger_version"]) == (1, 2)
+    assert recorded["requests"] == evidence
 
     registry = mlflow_resource(settings)
     registry.activate()
