@@ -222,8 +222,7 @@ def prediction_drift(engine: LakeEngine, model: Champion, settings: MonitoringSe
     pipeline = mlflow.sklearn.load_model(model.model_uri)
     scored = pl.DataFrame({"return_probability": pipeline.predict_proba(
         model_input(reference))[:, 1]})
-    served = window.frame.select(  # the champion's score, also where a canary answered
-        pl.coalesce("champion_probability", "return_probability").alias("return_probability"))
+    served = window.frame.select(champion_score()).drop_nulls()
     result = data_drift(scored, served, ["return_probability"], [], settings.sample_rows,
                         drift_share=1.0)
     path = publish(result.snapshot, reports_dir, "prediction_drift", "inference_log")
@@ -233,15 +232,22 @@ def prediction_drift(engine: LakeEngine, model: Champion, settings: MonitoringSe
                           {"inference_log": path}, window.note)
 
 
+def champion_score() -> pl.Expr:
+    """The champion's score of a logged request, also where a canary challenger answered (null
+    when its shadow scoring failed); rows logged before the rollout columns: the served score."""
+    return (pl.when(pl.col("champion_version").is_null()).then(pl.col("return_probability"))
+            .otherwise(pl.col("champion_probability")).alias("return_probability"))
+
+
 def labelled_predictions(engine: LakeEngine, model_version: int) -> pl.DataFrame:
     """The model's logged scores (as champion: also of requests a canary challenger answered)
     whose order has a known label."""
     if engine.version(INFERENCE_LOG_TABLE) is None or engine.version("gold/fct_orders") is None:
         return pl.DataFrame()
     log = read_inference_log(engine).with_columns(
-        model_version=pl.coalesce("champion_version", "model_version"),
-        return_probability=pl.coalesce("champion_probability", "return_probability"),
-    ).filter((pl.col("model_version") == model_version) & pl.col("order_id").is_not_null())
+        pl.coalesce("champion_version", "model_version").alias("model_version"), champion_score(),
+    ).filter((pl.col("model_version") == model_version) & pl.col("order_id").is_not_null()
+             & pl.col("return_probability").is_not_null())
     labels = engine.read("gold/fct_orders", columns=["order_id", LABEL, "label_known_at"]).filter(
         pl.col(LABEL).is_not_null())
     # the newest prediction per order (a retried request is one order)

@@ -112,16 +112,19 @@ def create_app(settings: ServingSettings, champion: AliasedModel,
     state["rollout"] = Rollout(settings.rollout, settings.canary_share)
 
     def refresh_models() -> bool:
-        """Both aliases; a failure of one leaves the other (and the loaded versions) serving."""
-        changed = False
+        """Both aliases; a failure of one leaves the other (and the loaded versions) serving. A
+        refused (non-skops) version is reported after both were tried."""
+        changed, refused = False, None
         for model in (champion, challenger):
             try:
                 changed = model.refresh() or changed
-            except UntrustedModelError:
-                raise
+            except UntrustedModelError as error:
+                refused = refused or error
             except Exception:
                 log.exception("%s reload failed; still serving the loaded version", model.alias)
         metrics.show(champion, challenger, state["rollout"])
+        if refused is not None:
+            raise refused
         return changed
 
     async def poll_models() -> None:
@@ -252,8 +255,9 @@ def create_app(settings: ServingSettings, champion: AliasedModel,
 
     @app.post("/v1/reload", dependencies=[Depends(authorized)],
               responses={**ERRORS, 409: {"model": Problem, "description":
-                                         "the new champion is not a skops model: refused"}},
-              summary="Load the champion now if its alias moved")
+                                         "the new champion or challenger is not a skops "
+                                         "model: refused"}},
+              summary="Load the champion and challenger now if their aliases moved")
     async def reload() -> dict[str, Any]:
         try:
             changed = await asyncio.to_thread(refresh_models)

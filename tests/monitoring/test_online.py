@@ -109,3 +109,30 @@ def test_canary_takes_the_configured_share_of_customers_and_grows_monotonically(
         Rollout("blue")
     with pytest.raises(ValueError, match="canary_share 2"):
         Rollout("canary", 2)
+
+
+def test_champion_monitoring_reads_its_own_score_where_a_canary_answered(engine):
+    from lakehouse_assets.monitoring.monitors import labelled_predictions
+
+    base = {name: None for name in SCHEMA} | {"model_name": "return_risk", "rollout": "canary"}
+    rows = [base | {"request_id": "a", "served_at": T0, "order_id": 1, "customer_id": 1,
+                    "served_by": "champion", "model_version": 1, "return_probability": 0.2,
+                    "champion_version": 1, "champion_probability": 0.2,
+                    "challenger_version": 2, "challenger_probability": 0.9},
+            base | {"request_id": "b", "served_at": T0, "order_id": 2, "customer_id": 2,
+                    "served_by": "challenger", "model_version": 2, "return_probability": 0.8,
+                    "champion_version": 1, "champion_probability": 0.3,
+                    "challenger_version": 2, "challenger_probability": 0.8},
+            base | {"request_id": "c", "served_at": T0, "order_id": 3, "customer_id": 3,
+                    "served_by": "challenger", "model_version": 2, "return_probability": 0.7,
+                    "champion_version": 1, "champion_probability": None,  # shadow failed
+                    "challenger_version": 2, "challenger_probability": 0.7},
+            base | {"request_id": "d", "served_at": T0, "order_id": 4, "customer_id": 4,
+                    "model_version": 1, "return_probability": 0.4}]  # logged before rollouts
+    engine.append(INFERENCE_LOG_TABLE, pl.DataFrame(rows, schema=SCHEMA))
+    engine.append("gold/fct_orders", pl.DataFrame({
+        "order_id": [1, 2, 3, 4], "returned_within_30d": [False, True, True, False],
+        "label_known_at": [T0] * 4}))
+    champion = labelled_predictions(engine, 1).sort("order_id")
+    assert champion["order_id"].to_list() == [1, 2, 4]
+    assert champion["return_probability"].to_list() == [0.2, 0.3, 0.4]
