@@ -252,11 +252,18 @@ def training_data(version: int | None = None) -> TrainingData:
     evaluates on) with its Delta version and the source versions it was built from."""
     from lakehouse_assets.training.challenger import training_data as stored
 
-    data = stored(_engine())
+    engine = _engine()
+    data = stored(engine)
     if version is None or version == data.version:
         return data
-    return TrainingData(read("features/training_set", version=version),  # type: ignore[arg-type]
-                        data.path, version, data.source_versions)
+    frame = read("features/training_set", version=version)  # checks the version exists
+    # the sources of the build at or before that version (a later commit may be an erasure)
+    builds = sorted((c for c in engine.history("features/training_set")
+                     if c["version"] <= version and "source_versions" in c),
+                    key=lambda c: c["version"])
+    sources = builds[-1]["source_versions"] if builds else "{}"
+    return TrainingData(frame, data.path, version,  # type: ignore[arg-type]
+                        json.loads(sources) if isinstance(sources, str) else dict(sources))
 
 
 def split(frame: pl.DataFrame) -> TimeSplit:

@@ -121,3 +121,11 @@ def test_the_lake_api_reads_every_table_the_pipeline_wrote(demo_home, monkeypatc
                                            version=earlier["version"]).to_pyarrow_table().num_rows
     assert by_version.sort("order_id").equals(
         lake.read("silver/orders", as_of=earlier["committed_at"]).sort("order_id"))
+    # the training set the pipeline trains on, also as it was at an earlier version
+    data = lake.training_data()
+    assert data.version == DeltaTable(f"{root}/features/training_set").version()
+    assert set(data.source_versions) >= {"gold/fct_orders", "silver/order_items"}
+    first = lake.training_data(version=0)
+    assert first.frame.height == DeltaTable(f"{root}/features/training_set",
+                                            version=0).to_pyarrow_table().num_rows
+    assert set(first.source_versions) == set(data.source_versions)
