@@ -154,10 +154,12 @@ def create_app(settings: ServingSettings, champion: AliasedModel,
         gc.freeze()
         # The log writer thread (commits, shadow scores) hands the interpreter back to request
         # handling within 1 ms instead of Python's default 5 ms.
+        switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(0.001)
         try:
             yield
         finally:
+            sys.setswitchinterval(switch_interval)  # the app may run inside a larger process
             poller.cancel()
             state["log"].close()  # nothing queued is lost on shutdown
 
