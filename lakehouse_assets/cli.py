@@ -450,8 +450,8 @@ def notebook(ctx: click.Context, host: str, port: int | None) -> None:
     console.print(f"JupyterLab over {settings.home_dir} ({len(copied) + len(kept)} example notebooks "
                   f"in notebooks/examples):\n  http://{host}:{port}/lab/tree/notebooks/examples"
                   f"?token={token}")
-    sys.exit(subprocess.call(lab_command(settings.home_dir, host, port, token),
-                             env=settings.child_env()))
+    sys.exit(subprocess.call(lab_command(settings.home_dir, host, port),
+                             env={**settings.child_env(), "JUPYTER_TOKEN": token}))
 
 
 @notebook.command(name="run")

@@ -135,13 +135,13 @@ def run_notebook(
     return NotebookRun(path, output, len(code_cells), time.monotonic() - started)
 
 
-def lab_command(root: Path, host: str, port: int, token: str) -> list[str]:
-    """JupyterLab over ``root`` on ``host:port`` with token authentication; no browser, no
-    update or news checks (nothing reaches the network)."""
+def lab_command(root: Path, host: str, port: int) -> list[str]:
+    """JupyterLab over ``root`` on ``host:port``; no browser, no update or news checks (nothing
+    reaches the network). The login token goes in the environment (JUPYTER_TOKEN), not the
+    command line other users can read."""
     return [sys.executable, "-m", "jupyterlab", "--no-browser",
             f"--ServerApp.ip={host}", f"--ServerApp.port={port}",
             "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
-            f"--IdentityProvider.token={token}",
             "--LabApp.news_url=None", "--LabApp.extension_manager=readonly",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             # Jupyter refuses root unless told; in a container root is the only user there is

@@ -162,6 +162,8 @@ def test_lakehouse_notebook_serves_jupyterlab_with_the_examples(demo_home, tmp_p
             time.sleep(0.5)
         assert sorted(c["name"] for c in listing.json()["content"]) == [p.name for p in examples()]
         assert httpx.get(f"{base}/api/contents/notebooks/examples").status_code == 403
+        commands = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert "jupyterlab" in commands and "test-token-0123456789" not in commands
         assert httpx.get(f"{base}/lab", headers=auth).status_code == 200
         kernel = httpx.post(f"{base}/api/kernels", json={"name": "python3"}, headers=auth)
         assert kernel.status_code == 201
