@@ -116,19 +116,24 @@ def _utc(value: str | date | datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+DELTA_COMMIT_FIELDS = {"version", "timestamp", "operation", "operationParameters",
+                       "clientVersion", "operationMetrics", "readVersion", "isBlindAppend"}
+
+
+def _committed_at(commit: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(commit["timestamp"] / 1000, UTC)
+
+
 def history(name: str, limit: int | None = None) -> pl.DataFrame:
     """The table's commits, newest first: version, time (UTC), operation, and the metadata the
     writer recorded (e.g. the source versions a training set was built from)."""
     table = resolve(name)
     rows = []
     for commit in _engine().history(table, limit):
-        known = {"version", "timestamp", "operation", "operationParameters", "clientVersion",
-                 "operationMetrics", "readVersion", "isBlindAppend"}
-        extra = {k: v for k, v in commit.items() if k not in known}
+        extra = {k: v for k, v in commit.items() if k not in DELTA_COMMIT_FIELDS}
         rows.append({
             "version": commit.get("version"),
-            "committed_at": datetime.fromtimestamp(commit["timestamp"] / 1000, UTC)
-            .replace(tzinfo=None),
+            "committed_at": _committed_at(commit).replace(tzinfo=None),
             "operation": commit.get("operation"),
             "parameters": json.dumps(commit.get("operationParameters") or {}, default=str),
             "metadata": json.dumps(extra, default=str),
@@ -140,15 +145,16 @@ def history(name: str, limit: int | None = None) -> pl.DataFrame:
 
 def version_as_of(name: str, as_of: str | date | datetime) -> int:
     """The version that was current at ``as_of``: the newest commit at or before it."""
-    table = resolve(name)
-    moment = _utc(as_of)
-    commits = sorted((c["version"], c["timestamp"]) for c in _engine().history(table))
-    earlier = [v for v, ms in commits if datetime.fromtimestamp(ms / 1000, UTC) <= moment]
+    return _version_at(resolve(name), _utc(as_of))
+
+
+def _version_at(table: str, moment: datetime) -> int:
+    commits = sorted(_engine().history(table), key=lambda c: c["version"])
+    earlier = [c["version"] for c in commits if _committed_at(c) <= moment]
     if not earlier:
-        first = datetime.fromtimestamp(commits[0][1] / 1000, UTC)
         raise TimeTravelError(f"{table} did not exist at {moment:%Y-%m-%d %H:%M:%S} UTC: its "
-                              f"oldest readable commit (version {commits[0][0]}) is from "
-                              f"{first:%Y-%m-%d %H:%M:%S} UTC")
+                              f"oldest readable commit (version {commits[0]['version']}) is from "
+                              f"{_committed_at(commits[0]):%Y-%m-%d %H:%M:%S} UTC")
     return max(earlier)
 
 
@@ -165,15 +171,24 @@ def read(
     table = resolve(name)
     if version is not None and as_of is not None:
         raise ValueError("give either version= or as_of=, not both")
-    engine = _engine()
     if as_of is not None:
-        version = version_as_of(table, as_of)
+        version = _version_at(table, _utc(as_of))
+    with _time_travel(table, version):
+        frame = _engine().read(table, version=version,
+                               columns=list(columns) if columns else None)
+    return frame.to_pandas() if as_pandas else frame
+
+
+@contextlib.contextmanager
+def _time_travel(table: str, version: int | None) -> Iterator[None]:
+    """Reading ``version`` of ``table``: a version that does not exist, or whose files are gone,
+    is a TimeTravelError saying which and why."""
     if version is not None:
-        current = engine.version(table)
+        current = _engine().version(table)
         if current is not None and not 0 <= version <= current:
             raise TimeTravelError(f"{table} has versions 0 to {current}; {version} does not exist")
     try:
-        frame = engine.read(table, version=version, columns=list(columns) if columns else None)
+        yield
     except TableNotFoundError as error:
         raise LakeNameError(str(error)) from error
     except (OSError, pa.ArrowException, DeltaError) as error:
@@ -184,7 +199,6 @@ def read(
             f"version {version} of {table} is no longer readable: its files or log entries "
             f"were removed by VACUUM or log cleanup (time travel keeps {retention} h; "
             f"LAKEHOUSE_TIME_TRAVEL_RETENTION_HOURS): {error}") from error
-    return frame.to_pandas() if as_pandas else frame
 
 
 def sql(query: str, *, as_pandas: bool = False, **params: Any) -> pl.DataFrame | pd.DataFrame:
@@ -249,21 +263,13 @@ def training_set() -> pl.DataFrame:
 
 def training_data(version: int | None = None) -> TrainingData:
     """The stored training set (``features/training_set``, the data the pipeline trains and
-    evaluates on) with its Delta version and the source versions it was built from."""
+    evaluates on; ``version``: as it was then) with its Delta version and the source versions
+    its build recorded."""
+    from lakehouse_assets.features.pipeline import TRAINING_SET_TABLE
     from lakehouse_assets.training.challenger import training_data as stored
 
-    engine = _engine()
-    data = stored(engine)
-    if version is None or version == data.version:
-        return data
-    frame = read("features/training_set", version=version)  # checks the version exists
-    # the sources of the build at or before that version (a later commit may be an erasure)
-    builds = sorted((c for c in engine.history("features/training_set")
-                     if c["version"] <= version and "source_versions" in c),
-                    key=lambda c: c["version"])
-    sources = builds[-1]["source_versions"] if builds else "{}"
-    return TrainingData(frame, data.path, version,  # type: ignore[arg-type]
-                        json.loads(sources) if isinstance(sources, str) else dict(sources))
+    with _time_travel(TRAINING_SET_TABLE, version):
+        return stored(_engine(), version)
 
 
 def split(frame: pl.DataFrame) -> TimeSplit:
@@ -277,10 +283,13 @@ def labels(frame: pl.DataFrame) -> np.ndarray:
     return frame[LABEL].cast(pl.Int64).to_numpy()
 
 
-def _activate() -> str:
+def _registry() -> Any:
+    """The platform's MLflow (tracking, registry, experiment), made current in this process."""
     from lakehouse_assets.resources.mlflow import mlflow_resource
 
-    return mlflow_resource(settings()).activate()
+    registry = mlflow_resource(settings())
+    registry.activate()
+    return registry
 
 
 @contextlib.contextmanager
@@ -289,7 +298,7 @@ def experiment_run(name: str, *, data: TrainingData | None = None, split: TimeSp
     """An MLflow run in the platform's experiment (its tracking and artifact store), tagged as
     interactive work; with ``data`` and ``split``, the training and validation data are logged
     as inputs (Delta table and version: the lineage a registered model keeps)."""
-    _activate()
+    _registry()
     with mlflow.start_run(run_name=name) as run:
         mlflow.set_tags({"source": "notebook", "user": getpass.getuser(), **(tags or {})})
         if data is not None and split is not None:
@@ -321,20 +330,16 @@ def registered_model_metrics(split: TimeSplit, *, alias: str = "champion",
                              version: int | None = None) -> dict[str, float] | None:
     """The platform's metrics of a registered version (``alias``, or ``version``) on the
     holdout, loaded the way serving loads it; None when the alias is not set."""
-    from mlflow import MlflowClient
-
     from lakehouse_assets.registry.promotion import alias_version, score
 
-    config = settings()
-    _activate()
+    registry = _registry()
     if version is None:
-        client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.registry_uri)
-        found = alias_version(client, config.training.model_name, alias)
+        found = alias_version(registry.client(), registry.model_name, alias)
         if found is None:
             return None
         version = int(found.version)
-    return score(config.training.model_name, version, split.holdout,
-                 config.training.decision_threshold)
+    return score(registry.model_name, version, split.holdout,
+                 registry.training.decision_threshold)
 
 
 def register_challenger(model_uri: str, *, data: TrainingData, split: TimeSplit,
@@ -342,23 +347,17 @@ def register_challenger(model_uri: str, *, data: TrainingData, split: TimeSplit,
     """Register the model as a new version with the alias ``challenger`` (replacing the current
     challenger), with its model card and training-data lineage. The next
     ``return_risk_evaluation`` compares it with the champion; the gate decides."""
-    from mlflow import MlflowClient
-
     from lakehouse_assets.registry.promotion import register_challenger as register
     from lakehouse_assets.registry.promotion import require_skops
+    from lakehouse_assets.training.challenger import lineage_tags
 
-    config = settings()
-    _activate()
+    registry = _registry()
     require_skops(model_uri)
-    run_id = model_uri.split("/")[1] if model_uri.startswith("runs:/") else \
-        mlflow.models.get_model_info(model_uri).run_id
-    client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.registry_uri)
+    run_id = mlflow.models.get_model_info(model_uri).run_id
+    client = registry.client()
     window = split.window()
     return register(
-        client, _engine(), config.training.model_name, model_uri, run_id,
+        client, _engine(), registry.model_name, model_uri, run_id,
         tags={"candidate": client.get_run(run_id).info.run_name or "notebook",
-              "source": "notebook", "training_set": data.path,
-              "training_set_version": str(data.version),
-              "source_delta_versions": json.dumps(data.source_versions, sort_keys=True),
-              **{f"window_{k}": v for k, v in window.items()}},
+              "source": "notebook", **lineage_tags(data, window)},
         window=window, metrics=metrics, actor=f"notebook ({getpass.getuser()})")

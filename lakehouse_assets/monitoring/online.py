@@ -36,11 +36,9 @@ def online_evidence(engine: LakeEngine, challenger: int) -> int:
     """How many logged requests the challenger version scored beside a champion."""
     if engine.version(INFERENCE_LOG_TABLE) is None:
         return 0
-    log = engine.read(INFERENCE_LOG_TABLE)
-    if "challenger_version" not in log.columns:
-        return 0
-    return log.filter((pl.col("challenger_version") == challenger)
-                      & pl.col("challenger_probability").is_not_null()).height
+    return read_inference_log(engine).filter(
+        (pl.col("challenger_version") == challenger)
+        & pl.col("challenger_probability").is_not_null()).height
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:

@@ -111,21 +111,23 @@ def run_notebook(
     notebook = nbformat.read(path, as_version=4)
     code_cells = [i for i, c in enumerate(notebook.cells) if c.cell_type == "code"]
 
+    failed: list[int] = []  # the code cell (1-based) that raised
+
     def executed(cell: Any, cell_index: int, execute_reply: Any) -> None:
         if progress:
-            done = code_cells.index(cell_index) + 1 if cell_index in code_cells else 0
-            progress(f"{path.name}: cell {done}/{len(code_cells)}")
+            progress(f"{path.name}: cell {code_cells.index(cell_index) + 1}/{len(code_cells)}")
+
+    def errored(cell: Any, cell_index: int, execute_reply: Any) -> None:
+        failed.append(code_cells.index(cell_index) + 1)
 
     client = NotebookClient(notebook, timeout=timeout, kernel_name=KERNEL_NAME,
                             resources={"metadata": {"path": str(path.parent)}},
-                            on_cell_executed=executed)
+                            on_cell_executed=executed, on_cell_error=errored)
     started = time.monotonic()
     try:
         client.execute(env=dict(env))
     except CellExecutionError as error:
-        failing = next((i for i in reversed(code_cells) if notebook.cells[i].get("outputs") and any(
-            o.get("output_type") == "error" for o in notebook.cells[i].outputs)), None)
-        where = f"cell {code_cells.index(failing) + 1}" if failing is not None else "a cell"
+        where = f"cell {failed[0]}" if failed else "a cell"
         raise NotebookError(f"{path.name}: {where} failed: {error.ename}: {error.evalue}"
                             + (f" (executed notebook: {output})" if output else "")) from error
     finally:

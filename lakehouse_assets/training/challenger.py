@@ -24,17 +24,28 @@ from lakehouse_assets.training.dataset import NotEnoughData
 from lakehouse_assets.training.train import TrainingData, TrainingOutcome, fingerprint, train_candidates
 
 
-def training_data(engine: LakeEngine) -> TrainingData:
-    """The current training set with its Delta version and the source versions it recorded."""
-    version = engine.version(TRAINING_SET_TABLE)
-    if version is None:
+def training_data(engine: LakeEngine, version: int | None = None) -> TrainingData:
+    """The training set (the current version, or ``version``) with its Delta version and the
+    source versions its build recorded."""
+    current = engine.version(TRAINING_SET_TABLE)
+    if current is None:
         raise ValueError(f"{TRAINING_SET_TABLE} does not exist: materialize training_set first")
-    # the newest commit that built the set (a later one may be an erasure's delete)
-    commit = next((c for c in engine.history(TRAINING_SET_TABLE) if "source_versions" in c), {})
+    version = current if version is None else version
+    # the newest build at or before that version (a later commit may be an erasure's delete)
+    commit = next((c for c in engine.history(TRAINING_SET_TABLE)
+                   if c["version"] <= version and "source_versions" in c), {})
     sources = commit.get("source_versions") or "{}"
     return TrainingData(engine.read(TRAINING_SET_TABLE, version=version),
                         engine.table_path(TRAINING_SET_TABLE), version,
                         json.loads(sources) if isinstance(sources, str) else dict(sources))
+
+
+def lineage_tags(data: TrainingData, window: dict[str, str]) -> dict[str, str]:
+    """Registry tags that tie a model version to the data it was trained on (monitoring and
+    `lakehouse lineage` read them)."""
+    return {"training_set": data.path, "training_set_version": str(data.version),
+            "source_delta_versions": json.dumps(data.source_versions, sort_keys=True),
+            **{f"window_{k}": v for k, v in window.items()}}
 
 
 @dataclass
@@ -68,8 +79,6 @@ def train_challenger(engine: LakeEngine, client: MlflowClient, model_name: str,
     version = register_challenger(
         client, engine, model_name, best.model_uri, best.run_id,
         tags={"fingerprint": key, "candidate": best.candidate.name,
-              "training_set": data.path, "training_set_version": str(data.version),
-              "source_delta_versions": json.dumps(data.source_versions, sort_keys=True),
-              **{f"window_{k}": v for k, v in outcome.split.window().items()}},
+              **lineage_tags(data, outcome.split.window())},
         window=outcome.split.window(), metrics=best.metrics, actor=actor)
     return ChallengerResult(key, version, outcome)

@@ -54,6 +54,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def train_synthetic(settings: LakehouseSettings, candidate: int, seed: int = 3):
+    """One candidate (index into the search grid) trained and logged on the synthetic training
+    set, in the home's MLflow (left active: callers register it, then reset the URI)."""
+    mlflow_resource(settings).activate()
+    frame = synthetic_training_set(seed=seed)
+    split = time_split(frame, 0.2, 30)
+    with mlflow.start_run():
+        run = train_candidate(candidates(7)[candidate], split,
+                              TrainingData(frame, "synthetic", 0), settings.training)
+    return run, split
+
+
 def prepare_home(home: Path, entities: int = 30) -> LakehouseSettings:
     """Gold feature tables (``entities`` customers and products), a filled online store and a
     champion model."""
@@ -65,12 +77,7 @@ def prepare_home(home: Path, entities: int = 30) -> LakehouseSettings:
     engine = DeltaEngine(settings.lake_root)
     materialize_online(store, engine, definitions)
     registry = mlflow_resource(settings)
-    registry.activate()
-    frame = synthetic_training_set()
-    split = time_split(frame, 0.2, 30)
-    with mlflow.start_run():
-        run = train_candidate(candidates(7)[0], split, TrainingData(frame, "synthetic", 0),
-                              settings.training)
+    run, split = train_synthetic(settings, candidate=0)
     client = registry.client()
     register_challenger(client, engine, "return_risk", run.model_uri, run.run_id, {},
                         split.window(), run.metrics, "test")

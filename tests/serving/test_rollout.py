@@ -31,11 +31,8 @@ from lakehouse_assets.resources import build_resources
 from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
 from lakehouse_assets.serving.scoring import canary_bucket
-from lakehouse_assets.training.candidates import candidates
-from lakehouse_assets.training.dataset import model_input, time_split
-from lakehouse_assets.training.synthetic import synthetic_training_set
-from lakehouse_assets.training.train import TrainingData, train_candidate
-from tests.serving.conftest import TOKEN, prepare_home, start_service
+from lakehouse_assets.training.dataset import model_input
+from tests.serving.conftest import TOKEN, prepare_home, start_service, train_synthetic
 
 CUSTOMERS = 400
 
@@ -52,12 +49,7 @@ def rollout_service(tmp_path_factory):
     home = tmp_path_factory.mktemp("rollout") / "home"
     settings = prepare_home(home, entities=CUSTOMERS)
     registry = mlflow_resource(settings)
-    registry.activate()
-    frame = synthetic_training_set(seed=11)
-    split = time_split(frame, 0.2, 30)
-    with mlflow.start_run():
-        run = train_candidate(candidates(7)[2], split, TrainingData(frame, "synthetic", 0),
-                              settings.training)
+    run, split = train_synthetic(settings, candidate=2, seed=11)
     register_challenger(registry.client(), DeltaEngine(settings.lake_root), "return_risk",
                         run.model_uri, run.run_id, {}, split.window(), run.metrics, "test")
     mlflow.set_tracking_uri(None)

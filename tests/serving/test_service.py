@@ -17,12 +17,9 @@ from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.registry.promotion import CHAMPION, move_alias
 from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
-from lakehouse_assets.training.candidates import candidates
-from lakehouse_assets.training.dataset import model_input, time_split
-from lakehouse_assets.training.synthetic import synthetic_training_set
-from lakehouse_assets.training.train import TrainingData, train_candidate
+from lakehouse_assets.training.dataset import model_input
 from tests.features.gold_fixture import T0
-from tests.serving.conftest import TOKEN
+from tests.serving.conftest import TOKEN, train_synthetic
 
 NEWEST = T0.replace(day=T0.day + 3)  # gold_rows: days 0..3
 
@@ -124,12 +121,7 @@ def test_health_ready_metrics_and_openapi(service):
 def test_champion_moves_without_failed_requests_and_the_log_keeps_every_request(service):
     settings = service.settings
     registry = mlflow_resource(settings)
-    registry.activate()
-    frame = synthetic_training_set(seed=11)
-    split = time_split(frame, 0.2, 30)
-    with mlflow.start_run():
-        run = train_candidate(candidates(7)[2], split, TrainingData(frame, "synthetic", 0),
-                              settings.training)
+    run, _ = train_synthetic(settings, candidate=2, seed=11)
     version = mlflow.register_model(run.model_uri, "return_risk").version
     mlflow.set_tracking_uri(None)
 
