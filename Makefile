@@ -61,9 +61,9 @@ test: install spark-jars postgres-server redis-server chromium  ## the default t
 # API operation, then the table of trials, faults, rows compared, rows lost, duplicates and 5xx.
 verify: install spark-jars postgres-server redis-server chromium  ## full suite + crash trials + fuzzing, then the report
 	rm -rf test-artifacts/verify
-	LAKEHOUSE_VERIFY_TRIALS=$${LAKEHOUSE_VERIFY_TRIALS:-200} LAKEHOUSE_VERIFY_FUZZ_EXAMPLES=$${LAKEHOUSE_VERIFY_FUZZ_EXAMPLES:-300} \
+	LAKEHOUSE_TEST_VERIFY_TRIALS=$${LAKEHOUSE_TEST_VERIFY_TRIALS:-200} LAKEHOUSE_TEST_VERIFY_FUZZ_EXAMPLES=$${LAKEHOUSE_TEST_VERIFY_FUZZ_EXAMPLES:-300} \
 	  $(UV) run --frozen pytest; status=$$?; \
-	  $(UV) run --frozen python -m lakehouse_assets.reliability.report && exit $$status
+	  $(UV) run --frozen python -m tests.reliability.report && exit $$status
 
 demo-spark: install spark-jars  ## the end-to-end run on the Spark engine (local[*])
 	LAKEHOUSE_ENGINE=spark $(UV) run --frozen lakehouse demo

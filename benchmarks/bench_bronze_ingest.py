@@ -26,9 +26,10 @@ from deltalake import write_deltalake
 from lakehouse_assets.engine import AppTransaction, DeltaEngine
 from lakehouse_assets.settings import SimulatorSettings
 from lakehouse_assets.sources.cdc import ChangeLog, bronze_table_name, capture_to_bronze
-from lakehouse_assets.sources.landing import PAYMENTS, QUARANTINE_TABLE, ingest_files
+from lakehouse_assets.sources.landing import PAYMENTS, ingest_files
 from lakehouse_assets.sources.schema import SOURCE_TABLES
 from lakehouse_assets.sources.simulator import ShopSimulator
+from lakehouse_assets.tables import LANDING_QUARANTINE_TABLE
 
 DATA = Path(__file__).parent / ".data"
 CHUNK_ROWS = 250_000  # the capture's default chunk size
@@ -144,7 +145,7 @@ def bench_files(records: int, work: Path) -> tuple[int, float, float, float]:
     print(f"  ingested {len(paths)} files: {result.rows_landed:,} landed, "
           f"{result.rows_quarantined:,} quarantined")
     same_rows = {"payments": engine.read(PAYMENTS.table).to_arrow(),
-                 "quarantine": engine.read(QUARANTINE_TABLE).to_arrow()}
+                 "quarantine": engine.read(LANDING_QUARANTINE_TABLE).to_arrow()}
     plain = plain_write(same_rows, work / "plain")
     write_only = bookkeeping_write(same_rows, work / "write_only", 2_000_000)
     return records, ours, plain, write_only

@@ -19,7 +19,7 @@ import polars as pl
 from common import in_child
 
 from lakehouse_assets.monitoring.drift import DEFAULT_SAMPLE_ROWS, data_drift
-from lakehouse_assets.settings import disable_telemetry
+from lakehouse_assets.runtime import disable_telemetry
 
 NUMERIC = [f"x{i}" for i in range(16)]
 CATEGORICAL = [f"c{i}" for i in range(4)]

@@ -29,8 +29,10 @@ from deltalake import write_deltalake
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
 from lakehouse_assets.features.pipeline import materialize_online
-from lakehouse_assets.features.store import feature_store, open_feature_store
-from lakehouse_assets.settings import LakehouseSettings, disable_telemetry
+from lakehouse_assets.features.store import feature_store
+from lakehouse_assets.resources.connections import open_feast
+from lakehouse_assets.runtime import disable_telemetry, ensure_dirs
+from lakehouse_assets.settings import LakehouseSettings
 
 
 def synthetic_features(customers: int, days: int) -> pl.DataFrame:
@@ -60,7 +62,7 @@ def main() -> None:
     disable_telemetry()
     with tempfile.TemporaryDirectory() as tmp:
         settings = LakehouseSettings(home=Path(tmp))
-        settings.ensure_dirs()
+        ensure_dirs(settings)
         frame = synthetic_features(args.customers, args.days)
         write_deltalake(f"{settings.lake_root}/gold/customer_daily_features", frame.to_arrow())
         store, definitions = feature_store(settings)
@@ -68,7 +70,7 @@ def main() -> None:
         started = time.perf_counter()
         materialize_online(store, DeltaEngine(settings.lake_root), definitions)
         ours = time.perf_counter() - started
-        feast_store, _ = open_feature_store(settings.lake_root, Path(tmp) / "feast-baseline")
+        feast_store = open_feast(Path(tmp) / "feast-baseline")
         feast_store.apply(definitions.all())
         started = time.perf_counter()
         feast_store.materialize(start_date=frame["feature_ts"].min().replace(tzinfo=UTC),

@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.settings import SimulatorSettings, disable_telemetry
+from lakehouse_assets.runtime import disable_telemetry
+from lakehouse_assets.settings import SimulatorSettings
 from lakehouse_assets.sources.cdc import ChangeLog
 from lakehouse_assets.sources.pg_server import LOGICAL, temporary_server
 from lakehouse_assets.sources.postgres import (

@@ -26,9 +26,10 @@ from common import CLIENTS, closed_loop, free_port, open_loop, percentiles, star
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.store import feature_store
+from lakehouse_assets.runtime import child_env, disable_telemetry
 from lakehouse_assets.serving.schemas import Order
 from lakehouse_assets.serving.scoring import OrderFeatures
-from lakehouse_assets.settings import LakehouseSettings, disable_telemetry
+from lakehouse_assets.settings import LakehouseSettings
 
 
 def main() -> None:
@@ -50,7 +51,7 @@ def main() -> None:
                          for p in rng.sample(product_ids, rng.choice([1, 1, 2, 3]))],
                "amount": round(rng.uniform(5, 400), 2), "discount": rng.choice([0.0, 0.1, 0.2])}
               for _ in range(args.requests)]
-    env = {**settings.child_env(), "MLFLOW_TRACKING_URI": settings.tracking_uri,
+    env = {**child_env(settings), "MLFLOW_TRACKING_URI": settings.tracking_uri,
            # mlflow models serve starts `uvicorn` from PATH: this environment's.
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "LAKEHOUSE_SERVING__RELOAD_SECONDS": "3600"}

@@ -25,7 +25,8 @@ import httpx
 from common import CLIENTS, free_port, in_child, open_loop, percentiles, start, stop
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.settings import LakehouseSettings, disable_telemetry
+from lakehouse_assets.runtime import child_env, disable_telemetry
+from lakehouse_assets.settings import LakehouseSettings
 
 
 def ensure_challenger(home: Path, queue) -> None:
@@ -91,7 +92,7 @@ def main() -> None:
               for _ in range(args.requests)]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**settings.child_env(), "LAKEHOUSE_SERVING__RELOAD_SECONDS": "3600"}
+    env = {**child_env(settings), "LAKEHOUSE_SERVING__RELOAD_SECONDS": "3600"}
     env.pop("LAKEHOUSE_SERVING__TOKEN", None)
     server = start([sys.executable, "-m", "lakehouse_assets.cli", "serve", "--port", str(port)],
                    env, f"{url}/ready")

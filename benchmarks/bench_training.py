@@ -20,9 +20,10 @@ import mlflow
 import polars as pl
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.features.pipeline import TRAINING_SET_TABLE
 from lakehouse_assets.resources.mlflow import mlflow_resource
-from lakehouse_assets.settings import LakehouseSettings, disable_telemetry
+from lakehouse_assets.runtime import disable_telemetry
+from lakehouse_assets.settings import LakehouseSettings
+from lakehouse_assets.tables import TRAINING_SET_TABLE
 from lakehouse_assets.training.candidates import candidates
 from lakehouse_assets.training.dataset import LABEL, model_input, time_split
 from lakehouse_assets.training.synthetic import synthetic_training_set

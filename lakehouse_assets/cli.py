@@ -14,12 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lakehouse_assets.settings import (
-    LakehouseSettings,
-    disable_telemetry,
-    get_settings,
-    is_loopback,
-)
+from lakehouse_assets.runtime import child_env, disable_telemetry, ensure_dirs, is_loopback
+from lakehouse_assets.settings import LakehouseSettings, get_settings
 
 console = Console()
 
@@ -35,8 +31,9 @@ def _settings(**simulator_overrides: Any) -> LakehouseSettings:
         raise click.ClickException(f"invalid settings: {problems}") from error
     overrides = {k: v for k, v in simulator_overrides.items() if v is not None}
     if overrides:
-        settings.simulator = settings.simulator.model_copy(update=overrides)
-    settings.ensure_dirs()
+        settings = settings.model_copy(
+            update={"simulator": settings.simulator.model_copy(update=overrides)})
+    ensure_dirs(settings)
     return settings
 
 
@@ -145,8 +142,7 @@ def report_run(result: Any) -> bool:
                 failed += 1
                 checks.add_row(name, "[red]FAILED[/red]")
     console.print(checks)
-    failed_steps = {e.step_key for e in result.get_step_failure_events()}
-    if failed or not failed_steps <= {promotion_gate.node_def.name}:
+    if failed or not result.success:
         console.print(f"[red]run {result.run_id} failed ({failed} check(s) failed)[/red]")
         return False
     console.print(f"[green]run {result.run_id} succeeded[/green]; open it with `lakehouse ui`")
@@ -240,7 +236,7 @@ def ui(host: str | None, port: int | None) -> None:
                "-h", host or settings.ui_host, "-p", str(port or settings.ui_port)]
     console.print(f"Dagster UI on http://{host or settings.ui_host}:{port or settings.ui_port} "
                   f"(DAGSTER_HOME={settings.dagster_home})")
-    sys.exit(subprocess.call(command, env=settings.child_env()))
+    sys.exit(subprocess.call(command, env=child_env(settings)))
 
 
 @main.command()
@@ -272,7 +268,7 @@ def mlflow_ui(port: int | None) -> None:
                "--artifacts-destination", str(settings.mlflow_dir / "artifacts")]
     console.print(f"MLflow UI on http://127.0.0.1:{port} (store {settings.tracking_uri})")
     # MLflow's job runner (GenAI jobs, unused here) would start eight worker processes.
-    env = {**settings.child_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = {**child_env(settings), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     os.execve(sys.executable, command, env)  # the server replaces this process: signals reach it
 
 
@@ -322,7 +318,7 @@ def monitor_ui(port: int | None) -> None:
     executable = str(Path(sys.executable).parent / "evidently")
     console.print(f"Evidently UI on http://127.0.0.1:{port} (workspace {workspace})")
     os.execve(executable, [executable, "ui", "--host", "127.0.0.1", "--port", str(port),
-                           "--workspace", str(workspace)], settings.child_env())
+                           "--workspace", str(workspace)], child_env(settings))
 
 
 @main.command()
@@ -331,11 +327,12 @@ def monitor_ui(port: int | None) -> None:
 def dashboards(host: str, port: int | None) -> None:
     """Serve the business, data and ML dashboards (Dash), refreshed from the lake on every load."""
     from lakehouse_assets.dashboards.app import serve as serve_dashboards
+    from lakehouse_assets.resources.connections import embedded_engine
 
     settings = _settings()
     port = port or settings.dashboards_port
     console.print(f"dashboards on http://{host}:{port} over {settings.lake_root}")
-    serve_dashboards(settings.lake_root, host, port)
+    serve_dashboards(embedded_engine(settings), host, port)
 
 
 def _call_service(settings: LakehouseSettings, method: str, path: str,
@@ -390,15 +387,14 @@ def rollback_command(to_version: int | None, reason: str) -> None:
     replaced version tagged rolled_back) and have the running service load it now."""
     import getpass
 
-    from lakehouse_assets.engine import DeltaEngine
     from lakehouse_assets.registry.promotion import RollbackError, UntrustedModelError, rollback
-    from lakehouse_assets.resources.mlflow import mlflow_resource
+    from lakehouse_assets.resources.connections import embedded_engine, mlflow_connection
 
     settings = _settings()
-    registry = mlflow_resource(settings)
+    registry = mlflow_connection(settings)
     registry.activate()
     try:
-        old, new = rollback(registry.client(), DeltaEngine(settings.lake_root), registry.model_name,
+        old, new = rollback(registry.client(), embedded_engine(settings), registry.model_name,
                             f"lakehouse rollback ({getpass.getuser()})", reason, to_version)
     except (RollbackError, UntrustedModelError) as error:
         raise click.ClickException(str(error)) from error
@@ -439,7 +435,7 @@ def notebook(ctx: click.Context, host: str, port: int | None) -> None:
         check_kernel()
     except NotebookError as error:
         raise click.ClickException(str(error)) from error
-    settings.ensure_dirs()
+    ensure_dirs(settings)
     copied, kept = copy_examples(settings.home_dir)
     for path in kept:
         console.print(f"[yellow]kept your edited {path.name}[/yellow] (the shipped version: "
@@ -451,7 +447,7 @@ def notebook(ctx: click.Context, host: str, port: int | None) -> None:
                   f"in notebooks/examples):\n  http://{host}:{port}/lab/tree/notebooks/examples"
                   f"?token={token}")
     sys.exit(subprocess.call(lab_command(settings.home_dir, host, port),
-                             env={**settings.child_env(), "JUPYTER_TOKEN": token}))
+                             env={**child_env(settings), "JUPYTER_TOKEN": token}))
 
 
 @notebook.command(name="run")
@@ -476,7 +472,7 @@ def notebook_run(paths: tuple[Path, ...], output: Path | None, timeout: int) -> 
                 status.update(f"{step} {text}")
 
             try:
-                run = run_notebook(path, env=settings.child_env(), output=output / path.name,
+                run = run_notebook(path, env=child_env(settings), output=output / path.name,
                                    timeout=timeout, progress=progress)
             except NotebookError as error:
                 raise click.ClickException(str(error)) from error
@@ -507,6 +503,7 @@ def query(name: str, params: tuple[str, ...], limit: int) -> None:
         load_saved_queries,
         run_saved_query,
     )
+    from lakehouse_assets.resources.connections import embedded_engine
 
     settings = _settings()
     queries = {q.name: q for q in load_saved_queries()}
@@ -517,7 +514,7 @@ def query(name: str, params: tuple[str, ...], limit: int) -> None:
         raise click.UsageError("--param takes NAME=VALUE")
     saved = queries[name]
     try:
-        result = run_saved_query(settings.lake_root, saved, given)
+        result = run_saved_query(embedded_engine(settings), saved, given)
     except QueryError as error:
         raise click.ClickException(str(error)) from error
     table = Table(*result.columns, title=f"{name}: {result.height:,} row(s)")
@@ -536,10 +533,11 @@ def catalog(table: str | None, as_json: bool) -> None:
 
     from lakehouse_assets.definitions import build_definitions
     from lakehouse_assets.governance.catalog import build_catalog
+    from lakehouse_assets.resources.connections import embedded_engine
 
     settings = _settings()
     entries = build_catalog(build_definitions(settings).resolve_all_asset_specs(),
-                            settings.lake_root)
+                            embedded_engine(settings))
     if table:
         entries = [e for e in entries if e.table == table]
         if not entries:
@@ -575,19 +573,15 @@ def lineage(request_id: str, as_json: bool) -> None:
     change events behind them."""
     import json
 
-    import mlflow
-
-    from lakehouse_assets.engine import DeltaEngine
     from lakehouse_assets.features.definitions import build_definitions as feature_definitions
     from lakehouse_assets.governance.lineage import LineageError, prediction_lineage
-    from lakehouse_assets.resources.mlflow import mlflow_resource
+    from lakehouse_assets.resources.connections import embedded_engine, mlflow_connection
 
     settings = _settings()
-    registry = mlflow_resource(settings)
-    mlflow.set_tracking_uri(registry.tracking_uri)
-    mlflow.set_registry_uri(registry.registry_uri)
+    registry = mlflow_connection(settings)
+    registry.use()
     try:
-        traced = prediction_lineage(DeltaEngine(settings.lake_root), registry.client(),
+        traced = prediction_lineage(embedded_engine(settings), registry.client(),
                                     feature_definitions(settings.lake_root).return_risk_v2,
                                     request_id)
     except LineageError as error:

@@ -6,9 +6,9 @@ and friends), so a notebook sees exactly what the assets wrote::
     from lakehouse_assets import lake
 
     lake.tables()                                  # every table: layer, rows, version, updated
-    orders = lake.read("silver/orders")            # polars (as_pandas=True: pandas)
+    orders = lake.read(SILVER_ORDERS_TABLE)            # polars (as_pandas=True: pandas)
     before = lake.read("silver.orders", version=3)  # or as_of="2026-11-25 06:00" (UTC)
-    lake.history("silver/orders")                  # its commits
+    lake.history(SILVER_ORDERS_TABLE)                  # its commits
     lake.sql("select count(*) from gold.fct_orders where amount > $floor", floor=50)
     lake.features(orders, "return_risk_v1", timestamp="order_ts")  # as of each row's time
 
@@ -41,7 +41,8 @@ import polars as pl
 import pyarrow as pa
 from deltalake.exceptions import DeltaError
 
-from lakehouse_assets.engine import DeltaEngine, TableNotFoundError
+from lakehouse_assets.engine import LakeEngine, TableNotFoundError
+from lakehouse_assets.resources.connections import embedded_engine, mlflow_connection
 from lakehouse_assets.settings import LakehouseSettings, get_settings
 from lakehouse_assets.training.dataset import LABEL, TimeSplit, model_input, time_split
 from lakehouse_assets.training.metrics import classification_metrics
@@ -68,14 +69,12 @@ def settings() -> LakehouseSettings:
     return get_settings()
 
 
-def _engine() -> DeltaEngine:
-    return DeltaEngine(settings().lake_root)
+def _engine() -> LakeEngine:
+    return embedded_engine(settings())
 
 
 def _table_names() -> list[str]:
-    from lakehouse_assets.queries.lake_sql import discover_tables
-
-    return discover_tables(settings().lake_root)
+    return _engine().tables()
 
 
 def resolve(name: str) -> str:
@@ -101,10 +100,10 @@ def resolve(name: str) -> str:
 def tables(layer: str | None = None) -> pl.DataFrame:
     """Every table (of ``layer``): rows, Delta version, last update, files and size, from the
     Delta logs (no data read)."""
-    from lakehouse_assets.governance.catalog import stats_frame
+    from lakehouse_assets.queries.lake_sql import stats_frame
 
     names = [t for t in _table_names() if layer is None or t.split("/")[0] == layer]
-    return stats_frame(settings().lake_root, names)
+    return stats_frame(_engine(), names)
 
 
 def _utc(value: str | date | datetime) -> datetime:
@@ -209,7 +208,7 @@ def sql(query: str, *, as_pandas: bool = False, **params: Any) -> pl.DataFrame |
     unused = sorted(p for p in params if not re.search(rf"\${re.escape(p)}\b", query))
     if unused:
         raise ValueError(f"parameter(s) {unused} are not used in the query (write $name in it)")
-    result = run_lake_sql(settings().lake_root, query, params)
+    result = run_lake_sql(_engine(), query, params)
     return result.to_pandas() if as_pandas else result
 
 
@@ -285,9 +284,7 @@ def labels(frame: pl.DataFrame) -> np.ndarray:
 
 def _registry() -> Any:
     """The platform's MLflow (tracking, registry, experiment), made current in this process."""
-    from lakehouse_assets.resources.mlflow import mlflow_resource
-
-    registry = mlflow_resource(settings())
+    registry = mlflow_connection(settings())
     registry.activate()
     return registry
 
@@ -330,7 +327,8 @@ def registered_model_metrics(split: TimeSplit, *, alias: str = "champion",
                              version: int | None = None) -> dict[str, float] | None:
     """The platform's metrics of a registered version (``alias``, or ``version``) on the
     holdout, loaded the way serving loads it; None when the alias is not set."""
-    from lakehouse_assets.registry.promotion import alias_version, score
+    from lakehouse_assets.registry.promotion import alias_version
+    from lakehouse_assets.training.evaluation import score
 
     registry = _registry()
     if version is None:

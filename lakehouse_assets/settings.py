@@ -7,28 +7,29 @@ an environment variable named ``LAKEHOUSE_<FIELD>`` (nested fields use a double 
 
 from __future__ import annotations
 
-import ipaddress
+import difflib
 import os
+from collections.abc import Mapping
 from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Environment variables every tool we start reads to turn its telemetry off.
-TELEMETRY_OFF_ENV = {
-    "DAGSTER_DISABLE_TELEMETRY": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "SCARF_ANALYTICS": "false",
-    "FEAST_USAGE": "False",
-    "EVIDENTLY_DISABLE_TELEMETRY": "1",
-}
+ENV_PREFIX = "LAKEHOUSE_"
+# Variables of the test harness (crash trials, fuzzing, artifacts): not settings.
+TEST_ENV_PREFIX = "LAKEHOUSE_TEST_"
 
 
-class SimulatorSettings(BaseModel):
+class FrozenModel(BaseModel):
+    """Settings groups are read once and never changed: ``model_copy(update=...)`` derives."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class SimulatorSettings(FrozenModel):
     """Knobs of the shop simulator. Defaults give a small, realistic quarter of activity."""
 
     seed: int = 42
@@ -68,7 +69,7 @@ class SimulatorSettings(BaseModel):
     )
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(FrozenModel):
     """The return-risk model: split, search seed, and the champion/challenger gate."""
 
     model_name: str = "return_risk"
@@ -100,7 +101,7 @@ class TrainingSettings(BaseModel):
         "the gate lets it replace a champion (0: not required)")
 
 
-class ServingSettings(BaseModel):
+class ServingSettings(FrozenModel):
     """The scoring service (`lakehouse serve`)."""
 
     host: str = "127.0.0.1"
@@ -131,7 +132,7 @@ class ServingSettings(BaseModel):
                                 "mode; sticky per customer")
 
 
-class MonitoringSettings(BaseModel):
+class MonitoringSettings(FrozenModel):
     """Drift, model quality, system health and alerts."""
 
     min_window_rows: int = Field(
@@ -164,7 +165,7 @@ class LakehouseSettings(BaseSettings):
     """Where local state lives, which engine runs, and how the simulator behaves."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LAKEHOUSE_", env_nested_delimiter="__", extra="ignore"
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
     home: Path = Field(
@@ -308,53 +309,37 @@ class LakehouseSettings(BaseSettings):
             config["spark.jars"] = ",".join(jars)
         return config
 
-    def ensure_dirs(self) -> None:
-        """Create the local folders and a telemetry-off Dagster instance config."""
-        for folder in (self.home_dir, self.source_db.parent, self.landing, self.dagster_home):
-            folder.mkdir(parents=True, exist_ok=True)
-        if "://" not in self.lake_root:
-            Path(self.lake_root).mkdir(parents=True, exist_ok=True)
-        dagster_yaml = self.dagster_home / "dagster.yaml"
-        if not dagster_yaml.exists():
-            dagster_yaml.write_text("telemetry:\n  enabled: false\n")
-
-    def child_env(self) -> dict[str, str]:
-        """Environment for subprocesses (Dagster UI, tools): same home, telemetry off."""
-        env = dict(os.environ)
-        env.update(TELEMETRY_OFF_ENV)
-        env["LAKEHOUSE_HOME"] = str(self.home_dir)
-        env["DAGSTER_HOME"] = str(self.dagster_home)
-        return env
+    @model_validator(mode="after")
+    def _no_unknown_variables(self) -> LakehouseSettings:
+        unknown = unknown_variables(os.environ)
+        if unknown:
+            raise ValueError("unknown setting(s) " + "; ".join(unknown)
+                             + " (every LAKEHOUSE_* variable must name a setting: see README)")
+        return self
 
 
-def disable_telemetry() -> None:
-    """Turn every tool's telemetry off for this process and its children."""
-    for key, value in TELEMETRY_OFF_ENV.items():
-        os.environ.setdefault(key, value)
-
-
-def export_dbt_env(
-    lake_root: str, gold_dir: str, spark_config: dict[str, str] | None = None
-) -> dict[str, str]:
-    """Set the variables dbt_project/profiles.yml reads (dbt runs as a subprocess of the run)."""
-    Path(gold_dir, "external").mkdir(parents=True, exist_ok=True)
-    values = {"LAKEHOUSE_DBT_LAKE_ROOT": lake_root, "LAKEHOUSE_DBT_GOLD_DIR": gold_dir,
-              "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **TELEMETRY_OFF_ENV}
-    if spark_config:  # the spark target: same master and Delta jars as the engine
-        values["LAKEHOUSE_DBT_SPARK_MASTER"] = spark_config.get("spark.master", "local[*]")
-        values["LAKEHOUSE_DBT_SPARK_JARS"] = spark_config.get("spark.jars", "")
-    os.environ.update(values)
-    return values
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps a service on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``LAKEHOUSE_*`` variables that name no setting, each with the closest names (a typo
+    would otherwise be ignored and the default used without a word)."""
+    top = LakehouseSettings.model_fields
+    problems = []
+    for key in sorted(environ):
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.startswith(TEST_ENV_PREFIX):
+            continue
+        field, _, nested = upper.removeprefix(ENV_PREFIX).lower().partition("__")
+        if field in top and not nested:
+            continue
+        group = top[field].annotation if field in top else None
+        if nested and isinstance(group, type) and issubclass(group, BaseModel):
+            if nested in group.model_fields:
+                continue
+            names = [f"{ENV_PREFIX}{field}__{n}".upper() for n in group.model_fields]
+        else:
+            names = [f"{ENV_PREFIX}{n}".upper() for n in top]
+        close = difflib.get_close_matches(upper, names, n=2, cutoff=0.6)
+        problems.append(f"{key}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    return problems
 
 
 def get_settings() -> LakehouseSettings:

@@ -11,7 +11,8 @@ from click.testing import CliRunner, Result
 
 from lakehouse_assets.cli import main
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.settings import LakehouseSettings, SimulatorSettings, disable_telemetry
+from lakehouse_assets.runtime import disable_telemetry, ensure_dirs
+from lakehouse_assets.settings import LakehouseSettings, SimulatorSettings
 from lakehouse_assets.sources.simulator import ShopSimulator
 
 disable_telemetry()
@@ -37,7 +38,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LakehouseSettin
     monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
     monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster"))
     settings = LakehouseSettings(home=home, simulator=SMALL_SIMULATION)
-    settings.ensure_dirs()
+    ensure_dirs(settings)
     return settings
 
 

@@ -6,8 +6,8 @@ import json
 import polars as pl
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.governance.lineage import CUSTOMER_FEATURES
-from lakehouse_assets.queries.lake_sql import discover_tables
+from lakehouse_assets.tables import CUSTOMER_FEATURES_TABLE
+from tests.lake_compare import delta_tables
 
 
 def test_simulate_then_demo_end_to_end(demo_home):
@@ -46,8 +46,8 @@ def test_the_catalog_lists_every_lake_table_with_owner_schema_and_lineage(demo_h
     result = demo_home.cli("catalog", "--json")
     assert result.exit_code == 0, result.output
     entries = {e["table"]: e for e in json.loads(result.output)}
-    assert set(discover_tables(demo_home.home / "lake")) <= set(entries)
-    for table in discover_tables(demo_home.home / "lake"):
+    assert set(delta_tables(demo_home.home / "lake")) <= set(entries)
+    for table in delta_tables(demo_home.home / "lake"):
         entry = entries[table]
         assert entry["assets"], f"{table} is written by no declared asset"
         assert entry["owners"] and entry["description"] and entry["columns"], table
@@ -75,7 +75,7 @@ def test_lineage_of_a_served_prediction_names_its_source_rows(demo_home):
     assert lineage["training_set"]["table"].endswith("features/training_set")
     assert "gold/fct_orders" in lineage["training_set"]["source_delta_versions"]
     assert "customer_daily_features" in lineage["feature_views"]
-    (customer,) = lineage["feature_rows"][CUSTOMER_FEATURES]
+    (customer,) = lineage["feature_rows"][CUSTOMER_FEATURES_TABLE]
     assert customer["customer_id"] == served["customer_id"]
     # The silver orders behind the served 90-day features are exactly as many as they counted,
     # and add up to the spend they summed.

@@ -9,7 +9,8 @@ from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS, ingest_payments_fi
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.engine.spark import SparkEngine
 from lakehouse_assets.gold.assets import gold_dbt_models
-from lakehouse_assets.resources import build_resources
+from lakehouse_assets.resources.sources import build_resources
+from lakehouse_assets.runtime import ensure_dirs
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.silver.maintenance import maintained_tables
@@ -29,7 +30,7 @@ def test_embedded_and_spark_give_identical_bronze_silver_and_gold(tmp_path, spar
         home = tmp_path / engine
         settings = LakehouseSettings(home=home, engine=engine, spark_master="local[2]",
                                      simulator=cfg)
-        settings.ensure_dirs()
+        ensure_dirs(settings)
         ShopSimulator(settings.source_db, settings.landing, cfg).run()
         result = materialize([*BRONZE_CDC_ASSETS, ingest_payments_files, *SILVER_ASSETS,
                               gold_dbt_models],
@@ -42,7 +43,7 @@ def test_embedded_and_spark_give_identical_bronze_silver_and_gold(tmp_path, spar
     spark = SparkEngine(spark_session, homes["spark"])
     compared = 0
     gold = ["gold/fct_orders", "gold/customer_daily_features", "gold/product_daily_features"]
-    for table in [*maintained_tables(), *gold]:
+    for table in [*maintained_tables(embedded), *gold]:
         if not embedded.exists(table):
             continue
         # Each engine reads the other's table: Delta is the contract.

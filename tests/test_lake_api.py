@@ -14,7 +14,7 @@ from deltalake import DeltaTable
 
 from lakehouse_assets import lake
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.queries.lake_sql import discover_tables
+from tests.lake_compare import delta_tables
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_an_empty_lake_says_to_run_the_pipeline(settings):
 def test_the_lake_api_reads_every_table_the_pipeline_wrote(demo_home, monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_HOME", str(demo_home.home))
     root = str(demo_home.home / "lake")
-    written = discover_tables(root)
+    written = delta_tables(root)
     assert {"bronze/orders", "silver/orders", "gold/fct_orders", "features/training_set",
             "serving/inference_log", "ml/alias_history"} <= set(written)
     assert lake.tables()["table"].to_list() == written

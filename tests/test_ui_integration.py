@@ -11,6 +11,8 @@ import urllib.request
 
 import pytest
 
+from lakehouse_assets.runtime import child_env
+
 pytestmark = pytest.mark.integration
 
 
@@ -45,7 +47,7 @@ def test_ui_serves_the_lineage_graph_checks_and_sensor(settings):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "lakehouse_assets.cli", "ui", "--port", str(port)],
-        env=settings.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=child_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:

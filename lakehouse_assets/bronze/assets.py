@@ -26,17 +26,13 @@ from pydantic import Field
 
 from lakehouse_assets.conflicts import retry_on_conflict
 from lakehouse_assets.metadata import OWNERS, table_metadata
-from lakehouse_assets.resources import LakeResource, LandingZoneResource, SourceDatabaseResource
+from lakehouse_assets.resources.lake import LakeResource
+from lakehouse_assets.resources.sources import LandingZoneResource, SourceDatabaseResource
 from lakehouse_assets.sources.cdc import CaptureResult, bronze_table_name, capture_to_bronze
-from lakehouse_assets.sources.landing import (
-    PAYMENTS,
-    QUARANTINE_TABLE,
-    ingest_files,
-    list_landing_files,
-    reconcile_files,
-)
+from lakehouse_assets.sources.landing import PAYMENTS, ingest_files, list_landing_files, reconcile_files
 from lakehouse_assets.sources.postgres import SlotStream, capture_postgres_to_bronze, int_to_lsn
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
+from lakehouse_assets.tables import LANDING_QUARANTINE_TABLE
 
 SHOP_SOURCE = AssetSpec(
     "shop_source_db",
@@ -91,13 +87,13 @@ def _build_cdc_asset(table: SourceTable) -> AssetsDefinition:
         extra: dict[str, Any] = {}
         if postgres is None:
             result = retry_on_conflict(context, lambda: capture_to_bronze(
-                engine, source_db.change_log(), table, batch_id=context.run_id,
+                engine, source_db.change_log(), table, batch_id=context.run.run_id,
                 chunk_rows=lake.cdc_chunk_rows, on_chunk=progress,
             ))
         else:  # log-based capture from PostgreSQL's write-ahead log
             stream = SlotStream(postgres, table)
             result = retry_on_conflict(context, lambda: capture_postgres_to_bronze(
-                engine, stream, batch_id=context.run_id, max_rows=lake.cdc_chunk_rows,
+                engine, stream, batch_id=context.run.run_id, max_rows=lake.cdc_chunk_rows,
                 on_batch=progress))
             extra = {"replication_slot": stream.slot, "lsn_from": int_to_lsn(result.cursor_before),
                      "lsn_to": int_to_lsn(result.cursor_after), **stream.lag()}
@@ -152,7 +148,7 @@ def _landing_table_spec(key: AssetKey, table: str, description: str) -> AssetSpe
             "source file, its content hash and the record number.",
         ),
         _landing_table_spec(
-            QUARANTINE_KEY, QUARANTINE_TABLE,
+            QUARANTINE_KEY, LANDING_QUARANTINE_TABLE,
             "Records (or whole files) from the landing folder that failed to parse or validate: "
             "dataset, file, record number, the reason and the raw record.",
         ),
@@ -196,7 +192,7 @@ def ingest_payments_files(
             )
 
     result = retry_on_conflict(context, lambda: ingest_files(
-        engine, landing, PAYMENTS, paths, batch_id=context.run_id, on_file=progress))
+        engine, landing, PAYMENTS, paths, batch_id=context.run.run_id, on_file=progress))
     mismatches = reconcile_files(engine, PAYMENTS, result.rows_read_by_file)
     run_metadata = {
         "files_ingested": result.files_ingested,
@@ -211,7 +207,7 @@ def ingest_payments_files(
     yield MaterializeResult(
         asset_key=QUARANTINE_KEY,
         metadata={
-            **table_metadata(engine, QUARANTINE_TABLE),
+            **table_metadata(engine, LANDING_QUARANTINE_TABLE),
             "rows_quarantined": result.rows_quarantined,
             "reasons": MetadataValue.json(result.reasons),
         },

@@ -6,8 +6,9 @@ from dagster import AssetCheckResult, AssetChecksDefinition, asset_check
 
 from lakehouse_assets.bronze.assets import cdc_asset_key
 from lakehouse_assets.engine import LakeEngine
-from lakehouse_assets.governance.erasure import erased_keys
-from lakehouse_assets.resources import LakeResource, SourceDatabaseResource
+from lakehouse_assets.erasure_registry import erased_keys
+from lakehouse_assets.resources.lake import LakeResource
+from lakehouse_assets.resources.sources import SourceDatabaseResource
 from lakehouse_assets.sources.cdc import CaptureError, bronze_table_name, capture_app_id
 from lakehouse_assets.sources.postgres import SlotStream, int_to_lsn
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable

@@ -17,13 +17,14 @@ import polars as pl
 import yaml  # type: ignore[import-untyped]
 from dash import Dash, Input, Output, dash_table, dcc, html
 
+from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.queries.saved import (
     QueryError,
     SavedQuery,
     load_saved_queries,
     run_saved_query,
 )
-from lakehouse_assets.settings import is_loopback
+from lakehouse_assets.runtime import is_loopback
 
 SPECS_DIR = Path(__file__).parent / "specs"
 CHARTS = {"line": px.line, "bar": px.bar, "scatter": px.scatter}
@@ -81,7 +82,7 @@ def load_dashboards(folder: Path = SPECS_DIR) -> list[Dashboard]:
     return dashboards
 
 
-def dashboard_data(lake_root: str, dashboard: Dashboard) -> dict[str, pl.DataFrame | QueryError]:
+def dashboard_data(engine: LakeEngine, dashboard: Dashboard) -> dict[str, pl.DataFrame | QueryError]:
     """Each query of the dashboard run once over the current lake (a failure is kept as the
     panel's message, not raised: one missing table must not blank the other panels)."""
     queries = {q.name: q for q in load_saved_queries()}
@@ -89,7 +90,7 @@ def dashboard_data(lake_root: str, dashboard: Dashboard) -> dict[str, pl.DataFra
     results: dict[str, pl.DataFrame | QueryError] = {}
     for name, query in needed.items():
         try:
-            results[name] = run_saved_query(lake_root, query)
+            results[name] = run_saved_query(engine, query)
         except QueryError as error:
             results[name] = error
     return results
@@ -126,8 +127,8 @@ def render_panel(panel: Panel, data: pl.DataFrame | QueryError, panel_id: str) -
                     style={"border": "1px solid #ddd", "padding": "8px", "margin": "8px"})
 
 
-def render_dashboard(lake_root: str, dashboard: Dashboard) -> html.Div:
-    data = dashboard_data(lake_root, dashboard)
+def render_dashboard(engine: LakeEngine, dashboard: Dashboard) -> html.Div:
+    data = dashboard_data(engine, dashboard)
     return html.Div([
         html.H2(dashboard.title), html.P(dashboard.description),
         html.Div([render_panel(p, data[p.query], f"{dashboard.slug}-panel-{i}")
@@ -136,7 +137,7 @@ def render_dashboard(lake_root: str, dashboard: Dashboard) -> html.Div:
     ], id=f"dashboard-{dashboard.slug}")
 
 
-def create_app(lake_root: str, dashboards: list[Dashboard] | None = None) -> Dash:
+def create_app(engine: LakeEngine, dashboards: list[Dashboard] | None = None) -> Dash:
     boards = dashboards or load_dashboards()
     by_slug = {d.slug: d for d in boards}
     app = Dash(__name__, title="Lakehouse dashboards",
@@ -154,7 +155,7 @@ def create_app(lake_root: str, dashboards: list[Dashboard] | None = None) -> Das
         if slug not in by_slug:
             return html.P(f"no dashboard {slug!r}: one of {sorted(by_slug)}",
                           className="panel-error")
-        return render_dashboard(lake_root, by_slug[slug])
+        return render_dashboard(engine, by_slug[slug])
 
     return app
 
@@ -166,6 +167,6 @@ def check_bind(host: str) -> None:
                          "Bind 127.0.0.1 and publish them through an authenticating proxy.")
 
 
-def serve(lake_root: str, host: str, port: int) -> None:
+def serve(engine: LakeEngine, host: str, port: int) -> None:
     check_bind(host)
-    create_app(lake_root).run(host=host, port=port, debug=False)
+    create_app(engine).run(host=host, port=port, debug=False)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import polars as pl
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
+    from lakehouse_assets.engine.storage import TableStats
 
 
 class TableNotFoundError(LookupError):
@@ -198,4 +203,25 @@ class LakeEngine(Protocol):
 
     def head(self, table: str, rows: int = 10) -> pl.DataFrame:
         """A few rows, cheaply (without reading the whole table)."""
+        ...
+
+    # Metadata read from the Delta log (engine/storage.py, shared by the engines).
+    def tables(self) -> list[str]:
+        """Every Delta table under the lake root, as ``layer/name``, sorted."""
+        ...
+
+    def schema(self, table: str, version: int | None = None) -> pa.Schema: ...
+
+    def dataset(self, table: str, version: int | None = None) -> ds.Dataset:
+        """The table as an Arrow dataset (for DuckDB and other Arrow readers)."""
+        ...
+
+    def stats(self, table: str) -> TableStats:
+        """Version, rows, files, size and last update, from the log."""
+        ...
+
+    def remove_change_files(self, table: str, commit_key: str, *, dry_run: bool = False
+                            ) -> list[str]:
+        """Delete (``dry_run``: list) the change-data files of the commits whose metadata
+        carries ``commit_key``."""
         ...

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError
-from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 from lakehouse_assets.engine.base import (
     APPEND_ONLY,
@@ -20,12 +19,12 @@ from lakehouse_assets.engine.base import (
     CommitResult,
     ConcurrentWriteError,
     MergeClause,
-    TableNotFoundError,
     clause_assignments,
     in_predicate,
     merge_predicate,
     missing_columns,
 )
+from lakehouse_assets.engine.storage import DeltaLogReader
 
 
 def nullable(schema: pa.Schema) -> pa.Schema:
@@ -45,7 +44,7 @@ def _commit_properties(
     )
 
 
-class DeltaEngine:
+class DeltaEngine(DeltaLogReader):
     """Tables are folders ``<root>/<table>``; ``root`` may be a local path or an object-store URI."""
 
     name = "embedded"
@@ -54,17 +53,6 @@ class DeltaEngine:
     def __init__(self, root: str, storage_options: dict[str, str] | None = None):
         self.root = root.rstrip("/")
         self.storage_options = storage_options or None
-
-    def table_path(self, table: str) -> str:
-        return f"{self.root}/{table}"
-
-    def _table(self, table: str, version: int | None = None) -> DeltaTable:
-        try:
-            return DeltaTable(
-                self.table_path(table), version=version, storage_options=self.storage_options
-            )
-        except DeltaTableNotFound as exc:
-            raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}") from exc
 
     def exists(self, table: str) -> bool:
         return DeltaTable.is_deltatable(self.table_path(table), self.storage_options)
@@ -83,15 +71,15 @@ class DeltaEngine:
                     configuration=configuration,
                     storage_options=self.storage_options,
                 )
-        elif missing_columns(pa.schema(self._table(table).schema()).names, schema):
+        elif missing_columns(pa.schema(self._delta_table(table).schema()).names, schema):
             self._write(self.table_path(table), nullable(schema).empty_table(), None, None, None,
                         {"schema_change": "add columns"})  # an empty append, schema merge
-        return self._table(table).version()
+        return self._delta_table(table).version()
 
     def version(self, table: str) -> int | None:
         if not self.exists(table):
             return None
-        return self._table(table).version()
+        return self._delta_table(table).version()
 
     def read(
         self,
@@ -101,7 +89,7 @@ class DeltaEngine:
         columns: list[str] | None = None,
         where_in: dict[str, list[Any]] | None = None,
     ) -> pl.DataFrame:
-        dataset = self._table(table, version).to_pyarrow_dataset()
+        dataset = self._delta_table(table, version).to_pyarrow_dataset()
         condition = None
         for column, values in (where_in or {}).items():
             term = pc.field(column).isin(pa.array(values))
@@ -128,7 +116,7 @@ class DeltaEngine:
         data = data.cast(nullable(data.schema))
         target: str | DeltaTable = self.table_path(table)
         if read_version is not None:
-            target = self._table(table, read_version)
+            target = self._delta_table(table, read_version)
         try:
             self._write(target, data, partition_by, configuration, transactions, commit_metadata)
         except CommitFailedError as exc:
@@ -136,7 +124,7 @@ class DeltaEngine:
                 f"append to {table!r} conflicts with a commit made after version {read_version} "
                 f"was read ({exc}); nothing was written"
             ) from exc
-        return CommitResult(table, self._table(table).version(), data.num_rows, self.table_path(table))
+        return CommitResult(table, self._delta_table(table).version(), data.num_rows, self.table_path(table))
 
     def overwrite(
         self, table: str, df: pl.DataFrame | pa.Table, *, commit_metadata: dict[str, Any] | None = None
@@ -146,7 +134,7 @@ class DeltaEngine:
         write_deltalake(self.table_path(table), data, mode="overwrite", schema_mode="overwrite",
                         storage_options=self.storage_options,
                         commit_properties=_commit_properties(None, commit_metadata))
-        return CommitResult(table, self._table(table).version(), data.num_rows, self.table_path(table))
+        return CommitResult(table, self._delta_table(table).version(), data.num_rows, self.table_path(table))
 
     def _write(
         self,
@@ -182,7 +170,7 @@ class DeltaEngine:
         data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
         if not self.exists(table):
             self.ensure_table(table, data.schema)
-        target = self._table(table, read_version)
+        target = self._delta_table(table, read_version)
         target_columns = [field.name for field in pa.schema(target.schema())]
         merger = target.merge(
             data,
@@ -210,13 +198,13 @@ class DeltaEngine:
                 f"merge into {table!r} conflicts with a commit made after version {read_version} "
                 f"was read ({exc}); nothing was written"
             ) from exc
-        return CommitResult(table, self._table(table).version(), data.num_rows,
+        return CommitResult(table, self._delta_table(table).version(), data.num_rows,
                             self.table_path(table), metrics)
 
     def changes(
         self, table: str, after_version: int, up_to_version: int | None = None
     ) -> tuple[pl.DataFrame, int]:
-        dt = self._table(table, up_to_version)
+        dt = self._delta_table(table, up_to_version)
         end = dt.version()
         if end <= after_version:
             return pl.DataFrame(), end
@@ -224,7 +212,7 @@ class DeltaEngine:
         return pl.DataFrame(pl.from_arrow(pa.table(reader))), end
 
     def optimize(self, table: str, zorder_by: list[str] | None = None) -> dict[str, Any]:
-        dt = self._table(table)
+        dt = self._delta_table(table)
         return dt.optimize.z_order(zorder_by) if zorder_by else dt.optimize.compact()
 
     def delete(
@@ -233,11 +221,11 @@ class DeltaEngine:
     ) -> int:
         if not values or not self.exists(table):
             return 0
-        append_only = self._table(table).metadata().configuration.get(APPEND_ONLY) == "true"
+        append_only = self._delta_table(table).metadata().configuration.get(APPEND_ONLY) == "true"
         if append_only:
-            self._table(table).alter.set_table_properties({APPEND_ONLY: "false"})
+            self._delta_table(table).alter.set_table_properties({APPEND_ONLY: "false"})
         try:
-            metrics = self._table(table).delete(
+            metrics = self._delta_table(table).delete(
                 in_predicate(column, values),
                 commit_properties=_commit_properties(None, commit_metadata))
         except CommitFailedError as exc:
@@ -245,14 +233,14 @@ class DeltaEngine:
                                        f"commit ({exc}); nothing was deleted") from exc
         finally:
             if append_only:
-                self._table(table).alter.set_table_properties({APPEND_ONLY: "true"})
+                self._delta_table(table).alter.set_table_properties({APPEND_ONLY: "true"})
         return int(metrics.get("num_deleted_rows", 0))
 
     def vacuum(self, table: str, retention_hours: int) -> list[str]:
         # The retention is the caller's (a setting): below the 7-day Delta default is allowed.
         # full: also the files a crashed writer left without ever committing them (the default
         # only looks at files the log once referenced)
-        return self._table(table).vacuum(
+        return self._delta_table(table).vacuum(
             retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False,
             full=True,
         )
@@ -262,16 +250,16 @@ class DeltaEngine:
     ) -> int | None:
         if not self.exists(table):
             return None
-        return self._table(table, at_version).transaction_version(app_id)
+        return self._delta_table(table, at_version).transaction_version(app_id)
 
     def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
-        return self._table(table).history(limit)
+        return self._delta_table(table).history(limit)
 
     def row_count(self, table: str) -> int:
         if not self.exists(table):
             return 0
-        actions = pa.table(self._table(table).get_add_actions(flatten=True))
+        actions = pa.table(self._delta_table(table).get_add_actions(flatten=True))
         return int(pc.sum(actions.column("num_records")).as_py() or 0)
 
     def head(self, table: str, rows: int = 10) -> pl.DataFrame:
-        return pl.DataFrame(pl.from_arrow(self._table(table).to_pyarrow_dataset().head(rows)))
+        return pl.DataFrame(pl.from_arrow(self._delta_table(table).to_pyarrow_dataset().head(rows)))

@@ -33,6 +33,7 @@ from lakehouse_assets.engine.base import (
     merge_predicate,
     missing_columns,
 )
+from lakehouse_assets.engine.storage import DeltaLogReader
 
 # delta-spark's MERGE metric names -> the names the protocol's callers read (delta-rs's).
 MERGE_METRICS = {"numTargetRowsInserted": "num_target_rows_inserted",
@@ -41,7 +42,7 @@ MERGE_METRICS = {"numTargetRowsInserted": "num_target_rows_inserted",
                  "numSourceRows": "num_source_rows"}
 
 
-class SparkEngine:
+class SparkEngine(DeltaLogReader):
     name = "spark"
     # Spark commits one transaction identifier per write.
     max_transactions_per_commit: int | None = 1
@@ -53,9 +54,6 @@ class SparkEngine:
         self._session_conf_lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
-    def table_path(self, table: str) -> str:
-        return f"{self.root}/{table}"
-
     def _delta(self, table: str):
         from delta.tables import DeltaTable
 

@@ -10,17 +10,18 @@ from dagster import (
     asset,
 )
 
+from lakehouse_assets.features.definitions import build_definitions
 from lakehouse_assets.features.pipeline import (
     LABEL,
-    TRAINING_SET_TABLE,
     apply_definitions,
     build_training_set,
     materialize_online,
     online_offline_skew,
 )
 from lakehouse_assets.metadata import OWNERS, table_metadata
-from lakehouse_assets.resources import LakeResource
 from lakehouse_assets.resources.feast import FeastResource
+from lakehouse_assets.resources.lake import LakeResource
+from lakehouse_assets.tables import TRAINING_SET_TABLE
 
 GOLD_FEATURES = [AssetKey("customer_daily_features"), AssetKey("product_daily_features")]
 
@@ -29,7 +30,7 @@ GOLD_FEATURES = [AssetKey("customer_daily_features"), AssetKey("product_daily_fe
        description="Applies the Feast definitions (entities, feature views over the gold Delta "
        "marts, the on-demand view, the return_risk services) to the registry.")
 def feature_registry(context: AssetExecutionContext, feast: FeastResource) -> MaterializeResult:
-    store, definitions = feast.store()
+    store, definitions = feast.store(), build_definitions(feast.lake_root)
     catalog = apply_definitions(store, definitions)
     context.log.info(f"applied {len(catalog['feature_views'])} feature views, "
                      f"{len(catalog['feature_services'])} services")
@@ -48,7 +49,7 @@ def feature_registry(context: AssetExecutionContext, feast: FeastResource) -> Ma
        description="Materializes the feature views into the online store up to the newest gold "
        "row; the first run backfills the whole history.")
 def online_features(context: AssetExecutionContext, lake: LakeResource, feast: FeastResource):
-    store, definitions = feast.store()
+    store, definitions = feast.store(), build_definitions(feast.lake_root)
     engine = lake.engine()
     results = materialize_online(store, engine, definitions)
     for r in results:
@@ -75,7 +76,7 @@ def online_features(context: AssetExecutionContext, lake: LakeResource, feast: F
 def training_set(
     context: AssetExecutionContext, lake: LakeResource, feast: FeastResource
 ) -> MaterializeResult:
-    store, definitions = feast.store()
+    store, definitions = feast.store(), build_definitions(feast.lake_root)
     engine = lake.engine()
     frame, versions = build_training_set(store, engine, definitions)
     engine.overwrite(TRAINING_SET_TABLE, frame, commit_metadata={"source_versions": versions})

@@ -15,11 +15,16 @@ from lakehouse_assets.features.basket import LINE_FEATURES, basket_features, emp
 from lakehouse_assets.features.definitions import FeatureDefinitions
 from lakehouse_assets.features.delta_offline_store import pinned_versions
 from lakehouse_assets.features.online_writer import materialize_view
+from lakehouse_assets.tables import (
+    CUSTOMER_FEATURES_TABLE,
+    FCT_ORDERS_TABLE,
+    PRODUCT_FEATURES_TABLE,
+    SILVER_ORDER_ITEMS_TABLE,
+)
 
-TRAINING_SET_TABLE = "features/training_set"
 LABEL = "returned_within_30d"
-GOLD_TABLES = {"customer_daily_features": "gold/customer_daily_features",
-               "product_daily_features": "gold/product_daily_features"}
+GOLD_TABLES = {"customer_daily_features": CUSTOMER_FEATURES_TABLE,
+               "product_daily_features": PRODUCT_FEATURES_TABLE}
 
 
 def _utc(value: datetime) -> datetime:
@@ -87,7 +92,6 @@ def materialize_online(
     return results
 
 
-ORDER_ITEMS_TABLE = "silver/order_items"
 
 
 def order_features(store: FeatureStore, definitions: FeatureDefinitions, orders: pl.DataFrame,
@@ -125,14 +129,14 @@ def build_training_set(
     per order line aggregated over the basket. Returns the Delta versions of every table read
     too; given those versions, it rebuilds the same training set from the tables as they were
     then (time travel)."""
-    tables = ("gold/fct_orders", ORDER_ITEMS_TABLE, *GOLD_TABLES.values())
+    tables = (FCT_ORDERS_TABLE, SILVER_ORDER_ITEMS_TABLE, *GOLD_TABLES.values())
     versions = versions or {t: v for t in tables if (v := engine.version(t)) is not None}
     sources = {GOLD_TABLES[v.name]: v.batch_source.path  # type: ignore[union-attr]
                for v in (definitions.customer_features, definitions.product_features)}
-    orders = engine.read("gold/fct_orders", version=versions["gold/fct_orders"], columns=[
+    orders = engine.read(FCT_ORDERS_TABLE, version=versions[FCT_ORDERS_TABLE], columns=[
         "order_id", "customer_id", "order_ts", "amount", "discount", LABEL, "label_known_at",
     ]).filter(pl.col(LABEL).is_not_null())
-    lines = engine.read(ORDER_ITEMS_TABLE, version=versions[ORDER_ITEMS_TABLE],
+    lines = engine.read(SILVER_ORDER_ITEMS_TABLE, version=versions[SILVER_ORDER_ITEMS_TABLE],
                         columns=["order_id", "product_id", "quantity"])
     with pinned_versions({sources[t]: v for t, v in versions.items() if t in sources}):
         result = order_features(store, definitions, orders, lines)

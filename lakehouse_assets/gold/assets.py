@@ -4,39 +4,16 @@ dbt-duckdb reads the silver Delta tables through the platform's plugin and write
 Delta tables under <lake>/gold/ (see ``dbt_delta_plugin.py``).
 """
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, Output
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
-from dbt.cli.main import dbtRunner
 
 from lakehouse_assets.metadata import OWNERS, table_metadata
-from lakehouse_assets.resources import LakeResource
-from lakehouse_assets.resources.sources import DBT_PROJECT_DIR
-from lakehouse_assets.settings import TELEMETRY_OFF_ENV, export_dbt_env
-
-MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
-
-
-def _newest_source_mtime() -> float:
-    files = [p for folder in ("models", "macros", "tests") for p in (DBT_PROJECT_DIR / folder).rglob("*")
-             if p.is_file()]
-    return max(p.stat().st_mtime for p in [*files, DBT_PROJECT_DIR / "dbt_project.yml"])
-
-
-def ensure_manifest() -> Path:
-    """Parse the dbt project when its manifest is missing or older than a model, macro or test."""
-    if MANIFEST.exists() and MANIFEST.stat().st_mtime >= _newest_source_mtime():
-        return MANIFEST
-    os.environ.update(TELEMETRY_OFF_ENV)
-    result = dbtRunner().invoke(["parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-                                 "--profiles-dir", str(DBT_PROJECT_DIR)])
-    if not result.success:
-        raise RuntimeError(f"dbt parse failed for {DBT_PROJECT_DIR}: {result.exception}")
-    return MANIFEST
+from lakehouse_assets.resources.dbt import dbt_project, dbt_vars, with_run_profile
+from lakehouse_assets.resources.lake import LakeResource
 
 
 class GoldTranslator(DagsterDbtTranslator):
@@ -57,11 +34,13 @@ class GoldTranslator(DagsterDbtTranslator):
         )
 
 
-@dbt_assets(manifest=ensure_manifest(), dagster_dbt_translator=GoldTranslator())
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project,
+            dagster_dbt_translator=GoldTranslator())
 def gold_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource):
-    export_dbt_env(lake.root, lake.gold_dir, lake.spark_config)
+    # the profile of this run, rendered from the same settings as the lake's
+    dbt = with_run_profile(dbt, lake.root, Path(lake.gold_dir), lake.spark_config)
     engine = lake.engine()
-    for event in dbt.cli(["build"], context=context).stream():
+    for event in dbt.cli(["build", "--vars", dbt_vars(lake.root)], context=context).stream():
         if isinstance(event, Output):
             spec = context.assets_def.specs_by_key[context.asset_key_for_output(event.output_name)]
             table = spec.metadata.get("table")

@@ -25,6 +25,7 @@ from dbt.adapters.duckdb.utils import SourceConfig, TargetConfig
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse_assets.engine.delta import nullable
+from lakehouse_assets.tables import gold_table
 
 
 class Plugin(BasePlugin):
@@ -47,7 +48,7 @@ class Plugin(BasePlugin):
     def store(self, target_config: TargetConfig) -> None:
         assert target_config.location is not None
         data = pq.read_table(target_config.location.path)
-        table = target_config.config.get("delta_table") or f"gold/{target_config.relation.identifier}"
+        table = target_config.config.get("delta_table") or gold_table(target_config.relation.identifier)
         data = data.cast(nullable(data.schema))  # so Spark can read it too
         write_deltalake(self.path(table), _without_empty_marker(data), mode="overwrite",
                         schema_mode="overwrite")

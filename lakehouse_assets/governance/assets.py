@@ -16,17 +16,12 @@ from feast.errors import FeastObjectNotFoundException
 
 from lakehouse_assets.conflicts import retry_on_conflict
 from lakehouse_assets.features.online_writer import delete_entities, entities_present
-from lakehouse_assets.governance.erasure import (
-    ERASED_ORDERS_TABLE,
-    ERASURES_TABLE,
-    erase_customers,
-    purge,
-    remaining_rows,
-)
+from lakehouse_assets.governance.erasure import erase_customers, purge, remaining_rows
 from lakehouse_assets.metadata import OWNERS, table_metadata
-from lakehouse_assets.resources import LakeResource
 from lakehouse_assets.resources.feast import FeastResource
+from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.silver.assets import SILVER_ASSETS
+from lakehouse_assets.tables import ERASED_ORDERS_TABLE, ERASURES_TABLE
 
 CUSTOMER_VIEW = "customer_daily_features"
 GOLD_DB = "gold.duckdb"  # dbt-duckdb's database in the gold folder (profiles.yml)
@@ -52,7 +47,7 @@ GOLD_DB = "gold.duckdb"  # dbt-duckdb's database in the gold folder (profiles.ym
 )
 def customer_erasure(context: AssetExecutionContext, lake: LakeResource, feast: FeastResource):
     engine = lake.engine()
-    store, _ = feast.store()
+    store = feast.store()
     gold_db = Path(lake.gold_dir) / GOLD_DB
 
     def online(action):
@@ -64,10 +59,10 @@ def customer_erasure(context: AssetExecutionContext, lake: LakeResource, feast: 
         return run
 
     result = retry_on_conflict(context, lambda: erase_customers(
-        engine, lake.root, retention_hours=lake.time_travel_retention_hours, gold_db=gold_db,
+        engine, retention_hours=lake.time_travel_retention_hours, gold_db=gold_db,
         online_delete=online(delete_entities), log=context.log.info))
-    purged = purge(engine, lake.root, lake.time_travel_retention_hours)
-    remaining = remaining_rows(engine, lake.root, result.customers, result.orders, gold_db,
+    purged = purge(engine, lake.time_travel_retention_hours)
+    remaining = remaining_rows(engine, result.customers, result.orders, gold_db,
                                online(entities_present))
     context.log.info(f"{len(result.customers)} erased customer(s), {len(result.new_requests)} "
                      f"new; rows deleted: {result.rows_deleted or 'none'}")

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import AssetSpec, TableSchema
-from deltalake import DeltaTable
 
-from lakehouse_assets.queries.lake_sql import discover_tables
+from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.sources.schema import describe_column, is_pii
 
 
@@ -78,49 +74,6 @@ def written_tables(spec: AssetSpec) -> dict[str, str]:
     return tables
 
 
-@dataclass(frozen=True)
-class TableStats:
-    delta_version: int
-    rows: int
-    last_update: datetime
-    files: int
-    size_bytes: int
-    schema: pa.Schema
-
-
-def table_stats(lake_root: str | Path, table: str) -> TableStats:
-    """The table's current version, rows and size (from the log's file statistics, no data
-    read) and the time of its last commit."""
-    delta = DeltaTable(f"{str(lake_root).rstrip('/')}/{table}")
-    actions = pa.table(delta.get_add_actions(flatten=True))
-    last = delta.history(1)[0]["timestamp"]
-    return TableStats(
-        delta_version=delta.version(),
-        rows=int(pc.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0,
-        last_update=datetime.fromtimestamp(last / 1000, UTC),
-        files=actions.num_rows,
-        size_bytes=int(pc.sum(actions.column("size_bytes")).as_py() or 0) if actions.num_rows else 0,
-        schema=pa.schema(delta.schema()),
-    )
-
-
-def stats_frame(lake_root: str | Path, tables: Iterable[str] | None = None) -> pl.DataFrame:
-    """One row per lake table (``lakehouse.tables`` in saved queries); times in UTC."""
-    rows = []
-    now = datetime.now(UTC)
-    for table in tables if tables is not None else discover_tables(lake_root):
-        stats = table_stats(lake_root, table)
-        rows.append({"table": table, "layer": table.split("/")[0], "rows": stats.rows,
-                     "delta_version": stats.delta_version,
-                     "last_update": stats.last_update.replace(tzinfo=None),
-                     "hours_since_update": (now - stats.last_update).total_seconds() / 3600,
-                     "files": stats.files, "size_bytes": stats.size_bytes})
-    return pl.DataFrame(rows, schema={"table": pl.String, "layer": pl.String, "rows": pl.Int64,
-                                      "delta_version": pl.Int64, "last_update": pl.Datetime("us"),
-                                      "hours_since_update": pl.Float64,
-                                      "files": pl.Int64, "size_bytes": pl.Int64})
-
-
 def _columns(table: str, schema: pa.Schema | None, documented: TableSchema | None) -> list[CatalogColumn]:
     described = {c.name: c for c in (documented.columns if documented else [])}
     name = table.rsplit("/", 1)[-1]
@@ -135,7 +88,7 @@ def _columns(table: str, schema: pa.Schema | None, documented: TableSchema | Non
     return columns
 
 
-def build_catalog(specs: Iterable[AssetSpec], lake_root: str | Path) -> list[CatalogEntry]:
+def build_catalog(specs: Iterable[AssetSpec], engine: LakeEngine) -> list[CatalogEntry]:
     """Every Delta table the assets declare or the lake holds, sorted by table."""
     specs = list(specs)
     downstream: dict[str, set[str]] = {}
@@ -160,10 +113,10 @@ def build_catalog(specs: Iterable[AssetSpec], lake_root: str | Path) -> list[Cat
             if documented is not None:
                 entry.documented = documented
                 entry.columns = _columns(table, None, documented)
-    for table in discover_tables(lake_root) if Path(lake_root).exists() else []:
+    for table in engine.tables():
         entry = entries.setdefault(table, CatalogEntry(
             table, table.split("/")[0], [], [], "(not declared by any asset)", []))
-        stats = table_stats(lake_root, table)
+        stats = engine.stats(table)
         entry.delta_version, entry.rows, entry.last_update = (
             stats.delta_version, stats.rows, stats.last_update)
         entry.columns = _columns(table, stats.schema, entry.documented)

@@ -17,7 +17,6 @@ change files (no reader may go back further than the window, as for any VACUUM).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,18 +25,18 @@ from typing import Any
 
 import duckdb
 import polars as pl
-from deltalake import DeltaTable
 
 from lakehouse_assets.engine import LakeEngine
-from lakehouse_assets.queries.lake_sql import discover_tables
-from lakehouse_assets.silver.apply_changes import QUARANTINE_TABLE
+from lakehouse_assets.erasure_registry import KEY, ORDER_KEY, erased_keys
+from lakehouse_assets.tables import (
+    ERASED_ORDERS_TABLE,
+    ERASURES_TABLE,
+    SILVER_QUARANTINE_TABLE,
+    bronze_table,
+)
 
-ERASURES_TABLE = "governance/erasures"
-ERASED_ORDERS_TABLE = "governance/erased_orders"
-KEY = "customer_id"
-ORDER_KEY = "order_id"  # tables without a customer id are erased through the customer's orders
 REGISTRY = (ERASURES_TABLE, ERASED_ORDERS_TABLE)
-SOURCE_EVENTS = "bronze/customers"
+SOURCE_EVENTS = bronze_table("customers")
 ERASURE_COMMIT = "gdpr_erasure"  # commit metadata key of erasure deletes
 ERASURE_SCHEMA = pl.Schema({
     KEY: pl.Int64(), "deleted_in_source_at": pl.Datetime("us"),
@@ -54,33 +53,22 @@ class ErasureResult:
     purged_tables: list[str] = field(default_factory=list)
 
 
-def personal_tables(lake_root: str) -> dict[str, str]:
+def personal_tables(engine: LakeEngine) -> dict[str, str]:
     """table -> the column erasure deletes by: the customer id where the table has one, else
     the order id (the erasure registry aside)."""
-    root = str(lake_root).rstrip("/")
     tables = {}
-    for table in discover_tables(root):
-        columns = DeltaTable(f"{root}/{table}").schema().to_arrow().names
+    for table in engine.tables():
+        columns = engine.schema(table).names
         if table not in REGISTRY and (KEY in columns or ORDER_KEY in columns):
             tables[table] = KEY if KEY in columns else ORDER_KEY
     return tables
 
 
-def erased_keys(engine: LakeEngine) -> dict[str, list[int]]:
-    """The erased customer ids and their order ids, as recorded."""
-    keys: dict[str, list[int]] = {KEY: [], ORDER_KEY: []}
-    for table, column in ((ERASURES_TABLE, KEY), (ERASED_ORDERS_TABLE, ORDER_KEY)):
-        if engine.exists(table):
-            keys[column] = engine.read(table, columns=[column])[column].to_list()
-    return keys
-
-
-def orders_of(engine: LakeEngine, lake_root: str, ids: list[int]) -> set[int]:
+def orders_of(engine: LakeEngine, ids: list[int]) -> set[int]:
     """Order ids of the customers in any table that has both ids (orders, facts, logs)."""
-    root = str(lake_root).rstrip("/")
     found: set[int] = set()
-    for table, column in personal_tables(root).items():
-        names = DeltaTable(f"{root}/{table}").schema().to_arrow().names
+    for table, column in personal_tables(engine).items():
+        names = engine.schema(table).names
         if column == KEY and ORDER_KEY in names:
             rows = engine.read(table, columns=[ORDER_KEY], where_in={KEY: ids})
             found |= set(rows[ORDER_KEY].drop_nulls().to_list())
@@ -105,9 +93,9 @@ def erased_customers(engine: LakeEngine) -> pl.DataFrame:
 def _quarantined_rows(engine: LakeEngine, ids: list[int], orders: list[int]) -> list[int]:
     """Sequences of quarantined events about the customers or their orders (found in the row
     image: a customer, an order, an order line)."""
-    if not engine.exists(QUARANTINE_TABLE):
+    if not engine.exists(SILVER_QUARANTINE_TABLE):
         return []
-    rows = engine.read(QUARANTINE_TABLE, columns=["_seq", "row"])
+    rows = engine.read(SILVER_QUARANTINE_TABLE, columns=["_seq", "row"])
 
     def field(name: str) -> pl.Expr:
         return pl.col("row").str.json_path_match(f"$.{name}").cast(pl.Int64, strict=False)
@@ -141,7 +129,7 @@ def erase_from_duckdb(path: Path, ids: list[int]) -> dict[str, int]:
 
 
 def erase_customers(
-    engine: LakeEngine, lake_root: str, *, retention_hours: int, gold_db: Path,
+    engine: LakeEngine, *, retention_hours: int, gold_db: Path,
     online_delete: Callable[[list[int]], int], log: Callable[[str], Any] = print,
 ) -> ErasureResult:
     """Erase every customer deleted in the source (new requests and earlier ones, for rows that
@@ -153,7 +141,7 @@ def erase_customers(
     if not ids:
         return ErasureResult()
     recorded = set(known[ORDER_KEY])
-    orders = sorted(recorded | orders_of(engine, lake_root, ids))
+    orders = sorted(recorded | orders_of(engine, ids))
     result = ErasureResult(customers=ids, orders=orders, new_requests=new[KEY].to_list())
     now = datetime.now(UTC)
     if new.height:  # recorded first: a crash below is finished by the next run
@@ -165,34 +153,27 @@ def erase_customers(
             {ORDER_KEY: new_orders, "erased_at": [now] * len(new_orders)},
             schema={ORDER_KEY: pl.Int64, "erased_at": pl.Datetime("us", "UTC")}))
     metadata = {ERASURE_COMMIT: True, "customers": len(ids)}
-    for table, column in personal_tables(lake_root).items():
+    for table, column in personal_tables(engine).items():
         count = engine.delete(table, column, ids if column == KEY else orders,
                               commit_metadata=metadata)
         if count:
             result.rows_deleted[table] = count
             log(f"{table}: erased {count:,} row(s)")
     if sequences := _quarantined_rows(engine, ids, orders):
-        result.rows_deleted[QUARANTINE_TABLE] = engine.delete(
-            QUARANTINE_TABLE, "_seq", sequences, commit_metadata=metadata)
+        result.rows_deleted[SILVER_QUARANTINE_TABLE] = engine.delete(
+            SILVER_QUARANTINE_TABLE, "_seq", sequences, commit_metadata=metadata)
     result.rows_deleted.update({k: v for k, v in erase_from_duckdb(gold_db, ids).items() if v})
     if online := online_delete(ids):
         result.rows_deleted["online store"] = online
     return result
 
 
-def erasure_change_files(lake_root: str, table: str) -> list[Path]:
+def erasure_change_files(engine: LakeEngine, table: str) -> list[str]:
     """The change-data files written by erasure deletes (they hold the deleted rows)."""
-    root = Path(lake_root) / table
-    files = []
-    for commit in sorted((root / "_delta_log").glob("*.json")):
-        actions = [json.loads(line) for line in commit.read_text().splitlines() if line]
-        info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
-        if ERASURE_COMMIT in info or ERASURE_COMMIT in json.dumps(info.get("userMetadata", "")):
-            files += [root / a["cdc"]["path"] for a in actions if "cdc" in a]
-    return [f for f in files if f.exists()]
+    return engine.remove_change_files(table, ERASURE_COMMIT, dry_run=True)
 
 
-def purge(engine: LakeEngine, lake_root: str, retention_hours: int,
+def purge(engine: LakeEngine, retention_hours: int,
           now: datetime | None = None) -> list[str]:
     """After the VACUUM window of every erasure, vacuum the personal tables and remove the
     erasure deletes' change files: earlier versions no longer hold the rows."""
@@ -201,29 +182,28 @@ def purge(engine: LakeEngine, lake_root: str, retention_hours: int,
     due = erasures.filter(pl.col("purged_at").is_null() & (pl.col("purge_after") <= now))
     if due.height == 0:
         return []
-    tables = [*personal_tables(lake_root), QUARANTINE_TABLE]  # (their change files included)
+    tables = [*personal_tables(engine), SILVER_QUARANTINE_TABLE]  # (their change files included)
     for table in tables:
         if engine.exists(table):
             engine.vacuum(table, retention_hours)
-            for path in erasure_change_files(lake_root, table):
-                path.unlink()
+            engine.remove_change_files(table, ERASURE_COMMIT)
     engine.merge(ERASURES_TABLE, due.with_columns(purged_at=pl.lit(now).cast(
         pl.Datetime("us", "UTC"))), keys=[KEY])
     return tables
 
 
-def remaining_rows(engine: LakeEngine, lake_root: str, ids: list[int], orders: list[int],
+def remaining_rows(engine: LakeEngine, ids: list[int], orders: list[int],
                    gold_db: Path, online_count: Callable[[list[int]], int]) -> dict[str, int]:
     """Rows of the customers (or their orders) still readable at the current versions, per
     place: all zero after an erasure. Every table is read afresh."""
     if not ids:
         return {}
     remaining = {}
-    for table, column in personal_tables(lake_root).items():
+    for table, column in personal_tables(engine).items():
         values = ids if column == KEY else orders
         remaining[table] = engine.read(table, columns=[column], where_in={column: values}).height \
             if values else 0
-    remaining[QUARANTINE_TABLE] = len(_quarantined_rows(engine, ids, orders))
+    remaining[SILVER_QUARANTINE_TABLE] = len(_quarantined_rows(engine, ids, orders))
     if gold_db.exists():
         with duckdb.connect(str(gold_db), read_only=True) as conn:
             for table in duckdb_tables_with_key(gold_db):

@@ -17,10 +17,15 @@ from typing import Any
 import polars as pl
 
 from lakehouse_assets.engine import LakeEngine
-from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
+from lakehouse_assets.tables import (
+    CUSTOMER_FEATURES_TABLE,
+    INFERENCE_LOG_TABLE,
+    PRODUCT_FEATURES_TABLE,
+    SILVER_ORDERS_TABLE,
+    bronze_table,
+    silver_table,
+)
 
-CUSTOMER_FEATURES = "gold/customer_daily_features"
-PRODUCT_FEATURES = "gold/product_daily_features"
 WINDOW_DAYS = 90  # the longest window of the customer features (orders_90d, spend_90d, ...)
 EVENT_COLUMNS = ["_seq", "_op", "_commit_ts", "_ingested_at", "_batch_id"]
 
@@ -101,8 +106,8 @@ def add_features(lineage: PredictionLineage, engine: LakeEngine, service: Any) -
     lineage.feature_views = {p.name: [f.name for f in p.features]
                              for p in service.feature_view_projections}
     served = lineage.served_at.replace(tzinfo=None)
-    for table, key, ids in ((CUSTOMER_FEATURES, "customer_id", [lineage.customer_id]),
-                            (PRODUCT_FEATURES, "product_id", lineage.product_ids)):
+    for table, key, ids in ((CUSTOMER_FEATURES_TABLE, "customer_id", [lineage.customer_id]),
+                            (PRODUCT_FEATURES_TABLE, "product_id", lineage.product_ids)):
         rows = engine.read(table, where_in={key: ids}).filter(pl.col("feature_ts") <= served)
         lineage.feature_rows[table] = rows.sort("feature_ts").group_by(key).last().sort(key)
 
@@ -118,29 +123,30 @@ def _events(engine: LakeEngine, table: str, key: str, ids: list[Any]) -> pl.Data
 def add_sources(lineage: PredictionLineage, engine: LakeEngine) -> None:
     """The silver rows the served features were computed from (the customer, their orders and
     returns in the features' 90-day window, the products) and their bronze change events."""
-    customer = lineage.feature_rows.get(CUSTOMER_FEATURES, pl.DataFrame())
+    customer = lineage.feature_rows.get(CUSTOMER_FEATURES_TABLE, pl.DataFrame())
     if customer.height == 0:
-        raise LineageError(f"no row of customer {lineage.customer_id} in {CUSTOMER_FEATURES} "
+        raise LineageError(f"no row of customer {lineage.customer_id} in {CUSTOMER_FEATURES_TABLE} "
                            f"before {lineage.served_at}: erased, or not materialized yet")
     day = customer["feature_date"][0]
     window_start = day - timedelta(days=WINDOW_DAYS - 1)
-    orders = engine.read("silver/orders", where_in={"customer_id": [lineage.customer_id]}).filter(
+    orders = engine.read(SILVER_ORDERS_TABLE, where_in={"customer_id": [lineage.customer_id]}).filter(
         pl.col("order_ts").dt.date().is_between(window_start, day)).sort("order_ts")
     order_ids = orders["order_id"].to_list()
     lineage.source_rows = {
-        "silver/customers": engine.read("silver/customers",
-                                        where_in={"customer_id": [lineage.customer_id]}),
-        "silver/orders": orders,
-        "silver/returns": engine.read("silver/returns", where_in={"order_id": order_ids or [-1]}),
-        "silver/products": engine.read("silver/products",
-                                       where_in={"product_id": lineage.product_ids or [-1]}),
+        silver_table("customers"): engine.read(silver_table("customers"),
+                                               where_in={"customer_id": [lineage.customer_id]}),
+        SILVER_ORDERS_TABLE: orders,
+        silver_table("returns"): engine.read(silver_table("returns"),
+                                             where_in={"order_id": order_ids or [-1]}),
+        silver_table("products"): engine.read(silver_table("products"),
+                                              where_in={"product_id": lineage.product_ids or [-1]}),
     }
     lineage.change_events = {
-        "bronze/customers": _events(engine, "bronze/customers", "customer_id",
-                                    [lineage.customer_id]),
-        "bronze/orders": _events(engine, "bronze/orders", "order_id", order_ids),
-        "bronze/returns": _events(engine, "bronze/returns", "order_id", order_ids),
-        "bronze/products": _events(engine, "bronze/products", "product_id", lineage.product_ids),
+        bronze_table(name): _events(engine, bronze_table(name), key, ids)
+        for name, key, ids in (("customers", "customer_id", [lineage.customer_id]),
+                               ("orders", "order_id", order_ids),
+                               ("returns", "order_id", order_ids),
+                               ("products", "product_id", lineage.product_ids))
     }
 
 

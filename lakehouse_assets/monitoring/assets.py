@@ -19,15 +19,19 @@ from dagster import (
 from lakehouse_assets.metadata import OWNERS
 from lakehouse_assets.monitoring import monitors
 from lakehouse_assets.monitoring.monitors import Champion, MonitorOutcome
-from lakehouse_assets.monitoring.online import ONLINE_TABLE
 from lakehouse_assets.monitoring.online import online_comparison as compare_online
-from lakehouse_assets.monitoring.tables import DRIFT_TABLE, HEALTH_TABLE, QUALITY_TABLE
 from lakehouse_assets.registry.promotion import CHALLENGER, alias_version
 from lakehouse_assets.registry.promotion import CHAMPION as CHAMPION_ALIAS
-from lakehouse_assets.resources import LakeResource
+from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.mlflow import MlflowResource
 from lakehouse_assets.resources.monitoring import AlertNotifier, MonitoringResource
-from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
+from lakehouse_assets.tables import (
+    DRIFT_TABLE,
+    HEALTH_TABLE,
+    INFERENCE_LOG_TABLE,
+    ONLINE_COMPARISON_TABLE,
+    QUALITY_TABLE,
+)
 
 INFERENCE_LOG = AssetSpec(
     "inference_log", group_name="serving", kinds={"delta", "fastapi"}, owners=OWNERS,
@@ -132,7 +136,7 @@ def system_health(context: AssetExecutionContext, lake: LakeResource,
 
 
 @asset(group_name="monitoring", kinds={"delta"}, owners=OWNERS,
-       deps=[INFERENCE_LOG, CHAMPION, AssetKey("fct_orders")], metadata={"table": ONLINE_TABLE},
+       deps=[INFERENCE_LOG, CHAMPION, AssetKey("fct_orders")], metadata={"table": ONLINE_COMPARISON_TABLE},
        check_specs=[_spec("challenger_not_worse_online", "online_comparison",
                           "On live orders whose label is known, the challenger's ROC AUC is not "
                           "significantly below the champion's (95% interval of the difference "

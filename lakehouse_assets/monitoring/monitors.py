@@ -18,10 +18,17 @@ import polars as pl
 from mlflow import MlflowClient
 
 from lakehouse_assets.engine import LakeEngine
-from lakehouse_assets.monitoring.tables import DRIFT_TABLE, HEALTH_TABLE, QUALITY_TABLE
 from lakehouse_assets.registry.promotion import CHAMPION, require_skops
-from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE, SCHEMA
+from lakehouse_assets.serving.inference_log import SCHEMA
 from lakehouse_assets.settings import MonitoringSettings
+from lakehouse_assets.tables import (
+    DRIFT_TABLE,
+    FCT_ORDERS_TABLE,
+    HEALTH_TABLE,
+    INFERENCE_LOG_TABLE,
+    QUALITY_TABLE,
+    TRAINING_SET_TABLE,
+)
 from lakehouse_assets.training.dataset import (
     CATEGORICAL_FEATURES,
     LABEL,
@@ -34,7 +41,6 @@ if TYPE_CHECKING:  # Evidently takes seconds to import: only the monitors that r
     from evidently.core.report import Snapshot
 
     from lakehouse_assets.monitoring.drift import DriftResult
-TRAINING_SET_TABLE = "features/training_set"
 GOLD_DRIFT_COLUMNS = {"amount": "amount", "discount": "discount", "n_lines": "basket_lines",
                       "n_items": "basket_units"}  # gold fct_orders column -> model feature
 
@@ -200,9 +206,9 @@ def feature_drift(engine: LakeEngine, model: Champion, settings: MonitoringSetti
 
 def newest_gold_orders(engine: LakeEngine, days: int) -> Window:
     """The newest ``days`` days of gold orders, in the model's feature names."""
-    if engine.version("gold/fct_orders") is None:
+    if engine.version(FCT_ORDERS_TABLE) is None:
         return Window(pl.DataFrame(), None, None, "no gold orders")
-    orders = engine.read("gold/fct_orders", columns=["order_ts", *GOLD_DRIFT_COLUMNS])
+    orders = engine.read(FCT_ORDERS_TABLE, columns=["order_ts", *GOLD_DRIFT_COLUMNS])
     end = orders["order_ts"].max()
     start = end - timedelta(days=days)  # type: ignore[operator]
     frame = orders.filter(pl.col("order_ts") > start).rename(GOLD_DRIFT_COLUMNS)
@@ -242,13 +248,13 @@ def champion_score() -> pl.Expr:
 def labelled_predictions(engine: LakeEngine, model_version: int) -> pl.DataFrame:
     """The model's logged scores (as champion: also of requests a canary challenger answered)
     whose order has a known label."""
-    if engine.version(INFERENCE_LOG_TABLE) is None or engine.version("gold/fct_orders") is None:
+    if engine.version(INFERENCE_LOG_TABLE) is None or engine.version(FCT_ORDERS_TABLE) is None:
         return pl.DataFrame()
     log = read_inference_log(engine).with_columns(
         pl.coalesce("champion_version", "model_version").alias("model_version"), champion_score(),
     ).filter((pl.col("model_version") == model_version) & pl.col("order_id").is_not_null()
              & pl.col("return_probability").is_not_null())
-    labels = engine.read("gold/fct_orders", columns=["order_id", LABEL, "label_known_at"]).filter(
+    labels = engine.read(FCT_ORDERS_TABLE, columns=["order_id", LABEL, "label_known_at"]).filter(
         pl.col(LABEL).is_not_null())
     # the newest prediction per order (a retried request is one order)
     return log.sort("served_at").unique("order_id", keep="last").join(labels, on="order_id")

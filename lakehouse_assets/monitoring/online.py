@@ -15,10 +15,9 @@ from sklearn.metrics import roc_auc_score
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.monitoring.monitors import MonitorOutcome, now, read_inference_log
-from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
+from lakehouse_assets.tables import FCT_ORDERS_TABLE, INFERENCE_LOG_TABLE, ONLINE_COMPARISON_TABLE
 from lakehouse_assets.training.dataset import LABEL
 
-ONLINE_TABLE = "monitoring/online_comparison"
 Z95 = 1.959964
 
 
@@ -30,15 +29,6 @@ def paired_scores(engine: LakeEngine, champion: int, challenger: int) -> pl.Data
         (pl.col("champion_version") == champion) & (pl.col("challenger_version") == challenger)
         & pl.col("champion_probability").is_not_null()
         & pl.col("challenger_probability").is_not_null())
-
-
-def online_evidence(engine: LakeEngine, challenger: int) -> int:
-    """How many logged requests the challenger version scored beside a champion."""
-    if engine.version(INFERENCE_LOG_TABLE) is None:
-        return 0
-    return read_inference_log(engine).filter(
-        (pl.col("challenger_version") == challenger)
-        & pl.col("challenger_probability").is_not_null()).height
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -120,8 +110,8 @@ def compare(engine: LakeEngine, champion: int, challenger: int, threshold: float
         "ks_pvalue": float(ks.pvalue), "labelled_orders": 0,
         **dict.fromkeys(QUALITY_COLUMNS),
     }
-    if engine.version("gold/fct_orders") is not None:
-        labels = engine.read("gold/fct_orders", columns=["order_id", LABEL]).filter(
+    if engine.version(FCT_ORDERS_TABLE) is not None:
+        labels = engine.read(FCT_ORDERS_TABLE, columns=["order_id", LABEL]).filter(
             pl.col(LABEL).is_not_null())
         labelled = (pairs.filter(pl.col("order_id").is_not_null()).sort("served_at")
                     .unique("order_id", keep="last").join(labels, on="order_id"))
@@ -144,7 +134,7 @@ def online_comparison(engine: LakeEngine, champion: int | None, challenger: int 
         return MonitorOutcome(None, note=f"no request scored by both v{champion} and "
                               f"v{challenger} yet: set the service's rollout to shadow or canary")
     row = comparison.row
-    engine.append(ONLINE_TABLE, pl.DataFrame([row], schema=SCHEMA))
+    engine.append(ONLINE_COMPARISON_TABLE, pl.DataFrame([row], schema=SCHEMA))
     labelled = row["labelled_orders"]
     note = (f"{row['requests']} requests scored by both, agreement {row['agreement_rate']:.3f}; "
             + (f"{labelled} labelled orders, ROC AUC difference {row['auc_difference']:+.3f} "

@@ -21,7 +21,6 @@ from lakehouse_assets.governance.catalog import written_tables
 from lakehouse_assets.metadata import OWNERS, markdown_preview, table_metadata
 from lakehouse_assets.queries.lake_sql import sql_name
 from lakehouse_assets.queries.saved import (
-    ALERT_EVENTS_TABLE,
     CATALOG_RELATION,
     MissingTablesError,
     SavedQuery,
@@ -31,8 +30,9 @@ from lakehouse_assets.queries.saved import (
     run_saved_query,
     writable,
 )
-from lakehouse_assets.resources import LakeResource
+from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.monitoring import AlertNotifier
+from lakehouse_assets.tables import ALERT_EVENTS_TABLE
 
 ALERT_EVENTS_DOC = ("Every time a saved query's alert fired or recovered: alert, query, state, "
                     "matching rows, condition, when and the run.")
@@ -73,7 +73,7 @@ def _build_query_asset(query: SavedQuery,
         engine = lake.engine()
         values = query.resolve_params(config.params)
         try:
-            result = writable(run_saved_query(lake.root, query, values))
+            result = writable(run_saved_query(lake.engine(), query, values))
         except MissingTablesError as missing:
             context.log.warning(f"not materialized: {missing}")
             for alert in query.alerts:
@@ -87,7 +87,7 @@ def _build_query_asset(query: SavedQuery,
                                           "params": MetadataValue.json(values)})
         for alert in query.alerts:
             matches = alert_matches(result, alert, values)
-            state = record_alert(engine, query, alert, matches, context.run_id)
+            state = record_alert(engine, query, alert, matches, context.run.run_id)
             if state.changed:
                 alerts.send(f"alert {state.alert} {'fired' if state.firing else 'recovered'}",
                             f"{alert.condition}: {matches.height} matching row(s) of "

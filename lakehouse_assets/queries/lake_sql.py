@@ -2,23 +2,23 @@
 
 Every table ``<layer>/<name>`` of the lake is a view ``<layer>.<name>`` (``silver.orders``,
 ``gold.fct_orders``, ``monitoring.drift_metrics``; deeper paths join with ``_``). DuckDB's own
-Delta extension would be downloaded at run time, so each view reads
-``DeltaTable(...).to_pyarrow_dataset()`` instead: the current version, with filters and
-projections pushed down to the Parquet files.
+Delta extension would be downloaded at run time, so each view reads the engine's Arrow dataset
+of the table instead (delta-rs): the current version, with filters and projections pushed down
+to the Parquet files, on a local lake or an object store.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 import polars as pl
 import pyarrow as pa
-from deltalake import DeltaTable
+
+from lakehouse_assets.engine import LakeEngine
 
 _IDENTIFIER = re.compile(r"[^A-Za-z0-9_]")
 
@@ -27,17 +27,22 @@ class QueryError(ValueError):
     """A saved or ad-hoc query cannot run (the message names the query and the cause)."""
 
 
-def discover_tables(lake_root: str | Path) -> list[str]:
-    """Every Delta table under a local lake root, as ``layer/name`` paths, sorted."""
-    root = Path(lake_root)
-    found = []
-    for current, dirs, _ in os.walk(root):
-        if "_delta_log" in dirs:
-            found.append(Path(current).relative_to(root).as_posix())
-            dirs[:] = []  # a table's folders hold data files, not tables
-        else:
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-    return sorted(t for t in found if "/" in t)
+def stats_frame(engine: LakeEngine, tables: Iterable[str] | None = None) -> pl.DataFrame:
+    """One row per lake table (``lakehouse.tables`` in saved queries), from the Delta logs
+    (no data read); times in UTC."""
+    rows = []
+    now = datetime.now(UTC)
+    for table in tables if tables is not None else engine.tables():
+        stats = engine.stats(table)
+        rows.append({"table": table, "layer": table.split("/")[0], "rows": stats.rows,
+                     "delta_version": stats.delta_version,
+                     "last_update": stats.last_update.replace(tzinfo=None),
+                     "hours_since_update": (now - stats.last_update).total_seconds() / 3600,
+                     "files": stats.files, "size_bytes": stats.size_bytes})
+    return pl.DataFrame(rows, schema={"table": pl.String, "layer": pl.String, "rows": pl.Int64,
+                                      "delta_version": pl.Int64, "last_update": pl.Datetime("us"),
+                                      "hours_since_update": pl.Float64,
+                                      "files": pl.Int64, "size_bytes": pl.Int64})
 
 
 def sql_name(table: str) -> tuple[str, str]:
@@ -54,13 +59,14 @@ def referenced_tables(sql: str) -> set[str]:
 
 
 def lake_connection(
-    lake_root: str | Path,
+    engine: LakeEngine | None,
     *,
     tables: list[str] | None = None,
     extra: Mapping[str, pl.DataFrame | pa.Table] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with a view per lake table (``tables``: only these) and
-    ``extra`` relations named ``schema.name`` (e.g. ``lakehouse.tables``)."""
+    ``extra`` relations named ``schema.name`` (e.g. ``lakehouse.tables``). ``engine`` may be
+    None when no lake table is wanted (``tables=[]``)."""
     conn = duckdb.connect()
     conn.execute("SET enable_external_access = false")  # views only read what is registered
     schemas: set[str] = set()
@@ -73,9 +79,11 @@ def lake_connection(
         conn.register(hidden, data)
         conn.execute(f'CREATE VIEW {schema}."{name}" AS SELECT * FROM "{hidden}"')
 
-    root = str(lake_root).rstrip("/")
-    for table in tables if tables is not None else discover_tables(root):
-        add(*sql_name(table), DeltaTable(f"{root}/{table}").to_pyarrow_dataset())
+    wanted = tables if tables is not None else engine.tables() if engine else []
+    if wanted and engine is None:
+        raise ValueError("lake_connection: lake tables need an engine")
+    for table in wanted:
+        add(*sql_name(table), engine.dataset(table))  # type: ignore[union-attr]
     for qualified, frame in (extra or {}).items():
         schema, name = qualified.split(".", 1)
         add(schema, name, frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame)

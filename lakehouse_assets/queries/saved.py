@@ -27,15 +27,15 @@ import polars as pl
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.queries.lake_sql import (
     QueryError,
-    discover_tables,
     lake_connection,
     referenced_tables,
     run_sql,
     sql_name,
+    stats_frame,
 )
+from lakehouse_assets.tables import ALERT_EVENTS_TABLE
 
 SAVED_QUERIES_DIR = Path(__file__).parent / "sql"
-ALERT_EVENTS_TABLE = "queries/alert_events"
 CATALOG_RELATION = "lakehouse.tables"  # live table statistics, not a lake table
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _HEADER = re.compile(r"^--\s*(description|param|alert)\b\s*(.*)$")
@@ -154,35 +154,33 @@ def load_saved_queries(folder: Path = SAVED_QUERIES_DIR) -> list[SavedQuery]:
 
 
 def run_saved_query(
-    lake_root: str, query: SavedQuery, params: dict[str, Any] | None = None,
+    engine: LakeEngine, query: SavedQuery, params: dict[str, Any] | None = None,
 ) -> pl.DataFrame:
     """The query's result over the current lake, with its declared parameters."""
-    return run_lake_sql(lake_root, query.sql, query.resolve_params(params), name=query.name,
+    return run_lake_sql(engine, query.sql, query.resolve_params(params), name=query.name,
                         tables=query.tables)
 
 
 def run_lake_sql(
-    lake_root: str, sql: str, params: dict[str, Any] | None = None, *, name: str = "query",
+    engine: LakeEngine, sql: str, params: dict[str, Any] | None = None, *, name: str = "query",
     tables: frozenset[str] | None = None,
 ) -> pl.DataFrame:
     """SQL over the current lake (``tables``: the ``layer.name`` tables it reads, parsed from
     the SQL when not given). Only those tables are opened; the catalog's live statistics,
     ``lakehouse.tables``, only when it reads them."""
-    from lakehouse_assets.governance.catalog import stats_frame  # reads every table's log
-
     if tables is None:
         try:
             tables = frozenset(referenced_tables(sql))
         except Exception as error:  # a parse error: not valid SQL
             raise QueryError(f"{name}: not valid SQL: {error}") from error
-    present = {".".join(sql_name(t)): t for t in discover_tables(lake_root)}
-    extra = {CATALOG_RELATION: stats_frame(lake_root, present.values())} \
+    present = {".".join(sql_name(t)): t for t in engine.tables()}
+    extra = {CATALOG_RELATION: stats_frame(engine, present.values())} \
         if CATALOG_RELATION in tables else {}
     missing = sorted(tables - set(present) - set(extra))
     if missing:
         raise MissingTablesError(f"{name}: table(s) {', '.join(missing)} not in the lake yet "
                                  f"(materialize them first)")
-    conn = lake_connection(lake_root, tables=[present[t] for t in tables if t in present],
+    conn = lake_connection(engine, tables=[present[t] for t in tables if t in present],
                            extra=extra)
     with conn:
         return run_sql(conn, sql, params, name=name)
@@ -191,7 +189,7 @@ def run_lake_sql(
 def alert_matches(result: pl.DataFrame, alert: Alert,
                   params: dict[str, Any] | None = None) -> pl.DataFrame:
     """The result rows that meet the alert's condition (which may use the query's parameters)."""
-    conn = lake_connection("/nonexistent", tables=[], extra={"alert.result": result})
+    conn = lake_connection(None, tables=[], extra={"alert.result": result})
     with conn:
         return run_sql(conn, f"SELECT * FROM alert.result WHERE {alert.condition}", params,
                        name=f"alert {alert.name}")

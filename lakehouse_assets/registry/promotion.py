@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import mlflow
-import numpy as np
 import polars as pl
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -25,12 +24,10 @@ from mlflow.exceptions import MlflowException
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.settings import TrainingSettings
-from lakehouse_assets.training.dataset import FEATURES, LABEL, TimeSplit, model_input
-from lakehouse_assets.training.metrics import PRIMARY_METRIC, classification_metrics
+from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, EVALUATIONS_TABLE
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-ALIAS_HISTORY_TABLE = "ml/alias_history"
-EVALUATIONS_TABLE = "ml/model_evaluations"
+PRIMARY_METRIC = "roc_auc"  # the metric the gate compares (guards: log loss, calibration)
 ALIAS_HISTORY_SCHEMA = pl.Schema({
     "model_name": pl.String(), "alias": pl.String(), "from_version": pl.Int64(),
     "to_version": pl.Int64(), "changed_at": pl.Datetime("us"), "changed_by": pl.String(),
@@ -108,7 +105,7 @@ def model_card(version: ModelVersion, split_window: dict[str, str], metrics: dic
 - Data window: trained on orders {split_window.get("train_from")} .. {split_window.get("train_to")};
   validated on the newest orders {split_window.get("holdout_from")} .. {split_window.get("holdout_to")}
   (time-based split; orders younger than the label window left out)
-- Features: {", ".join(FEATURES)}
+- Features: {tags.get("features", "?")}
 - Output: probability that the order is returned within 30 days
 
 ## Holdout metrics
@@ -224,48 +221,6 @@ def require_skops(model_uri: str) -> None:
     if found != "skops":
         raise UntrustedModelError(f"{model_uri} is serialized as {found!r}; the platform loads "
                                   "skops models only (a pickle runs arbitrary code when loaded)")
-
-
-def score(name: str, version: int, holdout: pl.DataFrame, threshold: float) -> dict[str, float]:
-    """Metrics of a registered version on the holdout, loaded the way serving loads it."""
-    require_skops(f"models:/{name}/{version}")
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    probabilities = np.asarray(model.predict(model_input(holdout)))[:, 1]
-    return classification_metrics(holdout[LABEL].cast(pl.Int64).to_numpy(), probabilities,
-                                  threshold)
-
-
-def evaluate(client: MlflowClient, name: str, split: TimeSplit,
-             settings: TrainingSettings, online_requests: int = 0) -> Evaluation:
-    """Champion and challenger on the same, most recent holdout, and the gate's decision. With
-    ``settings.min_online_requests``, a challenger that passes offline also needs that many
-    live requests scored in shadow or canary (``online_requests``) before it replaces a
-    champion."""
-    challenger, champion = alias_version(client, name, CHALLENGER), alias_version(client, name,
-                                                                                 CHAMPION)
-    holdout = split.holdout
-    base: dict[str, Any] = {"model_name": name, "holdout_rows": holdout.height,
-            "champion_version": int(champion.version) if champion else None,
-            "challenger_version": int(challenger.version) if challenger else None}
-    if challenger is None:
-        return Evaluation(**base, decision="no_challenger", reason="no challenger to evaluate")
-    new = score(name, int(challenger.version), holdout, settings.decision_threshold)
-    if champion is None:
-        return Evaluation(**base, decision="promote", reason="first model: becomes champion",
-                          challenger_metrics=new)
-    if champion.version == challenger.version:
-        return Evaluation(**base, decision="unchanged", reason="challenger is the champion",
-                          challenger_metrics=new, champion_metrics=new)
-    old = score(name, int(champion.version), holdout, settings.decision_threshold)
-    promote, reason = gate(old, new, settings)
-    if promote and online_requests < settings.min_online_requests:
-        return Evaluation(**base, decision="awaiting_evidence",
-                          reason=f"{reason}; but only {online_requests} of the "
-                          f"{settings.min_online_requests} live requests in shadow or canary "
-                          "the gate requires (training.min_online_requests)",
-                          challenger_metrics=new, champion_metrics=old)
-    return Evaluation(**base, decision="promote" if promote else "keep", reason=reason,
-                      challenger_metrics=new, champion_metrics=old)
 
 
 def record_evaluation(engine: LakeEngine, evaluation: Evaluation) -> None:

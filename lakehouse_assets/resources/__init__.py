@@ -1,10 +1,4 @@
-"""Dagster resources: one per external system. The engine/environment switch lives here only."""
-
-from lakehouse_assets.resources.lake import LakeResource
-from lakehouse_assets.resources.sources import (
-    LandingZoneResource,
-    SourceDatabaseResource,
-    build_resources,
-)
-
-__all__ = ["LakeResource", "LandingZoneResource", "SourceDatabaseResource", "build_resources"]
+"""Dagster resources, one module per external system, and the plain connections they wrap
+(``connections.py``: engines, MLflow, Feast, without Dagster). The engine/environment switch
+lives here only. Import the module you need: this package imports nothing, so a process that
+only uses a connection does not load Dagster."""

@@ -7,8 +7,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from feast import FeatureStore
 
-from lakehouse_assets.features.definitions import FeatureDefinitions
-from lakehouse_assets.features.store import open_feature_store
+from lakehouse_assets.resources.connections import open_feast
 
 
 class FeastResource(ConfigurableResource):
@@ -20,6 +19,6 @@ class FeastResource(ConfigurableResource):
     registry_url: str | None = None
     redis_url: str | None = None
 
-    def store(self) -> tuple[FeatureStore, FeatureDefinitions]:
-        return open_feature_store(self.lake_root, Path(self.feast_dir), self.environment,
-                                  self.registry_url, self.redis_url)
+    def store(self) -> FeatureStore:
+        return open_feast(Path(self.feast_dir), self.environment, self.registry_url,
+                          self.redis_url)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-from pathlib import Path
-
-import mlflow
 from dagster import ConfigurableResource
 from mlflow import MlflowClient
 
+from lakehouse_assets.resources.connections import MlflowConnection
 from lakehouse_assets.settings import LakehouseSettings, TrainingSettings
 
 
@@ -28,44 +24,16 @@ class MlflowResource(ConfigurableResource):
     def training(self) -> TrainingSettings:
         return TrainingSettings.model_validate_json(self.training_settings_json)
 
+    def connection(self) -> MlflowConnection:
+        return MlflowConnection(self.tracking_uri, self.registry_uri, self.artifact_root,
+                                self.experiment, self.model_name, self.training)
+
     def activate(self) -> str:
-        """Point this process's MLflow at the URIs and return the experiment id (created on
-        first use, with its artifacts under ``artifact_root`` for a local backend)."""
-        local = self.tracking_uri.startswith("sqlite:///")
-        if local:
-            create_local_store(Path(self.tracking_uri.removeprefix("sqlite:///")))
-            Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.registry_uri)
-        client = self.client()
-        found = client.get_experiment_by_name(self.experiment)
-        if found is not None:
-            experiment_id = found.experiment_id
-        else:
-            experiment_id = client.create_experiment(
-                self.experiment,
-                artifact_location=Path(self.artifact_root).as_uri() if local else None)
-        mlflow.set_experiment(experiment_id=experiment_id)
-        return experiment_id
+        """Point this process's MLflow at the URIs and return the experiment id."""
+        return self.connection().activate()
 
     def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
-
-
-def create_local_store(db: Path) -> None:
-    """Create the SQLite tracking and registry database whole or not at all: MLflow builds its
-    tables in many steps on first use, and a process killed in between leaves a database it
-    cannot open again. Built under another name, then linked into place (a concurrent creator's
-    database, linked first, wins)."""
-    if db.exists():
-        return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    building = db.with_name(f"{db.name}.{os.getpid()}.building")
-    building.unlink(missing_ok=True)
-    MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments()  # runs migrations
-    with contextlib.suppress(FileExistsError):
-        os.link(building, db)
-    building.unlink()
+        return self.connection().client()
 
 
 def mlflow_resource(settings: LakehouseSettings) -> MlflowResource:

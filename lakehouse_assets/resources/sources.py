@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from dagster import ConfigurableResource
-from dagster_dbt import DbtCliResource
+from dagster import BetaWarning, ConfigurableResource
 from dagstermill import ConfigurableLocalOutputNotebookIOManager
 
+from lakehouse_assets.resources.dbt import dbt_resource
 from lakehouse_assets.resources.feast import FeastResource
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.mlflow import mlflow_resource
@@ -20,9 +20,6 @@ from lakehouse_assets.sources.cdc import ChangeLog
 from lakehouse_assets.sources.postgres import PostgresSource
 
 SOURCE_URL_ENV = "LAKEHOUSE_SOURCE_URL"
-
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
-
 
 class SourceDatabaseResource(ConfigurableResource):
     """The shop's database: SQLite with trigger-based change capture, or (``url`` set)
@@ -50,6 +47,13 @@ class LandingZoneResource(ConfigurableResource):
         return Path(self.path)
 
 
+def notebook_io_manager(settings: LakehouseSettings) -> ConfigurableLocalOutputNotebookIOManager:
+    with warnings.catch_warnings():  # dagstermill's API is marked beta; we pin its version
+        warnings.simplefilter("ignore", BetaWarning)
+        return ConfigurableLocalOutputNotebookIOManager(
+            base_dir=str(settings.home_dir / "notebooks" / "runs"))
+
+
 def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
     return {
         "lake": LakeResource(
@@ -74,15 +78,7 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
         ),
         "mlflow": mlflow_resource(settings),
         # dagstermill keeps each executed notebook here (linked from the materialization)
-        "output_notebook_io_manager": ConfigurableLocalOutputNotebookIOManager(
-            base_dir=str(settings.home_dir / "notebooks" / "runs")),
+        "output_notebook_io_manager": notebook_io_manager(settings),
         **monitoring_resources(settings),
-        "dbt": DbtCliResource(
-            project_dir=str(DBT_PROJECT_DIR),
-            profiles_dir=str(DBT_PROJECT_DIR),
-            # The dbt of this environment, whether or not its bin folder is on PATH.
-            dbt_executable=str(Path(sys.executable).parent / "dbt"),
-            # The same models: dbt-duckdb for the embedded engine, dbt-spark for Spark.
-            target="spark" if settings.engine == "spark" else "local",
-        ),
+        "dbt": dbt_resource(settings),
     }

@@ -30,6 +30,7 @@ from prometheus_client import (
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.registry.promotion import UntrustedModelError
+from lakehouse_assets.runtime import is_loopback
 from lakehouse_assets.serving.batching import MicroBatcher
 from lakehouse_assets.serving.inference_log import InferenceLog, record
 from lakehouse_assets.serving.schemas import (
@@ -42,7 +43,7 @@ from lakehouse_assets.serving.schemas import (
     RolloutState,
 )
 from lakehouse_assets.serving.scoring import ROLLOUT_MODES, AliasedModel, OrderFeatures, Rollout
-from lakehouse_assets.settings import ServingSettings, is_loopback
+from lakehouse_assets.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 ERRORS: dict[int | str, dict[str, Any]] = {

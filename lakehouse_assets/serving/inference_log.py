@@ -14,9 +14,9 @@ from typing import Any
 import polars as pl
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.tables import INFERENCE_LOG_TABLE
 from lakehouse_assets.training.dataset import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
-INFERENCE_LOG_TABLE = "serving/inference_log"
 SCHEMA = pl.Schema({
     "request_id": pl.String(), "served_at": pl.Datetime("us"), "endpoint": pl.String(),
     "model_name": pl.String(), "model_version": pl.Int64(), "customer_id": pl.Int64(),

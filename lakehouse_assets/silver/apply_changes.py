@@ -31,11 +31,15 @@ import pyarrow as pa
 
 from lakehouse_assets.engine import AppTransaction, LakeEngine, MergeClause
 from lakehouse_assets.sources.cdc import BRONZE_METADATA_COLUMNS
+from lakehouse_assets.tables import (
+    EXPECTATION_RESULTS_TABLE,
+    SILVER_QUARANTINE_TABLE,
+    silver_table,
+    tombstones_table,
+)
 
 SILVER_TABLE_CONFIG: dict[str, str | None] = {"delta.enableChangeDataFeed": "true"}
-QUARANTINE_TABLE = "silver/quarantine"
 # One row per expectation per batch of change events: the history behind pass rates.
-EXPECTATION_RESULTS_TABLE = "silver/expectation_results"
 SCD2_COLUMNS = ("valid_from", "valid_to", "is_current", "_seq", "_last_seq", "_end_seq")
 
 
@@ -76,11 +80,11 @@ class ApplyChangesSpec:
 
     @property
     def table(self) -> str:
-        return f"silver/{self.name}"
+        return silver_table(self.name)
 
     @property
     def tombstones(self) -> str:
-        return f"silver/_tombstones/{self.name}"
+        return tombstones_table(self.name)
 
     @property
     def app_id(self) -> str:
@@ -280,7 +284,7 @@ def apply_changes(
     schema = silver_schema(spec, bronze_schema)
     silver_version = engine.ensure_table(spec.table, schema, configuration=SILVER_TABLE_CONFIG)
     # there even when nothing was ever dropped: reports and dashboards count it
-    engine.ensure_table(QUARANTINE_TABLE, QUARANTINE_SCHEMA, configuration=SILVER_TABLE_CONFIG)
+    engine.ensure_table(SILVER_QUARANTINE_TABLE, QUARANTINE_SCHEMA, configuration=SILVER_TABLE_CONFIG)
     applied = engine.app_transaction_version(spec.table, spec.app_id, at_version=silver_version)
     cursor = -1 if applied is None else applied
     changes, bronze_to = engine.changes(spec.source, cursor, up_to_bronze_version)
@@ -300,8 +304,8 @@ def apply_changes(
     kept, dropped, result.expectations = evaluate_expectations(events, spec)
     result.events_quarantined = dropped.height
     txn = [AppTransaction(spec.app_id, bronze_to)]
-    if dropped.height and not _done(engine, QUARANTINE_TABLE, spec, bronze_to):
-        engine.append(QUARANTINE_TABLE, _quarantine_rows(dropped, spec, batch_id),
+    if dropped.height and not _done(engine, SILVER_QUARANTINE_TABLE, spec, bronze_to):
+        engine.append(SILVER_QUARANTINE_TABLE, _quarantine_rows(dropped, spec, batch_id),
                       transactions=txn, configuration=SILVER_TABLE_CONFIG)
     if spec.expectations and not _done(engine, EXPECTATION_RESULTS_TABLE, spec, bronze_to):
         engine.append(EXPECTATION_RESULTS_TABLE,

@@ -16,22 +16,16 @@ from dagster import (
 
 from lakehouse_assets.conflicts import retry_on_conflict
 from lakehouse_assets.metadata import OWNERS, table_metadata
-from lakehouse_assets.resources import LakeResource
-from lakehouse_assets.silver.apply_changes import (
-    EXPECTATION_RESULTS_TABLE,
-    QUARANTINE_TABLE,
-    ApplyChangesSpec,
-    ApplyResult,
-    Expectation,
-    apply_changes,
-)
+from lakehouse_assets.resources.lake import LakeResource
+from lakehouse_assets.silver.apply_changes import ApplyChangesSpec, ApplyResult, Expectation, apply_changes
 from lakehouse_assets.silver.specs import SILVER_SPECS
+from lakehouse_assets.tables import EXPECTATION_RESULTS_TABLE, SILVER_QUARANTINE_TABLE
 
 
 def secondary_tables(spec: ApplyChangesSpec) -> dict[str, str]:
     """The tables a silver asset writes besides its own (the catalog lists them)."""
     tables = {
-        QUARANTINE_TABLE: "Change events dropped by a silver expectation: table, the "
+        SILVER_QUARANTINE_TABLE: "Change events dropped by a silver expectation: table, the "
         "expectations broken, key, sequence, operation and the row as JSON.",
         EXPECTATION_RESULTS_TABLE: "Rows checked and failed per silver expectation and batch of "
         "change events: the history behind expectation pass rates.",
@@ -95,7 +89,7 @@ def _build_silver_asset(spec: ApplyChangesSpec) -> AssetsDefinition:
     def _silver(context: AssetExecutionContext, lake: LakeResource):
         engine = lake.engine()
         result = retry_on_conflict(context, lambda: apply_changes(
-            engine, spec, batch_id=context.run_id, log=context.log.info))
+            engine, spec, batch_id=context.run.run_id, log=context.log.info))
         context.log.info(
             f"{spec.table}: {result.events_read:,} events -> {result.rows_inserted:,} inserted, "
             f"{result.rows_updated:,} updated, {result.rows_deleted:,} deleted, "
@@ -113,7 +107,7 @@ def _build_silver_asset(spec: ApplyChangesSpec) -> AssetsDefinition:
         }
         yield MaterializeResult(metadata={
             **table_metadata(engine, spec.table), **counts,
-            "quarantine_table": MetadataValue.path(engine.table_path(QUARANTINE_TABLE)),
+            "quarantine_table": MetadataValue.path(engine.table_path(SILVER_QUARANTINE_TABLE)),
         })
         for e in spec.expectations:
             yield _expectation_check(spec, e, result)

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from lakehouse_assets.engine.base import AppTransaction, CommitResult, LakeEngine
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SQLITE_TYPES, SourceTable
+from lakehouse_assets.tables import bronze_table
 
 OPERATIONS = ("insert", "update", "delete")
 # Bronze is append-only; its Change Data Feed lets silver read just the rows added since a version.
@@ -43,7 +44,7 @@ class CaptureError(RuntimeError):
 
 
 def bronze_table_name(table: SourceTable) -> str:
-    return f"bronze/{table.name}"
+    return bronze_table(table.name)
 
 
 def _image(table: SourceTable, ref: str) -> str:

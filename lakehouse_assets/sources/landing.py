@@ -26,9 +26,9 @@ import pyarrow.parquet as pq
 from lakehouse_assets.engine.base import AppTransaction, CommitResult, LakeEngine
 from lakehouse_assets.sources.cdc import BRONZE_TABLE_CONFIG
 from lakehouse_assets.sources.schema import PAYMENT_COLUMNS, PAYMENT_KEYS, ColumnType
+from lakehouse_assets.tables import LANDING_QUARANTINE_TABLE, bronze_table
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
-QUARANTINE_TABLE = "bronze/landing_quarantine"
 SUPPORTED_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
                       ".parquet": "parquet"}
 POLARS_TYPES: dict[ColumnType, pl.DataType] = {
@@ -55,7 +55,7 @@ class LandingDataset:
 
     @property
     def table(self) -> str:
-        return f"bronze/{self.name}"
+        return bronze_table(self.name)
 
     def folder(self, landing_dir: Path) -> Path:
         return landing_dir / self.name
@@ -308,7 +308,7 @@ def ingest_files(
     started = time.perf_counter()
     result = IngestResult()
     pending: dict[str, list[tuple[pl.DataFrame, AppTransaction]]] = {
-        dataset.table: [], QUARANTINE_TABLE: []
+        dataset.table: [], LANDING_QUARANTINE_TABLE: []
     }
     pending_rows = 0
     # The versions the "already ingested?" decisions were read at: a concurrent ingestion of the
@@ -317,8 +317,8 @@ def ingest_files(
     read_versions: dict[str, int | None] = {
         dataset.table: engine.ensure_table(
             dataset.table, bronze_schema, configuration=BRONZE_TABLE_CONFIG),
-        QUARANTINE_TABLE: engine.ensure_table(
-            QUARANTINE_TABLE, quarantine_schema, configuration=BRONZE_TABLE_CONFIG),
+        LANDING_QUARANTINE_TABLE: engine.ensure_table(
+            LANDING_QUARANTINE_TABLE, quarantine_schema, configuration=BRONZE_TABLE_CONFIG),
     }
 
     def flush() -> None:
@@ -349,8 +349,8 @@ def ingest_files(
             engine.app_transaction_version(dataset.table, parsed.app_id,
                                            read_versions[dataset.table]) is not None)
         done_quarantine = parsed.app_id in seen or (
-            engine.app_transaction_version(QUARANTINE_TABLE, parsed.app_id,
-                                           read_versions[QUARANTINE_TABLE]) is not None)
+            engine.app_transaction_version(LANDING_QUARANTINE_TABLE, parsed.app_id,
+                                           read_versions[LANDING_QUARANTINE_TABLE]) is not None)
         seen.add(parsed.app_id)
         if done_valid and done_quarantine:
             result.files_skipped += 1
@@ -362,7 +362,7 @@ def ingest_files(
             result.rows_landed += parsed.valid.height
             result.rows_read += parsed.valid.height
         if not done_quarantine:
-            pending[QUARANTINE_TABLE].append((parsed.quarantine, txn))
+            pending[LANDING_QUARANTINE_TABLE].append((parsed.quarantine, txn))
             result.rows_quarantined += parsed.quarantine.height
             result.rows_read += parsed.quarantine.height
             for reason in parsed.quarantine["reason"].to_list():
@@ -398,7 +398,7 @@ def is_ingested(engine: LakeEngine, dataset: LandingDataset, landing_dir: Path, 
     app_id = f"landing:{relpath}:{file_id_of(path)}"
     return all(
         engine.app_transaction_version(table, app_id) is not None
-        for table in (dataset.table, QUARANTINE_TABLE)
+        for table in (dataset.table, LANDING_QUARANTINE_TABLE)
     )
 
 
@@ -418,7 +418,7 @@ def reconcile_files(
         return dict(frame.group_by(column).len().iter_rows())
 
     landed = counts(dataset.table, "_file_id")
-    quarantined = counts(QUARANTINE_TABLE, "file_id")
+    quarantined = counts(LANDING_QUARANTINE_TABLE, "file_id")
     return {
         file_id: (read, landed.get(file_id, 0), quarantined.get(file_id, 0))
         for file_id, read in rows_read_by_file.items()

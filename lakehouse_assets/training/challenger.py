@@ -13,14 +13,14 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from lakehouse_assets.engine import LakeEngine
-from lakehouse_assets.features.pipeline import TRAINING_SET_TABLE
 from lakehouse_assets.registry.promotion import (
     finish_registration,
     register_challenger,
     version_with_fingerprint,
 )
 from lakehouse_assets.settings import TrainingSettings
-from lakehouse_assets.training.dataset import NotEnoughData
+from lakehouse_assets.tables import TRAINING_SET_TABLE
+from lakehouse_assets.training.dataset import FEATURES, NotEnoughData
 from lakehouse_assets.training.train import TrainingData, TrainingOutcome, fingerprint, train_candidates
 
 
@@ -44,6 +44,7 @@ def lineage_tags(data: TrainingData, window: dict[str, str]) -> dict[str, str]:
     """Registry tags that tie a model version to the data it was trained on (monitoring and
     `lakehouse lineage` read them)."""
     return {"training_set": data.path, "training_set_version": str(data.version),
+            "features": ", ".join(FEATURES),
             "source_delta_versions": json.dumps(data.source_versions, sort_keys=True),
             **{f"window_{k}": v for k, v in window.items()}}
 

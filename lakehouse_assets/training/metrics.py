@@ -22,8 +22,6 @@ from sklearn.metrics import (  # noqa: E402
     roc_curve,
 )
 
-PRIMARY_METRIC = "roc_auc"
-
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     """Mean |observed rate - mean predicted probability| over equal-width bins, weighted by

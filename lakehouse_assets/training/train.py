@@ -20,6 +20,7 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
+from lakehouse_assets.registry.promotion import PRIMARY_METRIC
 from lakehouse_assets.settings import TrainingSettings
 from lakehouse_assets.training.candidates import (
     TRUSTED_TYPES,
@@ -28,7 +29,7 @@ from lakehouse_assets.training.candidates import (
     feature_importance,
 )
 from lakehouse_assets.training.dataset import FEATURES, LABEL, TimeSplit, model_input, time_split
-from lakehouse_assets.training.metrics import PRIMARY_METRIC, classification_metrics, save_plots
+from lakehouse_assets.training.metrics import classification_metrics, save_plots
 
 MODEL_REQUIREMENTS = [f"{p}=={version(p)}" for p in
                       ("mlflow", "scikit-learn", "skops", "lightgbm", "pandas", "numpy")]

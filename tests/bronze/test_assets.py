@@ -2,7 +2,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS, ingest_payments_files
 from lakehouse_assets.bronze.checks import BRONZE_CDC_CHECKS
-from lakehouse_assets.resources import build_resources
+from lakehouse_assets.resources.sources import build_resources
 
 ALL = [*BRONZE_CDC_ASSETS, ingest_payments_files, *BRONZE_CDC_CHECKS]
 

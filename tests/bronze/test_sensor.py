@@ -2,9 +2,9 @@ import os
 
 from dagster import DagsterInstance, build_sensor_context
 
-from lakehouse_assets.bronze.sensors import landing_payments_sensor
+from lakehouse_assets.automation import landing_payments_sensor
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.resources import build_resources
+from lakehouse_assets.resources.sources import build_resources
 from lakehouse_assets.sources.landing import PAYMENTS, ingest_files, list_landing_files
 
 

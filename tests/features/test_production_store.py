@@ -7,6 +7,7 @@ from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
 from lakehouse_assets.features.pipeline import describe, materialize_online, online_offline_skew
 from lakehouse_assets.features.store import feature_store
+from lakehouse_assets.runtime import ensure_dirs
 from lakehouse_assets.settings import LakehouseSettings
 from tests.features.gold_fixture import write_gold_features
 from tests.postgres_server import postgres_server
@@ -18,7 +19,7 @@ def test_production_registry_in_postgres_and_online_store_in_redis(tmp_path):
     with postgres_server() as registry_url, redis_server() as redis_url:
         settings = LakehouseSettings(home=tmp_path, environment="production",
                                      feast_registry_url=registry_url, feast_redis_url=redis_url)
-        settings.ensure_dirs()
+        ensure_dirs(settings)
         store, definitions = feature_store(settings)
         assert store.config.online_store.type == "redis"
         write_gold_features(settings.lake_root, definitions)

@@ -1,6 +1,6 @@
 import pytest
 
-from lakehouse_assets.features.store import repo_config
+from lakehouse_assets.resources.connections import feast_repo_config as repo_config
 
 
 def test_local_environment_uses_sqlite_registry_and_online_store_under_the_home(tmp_path):

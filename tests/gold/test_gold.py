@@ -6,7 +6,7 @@ from dagster import AssetKey, DagsterInstance, materialize
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.gold.assets import gold_dbt_models
-from lakehouse_assets.resources import build_resources
+from lakehouse_assets.resources.sources import build_resources
 
 TS = pl.Datetime("us")
 

@@ -16,8 +16,9 @@ from deltalake import DeltaTable
 from lakehouse_assets.definitions import build_definitions
 from lakehouse_assets.features.online_writer import entities_present
 from lakehouse_assets.features.store import feature_store
-from lakehouse_assets.governance.erasure import ERASURES_TABLE, erasure_change_files, purge
-from lakehouse_assets.queries.lake_sql import discover_tables
+from lakehouse_assets.governance.erasure import erasure_change_files, purge
+from lakehouse_assets.tables import ERASURES_TABLE
+from tests.lake_compare import delta_tables
 
 
 def deleted_in_source(source_db: Path) -> tuple[list[int], list[int]]:
@@ -35,7 +36,7 @@ def readable_rows(lake_root: str, ids: list[int], orders: list[int]) -> dict[str
     """Rows of the customers (or, where a table has no customer id, of their orders) in every
     table of the lake, read directly with delta-rs."""
     found = {}
-    for table in discover_tables(lake_root):
+    for table in delta_tables(lake_root):
         names = DeltaTable(f"{lake_root}/{table}").schema().to_arrow().names
         column, values = (("customer_id", ids) if "customer_id" in names
                           else ("order_id", orders) if "order_id" in names else (None, []))
@@ -98,11 +99,11 @@ def test_a_customer_deleted_in_the_source_leaves_no_readable_row(simulated, sett
 
     # Until the VACUUM window has passed, old versions and the deletes' change files hold the
     # rows; after it, both are gone.
-    assert erasure_change_files(settings.lake_root, "bronze/customers")
+    assert erasure_change_files(engine, "bronze/customers")
     later = datetime.now(UTC) + timedelta(hours=settings.time_travel_retention_hours + 1)
-    assert purge(engine, settings.lake_root, 0, now=datetime.now(UTC)) == []  # not due yet
-    assert purge(engine, settings.lake_root, 0, now=later)
-    assert erasure_change_files(settings.lake_root, "bronze/customers") == []
+    assert purge(engine, 0, now=datetime.now(UTC)) == []  # not due yet
+    assert purge(engine, 0, now=later)
+    assert erasure_change_files(engine, "bronze/customers") == []
     with pytest.raises(Exception, match="(?i)not found|no such file|does not exist"):
         engine.read("bronze/customers", version=1)
     assert engine.read(ERASURES_TABLE)["purged_at"].null_count() == 0

@@ -10,16 +10,15 @@ from dagster import (
     build_sensor_context,
 )
 
-from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.monitoring.automation import (
+from lakehouse_assets.automation import (
     label_arrival_sensor,
     retrain_on_degradation,
     source_changes_sensor,
 )
-from lakehouse_assets.monitoring.tables import DRIFT_TABLE, QUALITY_TABLE
-from lakehouse_assets.resources import build_resources
+from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.resources.monitoring import WEBHOOK_ENV, AlertNotifier, monitoring_resources
-from lakehouse_assets.resources.sources import SOURCE_URL_ENV
+from lakehouse_assets.resources.sources import SOURCE_URL_ENV, build_resources
+from lakehouse_assets.tables import DRIFT_TABLE, QUALITY_TABLE
 
 
 def test_alerts_reach_the_webhook_and_a_broken_webhook_never_raises(webhook):
@@ -61,7 +60,7 @@ def test_run_failure_sends_an_alert(webhook, settings):
     result = failing.execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
-    from lakehouse_assets.monitoring.automation import run_failure_alert
+    from lakehouse_assets.automation import run_failure_alert
 
     context = build_run_status_sensor_context(
         sensor_name="run_failure_alert", dagster_event=failure, dagster_instance=instance,

@@ -12,6 +12,7 @@ import polars as pl
 
 from lakehouse_assets.monitoring.drift import data_drift
 from lakehouse_assets.monitoring.monitors import WORKSPACE_PROJECT, publish
+from lakehouse_assets.runtime import child_env
 from tests.test_ui_integration import free_port, listening_addresses
 
 
@@ -24,7 +25,7 @@ def test_monitor_ui_shows_the_monitoring_snapshots(settings):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "lakehouse_assets.cli", "monitor-ui", "--port", str(port)],
-        env=settings.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=child_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
     try:
         deadline = time.monotonic() + 120

@@ -9,16 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lakehouse_assets.monitoring.online import (
-    ONLINE_TABLE,
-    compare,
-    online_comparison,
-    online_evidence,
-    paired_auc,
-    wilson_interval,
-)
-from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE, SCHEMA
+from lakehouse_assets.monitoring.online import compare, online_comparison, paired_auc, wilson_interval
+from lakehouse_assets.serving.inference_log import SCHEMA
 from lakehouse_assets.serving.scoring import Rollout, canary_bucket
+from lakehouse_assets.tables import INFERENCE_LOG_TABLE, ONLINE_COMPARISON_TABLE
+from lakehouse_assets.training.evaluation import online_evidence
 
 T0 = datetime(2026, 3, 1)
 
@@ -59,7 +54,7 @@ def test_a_better_challenger_is_measured_better_with_an_interval_above_zero(labe
     assert row["ks_pvalue"] < 0.01  # different score distributions
     outcome = online_comparison(engine, 1, 2, 0.3, 50)
     assert outcome.passed is True and "ROC AUC difference +" in outcome.note
-    assert engine.read(ONLINE_TABLE).height == 1
+    assert engine.read(ONLINE_COMPARISON_TABLE).height == 1
 
 
 def test_a_worse_challenger_fails_the_check(labelled):

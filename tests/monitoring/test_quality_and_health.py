@@ -11,9 +11,9 @@ import pytest
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.monitoring import monitors
 from lakehouse_assets.monitoring.monitors import Champion
-from lakehouse_assets.monitoring.tables import DRIFT_TABLE, HEALTH_TABLE, QUALITY_TABLE
-from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE, SCHEMA
+from lakehouse_assets.serving.inference_log import SCHEMA
 from lakehouse_assets.settings import MonitoringSettings
+from lakehouse_assets.tables import DRIFT_TABLE, HEALTH_TABLE, INFERENCE_LOG_TABLE, QUALITY_TABLE
 
 T0 = datetime(2026, 4, 1)
 

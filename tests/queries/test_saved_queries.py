@@ -8,15 +8,12 @@ import pytest
 from dagster import AssetKey, materialize
 
 from lakehouse_assets.definitions import QUERY_ASSETS, build_definitions
+from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.queries.lake_sql import QueryError, lake_connection, run_sql
-from lakehouse_assets.queries.saved import (
-    ALERT_EVENTS_TABLE,
-    load_saved_queries,
-    parse_saved_query,
-    run_saved_query,
-)
-from lakehouse_assets.resources import LakeResource
+from lakehouse_assets.queries.saved import load_saved_queries, parse_saved_query, run_saved_query
+from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.monitoring import AlertNotifier
+from lakehouse_assets.tables import ALERT_EVENTS_TABLE
 
 HEADER = """-- description: Daily things.
 -- description: Second line.
@@ -75,14 +72,14 @@ def test_queries_read_the_current_delta_version_and_cannot_reach_files(engine, s
     engine.overwrite("gold/fct_orders", fct_orders({date(2026, 1, 1): (4, 1)}))
     engine.overwrite("gold/fct_orders", fct_orders({date(2026, 1, 2): (3, 3)}))  # replaces
     (query,) = [q for q in load_saved_queries() if q.name == "business_daily_orders"]
-    result = run_saved_query(settings.lake_root, query)
+    result = run_saved_query(DeltaEngine(settings.lake_root), query)
     assert result.select("order_date", "orders", "returns", "return_rate").rows() == [
         (date(2026, 1, 2), 3, 3, 1.0)]
-    conn = lake_connection(settings.lake_root)
+    conn = lake_connection(DeltaEngine(settings.lake_root))
     with pytest.raises(QueryError, match="file system operations are disabled"):
         run_sql(conn, "SELECT * FROM read_csv('/etc/passwd')")
     with pytest.raises(QueryError, match=r"silver\.orders not in the lake yet"):
-        run_saved_query(settings.lake_root, query.__class__(**{
+        run_saved_query(DeltaEngine(settings.lake_root), query.__class__(**{
             **query.__dict__, "tables": frozenset({"silver.orders"})}))
 
 

@@ -11,10 +11,10 @@ from sklearn.linear_model import LogisticRegression
 from lakehouse_assets.bronze.assets import ingest_payments_files
 from lakehouse_assets.cli import main
 from lakehouse_assets.registry.promotion import UntrustedModelError, require_skops
-from lakehouse_assets.reliability.report import record
-from lakehouse_assets.resources import build_resources
 from lakehouse_assets.resources.mlflow import mlflow_resource
+from lakehouse_assets.resources.sources import build_resources
 from lakehouse_assets.serving.scoring import ChampionModel
+from tests.reliability.report import record
 
 REFUSED: list[str] = []  # inputs refused with a clear error, for the report
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import polars as pl
 
 from lakehouse_assets.engine import AppTransaction, ConcurrentWriteError, DeltaEngine, MergeClause
-from lakehouse_assets.reliability.crash import lake_rows, multiset_difference
-from lakehouse_assets.reliability.report import record
 from lakehouse_assets.silver.apply_changes import apply_changes
 from lakehouse_assets.silver.specs import SILVER_SPECS
 from lakehouse_assets.sources.cdc import ChangeLog, capture_to_bronze
 from lakehouse_assets.sources.schema import SOURCE_TABLES
+from tests.reliability.crash import lake_rows, multiset_difference
+from tests.reliability.report import record
 from tests.sources.test_cdc import assert_exactly_once
 
 WRITERS = 4

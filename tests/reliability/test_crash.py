@@ -1,6 +1,6 @@
 """Crash injection: every operation that writes the lake or the registry is SIGKILLed in a child
 process, rerun, and compared with a clean run from the same starting point. A fixed set of kill
-points runs in CI; `make verify` adds LAKEHOUSE_VERIFY_TRIALS randomized ones."""
+points runs in CI; `make verify` adds LAKEHOUSE_TEST_VERIFY_TRIALS randomized ones."""
 
 import os
 import random
@@ -8,10 +8,11 @@ import shutil
 
 import pytest
 
-from lakehouse_assets.reliability import crash
-from lakehouse_assets.reliability.report import record
+from lakehouse_assets.runtime import ensure_dirs
 from lakehouse_assets.settings import LakehouseSettings, SimulatorSettings
 from lakehouse_assets.sources.simulator import ShopSimulator
+from tests.reliability import crash
+from tests.reliability.report import record
 
 SHOP = SimulatorSettings(days=40, initial_customers=60, initial_products=30, orders_per_day=20,
                          malformed_file_share=0.15, malformed_row_share=0.05,
@@ -19,7 +20,7 @@ SHOP = SimulatorSettings(days=40, initial_customers=60, initial_products=30, ord
 # (operation, share of its clean duration after which it is killed)
 FIXED = [("capture", 0.3), ("capture", 0.7), ("ingest", 0.5), ("apply", 0.4), ("apply", 0.8),
          ("gold", 0.5), ("features", 0.5), ("register", 0.6)]
-RANDOM_TRIALS = int(os.environ.get("LAKEHOUSE_VERIFY_TRIALS", "0"))
+RANDOM_TRIALS = int(os.environ.get("LAKEHOUSE_TEST_VERIFY_TRIALS", "0"))
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def bases(tmp_path_factory):
     work = tmp_path_factory.mktemp("crash")
     home = work / "shop"
     settings = LakehouseSettings(home=home, simulator=SHOP)
-    settings.ensure_dirs()
+    ensure_dirs(settings)
     ShopSimulator(settings.source_db, settings.landing, SHOP).run(SHOP.days)
     return work, crash.prepare_bases(home, work, log=lambda message: None)
 

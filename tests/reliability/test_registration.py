@@ -6,7 +6,6 @@ from sklearn.linear_model import LogisticRegression
 
 from lakehouse_assets.registry import promotion
 from lakehouse_assets.registry.promotion import (
-    ALIAS_HISTORY_TABLE,
     CHALLENGER,
     REGISTERED_TAG,
     alias_version,
@@ -14,6 +13,7 @@ from lakehouse_assets.registry.promotion import (
     register_challenger,
 )
 from lakehouse_assets.resources.mlflow import mlflow_resource
+from lakehouse_assets.tables import ALIAS_HISTORY_TABLE
 
 
 def test_a_pending_registration_is_finished_once(settings, engine, monkeypatch):

@@ -16,11 +16,13 @@ import pytest
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.pipeline import materialize_online
 from lakehouse_assets.features.store import feature_store
-from lakehouse_assets.registry.promotion import apply_decision, evaluate, register_challenger
+from lakehouse_assets.registry.promotion import apply_decision, register_challenger
 from lakehouse_assets.resources.mlflow import mlflow_resource
+from lakehouse_assets.runtime import ensure_dirs
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.training.candidates import candidates
 from lakehouse_assets.training.dataset import time_split
+from lakehouse_assets.training.evaluation import evaluate
 from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate
 from tests.features.gold_fixture import write_gold_features
@@ -70,7 +72,7 @@ def prepare_home(home: Path, entities: int = 30) -> LakehouseSettings:
     """Gold feature tables (``entities`` customers and products), a filled online store and a
     champion model."""
     settings = LakehouseSettings(home=home)
-    settings.ensure_dirs()
+    ensure_dirs(settings)
     store, definitions = feature_store(settings)
     write_gold_features(settings.lake_root, definitions, entities=entities)
     store.apply(definitions.all())

@@ -6,11 +6,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from lakehouse_assets.reliability.report import record
+from tests.reliability.report import record
 from tests.serving.conftest import TOKEN, start_service
 
 # `make verify` raises it for the full run
-EXAMPLES = int(os.environ.get("LAKEHOUSE_VERIFY_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("LAKEHOUSE_TEST_VERIFY_FUZZ_EXAMPLES", "40"))
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,8 @@ from datetime import datetime
 import pytest
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE, InferenceLog, record
+from lakehouse_assets.serving.inference_log import InferenceLog, record
+from lakehouse_assets.tables import INFERENCE_LOG_TABLE
 
 
 def rows(start: int, count: int) -> list[dict]:

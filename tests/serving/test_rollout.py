@@ -16,22 +16,21 @@ from dagster import materialize
 from lakehouse_assets.cli import main
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.monitoring.assets import online_comparison as online_comparison_asset
-from lakehouse_assets.monitoring.online import ONLINE_TABLE, compare, online_evidence
+from lakehouse_assets.monitoring.online import compare
 from lakehouse_assets.registry.promotion import (
-    ALIAS_HISTORY_TABLE,
     CHALLENGER,
     CHAMPION,
     ROLLED_BACK_TAG,
     alias_version,
     apply_decision,
-    evaluate,
     register_challenger,
 )
-from lakehouse_assets.resources import build_resources
 from lakehouse_assets.resources.mlflow import mlflow_resource
-from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
+from lakehouse_assets.resources.sources import build_resources
 from lakehouse_assets.serving.scoring import canary_bucket
+from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, INFERENCE_LOG_TABLE, ONLINE_COMPARISON_TABLE
 from lakehouse_assets.training.dataset import model_input
+from lakehouse_assets.training.evaluation import evaluate, online_evidence
 from tests.serving.conftest import TOKEN, prepare_home, start_service, train_synthetic
 
 CUSTOMERS = 400
@@ -168,7 +167,7 @@ def test_online_evidence_gates_promotion(rollout_service):
                          raise_on_error=True)
     check = result.get_asset_check_evaluations()[0]
     assert check.passed and check.check_name == "challenger_not_worse_online"
-    recorded = engine.read(ONLINE_TABLE).row(-1, named=True)
+    recorded = engine.read(ONLINE_COMPARISON_TABLE).row(-1, named=True)
     assert (recorded["champion_version"], recorded["challenger_version"]) == (1, 2)
     assert recorded["requests"] == evidence
 

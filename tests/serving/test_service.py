@@ -16,7 +16,7 @@ from lakehouse_assets.features.pipeline import order_features
 from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.registry.promotion import CHAMPION, move_alias
 from lakehouse_assets.resources.mlflow import mlflow_resource
-from lakehouse_assets.serving.inference_log import INFERENCE_LOG_TABLE
+from lakehouse_assets.tables import INFERENCE_LOG_TABLE
 from lakehouse_assets.training.dataset import model_input
 from tests.features.gold_fixture import T0
 from tests.serving.conftest import TOKEN, train_synthetic

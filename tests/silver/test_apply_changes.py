@@ -7,13 +7,13 @@ from hypothesis import strategies as st
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.silver.apply_changes import (
-    QUARANTINE_TABLE,
     ApplyChangesSpec,
     Expectation,
     ExpectationFailedError,
     apply_changes,
 )
 from lakehouse_assets.sources.cdc import BRONZE_TABLE_CONFIG
+from lakehouse_assets.tables import SILVER_QUARANTINE_TABLE
 
 T0 = datetime(2026, 1, 1)
 BRONZE_SCHEMA = {"_seq": pl.Int64, "_op": pl.String, "_commit_ts": pl.Datetime("us"),
@@ -162,18 +162,18 @@ def test_expectation_actions_warn_drop_fail(tmp_path):
     assert result.expectations["b_is_known"].failed == 2  # NULL does not meet the predicate
     silver = engine.read("silver/t")
     assert sorted(silver["k"].to_list()) == [1, 3]  # warned row kept, dropped rows not
-    quarantine = engine.read(QUARANTINE_TABLE)
+    quarantine = engine.read(SILVER_QUARANTINE_TABLE)
     assert sorted(quarantine["key"].to_list()) == ["2", "4"]
     assert set(quarantine["expectations"]) == {"b_is_known"}
     assert silver.height + quarantine.height == 4  # rows in = silver + quarantined
 
     failing = with_expectations(Expectation("a_not_negative", "a >= 0", "fail"))
-    version, quarantined = engine.version("silver/t"), engine.row_count(QUARANTINE_TABLE)
+    version, quarantined = engine.version("silver/t"), engine.row_count(SILVER_QUARANTINE_TABLE)
     append_bronze(engine, [event(5, "insert", 5, a=-1), event(6, "insert", 6)])
     with pytest.raises(ExpectationFailedError, match="a_not_negative.*1 row"):
         apply_changes(engine, failing, batch_id="b2")
     assert engine.version("silver/t") == version  # nothing committed
-    assert engine.row_count(QUARANTINE_TABLE) == quarantined
+    assert engine.row_count(SILVER_QUARANTINE_TABLE) == quarantined
 
 
 def test_crash_after_quarantine_before_merge_is_repaired_without_duplicates(tmp_path, monkeypatch):
@@ -188,10 +188,10 @@ def test_crash_after_quarantine_before_merge_is_repaired_without_duplicates(tmp_
     monkeypatch.setattr(DeltaEngine, "merge", crash)
     with pytest.raises(OSError):
         apply_changes(engine, spec, batch_id="b1")
-    assert engine.row_count(QUARANTINE_TABLE) == 1
+    assert engine.row_count(SILVER_QUARANTINE_TABLE) == 1
     monkeypatch.setattr(DeltaEngine, "merge", real_merge)
     apply_changes(engine, spec, batch_id="b2")
-    assert engine.row_count(QUARANTINE_TABLE) == 1
+    assert engine.row_count(SILVER_QUARANTINE_TABLE) == 1
     assert engine.read("silver/t")["k"].to_list() == [1]
 
 

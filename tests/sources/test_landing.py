@@ -9,13 +9,13 @@ import pytest
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.sources.landing import (
     PAYMENTS,
-    QUARANTINE_TABLE,
     ingest_files,
     is_ingested,
     list_landing_files,
     parse_landing_file,
     reconcile_files,
 )
+from lakehouse_assets.tables import LANDING_QUARANTINE_TABLE
 
 GOOD = {"payment_id": "p1", "order_id": 1, "amount": 10.5, "method": "card",
         "paid_at": "2026-01-01 10:00:00"}
@@ -111,12 +111,12 @@ def test_ingestion_is_exactly_once_and_keeps_the_files(simulated, engine, settin
     assert first.rows_read == first.rows_landed + first.rows_quarantined
     assert first.rows_quarantined > 0 and first.rows_landed > 0
     assert engine.row_count(PAYMENTS.table) == first.rows_landed
-    assert engine.row_count(QUARANTINE_TABLE) == first.rows_quarantined
+    assert engine.row_count(LANDING_QUARANTINE_TABLE) == first.rows_quarantined
     assert reconcile_files(engine, PAYMENTS, first.rows_read_by_file) == {}
-    versions = (engine.version(PAYMENTS.table), engine.version(QUARANTINE_TABLE))
+    versions = (engine.version(PAYMENTS.table), engine.version(LANDING_QUARANTINE_TABLE))
     second = ingest_files(engine, landing, PAYMENTS, files + files[:2], batch_id="2")
     assert second.files_skipped == len(files) + 2 and second.rows_read == 0
-    assert versions == (engine.version(PAYMENTS.table), engine.version(QUARANTINE_TABLE))
+    assert versions == (engine.version(PAYMENTS.table), engine.version(LANDING_QUARANTINE_TABLE))
     assert all(is_ingested(engine, PAYMENTS, landing, p) for p in files)
     assert before == {p: p.read_bytes() for p in files}  # originals untouched
     ids = engine.read(PAYMENTS.table, columns=["payment_id"])["payment_id"]
@@ -141,7 +141,7 @@ def test_crash_between_the_two_table_commits_is_repaired_by_a_retry(
     real_append = DeltaEngine.append
 
     def crash_on_quarantine(self, table, *args, **kwargs):
-        if table == QUARANTINE_TABLE:
+        if table == LANDING_QUARANTINE_TABLE:
             raise OSError("killed before the quarantine commit")
         return real_append(self, table, *args, **kwargs)
 
@@ -149,14 +149,14 @@ def test_crash_between_the_two_table_commits_is_repaired_by_a_retry(
     with pytest.raises(OSError):
         ingest_files(engine, landing, PAYMENTS, files, batch_id="1")
     landed = engine.row_count(PAYMENTS.table)
-    assert landed > 0 and engine.row_count(QUARANTINE_TABLE) == 0
+    assert landed > 0 and engine.row_count(LANDING_QUARANTINE_TABLE) == 0
     monkeypatch.setattr(DeltaEngine, "append", real_append)
     retry = ingest_files(engine, landing, PAYMENTS, files, batch_id="2")
     assert retry.rows_landed == 0 and retry.rows_quarantined > 0
     assert engine.row_count(PAYMENTS.table) == landed
     total_read = sum(parse_landing_file(p, p.relative_to(landing).as_posix(), PAYMENTS).rows_read
                      for p in files)
-    assert total_read == landed + engine.row_count(QUARANTINE_TABLE)
+    assert total_read == landed + engine.row_count(LANDING_QUARANTINE_TABLE)
 
 
 def test_two_concurrent_ingestions_of_the_same_files_never_duplicate(simulated, settings):
@@ -183,5 +183,5 @@ def test_two_concurrent_ingestions_of_the_same_files_never_duplicate(simulated, 
     assert retry.files_ingested == 0  # the winner ingested every file; the loser wrote nothing
     ids = engine.read(PAYMENTS.table, columns=["payment_id"])["payment_id"]
     assert ids.n_unique() == ids.len() > 0
-    quarantined = engine.read(QUARANTINE_TABLE, columns=["file_id", "row_number"])
+    quarantined = engine.read(LANDING_QUARANTINE_TABLE, columns=["file_id", "row_number"])
     assert quarantined.unique().height == quarantined.height

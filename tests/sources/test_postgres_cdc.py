@@ -12,12 +12,12 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 from pydantic import SecretStr
 
+from lakehouse_assets.automation import source_changes_sensor
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.gold.assets import gold_dbt_models
-from lakehouse_assets.monitoring.automation import source_changes_sensor
-from lakehouse_assets.resources import build_resources
-from lakehouse_assets.resources.sources import SourceDatabaseResource
+from lakehouse_assets.resources.sources import SourceDatabaseResource, build_resources
+from lakehouse_assets.runtime import ensure_dirs
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.silver.apply_changes import apply_changes
 from lakehouse_assets.silver.assets import SILVER_ASSETS
@@ -240,7 +240,7 @@ def test_silver_from_postgres_cdc_equals_silver_from_sqlite(tmp_path, source):
     lite = LakehouseSettings(home=home, simulator=cfg, lake_uri=str(tmp_path / "lake_sqlite"))
     pg = lite.model_copy(update={"lake_uri": str(tmp_path / "lake_postgres"),
                                  "source_url": SecretStr(source.url)})
-    lite.ensure_dirs()
+    ensure_dirs(lite)
     assets = [*BRONZE_CDC_ASSETS, *SILVER_ASSETS, gold_dbt_models]
     source.create_schema()
     for table in SOURCE_TABLES:  # the slots exist before the shop's first change

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.registry.promotion import apply_decision, evaluate, register_challenger
+from lakehouse_assets.registry.promotion import apply_decision, register_challenger
 from lakehouse_assets.resources.mlflow import MlflowResource
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.training.candidates import candidates
 from lakehouse_assets.training.dataset import model_input, time_split
+from lakehouse_assets.training.evaluation import evaluate
 from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate
 

@@ -13,19 +13,19 @@ from sklearn.dummy import DummyClassifier
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.registry.promotion import (
-    ALIAS_HISTORY_TABLE,
     CHALLENGER,
     CHAMPION,
     alias_version,
     apply_decision,
-    evaluate,
     gate,
     register_challenger,
 )
 from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.settings import LakehouseSettings, TrainingSettings
+from lakehouse_assets.tables import ALIAS_HISTORY_TABLE
 from lakehouse_assets.training.candidates import Candidate, _pipeline
 from lakehouse_assets.training.dataset import model_input, time_split
+from lakehouse_assets.training.evaluation import evaluate
 from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate, train_candidates
 

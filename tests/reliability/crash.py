@@ -9,7 +9,7 @@ after kill + rerun must equal a clean run of the same operation from the same co
 table readable right after the kill, the same rows after the rerun (none lost, none duplicated),
 no file left that VACUUM does not remove, and no model version left half-registered.
 
-    python -m lakehouse_assets.reliability.crash OPERATION HOME   (the child: runs it once)
+    python -m tests.reliability.crash OPERATION HOME   (the child: runs it once)
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ VOLATILE_BY_TABLE = {"ml/alias_history": {"changed_at", "changed_by", "reason", 
 IMPORTS = {"capture": ["lakehouse_assets.sources.cdc"],
            "ingest": ["lakehouse_assets.sources.landing"],
            "apply": ["lakehouse_assets.silver.apply_changes", "lakehouse_assets.silver.specs"],
-           "gold": ["lakehouse_assets.resources.sources"],
+           "gold": ["lakehouse_assets.resources.dbt"],
            "features": ["lakehouse_assets.features.store", "lakehouse_assets.features.pipeline"],
            "register": ["lakehouse_assets.training.challenger", "lakehouse_assets.resources.mlflow"]}
 READY = "ready"  # the child prints it once imported, so kill delays are spent on the work
@@ -74,12 +74,12 @@ def run_operation(settings: LakehouseSettings, operation: str, batch_id: str = "
         _dbt_build(settings)
     elif operation == "features":
         from lakehouse_assets.features.pipeline import (
-            TRAINING_SET_TABLE,
             apply_definitions,
             build_training_set,
             materialize_online,
         )
         from lakehouse_assets.features.store import feature_store
+        from lakehouse_assets.tables import TRAINING_SET_TABLE
 
         store, definitions = feature_store(settings)
         apply_definitions(store, definitions)
@@ -101,25 +101,31 @@ def run_operation(settings: LakehouseSettings, operation: str, batch_id: str = "
 def _dbt_build(settings: LakehouseSettings) -> None:
     """`dbt build` as its own process, as dagster-dbt runs it (dbt-duckdb keeps its plugins'
     configuration, the lake root included, for the life of a process)."""
-    from lakehouse_assets.resources.sources import DBT_PROJECT_DIR
-    from lakehouse_assets.settings import export_dbt_env
+    from lakehouse_assets.resources.dbt import (
+        DBT_EXECUTABLE,
+        DBT_PROJECT_DIR,
+        dbt_vars,
+        write_dbt_profiles,
+    )
+    from lakehouse_assets.runtime import child_env
 
-    env = {**os.environ, **export_dbt_env(settings.lake_root, str(settings.gold_dir))}
-    dbt = Path(sys.executable).with_name("dbt")
+    profiles = write_dbt_profiles(settings.gold_dir / "dbt_profiles", settings.lake_root,
+                                  settings.gold_dir, {})
     result = subprocess.run(
-        [str(dbt), "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-         "--profiles-dir", str(DBT_PROJECT_DIR), "--target", "local",
+        [DBT_EXECUTABLE, "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
+         "--profiles-dir", str(profiles.parent), "--target", "local",
+         "--vars", dbt_vars(settings.lake_root),
          "--target-path", str(settings.gold_dir / "dbt_target")],
-        env=env, capture_output=True, text=True)
+        env=child_env(settings), capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"dbt build failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
 
 
 # ------------------------------------------------------------------------- comparison
 def lake_tables(home: Path) -> list[str]:
-    from lakehouse_assets.queries.lake_sql import discover_tables
+    from lakehouse_assets.engine import DeltaEngine
 
-    return discover_tables(home / "lake") if (home / "lake").exists() else []
+    return DeltaEngine(str(home / "lake")).tables()
 
 
 def table_rows(home: Path, table: str) -> pl.DataFrame:
@@ -244,7 +250,7 @@ def run_killed(home: Path, operation: str, kill_after_s: float) -> bool:
     """Run the operation in a child; SIGKILL it ``kill_after_s`` after it is ready. Returns
     whether it was killed (False: it finished first)."""
     child = subprocess.Popen(  # its own process group: dbt's process dies with it
-        [sys.executable, "-m", "lakehouse_assets.reliability.crash", operation, str(home)],
+        [sys.executable, "-m", "tests.reliability.crash", operation, str(home)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
         env={**os.environ, "LAKEHOUSE_HOME": str(home)})
     assert child.stdout is not None

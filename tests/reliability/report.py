@@ -1,8 +1,8 @@
 """The reliability report: the verification tests each record their counters as JSON under
-``LAKEHOUSE_VERIFY_DIR`` (default ``test-artifacts/verify``); this prints them as one table and
+``LAKEHOUSE_TEST_VERIFY_DIR`` (default ``test-artifacts/verify``); this prints them as one table and
 fails when anything was lost, duplicated or answered with a 5xx.
 
-    python -m lakehouse_assets.reliability.report [DIR]     (`make verify` runs the tests first)
+    python -m tests.reliability.report [DIR]     (`make verify` runs the tests first)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MUST_BE_ZERO = ("rows_lost", "duplicates", "server_errors", "failed")
 
 
 def report_dir() -> Path:
-    return Path(os.environ.get("LAKEHOUSE_VERIFY_DIR", "test-artifacts/verify"))
+    return Path(os.environ.get("LAKEHOUSE_TEST_VERIFY_DIR", "test-artifacts/verify"))
 
 
 def record(name: str, counters: dict[str, Any]) -> Path:
