@@ -17,6 +17,8 @@ SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spar
 
 install: | $(UV)
 	$(UV) sync --frozen --extra spark
+	@# the dbt manifest the gold assets are built from (dagster-dbt's documented build step)
+	$(UV) run --frozen dagster-dbt project prepare-and-package --file lakehouse_assets/resources/dbt.py
 
 # Delta Lake jars for the Spark engine, from Maven Central through the ordinary Maven client.
 spark-jars:
@@ -101,5 +103,9 @@ bench: install  ## bronze ingest (1M, 10M events) and silver apply (1M into 10M 
 bench-spark: install spark-jars  ## silver apply of 1M events into 10M rows: embedded vs Spark local[1], local[2]
 	$(UV) run --frozen python benchmarks/bench_silver_apply.py --spark "local[1]" "local[2]"
 
-lint: install
-	$(UV) run --frozen ruff check lakehouse_assets tests benchmarks
+LINTED := lakehouse_assets tests benchmarks dbt_project/sqlfluff_libs
+lint: install  ## ruff (lint and format), mypy on the package, sqlfluff on the dbt models
+	$(UV) run --frozen ruff check $(LINTED)
+	$(UV) run --frozen ruff format --check $(LINTED)
+	$(UV) run --frozen mypy lakehouse_assets
+	cd dbt_project && $(abspath $(UV)) run --frozen sqlfluff lint models macros tests

@@ -44,22 +44,24 @@ def simulated_source(events: int) -> Path:
         return db
     shutil.rmtree(db.parent / f"landing_{events}", ignore_errors=True)
     db.unlink(missing_ok=True)
-    cfg = SimulatorSettings(days=30, scale=events / EVENTS_PER_SCALE_UNIT * 1.05,
-                            landing_formats=())
+    cfg = SimulatorSettings(days=30, scale=events / EVENTS_PER_SCALE_UNIT * 1.05, landing_formats=())
     sim = ShopSimulator(db, db.parent / f"landing_{events}", cfg)
     started = time.perf_counter()
-    summary = sim.run(progress=lambda d, total, s: print(
-        f"\r  simulating day {d}/{total}: {s.change_events:,} change events", end="", flush=True))
-    print(f"\n  simulated {summary.change_events:,} change events in "
-          f"{time.perf_counter() - started:.0f}s")
+    summary = sim.run(
+        progress=lambda d, total, s: print(
+            f"\r  simulating day {d}/{total}: {s.change_events:,} change events", end="", flush=True
+        )
+    )
+    print(f"\n  simulated {summary.change_events:,} change events in {time.perf_counter() - started:.0f}s")
     done.touch()
     return db
 
 
 def total_changes(db: Path) -> int:
     with sqlite3.connect(db) as conn:
-        return sum(conn.execute(f"SELECT COUNT(*) FROM {t.change_table}").fetchone()[0]
-                   for t in SOURCE_TABLES)
+        return sum(
+            conn.execute(f"SELECT COUNT(*) FROM {t.change_table}").fetchone()[0] for t in SOURCE_TABLES
+        )
 
 
 def plain_write(tables: dict[str, pa.Table], root: Path) -> float:
@@ -76,9 +78,13 @@ def bookkeeping_write(tables: dict[str, pa.Table], root: Path, chunk_rows: int) 
     started = time.perf_counter()
     for name, table in tables.items():
         for index, offset in enumerate(range(0, table.num_rows, chunk_rows)):
-            engine.append(name, table.slice(offset, chunk_rows),
-                          transactions=[AppTransaction(f"bench:{name}", index)],
-                          commit_metadata={"chunk": index}, read_version=engine.version(name))
+            engine.append(
+                name,
+                table.slice(offset, chunk_rows),
+                transactions=[AppTransaction(f"bench:{name}", index)],
+                commit_metadata={"chunk": index},
+                read_version=engine.version(name),
+            )
     return time.perf_counter() - started
 
 
@@ -111,17 +117,16 @@ def write_payment_files(records: int, folder: Path, files: int = 12) -> None:
             payment_id=pl.format("pay_{}", pl.col("order_id")),
             order_id=pl.col("order_id"),
             amount=(pl.col("order_id") % 997).cast(pl.Float64) / 7 + 1,
-            method=pl.when(pl.col("order_id") % 2 == 0).then(pl.lit("card")).otherwise(
-                pl.lit("paypal")),
-            paid_at=(pl.datetime(2026, 1, 1) + pl.duration(seconds=pl.col("order_id") % 86_400))
-            .dt.strftime("%Y-%m-%d %H:%M:%S"),
+            method=pl.when(pl.col("order_id") % 2 == 0).then(pl.lit("card")).otherwise(pl.lit("paypal")),
+            paid_at=(pl.datetime(2026, 1, 1) + pl.duration(seconds=pl.col("order_id") % 86_400)).dt.strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
         )
         fmt = ("csv", "jsonl", "parquet")[index % 3]
         if fmt != "parquet":
             bad = (ids % 1000) == 7
             frame = frame.with_columns(
-                amount=pl.when(bad).then(pl.lit("twelve euros"))
-                .otherwise(pl.col("amount").cast(pl.String)),
+                amount=pl.when(bad).then(pl.lit("twelve euros")).otherwise(pl.col("amount").cast(pl.String)),
                 payment_id=pl.when((ids % 1000) == 11).then(None).otherwise(pl.col("payment_id")),
             )
         path = folder / f"payments_{index:03d}.{fmt}"
@@ -142,21 +147,29 @@ def bench_files(records: int, work: Path) -> tuple[int, float, float, float]:
     result = ingest_files(engine, landing, PAYMENTS, paths, batch_id="bench")
     ours = time.perf_counter() - started
     assert result.rows_read == records == result.rows_landed + result.rows_quarantined
-    print(f"  ingested {len(paths)} files: {result.rows_landed:,} landed, "
-          f"{result.rows_quarantined:,} quarantined")
-    same_rows = {"payments": engine.read(PAYMENTS.table).to_arrow(),
-                 "quarantine": engine.read(LANDING_QUARANTINE_TABLE).to_arrow()}
+    print(
+        f"  ingested {len(paths)} files: {result.rows_landed:,} landed, "
+        f"{result.rows_quarantined:,} quarantined"
+    )
+    same_rows = {
+        "payments": engine.read(PAYMENTS.table).to_arrow(),
+        "quarantine": engine.read(LANDING_QUARANTINE_TABLE).to_arrow(),
+    }
     plain = plain_write(same_rows, work / "plain")
     write_only = bookkeeping_write(same_rows, work / "write_only", 2_000_000)
     return records, ours, plain, write_only
 
 
 def report(label: str, rows: int, ours: float, plain: float, write_only: float) -> None:
-    print(f"{label}: {rows:,} rows | ours {rows / ours:,.0f} rows/s ({ours:.2f}s) | plain "
-          f"write_deltalake {rows / plain:,.0f} rows/s ({plain:.2f}s) | ratio {plain / ours:.2f} "
-          f"(target >= 0.8)")
-    print(f"  of which the write path (exactly-once commits, no source read/parse): "
-          f"{rows / write_only:,.0f} rows/s ({write_only:.2f}s) | ratio {plain / write_only:.2f}")
+    print(
+        f"{label}: {rows:,} rows | ours {rows / ours:,.0f} rows/s ({ours:.2f}s) | plain "
+        f"write_deltalake {rows / plain:,.0f} rows/s ({plain:.2f}s) | ratio {plain / ours:.2f} "
+        f"(target >= 0.8)"
+    )
+    print(
+        f"  of which the write path (exactly-once commits, no source read/parse): "
+        f"{rows / write_only:,.0f} rows/s ({write_only:.2f}s) | ratio {plain / write_only:.2f}"
+    )
 
 
 def main() -> None:

@@ -77,21 +77,29 @@ def main() -> None:
     sampled = in_child(timed_run, args.rows, DEFAULT_SAMPLE_ROWS)
     full = in_child(timed_run, args.rows, None)
     print(f"{args.rows:,} rows x 20 columns, reference and window:")
-    print(f"  monitor (Evidently on {DEFAULT_SAMPLE_ROWS:,}-row samples): {sampled[0]:.2f} s, "
-          f"peak +{sampled[1]:,.0f} MiB")
-    print(f"  plain Evidently DataDriftPreset, every row:          {full[0]:.2f} s, "
-          f"peak +{full[1]:,.0f} MiB")
+    print(
+        f"  monitor (Evidently on {DEFAULT_SAMPLE_ROWS:,}-row samples): {sampled[0]:.2f} s, "
+        f"peak +{sampled[1]:,.0f} MiB"
+    )
+    print(f"  plain Evidently DataDriftPreset, every row:          {full[0]:.2f} s, peak +{full[1]:,.0f} MiB")
     print(f"  speed-up {full[0] / sampled[0]:.1f}x (target >= 5x)")
     agree = total = 0
     verdicts = [(sampled[2], full[2])]
     for trial in range(1, args.trials + 1):
         reference, current, _ = window(args.trial_rows, seed=trial)
-        verdicts.append(tuple(
-            {c.column: c.drifted for c in data_drift(reference, current, NUMERIC, CATEGORICAL,
-                                                     rows).columns}
-            for rows in (DEFAULT_SAMPLE_ROWS, None)))  # type: ignore[arg-type]
-        print(f"  trial {trial}: {args.trial_rows:,} rows, "
-              f"{sum(verdicts[-1][1].values())} of 20 columns drifted (full run)")
+        verdicts.append(
+            tuple(
+                {
+                    c.column: c.drifted
+                    for c in data_drift(reference, current, NUMERIC, CATEGORICAL, rows).columns
+                }
+                for rows in (DEFAULT_SAMPLE_ROWS, None)
+            )
+        )  # type: ignore[arg-type]
+        print(
+            f"  trial {trial}: {args.trial_rows:,} rows, "
+            f"{sum(verdicts[-1][1].values())} of 20 columns drifted (full run)"
+        )
     disagreements = []
     for ours, theirs in verdicts:
         for column, drifted in theirs.items():
@@ -99,8 +107,10 @@ def main() -> None:
             agree += ours[column] == drifted
             if ours[column] != drifted:
                 disagreements.append(column)
-    print(f"agreement on per-column verdicts: {agree}/{total} = {agree / total:.1%} "
-          f"(target >= 95%); disagreements: {disagreements or 'none'}")
+    print(
+        f"agreement on per-column verdicts: {agree}/{total} = {agree / total:.1%} "
+        f"(target >= 95%); disagreements: {disagreements or 'none'}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,13 +43,21 @@ def synthetic_features(customers: int, days: int) -> pl.DataFrame:
         "customer_id",
         feature_date=(pl.date(2026, 1, 1) + pl.duration(days=d)),
         feature_ts=(pl.datetime(2026, 1, 2) + pl.duration(days=d)),
-        segment=pl.lit("regular"), city=pl.lit("Berlin"), country=pl.lit("DE"),
-        tenure_days=(c % 700 + d).cast(pl.Int64), orders_7d=(c % 3).cast(pl.Int64),
-        orders_30d=(c % 7).cast(pl.Int64), orders_90d=(c % 11 + d).cast(pl.Int64),
-        spend_7d=(c % 97).cast(pl.Float64), spend_30d=(c % 301).cast(pl.Float64),
-        spend_90d=(c % 997 + d).cast(pl.Float64), returns_30d=(c % 2).cast(pl.Int64),
-        returns_90d=(c % 4).cast(pl.Int64), avg_discount_90d=pl.lit(0.05),
-        lifetime_orders=(c % 13).cast(pl.Int64), days_since_last_order=(c % 9).cast(pl.Int64),
+        segment=pl.lit("regular"),
+        city=pl.lit("Berlin"),
+        country=pl.lit("DE"),
+        tenure_days=(c % 700 + d).cast(pl.Int64),
+        orders_7d=(c % 3).cast(pl.Int64),
+        orders_30d=(c % 7).cast(pl.Int64),
+        orders_90d=(c % 11 + d).cast(pl.Int64),
+        spend_7d=(c % 97).cast(pl.Float64),
+        spend_30d=(c % 301).cast(pl.Float64),
+        spend_90d=(c % 997 + d).cast(pl.Float64),
+        returns_30d=(c % 2).cast(pl.Int64),
+        returns_90d=(c % 4).cast(pl.Int64),
+        avg_discount_90d=pl.lit(0.05),
+        lifetime_orders=(c % 13).cast(pl.Int64),
+        days_since_last_order=(c % 9).cast(pl.Int64),
     )
 
 
@@ -73,18 +81,21 @@ def main() -> None:
         feast_store = open_feast(Path(tmp) / "feast-baseline")
         feast_store.apply(definitions.all())
         started = time.perf_counter()
-        feast_store.materialize(start_date=frame["feature_ts"].min().replace(tzinfo=UTC),
-                                end_date=frame["feature_ts"].max().replace(tzinfo=UTC),
-                                feature_views=["customer_daily_features"])
+        feast_store.materialize(
+            start_date=frame["feature_ts"].min().replace(tzinfo=UTC),
+            end_date=frame["feature_ts"].max().replace(tzinfo=UTC),
+            feature_views=["customer_daily_features"],
+        )
         baseline = time.perf_counter() - started
         features = len(definitions.customer_features.features)  # Feast's SQLite: a row per value
         for name, seconds in (("bulk writer", ours), ("Feast materialize", baseline)):
-            print(f"materialization, {name}: {frame.height:,} source rows, {args.customers:,} "
-                  f"entities in {seconds:.2f}s = {frame.height / seconds:,.0f} source rows/s, "
-                  f"{args.customers / seconds:,.0f} entities/s, "
-                  f"{args.customers * features / seconds:,.0f} online values/s")
-        print(f"materialization speed-up vs Feast: {baseline / ours:.2f}x "
-              f"(target >= 100,000 source rows/s)")
+            print(
+                f"materialization, {name}: {frame.height:,} source rows, {args.customers:,} "
+                f"entities in {seconds:.2f}s = {frame.height / seconds:,.0f} source rows/s, "
+                f"{args.customers / seconds:,.0f} entities/s, "
+                f"{args.customers * features / seconds:,.0f} online values/s"
+            )
+        print(f"materialization speed-up vs Feast: {baseline / ours:.2f}x (target >= 100,000 source rows/s)")
 
         lookup = OnlineFeatureLookup(store)
         refs = [f"customer_daily_features:{f.name}" for f in definitions.customer_features.features]
@@ -98,13 +109,16 @@ def main() -> None:
                 lookup.lookup(orders)
                 ours.append(time.perf_counter() - t)
                 t = time.perf_counter()
-                store.get_online_features(features=refs,
-                                          entity_rows=[{"customer_id": i} for i in ids]).to_dict()
+                store.get_online_features(
+                    features=refs, entity_rows=[{"customer_id": i} for i in ids]
+                ).to_dict()
                 plain.append(time.perf_counter() - t)
             (o50, o99), (p50, p99) = percentiles(ours), percentiles(plain)
-            print(f"{batch:>3} entit{'y' if batch == 1 else 'ies'}: serving path p50 {o50:.2f} ms "
-                  f"p99 {o99:.2f} ms | plain get_online_features p50 {p50:.2f} ms p99 "
-                  f"{p99:.2f} ms | p99 ratio {o99 / p99:.2f} (target p99 <= 2 ms for 1 entity)")
+            print(
+                f"{batch:>3} entit{'y' if batch == 1 else 'ies'}: serving path p50 {o50:.2f} ms "
+                f"p99 {o99:.2f} ms | plain get_online_features p50 {p50:.2f} ms p99 "
+                f"{p99:.2f} ms | p99 ratio {o99 / p99:.2f} (target p99 <= 2 ms for 1 entity)"
+            )
 
 
 if __name__ == "__main__":

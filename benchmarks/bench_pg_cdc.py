@@ -65,21 +65,23 @@ def main() -> None:
         for stream in raw_streams:
             for _, data in stream.decoded(None):
                 message = json.loads(data)
-                decoded += message["action"] in ("I", "U", "D") and \
-                    message.get("table") != SOURCE_CLOCK
+                decoded += message["action"] in ("I", "U", "D") and message.get("table") != SOURCE_CLOCK
         raw_seconds = time.perf_counter() - started
 
         engine = DeltaEngine(f"{folder}/lake")
         started = time.perf_counter()
-        captured = sum(capture_postgres_to_bronze(engine, SlotStream(source, t),
-                                                  batch_id="bench").rows for t in SOURCE_TABLES)
+        captured = sum(
+            capture_postgres_to_bronze(engine, SlotStream(source, t), batch_id="bench").rows
+            for t in SOURCE_TABLES
+        )
         capture_seconds = time.perf_counter() - started
     assert captured == decoded == changes, (captured, decoded, changes)
     raw_rate, capture_rate = decoded / raw_seconds, captured / capture_seconds
-    print(f"raw slot read (wal2json decode + JSON parse, no write): {raw_rate:,.0f} changes/s "
-          f"({raw_seconds:.1f} s)")
-    print(f"capture into bronze (exactly once): {capture_rate:,.0f} changes/s "
-          f"({capture_seconds:.1f} s)")
+    print(
+        f"raw slot read (wal2json decode + JSON parse, no write): {raw_rate:,.0f} changes/s "
+        f"({raw_seconds:.1f} s)"
+    )
+    print(f"capture into bronze (exactly once): {capture_rate:,.0f} changes/s ({capture_seconds:.1f} s)")
     print(f"ratio capture / raw read: {capture_rate / raw_rate:.2f}")
 
 

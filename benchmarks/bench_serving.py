@@ -46,22 +46,31 @@ def main() -> None:
     rng = random.Random(7)
     customer_ids = customers["customer_id"].unique().to_list()
     product_ids = products["product_id"].unique().to_list()
-    bodies = [{"customer_id": rng.choice(customer_ids),
-               "items": [{"product_id": p, "quantity": rng.choice([1, 1, 2])}
-                         for p in rng.sample(product_ids, rng.choice([1, 1, 2, 3]))],
-               "amount": round(rng.uniform(5, 400), 2), "discount": rng.choice([0.0, 0.1, 0.2])}
-              for _ in range(args.requests)]
-    env = {**child_env(settings), "MLFLOW_TRACKING_URI": settings.tracking_uri,
-           # mlflow models serve starts `uvicorn` from PATH: this environment's.
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "LAKEHOUSE_SERVING__RELOAD_SECONDS": "3600"}
+    bodies = [
+        {
+            "customer_id": rng.choice(customer_ids),
+            "items": [
+                {"product_id": p, "quantity": rng.choice([1, 1, 2])}
+                for p in rng.sample(product_ids, rng.choice([1, 1, 2, 3]))
+            ],
+            "amount": round(rng.uniform(5, 400), 2),
+            "discount": rng.choice([0.0, 0.1, 0.2]),
+        }
+        for _ in range(args.requests)
+    ]
+    env = {
+        **child_env(settings),
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        # mlflow models serve starts `uvicorn` from PATH: this environment's.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "LAKEHOUSE_SERVING__RELOAD_SECONDS": "3600",
+    }
     ours_port, mlflow_port = free_port(), free_port()
     features = OrderFeatures(feature_store(settings)[0])
     lookup_seconds: list[float] = []
 
     async def run(process_url: str, measure) -> None:
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=CLIENTS * 8),
-                                     timeout=30) as client:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=CLIENTS * 8), timeout=30) as client:
             await measure(client, process_url)
 
     async def measure_ours(client: httpx.AsyncClient, url: str) -> None:
@@ -75,13 +84,15 @@ def main() -> None:
         await open_loop(call, bodies[:300], args.rate)  # warm-up at the rate
         achieved, latencies = await open_loop(call, bodies, args.rate)
         p50, p99 = percentiles(latencies)
-        print(f"lakehouse serve at {args.rate:.0f} requests/s offered ({achieved:,.0f} "
-              f"achieved): p50 {p50:.2f} ms, p99 {p99:.2f} ms (target p99 <= 15 ms)")
+        print(
+            f"lakehouse serve at {args.rate:.0f} requests/s offered ({achieved:,.0f} "
+            f"achieved): p50 {p50:.2f} ms, p99 {p99:.2f} ms (target p99 <= 15 ms)"
+        )
 
     async def measure_baseline(client: httpx.AsyncClient, url: str) -> None:
         async def call(body: dict) -> None:
             started = time.perf_counter()
-            row, _ = features.lookup([Order(**body)])[0]  # the service's own lookup code
+            row = features.lookup([Order(**body)])[0].features  # the service's own lookup code
             lookup_seconds.append(time.perf_counter() - started)
             r = await client.post(f"{url}/invocations", json={"dataframe_records": [row]})
             r.raise_for_status()
@@ -92,26 +103,45 @@ def main() -> None:
         results["baseline"] = throughput
         report("mlflow models serve + client-side Feast lookup", throughput, latencies)
         l50, l99 = percentiles(lookup_seconds)
-        print(f"  of which the feature lookup in the baseline client: p50 {l50:.2f} ms, "
-              f"p99 {l99:.2f} ms")
+        print(f"  of which the feature lookup in the baseline client: p50 {l50:.2f} ms, p99 {l99:.2f} ms")
 
     def report(name: str, throughput: float, latencies: list[float]) -> None:
         p50, p99 = percentiles(latencies)
-        print(f"{name}: {throughput:,.0f} requests/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-              f"({CLIENTS} clients, {len(bodies):,} requests)")
+        print(
+            f"{name}: {throughput:,.0f} requests/s, p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+            f"({CLIENTS} clients, {len(bodies):,} requests)"
+        )
 
     results: dict[str, float] = {}
     # one server at a time, so neither competes with the other for the two cores
-    ours = start([sys.executable, "-m", "lakehouse_assets.cli", "serve", "--port",
-                  str(ours_port)], env, f"http://127.0.0.1:{ours_port}/ready")
+    ours = start(
+        [sys.executable, "-m", "lakehouse_assets.cli", "serve", "--port", str(ours_port)],
+        env,
+        f"http://127.0.0.1:{ours_port}/ready",
+    )
     try:
         asyncio.run(run(f"http://127.0.0.1:{ours_port}", measure_ours))
     finally:
         stop(ours)
-    baseline = start([sys.executable, "-m", "mlflow", "models", "serve", "-m",
-                      "models:/return_risk@champion", "--env-manager", "local", "-h",
-                      "127.0.0.1", "-p", str(mlflow_port)], env,
-                     f"http://127.0.0.1:{mlflow_port}/ping")
+    baseline = start(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/return_risk@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(mlflow_port),
+        ],
+        env,
+        f"http://127.0.0.1:{mlflow_port}/ping",
+    )
     try:
         asyncio.run(run(f"http://127.0.0.1:{mlflow_port}", measure_baseline))
     finally:

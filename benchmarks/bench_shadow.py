@@ -55,9 +55,17 @@ def ensure_challenger(home: Path, queue) -> None:
     os.environ["LAKEHOUSE_HOME"] = str(settings.home_dir)
     data = lake.training_data()
     split = lake.split(data.frame)
-    model = Pipeline([("features", preprocessing(scale=False)), ("classifier",
-                      RandomForestClassifier(n_estimators=200, max_depth=10, min_samples_leaf=3,
-                                             n_jobs=2, random_state=5))])
+    model = Pipeline(
+        [
+            ("features", preprocessing(scale=False)),
+            (
+                "classifier",
+                RandomForestClassifier(
+                    n_estimators=200, max_depth=10, min_samples_leaf=3, n_jobs=2, random_state=5
+                ),
+            ),
+        ]
+    )
     with lake.experiment_run("bench_shadow challenger", data=data, split=split):
         model.fit(lake.model_input(split.train), lake.labels(split.train))
         metrics = lake.holdout_metrics(model, split)
@@ -80,28 +88,37 @@ def main() -> None:
     if isinstance(challenger, str):
         sys.exit(challenger)
     engine = DeltaEngine(settings.lake_root)
-    customer_ids = engine.read("gold/customer_daily_features", columns=["customer_id"])[
-        "customer_id"].unique().to_list()
-    product_ids = engine.read("gold/product_daily_features", columns=["product_id"])[
-        "product_id"].unique().to_list()
+    customer_ids = (
+        engine.read("gold/customer_daily_features", columns=["customer_id"])["customer_id"].unique().to_list()
+    )
+    product_ids = (
+        engine.read("gold/product_daily_features", columns=["product_id"])["product_id"].unique().to_list()
+    )
     rng = random.Random(7)
-    bodies = [{"customer_id": rng.choice(customer_ids),
-               "items": [{"product_id": p, "quantity": 1}
-                         for p in rng.sample(product_ids, rng.choice([1, 1, 2, 3]))],
-               "amount": round(rng.uniform(5, 400), 2), "discount": rng.choice([0.0, 0.1, 0.2])}
-              for _ in range(args.requests)]
+    bodies = [
+        {
+            "customer_id": rng.choice(customer_ids),
+            "items": [
+                {"product_id": p, "quantity": 1} for p in rng.sample(product_ids, rng.choice([1, 1, 2, 3]))
+            ],
+            "amount": round(rng.uniform(5, 400), 2),
+            "discount": rng.choice([0.0, 0.1, 0.2]),
+        }
+        for _ in range(args.requests)
+    ]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**child_env(settings), "LAKEHOUSE_SERVING__RELOAD_SECONDS": "3600"}
     env.pop("LAKEHOUSE_SERVING__TOKEN", None)
-    server = start([sys.executable, "-m", "lakehouse_assets.cli", "serve", "--port", str(port)],
-                   env, f"{url}/ready")
+    server = start(
+        [sys.executable, "-m", "lakehouse_assets.cli", "serve", "--port", str(port)], env, f"{url}/ready"
+    )
     latencies: dict[str, list[float]] = {"champion": [], "shadow": []}
     round_p99: dict[str, list[float]] = {"champion": [], "shadow": []}
 
     async def measure() -> None:
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=CLIENTS * 8),
-                                     timeout=30) as client:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=CLIENTS * 8), timeout=30) as client:
+
             async def call(body: dict) -> None:
                 (await client.post(f"{url}/v1/predict", json=body)).raise_for_status()
 
@@ -114,8 +131,10 @@ def main() -> None:
                     latencies[mode].extend(measured)
                     p50, p99 = percentiles(measured)
                     round_p99[mode].append(p99)
-                    print(f"  round {mode:8s}: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-                          f"({achieved:,.0f} requests/s achieved)")
+                    print(
+                        f"  round {mode:8s}: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+                        f"({achieved:,.0f} requests/s achieved)"
+                    )
 
     try:
         asyncio.run(measure())
@@ -123,14 +142,17 @@ def main() -> None:
         stop(server)
     results = {mode: percentiles(values) for mode, values in latencies.items()}
     for mode, (p50, p99) in results.items():
-        print(f"rollout {mode:8s}: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-              f"({len(latencies[mode]):,} requests at {args.rate:.0f}/s offered)")
+        print(
+            f"rollout {mode:8s}: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+            f"({len(latencies[mode]):,} requests at {args.rate:.0f}/s offered)"
+        )
     added = results["shadow"][1] - results["champion"][1]
-    paired = statistics.median(b - a for a, b in zip(round_p99["champion"], round_p99["shadow"],
-                                                     strict=True))
-    print(f"the shadow challenger (v{challenger}) adds {added:+.2f} ms at p99 over all rounds "
-          f"(ratio {results['shadow'][1] / results['champion'][1]:.2f}x), median paired round "
-          f"difference {paired:+.2f} ms (target <= +1 ms)")
+    paired = statistics.median(b - a for a, b in zip(round_p99["champion"], round_p99["shadow"], strict=True))
+    print(
+        f"the shadow challenger (v{challenger}) adds {added:+.2f} ms at p99 over all rounds "
+        f"(ratio {results['shadow'][1] / results['champion'][1]:.2f}x), median paired round "
+        f"difference {paired:+.2f} ms (target <= +1 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -60,10 +60,13 @@ def build(work: Path, rows: int, events: int) -> None:
     engine.ensure_table("bronze/orders", bronze_schema, configuration=BRONZE_TABLE_CONFIG)
     start_version = engine.version("bronze/orders")
     # The silver table as a previous apply left it (its cursor at the empty bronze table).
-    write_deltalake(engine.table_path(ORDERS.table), silver.to_arrow(), mode="append",
-                    configuration={"delta.enableChangeDataFeed": "true"})
-    engine.append(ORDERS.table, silver.clear(),
-                  transactions=[AppTransaction(ORDERS.app_id, start_version)])
+    write_deltalake(
+        engine.table_path(ORDERS.table),
+        silver.to_arrow(),
+        mode="append",
+        configuration={"delta.enableChangeDataFeed": "true"},
+    )
+    engine.append(ORDERS.table, silver.clear(), transactions=[AppTransaction(ORDERS.app_id, start_version)])
     recent_low = int(rows * 0.8)
     n_update, n_delete = int(events * 0.6), int(events * 0.1)
     n_insert = events - n_update - n_delete
@@ -71,18 +74,21 @@ def build(work: Path, rows: int, events: int) -> None:
     deleted = pl.int_range(recent_low, rows, eager=True).sample(n_delete, seed=2)
     seq0 = rows + 1
     parts = [
-        orders_frame(updated, seq0 + pl.int_range(0, n_update), "shipped")
-        .with_columns(_op=pl.lit("update")),
-        orders_frame(pl.int_range(rows, rows + n_insert, eager=True),
-                     seq0 + n_update + pl.int_range(0, n_insert), "placed")
-        .with_columns(_op=pl.lit("insert")),
-        orders_frame(deleted, seq0 + n_update + n_insert + pl.int_range(0, n_delete), "shipped")
-        .with_columns(_op=pl.lit("delete")),
+        orders_frame(updated, seq0 + pl.int_range(0, n_update), "shipped").with_columns(_op=pl.lit("update")),
+        orders_frame(
+            pl.int_range(rows, rows + n_insert, eager=True),
+            seq0 + n_update + pl.int_range(0, n_insert),
+            "placed",
+        ).with_columns(_op=pl.lit("insert")),
+        orders_frame(deleted, seq0 + n_update + n_insert + pl.int_range(0, n_delete), "shipped").with_columns(
+            _op=pl.lit("delete")
+        ),
     ]
     batch = pl.concat(parts)
     batch = pl.concat([batch, batch.sample(fraction=0.05, seed=3)]).sample(fraction=1.0, shuffle=True, seed=4)
     bronze = batch.with_columns(
-        _ingested_at=T0.cast(pl.Datetime("us", "UTC")), _source=pl.lit("bench"),
+        _ingested_at=T0.cast(pl.Datetime("us", "UTC")),
+        _source=pl.lit("bench"),
         _batch_id=pl.lit("bench"),
     ).select(bronze_schema.names)
     engine.append("bronze/orders", bronze.to_arrow().cast(bronze_schema))
@@ -94,18 +100,24 @@ def build(work: Path, rows: int, events: int) -> None:
 def run_ours(work: Path, out) -> None:
     started = time.perf_counter()
     result = apply_changes(DeltaEngine(str(work / "lake")), ORDERS, batch_id="bench")
-    out.put(("ours", time.perf_counter() - started,
-             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, result))
+    out.put(
+        (
+            "ours",
+            time.perf_counter() - started,
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            result,
+        )
+    )
 
 
 def run_spark(work: Path, master: str, out) -> None:
     """apply_changes on the Spark engine over its own copy of the lake; peak memory = this
     process + the JVM (a child process, measured after the session stops)."""
-    from lakehouse_assets.resources.lake import spark_engine
+    from lakehouse_assets.resources.connections import build_engine
     from lakehouse_assets.settings import LakehouseSettings
 
     config = LakehouseSettings(engine="spark", spark_master=master).spark_config()
-    engine = spark_engine(str(work / f"lake_{master}"), config)
+    engine = build_engine(str(work / f"lake_{master}"), "spark", config)
     started = time.perf_counter()
     result = apply_changes(engine, ORDERS, batch_id="bench")
     seconds = time.perf_counter() - started
@@ -119,28 +131,41 @@ def run_spark(work: Path, master: str, out) -> None:
 
 def run_plain(work: Path, out) -> None:
     started = time.perf_counter()
-    source = pl.read_parquet(work / "deduplicated.parquet").with_columns(
-        _is_delete=pl.col("_op") == "delete").drop("_op")
+    source = (
+        pl.read_parquet(work / "deduplicated.parquet")
+        .with_columns(_is_delete=pl.col("_op") == "delete")
+        .drop("_op")
+    )
     columns = {c: f"s.{c}" for c in source.columns if c != "_is_delete"}
     (
         DeltaTable(str(work / "plain_silver" / "orders"))
-        .merge(source.to_arrow(), predicate="t.order_id = s.order_id", source_alias="s",
-               target_alias="t")
+        .merge(source.to_arrow(), predicate="t.order_id = s.order_id", source_alias="s", target_alias="t")
         .when_matched_delete(predicate="s._is_delete")
         .when_matched_update(columns, predicate="NOT s._is_delete")
         .when_not_matched_insert(columns, predicate="NOT s._is_delete")
         .execute()
     )
-    out.put(("plain", time.perf_counter() - started,
-             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, None))
+    out.put(
+        (
+            "plain",
+            time.perf_counter() - started,
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            None,
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--spark", nargs="*", default=[], metavar="MASTER",
-                        help="also run on Spark with these masters, e.g. local[1] local[2]")
+    parser.add_argument(
+        "--spark",
+        nargs="*",
+        default=[],
+        metavar="MASTER",
+        help="also run on Spark with these masters, e.g. local[1] local[2]",
+    )
     args = parser.parse_args()
     data = Path(__file__).parent / ".data"
     data.mkdir(exist_ok=True)
@@ -150,8 +175,10 @@ def main() -> None:
         build(work, args.rows, args.events)
         for master in args.spark:  # each Spark run applies the batch to its own copy
             shutil.copytree(work / "lake", work / f"lake_{master}")
-        print(f"built {args.rows:,}-row silver table and {args.events:,}-event batch "
-              f"(+5% duplicates) in {time.perf_counter() - started:.0f}s")
+        print(
+            f"built {args.rows:,}-row silver table and {args.events:,}-event batch "
+            f"(+5% duplicates) in {time.perf_counter() - started:.0f}s"
+        )
         _, ours_s, ours_mem, result = in_child(run_ours, work)
         _, plain_s, plain_mem, _ = in_child(run_plain, work)
         spark_runs = [in_child(run_spark, work, master) for master in args.spark]
@@ -162,17 +189,23 @@ def main() -> None:
         ]
         plain_table = pl.read_delta(str(work / "plain_silver" / "orders")).sort("order_id")
         same = ours_table.equals(plain_table.select(ours_table.columns))
-    print(f"  ours: {result.events_read:,} events read, {result.events_superseded:,} superseded, "
-          f"{result.rows_inserted:,} inserted, {result.rows_updated:,} updated, "
-          f"{result.rows_deleted:,} deleted; same table as the plain MERGE: {same}")
-    gib = 1024 ** 3
-    print(f"apply_changes: {ours_s:.2f}s, peak {ours_mem / gib:.2f} GiB | plain MERGE of "
-          f"deduplicated events: {plain_s:.2f}s, peak {plain_mem / gib:.2f} GiB | ratio "
-          f"{ours_s / plain_s:.2f}x (targets: <= 6 s, <= 4 GiB, <= 1.5x)")
+    print(
+        f"  ours: {result.events_read:,} events read, {result.events_superseded:,} superseded, "
+        f"{result.rows_inserted:,} inserted, {result.rows_updated:,} updated, "
+        f"{result.rows_deleted:,} deleted; same table as the plain MERGE: {same}"
+    )
+    gib = 1024**3
+    print(
+        f"apply_changes: {ours_s:.2f}s, peak {ours_mem / gib:.2f} GiB | plain MERGE of "
+        f"deduplicated events: {plain_s:.2f}s, peak {plain_mem / gib:.2f} GiB | ratio "
+        f"{ours_s / plain_s:.2f}x (targets: <= 6 s, <= 4 GiB, <= 1.5x)"
+    )
     for (name, seconds, memory, _), same_table in zip(spark_runs, same_on_spark, strict=True):
-        print(f"{name}: {seconds:.2f}s ({seconds / (result.events_read / 1e6):.2f} s per million "
-              f"events), peak {memory / gib:.2f} GiB (Python + JVM) | embedded is "
-              f"{seconds / ours_s:.1f}x faster | same table as embedded: {same_table}")
+        print(
+            f"{name}: {seconds:.2f}s ({seconds / (result.events_read / 1e6):.2f} s per million "
+            f"events), peak {memory / gib:.2f} GiB (Python + JVM) | embedded is "
+            f"{seconds / ours_s:.1f}x faster | same table as embedded: {same_table}"
+        )
 
 
 if __name__ == "__main__":

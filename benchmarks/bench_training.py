@@ -55,16 +55,17 @@ def main() -> None:
             first_of_family.setdefault(candidate.family, candidate)
         warm = synthetic_training_set(500)  # first-call costs (imports, store) are not overhead
         with mlflow.start_run(run_name="warm-up"):
-            train_candidate(next(iter(first_of_family.values())),
-                            time_split(warm, 0.2, settings.training.label_window_days),
-                            TrainingData(warm, f"{tmp}/warm", 0), settings.training)
+            train_candidate(
+                next(iter(first_of_family.values())),
+                time_split(warm, 0.2, settings.training.label_window_days),
+                TrainingData(warm, f"{tmp}/warm", 0),
+                settings.training,
+            )
         for name, frame in datasets(args.demo_home, args.rows):
-            split = time_split(frame, settings.training.holdout_fraction,
-                               settings.training.label_window_days)
+            split = time_split(frame, settings.training.holdout_fraction, settings.training.label_window_days)
             data = TrainingData(frame, f"{tmp}/training_set", 0)
             x, y = model_input(split.train), split.train[LABEL].cast(pl.Int64).to_numpy()
-            print(f"{name}: {split.train.height:,} training rows, {split.holdout.height:,} "
-                  f"holdout rows")
+            print(f"{name}: {split.train.height:,} training rows, {split.holdout.height:,} holdout rows")
             for family, candidate in first_of_family.items():
                 started = time.perf_counter()
                 candidate.build().fit(x, y)
@@ -73,8 +74,11 @@ def main() -> None:
                 with mlflow.start_run():
                     train_candidate(candidate, split, data, settings.training)
                 tracked = time.perf_counter() - started
-                print(f"  {family:<20} plain fit {plain:8.2f}s | tracked run {tracked:8.2f}s | "
-                      f"overhead ratio {tracked / plain:5.2f}x", flush=True)
+                print(
+                    f"  {family:<20} plain fit {plain:8.2f}s | tracked run {tracked:8.2f}s | "
+                    f"overhead ratio {tracked / plain:5.2f}x",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

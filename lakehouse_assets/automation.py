@@ -7,7 +7,6 @@ tick launches nothing twice. The decisions are plain functions in the stages, te
 Dagster; the definitions here wire them to Dagster.
 """
 
-
 import json
 import warnings
 from datetime import datetime, timedelta
@@ -18,6 +17,7 @@ from dagster import (
     AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    JobDefinition,
     OpExecutionContext,
     RunFailureSensorContext,
     RunRequest,
@@ -25,6 +25,7 @@ from dagster import (
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
+    UnresolvedAssetJobDefinition,
     build_last_update_freshness_checks,
     build_sensor_for_freshness_checks,
     define_asset_job,
@@ -44,7 +45,7 @@ from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.monitoring import AlertNotifier
 from lakehouse_assets.resources.sources import LandingZoneResource, SourceDatabaseResource
 from lakehouse_assets.silver.maintenance import maintain_table, maintained_tables
-from lakehouse_assets.sources.landing import PAYMENTS, is_ingested, list_landing_files
+from lakehouse_assets.sources.landing import PAYMENTS, is_ingested, scan_landing
 from lakehouse_assets.sources.postgres import lsn_to_int
 from lakehouse_assets.sources.schema import SOURCE_TABLES
 from lakehouse_assets.tables import FCT_ORDERS_TABLE
@@ -53,38 +54,54 @@ FEATURE_OUTPUTS = AssetSelection.assets(AssetKey("training_set"), AssetKey("onli
 
 # ---------------------------------------------------------------------------------- jobs
 every_asset_job = define_asset_job(
-    "every_asset_job", selection=AssetSelection.all(),
-    description="Every asset and its checks, as `lakehouse demo` runs them.")
+    "every_asset_job",
+    selection=AssetSelection.all(),
+    description="Every asset and its checks, as `lakehouse demo` runs them.",
+)
 landing_ingest_job = define_asset_job(
-    "landing_ingest_job", selection=AssetSelection.assets(PAYMENTS_KEY, QUARANTINE_KEY),
-    description="Ingest landing-zone payment files into bronze (valid rows and quarantine).")
+    "landing_ingest_job",
+    selection=AssetSelection.assets(PAYMENTS_KEY, QUARANTINE_KEY),
+    description="Ingest landing-zone payment files into bronze (valid rows and quarantine).",
+)
 bronze_cdc_job = define_asset_job(
-    "bronze_cdc_job", selection=AssetSelection.assets(*BRONZE_CDC_ASSETS),
-    description="Capture new source changes into the bronze CDC tables.")
+    "bronze_cdc_job",
+    selection=AssetSelection.assets(*BRONZE_CDC_ASSETS),
+    description="Capture new source changes into the bronze CDC tables.",
+)
 daily_pipeline_job = define_asset_job(
     "daily_pipeline_job",
     selection=FEATURE_OUTPUTS.upstream().materializable()
     | AssetSelection.assets(AssetKey("customer_erasure")),
     description="Source changes and landing files into bronze, silver, gold (dbt) and the "
-    "features (online store, training set); then the GDPR erasure of deleted customers.")
+    "features (online store, training set); then the GDPR erasure of deleted customers.",
+)
 monitoring_job = define_asset_job(
-    "monitoring_job", selection=AssetSelection.groups("monitoring"),
-    description="Drift, model quality and system health of the champion.")
+    "monitoring_job",
+    selection=AssetSelection.groups("monitoring"),
+    description="Drift, model quality and system health of the champion.",
+)
 model_quality_job = define_asset_job(
-    "model_quality_job", selection=AssetSelection.assets(AssetKey("model_quality")),
-    description="Model quality on the labels that arrived.")
+    "model_quality_job",
+    selection=AssetSelection.assets(AssetKey("model_quality")),
+    description="Model quality on the labels that arrived.",
+)
 retrain_job = define_asset_job(
     "retrain_job",
     selection=AssetSelection.assets(AssetKey("training_set")) | AssetSelection.groups("ml"),
     description="Rebuild the training set from fresh data, train a challenger, evaluate it "
-    "against the champion and promote it only if the gate passes.")
+    "against the champion and promote it only if the gate passes.",
+)
 notebook_reports_job = define_asset_job(
-    "notebook_reports_job", selection=AssetSelection.groups("notebooks"),
-    description="The notebooks that are assets (dagstermill).")
+    "notebook_reports_job",
+    selection=AssetSelection.groups("notebooks"),
+    description="The notebooks that are assets (dagstermill).",
+)
 
 
-@op(description="OPTIMIZE (compaction / Z-order) and VACUUM the bronze and silver tables and "
-    "the append-only logs, keeping time travel for the configured retention.")
+@op(
+    description="OPTIMIZE (compaction / Z-order) and VACUUM the bronze and silver tables and "
+    "the append-only logs, keeping time travel for the configured retention."
+)
 def maintain_lake_tables(context: OpExecutionContext, lake: LakeResource) -> None:
     engine = lake.engine()
     for table, zorder in maintained_tables(engine).items():
@@ -99,63 +116,92 @@ def lake_maintenance_job() -> None:
 
 # ----------------------------------------------------------------------------- schedules
 bronze_cdc_schedule = ScheduleDefinition(
-    name="bronze_cdc_every_15_minutes", job=bronze_cdc_job, cron_schedule="*/15 * * * *",
+    name="bronze_cdc_every_15_minutes",
+    job=bronze_cdc_job,
+    cron_schedule="*/15 * * * *",
     default_status=DefaultScheduleStatus.STOPPED,
-    description="Capture source changes every 15 minutes (start it in the UI for a live source).")
+    description="Capture source changes every 15 minutes (start it in the UI for a live source).",
+)
 daily_pipeline_schedule = ScheduleDefinition(
-    name="daily_pipeline", job=daily_pipeline_job, cron_schedule="0 2 * * *",
+    name="daily_pipeline",
+    job=daily_pipeline_job,
+    cron_schedule="0 2 * * *",
     default_status=DefaultScheduleStatus.STOPPED,
-    description="Every day at 02:00: ingest to gold to features (start it in the UI).")
+    description="Every day at 02:00: ingest to gold to features (start it in the UI).",
+)
 monitoring_schedule = ScheduleDefinition(
-    name="hourly_monitoring", job=monitoring_job, cron_schedule="15 * * * *",
+    name="hourly_monitoring",
+    job=monitoring_job,
+    cron_schedule="15 * * * *",
     default_status=DefaultScheduleStatus.STOPPED,
-    description="Every hour: drift, model quality and system health.")
+    description="Every hour: drift, model quality and system health.",
+)
 lake_maintenance_schedule = ScheduleDefinition(
-    name="lake_maintenance_weekly", job=lake_maintenance_job, cron_schedule="0 3 * * 0",
-    default_status=DefaultScheduleStatus.RUNNING)
+    name="lake_maintenance_weekly",
+    job=lake_maintenance_job,
+    cron_schedule="0 3 * * 0",
+    default_status=DefaultScheduleStatus.RUNNING,
+)
 
 # The notebook reports declare when they are due (AutomationCondition.on_cron on the asset:
 # after Monday 06:00, once their inputs have updated since, so a report never repeats stale
 # data); this sensor evaluates that condition (start it in the UI).
 notebook_reports_automation = AutomationConditionSensorDefinition(
-    "notebook_reports_automation", target=AssetSelection.groups("notebooks"),
+    "notebook_reports_automation",
+    target=AssetSelection.groups("notebooks"),
     default_status=DefaultSensorStatus.STOPPED,
-    description="Materializes the notebook reports when their automation condition says so.")
+    description="Materializes the notebook reports when their automation condition says so.",
+)
 
 # ------------------------------------------------------------------------------- sensors
 
 
-@sensor(job=landing_ingest_job, minimum_interval_seconds=30,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="One run per new or changed payments file in the landing folder. The cursor "
-        "holds each file's size and modification time; files already in bronze are only "
-        "recorded; entries that are not regular files inside the folder are skipped.")
+@sensor(
+    job=landing_ingest_job,
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="One run per new or changed payments file in the landing folder. The cursor "
+    "holds each file's size and modification time; files already in bronze are only "
+    "recorded; entries that are not regular files inside the folder are skipped.",
+)
 def landing_payments_sensor(
     context: SensorEvaluationContext, landing_zone: LandingZoneResource, lake: LakeResource
 ):
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     requests = []
     engine = lake.engine()
-    for file in list_landing_files(landing_zone.folder, PAYMENTS):
+    files, skipped = scan_landing(landing_zone.folder, PAYMENTS)
+    for entry in skipped:
+        if seen.get(entry.relpath) != "skipped":  # said once per entry
+            context.log.warning(f"landing entry {entry.relpath} skipped: {entry.reason}")
+            seen[entry.relpath] = "skipped"
+    for file in files:
         stamp = f"{file.size}:{file.mtime_ns}"
         if seen.get(file.relpath) == stamp:
             continue
         seen[file.relpath] = stamp
         if is_ingested(engine, PAYMENTS, landing_zone.folder, file.path):
             continue  # e.g. ingested by a bulk run, or touched without a content change
-        requests.append(RunRequest(
-            run_key=file.run_key,
-            run_config={"ops": {"ingest_payments_files": {"config": {"files": [file.relpath]}}}},
-            tags={"landing_file": file.relpath}))
+        requests.append(
+            RunRequest(
+                run_key=file.run_key,
+                run_config={"ops": {"ingest_payments_files": {"config": {"files": [file.relpath]}}}},
+                tags={"landing_file": file.relpath},
+            )
+        )
     cursor = json.dumps(seen, sort_keys=True)
     if not requests:
         return SensorResult(skip_reason=SkipReason("no new landing files"), cursor=cursor)
     return SensorResult(run_requests=requests, cursor=cursor)
 
 
-@sensor(job=retrain_job, minimum_interval_seconds=60, default_status=DefaultSensorStatus.RUNNING,
-        description="Drift detected or model quality below the floor -> one retraining run "
-        "(fresh training set, challenger, evaluation, gated promotion) per failed evaluation.")
+@sensor(
+    job=retrain_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Drift detected or model quality below the floor -> one retraining run "
+    "(fresh training set, challenger, evaluation, gated promotion) per failed evaluation.",
+)
 def retrain_on_degradation(context: SensorEvaluationContext, lake: LakeResource):
     after = datetime.fromisoformat(context.cursor) if context.cursor else None
     results = monitor_results(lake.engine())
@@ -163,18 +209,25 @@ def retrain_on_degradation(context: SensorEvaluationContext, lake: LakeResource)
     newest = results["computed_at"].max()
     cursor = str(newest) if newest is not None else context.cursor
     if not failed:
-        return SensorResult(skip_reason=SkipReason("no failed drift or quality evaluation"),
-                            cursor=cursor)
+        return SensorResult(skip_reason=SkipReason("no failed drift or quality evaluation"), cursor=cursor)
     # one retraining covers every failure seen in this tick
-    return SensorResult(run_requests=[RunRequest(run_key=f"retrain:{failed[-1]}",
-                                                 tags={"trigger": "monitoring",
-                                                       "failed_evaluation": failed[-1]})],
-                        cursor=cursor)
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"retrain:{failed[-1]}",
+                tags={"trigger": "monitoring", "failed_evaluation": failed[-1]},
+            )
+        ],
+        cursor=cursor,
+    )
 
 
-@sensor(job=model_quality_job, minimum_interval_seconds=300,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="New return labels in gold (label_known_at moved) -> model quality.")
+@sensor(
+    job=model_quality_job,
+    minimum_interval_seconds=300,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="New return labels in gold (label_known_at moved) -> model quality.",
+)
 def label_arrival_sensor(context: SensorEvaluationContext, lake: LakeResource):
     engine = lake.engine()
     if engine.version(FCT_ORDERS_TABLE) is None:
@@ -185,10 +238,13 @@ def label_arrival_sensor(context: SensorEvaluationContext, lake: LakeResource):
     return SensorResult(run_requests=[RunRequest(run_key=f"labels:{newest}")], cursor=newest)
 
 
-@sensor(job=bronze_cdc_job, minimum_interval_seconds=60,
-        default_status=DefaultSensorStatus.STOPPED,
-        description="New changes in the source's change log -> capture into bronze (start it "
-        "for a live source; the simulator writes in bursts).")
+@sensor(
+    job=bronze_cdc_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="New changes in the source's change log -> capture into bronze (start it "
+    "for a live source; the simulator writes in bursts).",
+)
 def source_changes_sensor(context: SensorEvaluationContext, source_db: SourceDatabaseResource):
     postgres = source_db.postgres()
     if postgres is not None:  # the write-ahead log's position moved
@@ -201,30 +257,57 @@ def source_changes_sensor(context: SensorEvaluationContext, source_db: SourceDat
     return SensorResult(run_requests=[RunRequest(run_key=f"source:{newest}")], cursor=str(newest))
 
 
-@run_failure_sensor(default_status=DefaultSensorStatus.RUNNING,
-                    description="Every failed run -> an alert through the notifier.")
+@run_failure_sensor(
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Every failed run -> an alert through the notifier.",
+)
 def run_failure_alert(context: RunFailureSensorContext, alerts: AlertNotifier):
     run = context.dagster_run
-    alerts.send(f"run {run.run_id[:8]} of {run.job_name} failed",
-                context.failure_event.message or "no message")
+    alerts.send(
+        f"run {run.run_id[:8]} of {run.job_name} failed", context.failure_event.message or "no message"
+    )
 
 
 # --------------------------------------------------------------------------- freshness
 # The gold marts and the feature outputs must have been updated within a day (plus slack for
 # the 02:00 run); a sensor evaluates the checks.
-FRESH_ASSETS = [AssetKey(name) for name in ("fct_orders", "customer_daily_features",
-                                            "product_daily_features", "online_features",
-                                            "training_set")]
+FRESH_ASSETS = [
+    AssetKey(name)
+    for name in (
+        "fct_orders",
+        "customer_daily_features",
+        "product_daily_features",
+        "online_features",
+        "training_set",
+    )
+]
 with warnings.catch_warnings():  # superseded by FreshnessPolicy, which the UI shows as health,
     warnings.simplefilter("ignore")  # not as checks; the checks are what the sensors and CLI read
-    FRESHNESS_CHECKS = build_last_update_freshness_checks(assets=FRESH_ASSETS,
-                                                          lower_bound_delta=timedelta(hours=26))
-    freshness_sensor = build_sensor_for_freshness_checks(freshness_checks=FRESHNESS_CHECKS,
-                                                         name="pipeline_freshness")
+    FRESHNESS_CHECKS = build_last_update_freshness_checks(
+        assets=FRESH_ASSETS, lower_bound_delta=timedelta(hours=26)
+    )
+    freshness_sensor = build_sensor_for_freshness_checks(
+        freshness_checks=FRESHNESS_CHECKS, name="pipeline_freshness"
+    )
 
-JOBS = [every_asset_job, landing_ingest_job, bronze_cdc_job, daily_pipeline_job, monitoring_job,
-        model_quality_job, retrain_job, notebook_reports_job, lake_maintenance_job]
-SCHEDULES = [bronze_cdc_schedule, daily_pipeline_schedule, monitoring_schedule,
-             lake_maintenance_schedule]
-SENSORS = [landing_payments_sensor, retrain_on_degradation, label_arrival_sensor,
-           source_changes_sensor, run_failure_alert, freshness_sensor, notebook_reports_automation]
+JOBS: list[JobDefinition | UnresolvedAssetJobDefinition] = [
+    every_asset_job,
+    landing_ingest_job,
+    bronze_cdc_job,
+    daily_pipeline_job,
+    monitoring_job,
+    model_quality_job,
+    retrain_job,
+    notebook_reports_job,
+    lake_maintenance_job,
+]
+SCHEDULES = [bronze_cdc_schedule, daily_pipeline_schedule, monitoring_schedule, lake_maintenance_schedule]
+SENSORS = [
+    landing_payments_sensor,
+    retrain_on_degradation,
+    label_arrival_sensor,
+    source_changes_sensor,
+    run_failure_alert,
+    freshness_sensor,
+    notebook_reports_automation,
+]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lakehouse_assets.runtime import child_env, disable_telemetry, ensure_dirs, is_loopback
+from lakehouse_assets.runtime import child_env, disable_telemetry, ensure_dirs, is_loopback, run_child
 from lakehouse_assets.settings import LakehouseSettings, get_settings
 
 console = Console()
@@ -26,29 +25,35 @@ def _settings(**simulator_overrides: Any) -> LakehouseSettings:
         settings = get_settings()
     except ValidationError as error:  # a bad LAKEHOUSE_* variable: name it, no traceback
         problems = "; ".join(
-            f"LAKEHOUSE_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in error.errors())
+            f"LAKEHOUSE_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()
+        )
         raise click.ClickException(f"invalid settings: {problems}") from error
     overrides = {k: v for k, v in simulator_overrides.items() if v is not None}
     if overrides:
-        settings = settings.model_copy(
-            update={"simulator": settings.simulator.model_copy(update=overrides)})
+        settings = settings.model_copy(update={"simulator": settings.simulator.model_copy(update=overrides)})
     ensure_dirs(settings)
     return settings
 
 
 def run_simulation(settings: LakehouseSettings, days: int | None = None):
+    """Simulate more days of shop activity with a progress bar (mirrored to PostgreSQL when it is the
+    source)."""
     from lakehouse_assets.sources.simulator import ShopSimulator
 
     simulator = ShopSimulator(settings.source_db, settings.landing, settings.simulator)
     total = days or settings.simulator.days
-    with Progress(TextColumn("[bold]simulating shop"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("days  {task.fields[events]:,} change events"), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("[bold]simulating shop"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("days  {task.fields[events]:,} change events"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         task = progress.add_task("simulate", total=total, events=0)
         summary = simulator.run(
-            days, progress=lambda done, _, s: progress.update(task, completed=done,
-                                                               events=s.change_events)
+            days, progress=lambda done, _, s: progress.update(task, completed=done, events=s.change_events)
         )
     console.print(
         f"simulated {summary.days} day(s) {summary.first_day} .. {summary.last_day}: "
@@ -60,12 +65,14 @@ def run_simulation(settings: LakehouseSettings, days: int | None = None):
         from lakehouse_assets.sources.postgres import PostgresSource, redact
 
         url = settings.source_url.get_secret_value()
-        with Progress(TextColumn("[bold]writing to PostgreSQL"), BarColumn(),
-                      MofNCompleteColumn(), console=console) as progress:
+        with Progress(
+            TextColumn("[bold]writing to PostgreSQL"), BarColumn(), MofNCompleteColumn(), console=console
+        ) as progress:
             task = progress.add_task("mirror", total=None)
             written = PostgresSource(url).mirror(
                 ChangeLog(settings.source_db),
-                progress=lambda done, total: progress.update(task, completed=done, total=total))
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
         console.print(f"{written:,} changes written to {redact(url)}")
     return summary
 
@@ -83,16 +90,20 @@ def materialize_all(settings: LakehouseSettings, groups: tuple[str, ...] = ()) -
     selection = None
     if groups:
         selection = list(AssetSelection.groups(*groups).resolve(definitions.resolve_asset_graph()))
-    console.print(f"[bold]materializing {'the ' + ', '.join(groups) + ' assets' if groups else 'every asset'}"
-                  f"[/bold] into {settings.lake_root}")
+    console.print(
+        f"[bold]materializing {'the ' + ', '.join(groups) + ' assets' if groups else 'every asset'}"
+        f"[/bold] into {settings.lake_root}"
+    )
     # In this process, step after step, but as a job Dagster can rebuild by name: a notebook
     # asset (dagstermill) rebuilds it in the notebook's kernel.
     with execute_job(
         reconstructable(all_assets_job),
         instance=instance,
         raise_on_error=False,
-        run_config={"execution": {"config": {"in_process": {}}},
-                    "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config={
+            "execution": {"config": {"in_process": {}}},
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+        },
         asset_selection=selection,
     ) as result:
         return report_run(result)
@@ -111,12 +122,21 @@ def report_run(result: Any) -> bool:
         if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
             mat = event.event_specific_data.materialization  # type: ignore[union-attr]
             meta = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-            run_rows = next((meta[k] for k in ("changes_captured", "rows_landed", "events_read",
-                                                "rows_quarantined") if k in meta), "")
+            run_rows = next(
+                (
+                    meta[k]
+                    for k in ("changes_captured", "rows_landed", "events_read", "rows_quarantined")
+                    if k in meta
+                ),
+                "",
+            )
             rows = meta.get("dagster/row_count")
-            table.add_row(mat.asset_key.to_user_string(), "" if rows is None else f"{rows:,}",
-                          str(meta.get("delta_version", "")), f"{run_rows:,}" if run_rows != ""
-                          else "")
+            table.add_row(
+                mat.asset_key.to_user_string(),
+                "" if rows is None else f"{rows:,}",
+                str(meta.get("delta_version", "")),
+                f"{run_rows:,}" if run_rows != "" else "",
+            )
     console.print(table)
     checks = Table("check", "result", title="asset checks")
     failed = 0
@@ -132,12 +152,10 @@ def report_run(result: Any) -> bool:
                 checks.add_row(name, f"[yellow]challenger kept[/yellow]: {reason}")
             elif evaluation.check_name in MONITORING_CHECKS:  # type: ignore[union-attr]
                 # A signal for the retrain sensor and the alerts, not a broken pipeline.
-                checks.add_row(name, "[yellow]monitoring signal[/yellow]: "
-                               f"{evaluation.description}")  # type: ignore[union-attr]
+                checks.add_row(name, f"[yellow]monitoring signal[/yellow]: {evaluation.description}")  # type: ignore[union-attr]
             elif evaluation.severity == AssetCheckSeverity.WARN:  # type: ignore[union-attr]
                 # A warning (a saved query's alert, a warn expectation), not a broken pipeline.
-                checks.add_row(name, "[yellow]warning[/yellow]: "
-                               f"{evaluation.description or ''}")  # type: ignore[union-attr]
+                checks.add_row(name, f"[yellow]warning[/yellow]: {evaluation.description or ''}")  # type: ignore[union-attr]
             else:
                 failed += 1
                 checks.add_row(name, "[red]FAILED[/red]")
@@ -155,10 +173,14 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--days", type=click.IntRange(min=1), default=None,
-              help="days to simulate (default: settings)")
-@click.option("--requests", type=click.IntRange(min=0), default=300, show_default=True,
-              help="checkout requests to score after the pipeline (0: none)")
+@click.option("--days", type=click.IntRange(min=1), default=None, help="days to simulate (default: settings)")
+@click.option(
+    "--requests",
+    type=click.IntRange(min=0),
+    default=300,
+    show_default=True,
+    help="checkout requests to score after the pipeline (0: none)",
+)
 def demo(days: int | None, requests: int) -> None:
     """Run the platform end to end: simulate the shop, materialize every asset, send the newest
     orders through the scoring service as checkout traffic, then monitor it and refresh the
@@ -173,15 +195,16 @@ def demo(days: int | None, requests: int) -> None:
     if requests:
         with console.status(f"scoring {requests} checkout requests"):
             statuses = replay(settings, checkout_requests(settings.source_db, last=requests))
-        console.print(f"checkout traffic: {statuses.get(200, 0)} scored, "
-                      f"{sum(statuses.values()) - statuses.get(200, 0)} refused ({statuses})")
+        console.print(
+            f"checkout traffic: {statuses.get(200, 0)} scored, "
+            f"{sum(statuses.values()) - statuses.get(200, 0)} refused ({statuses})"
+        )
         if not materialize_all(settings, groups=("monitoring", "queries")):
             sys.exit(1)
 
 
 @main.command()
-@click.option("--days", type=click.IntRange(min=1), default=None,
-              help="days to simulate (default: settings)")
+@click.option("--days", type=click.IntRange(min=1), default=None, help="days to simulate (default: settings)")
 @click.option("--seed", type=int, default=None)
 @click.option("--scale", type=float, default=None, help="multiplies customers and orders")
 def simulate(days: int | None, seed: int | None, scale: float | None) -> None:
@@ -200,19 +223,23 @@ def features() -> None:
     if not catalog["feature_views"]:
         console.print("no feature views registered yet: run `lakehouse demo` first")
         return
-    table = Table("feature view", "feature", "type", "owner", "materialized until",
-                  title="features")
+    table = Table("feature view", "feature", "type", "owner", "materialized until", title="features")
     for name, view in catalog["feature_views"].items():
         for feature, dtype in view["features"].items():
-            table.add_row(name, feature, dtype, view.get("owner") or "",
-                          "on demand" if view.get("on_demand") else
-                          str(view.get("materialized_until") or "never"))
+            table.add_row(
+                name,
+                feature,
+                dtype,
+                view.get("owner") or "",
+                "on demand" if view.get("on_demand") else str(view.get("materialized_until") or "never"),
+            )
     console.print(table)
     for name, view in catalog["feature_views"].items():
         console.print(f"[bold]{name}[/bold]: {view.get('description', '')}")
     for name, service in catalog["feature_services"].items():
-        console.print(f"[bold]service {name}[/bold] ({', '.join(service['views'])}): "
-                      f"{service['description']}")
+        console.print(
+            f"[bold]service {name}[/bold] ({', '.join(service['views'])}): {service['description']}"
+        )
 
 
 @main.command()
@@ -223,20 +250,34 @@ def ui(host: str | None, port: int | None) -> None:
     login and launches runs)."""
     settings = _settings()
     if not is_loopback(host or settings.ui_host):
-        raise click.ClickException(f"refusing to serve the Dagster UI on {host or settings.ui_host}"
-                                   ": it has no login. Bind 127.0.0.1 and put an authenticating "
-                                   "proxy in front (deploy/ does).")
+        raise click.ClickException(
+            f"refusing to serve the Dagster UI on {host or settings.ui_host}"
+            ": it has no login. Bind 127.0.0.1 and put an authenticating "
+            "proxy in front (deploy/ does)."
+        )
     # The same code location as workspace.yaml, usable from any folder (not only the repo).
     workspace = settings.dagster_home / "workspace.yaml"
     workspace.write_text(
         "load_from:\n  - python_module:\n      module_name: lakehouse_assets.definitions\n"
         "      location_name: lakehouse\n"
     )
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace),
-               "-h", host or settings.ui_host, "-p", str(port or settings.ui_port)]
-    console.print(f"Dagster UI on http://{host or settings.ui_host}:{port or settings.ui_port} "
-                  f"(DAGSTER_HOME={settings.dagster_home})")
-    sys.exit(subprocess.call(command, env=child_env(settings)))
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(workspace),
+        "-h",
+        host or settings.ui_host,
+        "-p",
+        str(port or settings.ui_port),
+    ]
+    console.print(
+        f"Dagster UI on http://{host or settings.ui_host}:{port or settings.ui_port} "
+        f"(DAGSTER_HOME={settings.dagster_home})"
+    )
+    sys.exit(run_child(command, child_env(settings)))
 
 
 @main.command()
@@ -247,8 +288,10 @@ def serve(host: str | None, port: int | None) -> None:
     from lakehouse_assets.serving.server import serve as run_server
 
     settings = _settings()
-    console.print(f"scoring API on http://{host or settings.serving.host}:"
-                  f"{port or settings.serving.port} (docs at /docs)")
+    console.print(
+        f"scoring API on http://{host or settings.serving.host}:"
+        f"{port or settings.serving.port} (docs at /docs)"
+    )
     run_server(settings, host, port)
 
 
@@ -262,14 +305,29 @@ def mlflow_ui(port: int | None) -> None:
         return
     (settings.mlflow_dir / "artifacts").mkdir(parents=True, exist_ok=True)
     port = port or settings.mlflow_ui_port
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
-               str(port), "--backend-store-uri", settings.tracking_uri,
-               "--registry-store-uri", settings.registry_uri, "--workers", "1",
-               "--artifacts-destination", str(settings.mlflow_dir / "artifacts")]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        settings.tracking_uri,
+        "--registry-store-uri",
+        settings.registry_uri,
+        "--workers",
+        "1",
+        "--artifacts-destination",
+        str(settings.mlflow_dir / "artifacts"),
+    ]
     console.print(f"MLflow UI on http://127.0.0.1:{port} (store {settings.tracking_uri})")
     # MLflow's job runner (GenAI jobs, unused here) would start eight worker processes.
     env = {**child_env(settings), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    os.execve(sys.executable, command, env)  # the server replaces this process: signals reach it
+    # the server replaces this process: signals reach it
+    os.execve(sys.executable, command, env)  # noqa: S606 (an argument list, no shell)
 
 
 @main.group()
@@ -293,8 +351,10 @@ def postgres_start(port: int | None) -> None:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'shop'").fetchone() is None:
             conn.execute("CREATE DATABASE shop")
     url = admin.rsplit("/", 1)[0] + "/shop"
-    console.print(f"PostgreSQL on 127.0.0.1:{port} (wal_level=logical); use it as the source:\n"
-                  f"  export LAKEHOUSE_SOURCE_URL={url}")
+    console.print(
+        f"PostgreSQL on 127.0.0.1:{port} (wal_level=logical); use it as the source:\n"
+        f"  export LAKEHOUSE_SOURCE_URL={url}"
+    )
 
 
 @postgres.command(name="stop")
@@ -317,8 +377,8 @@ def monitor_ui(port: int | None) -> None:
     port = port or settings.monitoring.ui_port
     executable = str(Path(sys.executable).parent / "evidently")
     console.print(f"Evidently UI on http://127.0.0.1:{port} (workspace {workspace})")
-    os.execve(executable, [executable, "ui", "--host", "127.0.0.1", "--port", str(port),
-                           "--workspace", str(workspace)], child_env(settings))
+    command = [executable, "ui", "--host", "127.0.0.1", "--port", str(port), "--workspace", str(workspace)]
+    os.execve(executable, command, child_env(settings))  # noqa: S606 (an argument list, no shell)
 
 
 @main.command()
@@ -335,8 +395,9 @@ def dashboards(host: str, port: int | None) -> None:
     serve_dashboards(embedded_engine(settings), host, port)
 
 
-def _call_service(settings: LakehouseSettings, method: str, path: str,
-                  body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def _call_service(
+    settings: LakehouseSettings, method: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """A call to the running scoring service (monitoring.serving_url, the serving token);
     None when it is not reachable."""
     import httpx
@@ -344,21 +405,29 @@ def _call_service(settings: LakehouseSettings, method: str, path: str,
     token = settings.serving.token
     headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
     try:
-        response = httpx.request(method, f"{settings.monitoring.serving_url}{path}", json=body,
-                                 headers=headers, timeout=30)
+        response = httpx.request(
+            method, f"{settings.monitoring.serving_url}{path}", json=body, headers=headers, timeout=30
+        )
     except httpx.TransportError:
         return None
     if response.status_code >= 400:
-        detail = response.json().get("detail", response.text) if response.headers.get(
-            "content-type", "").startswith("application/json") else response.text
+        detail = (
+            response.json().get("detail", response.text)
+            if response.headers.get("content-type", "").startswith("application/json")
+            else response.text
+        )
         raise click.ClickException(f"{method} {path}: {response.status_code} {detail}")
     return response.json()
 
 
 @main.command()
 @click.argument("mode", type=click.Choice(["champion", "shadow", "canary"]))
-@click.option("--share", type=click.FloatRange(0, 1), default=None,
-              help="canary: share of customers the challenger answers (sticky per customer)")
+@click.option(
+    "--share",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="canary: share of customers the challenger answers (sticky per customer)",
+)
 def rollout(mode: str, share: float | None) -> None:
     """Set how the challenger takes part in the running service: champion (not at all), shadow
     (scores every request, the champion answers) or canary (answers --share of customers). No
@@ -366,22 +435,34 @@ def rollout(mode: str, share: float | None) -> None:
     settings = _settings()
     if mode == "canary" and share is None:
         raise click.UsageError("canary needs --share (e.g. --share 0.1)")
-    state = _call_service(settings, "PUT", "/v1/rollout",
-                          {"mode": mode, "canary_share": share or 0.0})
+    state = _call_service(settings, "PUT", "/v1/rollout", {"mode": mode, "canary_share": share or 0.0})
     if state is None:
-        raise click.ClickException(f"the scoring service at {settings.monitoring.serving_url} is "
-                                   "not reachable (LAKEHOUSE_MONITORING__SERVING_URL)")
-    console.print(f"rollout {state['mode']} (canary share {state['canary_share']}): champion "
-                  f"v{state['champion_version']}, challenger v{state['challenger_version']}")
+        raise click.ClickException(
+            f"the scoring service at {settings.monitoring.serving_url} is "
+            "not reachable (LAKEHOUSE_MONITORING__SERVING_URL)"
+        )
+    console.print(
+        f"rollout {state['mode']} (canary share {state['canary_share']}): champion "
+        f"v{state['champion_version']}, challenger v{state['challenger_version']}"
+    )
     if state["challenger_version"] is None and mode != "champion":
         console.print("[yellow]no challenger is loaded: the champion answers everything[/yellow]")
 
 
 @main.command(name="rollback")
-@click.option("--to", "to_version", type=click.IntRange(min=1), default=None,
-              help="the version to serve (default: the previous champion)")
-@click.option("--reason", default="manual rollback", show_default=True,
-              help="recorded in the alias history and on the replaced version")
+@click.option(
+    "--to",
+    "to_version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="the version to serve (default: the previous champion)",
+)
+@click.option(
+    "--reason",
+    default="manual rollback",
+    show_default=True,
+    help="recorded in the alias history and on the replaced version",
+)
 def rollback_command(to_version: int | None, reason: str) -> None:
     """Move the champion alias back to the previous champion (recorded in ml/alias_history, the
     replaced version tagged rolled_back) and have the running service load it now."""
@@ -394,22 +475,34 @@ def rollback_command(to_version: int | None, reason: str) -> None:
     registry = mlflow_connection(settings)
     registry.activate()
     try:
-        old, new = rollback(registry.client(), embedded_engine(settings), registry.model_name,
-                            f"lakehouse rollback ({getpass.getuser()})", reason, to_version)
+        old, new = rollback(
+            registry.client(),
+            embedded_engine(settings),
+            registry.model_name,
+            f"lakehouse rollback ({getpass.getuser()})",
+            reason,
+            to_version,
+        )
     except (RollbackError, UntrustedModelError) as error:
         raise click.ClickException(str(error)) from error
     console.print(f"{registry.model_name}: champion version {old} -> {new} ({reason})")
     reloaded = _call_service(settings, "POST", "/v1/reload")
     if reloaded is None:
-        console.print(f"the scoring service at {settings.monitoring.serving_url} is not reachable;"
-                      f" a running one follows within {settings.serving.reload_seconds:g} s")
+        console.print(
+            f"the scoring service at {settings.monitoring.serving_url} is not reachable;"
+            f" a running one follows within {settings.serving.reload_seconds:g} s"
+        )
     else:
         console.print(f"the scoring service now serves version {reloaded['model_version']}")
 
 
 @main.group(invoke_without_command=True)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="bind address; another than loopback needs LAKEHOUSE_NOTEBOOK_TOKEN")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="bind address; another than loopback needs LAKEHOUSE_NOTEBOOK_TOKEN",
+)
 @click.option("--port", type=int, default=None, help="default: settings (8888)")
 @click.pass_context
 def notebook(ctx: click.Context, host: str, port: int | None) -> None:
@@ -430,7 +523,8 @@ def notebook(ctx: click.Context, host: str, port: int | None) -> None:
     if not is_loopback(host) and settings.notebook_token is None:
         raise click.ClickException(
             f"refusing to serve JupyterLab on {host} without LAKEHOUSE_NOTEBOOK_TOKEN: a notebook "
-            "runs any code as you. Set a long random token, or bind 127.0.0.1.")
+            "runs any code as you. Set a long random token, or bind 127.0.0.1."
+        )
     try:
         check_kernel()
     except NotebookError as error:
@@ -438,24 +532,35 @@ def notebook(ctx: click.Context, host: str, port: int | None) -> None:
     ensure_dirs(settings)
     copied, kept = copy_examples(settings.home_dir)
     for path in kept:
-        console.print(f"[yellow]kept your edited {path.name}[/yellow] (the shipped version: "
-                      f"lakehouse_assets/notebooks/examples/{path.name})")
-    token = (settings.notebook_token.get_secret_value() if settings.notebook_token
-             else secrets.token_urlsafe(24))
+        console.print(
+            f"[yellow]kept your edited {path.name}[/yellow] (the shipped version: "
+            f"lakehouse_assets/notebooks/examples/{path.name})"
+        )
+    token = (
+        settings.notebook_token.get_secret_value() if settings.notebook_token else secrets.token_urlsafe(24)
+    )
     port = port or settings.notebook_port
-    console.print(f"JupyterLab over {settings.home_dir} ({len(copied) + len(kept)} example notebooks "
-                  f"in notebooks/examples):\n  http://{host}:{port}/lab/tree/notebooks/examples"
-                  f"?token={token}")
-    sys.exit(subprocess.call(lab_command(settings.home_dir, host, port),
-                             env={**child_env(settings), "JUPYTER_TOKEN": token}))
+    console.print(
+        f"JupyterLab over {settings.home_dir} ({len(copied) + len(kept)} example notebooks "
+        f"in notebooks/examples):\n  http://{host}:{port}/lab/tree/notebooks/examples"
+        f"?token={token}"
+    )
+    sys.exit(
+        run_child(lab_command(settings.home_dir, host, port), {**child_env(settings), "JUPYTER_TOKEN": token})
+    )
 
 
 @notebook.command(name="run")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="where the executed notebooks go (default: <home>/notebooks/executed)")
-@click.option("--timeout", type=click.IntRange(min=1), default=900, show_default=True,
-              help="seconds one cell may run")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="where the executed notebooks go (default: <home>/notebooks/executed)",
+)
+@click.option(
+    "--timeout", type=click.IntRange(min=1), default=900, show_default=True, help="seconds one cell may run"
+)
 def notebook_run(paths: tuple[Path, ...], output: Path | None, timeout: int) -> None:
     """Execute notebooks (default: every example) against the home's lake, as CI does; the
     executed copies keep their outputs. Fails on the first cell that raises."""
@@ -472,12 +577,19 @@ def notebook_run(paths: tuple[Path, ...], output: Path | None, timeout: int) -> 
                 status.update(f"{step} {text}")
 
             try:
-                run = run_notebook(path, env=child_env(settings), output=output / path.name,
-                                   timeout=timeout, progress=progress)
+                run = run_notebook(
+                    path,
+                    env=child_env(settings),
+                    output=output / path.name,
+                    timeout=timeout,
+                    progress=progress,
+                )
             except NotebookError as error:
                 raise click.ClickException(str(error)) from error
-        console.print(f"[{number}/{len(notebooks)}] {path.name}: {run.cells} cells in "
-                      f"{run.seconds:.1f} s -> {run.output}")
+        console.print(
+            f"[{number}/{len(notebooks)}] {path.name}: {run.cells} cells in "
+            f"{run.seconds:.1f} s -> {run.output}"
+        )
 
 
 @notebook.command(name="strip")
@@ -493,8 +605,7 @@ def notebook_strip(paths: tuple[Path, ...]) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="a query parameter (repeatable)")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="a query parameter (repeatable)")
 @click.option("--limit", type=int, default=50, show_default=True, help="rows to print")
 def query(name: str, params: tuple[str, ...], limit: int) -> None:
     """Run a saved query (queries/sql/NAME.sql) over the current lake and print the result."""
@@ -536,8 +647,7 @@ def catalog(table: str | None, as_json: bool) -> None:
     from lakehouse_assets.resources.connections import embedded_engine
 
     settings = _settings()
-    entries = build_catalog(build_definitions(settings).resolve_all_asset_specs(),
-                            embedded_engine(settings))
+    entries = build_catalog(build_definitions(settings).resolve_all_asset_specs(), embedded_engine(settings))
     if table:
         entries = [e for e in entries if e.table == table]
         if not entries:
@@ -545,18 +655,33 @@ def catalog(table: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return
-    listing = Table("table", "layer", "owner", "version", "rows", "last update (UTC)",
-                    "PII columns", "upstream", "downstream", title="lakehouse catalog")
+    listing = Table(
+        "table",
+        "layer",
+        "owner",
+        "version",
+        "rows",
+        "last update (UTC)",
+        "PII columns",
+        "upstream",
+        "downstream",
+        title="lakehouse catalog",
+    )
     for e in entries:
-        listing.add_row(e.table, e.layer, ", ".join(e.owners),
-                        "-" if e.delta_version is None else str(e.delta_version),
-                        "-" if e.rows is None else f"{e.rows:,}",
-                        e.last_update.strftime("%Y-%m-%d %H:%M") if e.last_update else "not yet",
-                        ", ".join(e.pii_columns), ", ".join(e.upstream), ", ".join(e.downstream))
+        listing.add_row(
+            e.table,
+            e.layer,
+            ", ".join(e.owners),
+            "-" if e.delta_version is None else str(e.delta_version),
+            "-" if e.rows is None else f"{e.rows:,}",
+            e.last_update.strftime("%Y-%m-%d %H:%M") if e.last_update else "not yet",
+            ", ".join(e.pii_columns),
+            ", ".join(e.upstream),
+            ", ".join(e.downstream),
+        )
     console.print(listing)
     for e in entries:
-        console.print(f"[bold]{e.table}[/bold] ({', '.join(e.assets) or 'no asset'}): "
-                      f"{e.description}")
+        console.print(f"[bold]{e.table}[/bold] ({', '.join(e.assets) or 'no asset'}): {e.description}")
         if table:
             columns = Table("column", "type", "PII", "description")
             for c in e.columns:
@@ -581,27 +706,40 @@ def lineage(request_id: str, as_json: bool) -> None:
     registry = mlflow_connection(settings)
     registry.use()
     try:
-        traced = prediction_lineage(embedded_engine(settings), registry.client(),
-                                    feature_definitions(settings.lake_root).return_risk_v2,
-                                    request_id)
+        traced = prediction_lineage(
+            embedded_engine(settings),
+            registry.client(),
+            feature_definitions(settings.lake_root).return_risk_v2,
+            request_id,
+        )
     except LineageError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
         click.echo(json.dumps(traced.to_dict(), indent=2, default=str))
         return
-    console.print(f"[bold]prediction {traced.request_id}[/bold] at {traced.served_at}: "
-                  f"P(return) = {traced.return_probability:.4f} for customer {traced.customer_id}"
-                  f", order {traced.order_id}, products {traced.product_ids}")
-    console.print(f"[bold]model[/bold] {traced.model_name} v{traced.model_version}, MLflow run "
-                  f"{traced.model_run_id} ({traced.model_run_name})")
+    console.print(
+        f"[bold]prediction {traced.request_id}[/bold] at {traced.served_at}: "
+        f"P(return) = {traced.return_probability:.4f} for customer {traced.customer_id}"
+        f", order {traced.order_id}, products {traced.product_ids}"
+    )
+    console.print(
+        f"[bold]model[/bold] {traced.model_name} v{traced.model_version}, MLflow run "
+        f"{traced.model_run_id} ({traced.model_run_name})"
+    )
     ts = traced.training_set
-    console.print(f"[bold]training set[/bold] {ts.get('table')} @ Delta v{ts.get('delta_version')}"
-                  f" ({ts.get('rows')} rows), built from {ts.get('source_delta_versions')}")
-    console.print(f"[bold]feature service[/bold] {traced.feature_service}: "
-                  + "; ".join(f"{v} ({', '.join(f)})" for v, f in traced.feature_views.items()))
-    for title, frames in (("gold feature rows served", traced.feature_rows),
-                          ("silver source rows", traced.source_rows),
-                          ("bronze change events", traced.change_events)):
+    console.print(
+        f"[bold]training set[/bold] {ts.get('table')} @ Delta v{ts.get('delta_version')}"
+        f" ({ts.get('rows')} rows), built from {ts.get('source_delta_versions')}"
+    )
+    console.print(
+        f"[bold]feature service[/bold] {traced.feature_service}: "
+        + "; ".join(f"{v} ({', '.join(f)})" for v, f in traced.feature_views.items())
+    )
+    for title, frames in (
+        ("gold feature rows served", traced.feature_rows),
+        ("silver source rows", traced.source_rows),
+        ("bronze change events", traced.change_events),
+    ):
         console.print(f"[bold]{title}[/bold]")
         for table, frame in frames.items():
             console.print(f"  {table}: {frame.height} row(s)")

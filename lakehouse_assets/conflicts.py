@@ -10,9 +10,7 @@ from lakehouse_assets.engine import ConcurrentWriteError
 T = TypeVar("T")
 
 
-def retry_on_conflict(
-    context: AssetExecutionContext, write: Callable[[], T], attempts: int = 3
-) -> T:
+def retry_on_conflict(context: AssetExecutionContext, write: Callable[[], T], attempts: int = 3) -> T:
     """Run an exactly-once write again when a concurrent writer won the commit: the retry re-reads
     what is already committed, so it continues where the other writer stopped."""
     for attempt in range(1, attempts + 1):

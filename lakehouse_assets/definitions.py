@@ -27,14 +27,26 @@ from lakehouse_assets.settings import LakehouseSettings, get_settings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.training.assets import ML_ASSETS, ML_CHECKS
 
-PIPELINE_ASSETS = [SHOP_SOURCE, PAYMENTS_LANDING, *BRONZE_CDC_ASSETS, ingest_payments_files,
-                   *SILVER_ASSETS, gold_dbt_models, feature_registry, online_features,
-                   training_set, *ML_ASSETS, *MONITORING_ASSETS, customer_erasure,
-                   *NOTEBOOK_ASSETS]
+PIPELINE_ASSETS = [
+    SHOP_SOURCE,
+    PAYMENTS_LANDING,
+    *BRONZE_CDC_ASSETS,
+    ingest_payments_files,
+    *SILVER_ASSETS,
+    gold_dbt_models,
+    feature_registry,
+    online_features,
+    training_set,
+    *ML_ASSETS,
+    *MONITORING_ASSETS,
+    customer_erasure,
+    *NOTEBOOK_ASSETS,
+]
 QUERY_ASSETS = build_query_assets(PIPELINE_ASSETS)
 
 
 def build_definitions(settings: LakehouseSettings | None = None) -> Definitions:
+    """The code location's definitions with resources built from ``settings`` (default: the environment)."""
     return Definitions(
         assets=[*PIPELINE_ASSETS, *QUERY_ASSETS],
         asset_checks=[*BRONZE_CDC_CHECKS, *ML_CHECKS, *FRESHNESS_CHECKS],

@@ -49,10 +49,25 @@ from lakehouse_assets.training.metrics import classification_metrics
 from lakehouse_assets.training.train import TrainingData, log_datasets, log_sklearn_model
 
 __all__ = [
-    "LakeNameError", "TimeTravelError", "experiment_run", "feature_store", "features", "history",
-    "holdout_metrics", "labels", "log_model", "model_input", "read", "register_challenger",
+    "LakeNameError",
+    "TimeTravelError",
+    "experiment_run",
+    "feature_store",
+    "features",
+    "history",
+    "holdout_metrics",
+    "labels",
+    "log_model",
+    "model_input",
+    "read",
+    "register_challenger",
     "registered_model_metrics",
-    "settings", "split", "sql", "tables", "training_data", "training_set",
+    "settings",
+    "split",
+    "sql",
+    "tables",
+    "training_data",
+    "training_set",
 ]
 
 
@@ -90,8 +105,10 @@ def resolve(name: str) -> str:
     if same_name:
         raise LakeNameError(f"{name!r} is ambiguous: {', '.join(same_name)}; name the layer")
     if not known:
-        raise LakeNameError(f"no table {name!r}: the lake at {settings().lake_root} is empty "
-                            "(run `lakehouse demo` or materialize the pipeline first)")
+        raise LakeNameError(
+            f"no table {name!r}: the lake at {settings().lake_root} is empty "
+            "(run `lakehouse demo` or materialize the pipeline first)"
+        )
     close = difflib.get_close_matches(wanted, known, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; lake.tables() lists them"
     raise LakeNameError(f"no table {name!r} in {settings().lake_root}{hint}")
@@ -115,8 +132,16 @@ def _utc(value: str | date | datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-DELTA_COMMIT_FIELDS = {"version", "timestamp", "operation", "operationParameters",
-                       "clientVersion", "operationMetrics", "readVersion", "isBlindAppend"}
+DELTA_COMMIT_FIELDS = {
+    "version",
+    "timestamp",
+    "operation",
+    "operationParameters",
+    "clientVersion",
+    "operationMetrics",
+    "readVersion",
+    "isBlindAppend",
+}
 
 
 def _committed_at(commit: dict[str, Any]) -> datetime:
@@ -130,16 +155,25 @@ def history(name: str, limit: int | None = None) -> pl.DataFrame:
     rows = []
     for commit in _engine().history(table, limit):
         extra = {k: v for k, v in commit.items() if k not in DELTA_COMMIT_FIELDS}
-        rows.append({
-            "version": commit.get("version"),
-            "committed_at": _committed_at(commit).replace(tzinfo=None),
-            "operation": commit.get("operation"),
-            "parameters": json.dumps(commit.get("operationParameters") or {}, default=str),
-            "metadata": json.dumps(extra, default=str),
-        })
-    return pl.DataFrame(rows, schema={"version": pl.Int64, "committed_at": pl.Datetime("us"),
-                                      "operation": pl.String, "parameters": pl.String,
-                                      "metadata": pl.String})
+        rows.append(
+            {
+                "version": commit.get("version"),
+                "committed_at": _committed_at(commit).replace(tzinfo=None),
+                "operation": commit.get("operation"),
+                "parameters": json.dumps(commit.get("operationParameters") or {}, default=str),
+                "metadata": json.dumps(extra, default=str),
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "version": pl.Int64,
+            "committed_at": pl.Datetime("us"),
+            "operation": pl.String,
+            "parameters": pl.String,
+            "metadata": pl.String,
+        },
+    )
 
 
 def version_as_of(name: str, as_of: str | date | datetime) -> int:
@@ -151,9 +185,11 @@ def _version_at(table: str, moment: datetime) -> int:
     commits = sorted(_engine().history(table), key=lambda c: c["version"])
     earlier = [c["version"] for c in commits if _committed_at(c) <= moment]
     if not earlier:
-        raise TimeTravelError(f"{table} did not exist at {moment:%Y-%m-%d %H:%M:%S} UTC: its "
-                              f"oldest readable commit (version {commits[0]['version']}) is from "
-                              f"{_committed_at(commits[0]):%Y-%m-%d %H:%M:%S} UTC")
+        raise TimeTravelError(
+            f"{table} did not exist at {moment:%Y-%m-%d %H:%M:%S} UTC: its "
+            f"oldest readable commit (version {commits[0]['version']}) is from "
+            f"{_committed_at(commits[0]):%Y-%m-%d %H:%M:%S} UTC"
+        )
     return max(earlier)
 
 
@@ -173,8 +209,7 @@ def read(
     if as_of is not None:
         version = _version_at(table, _utc(as_of))
     with _time_travel(table, version):
-        frame = _engine().read(table, version=version,
-                               columns=list(columns) if columns else None)
+        frame = _engine().read(table, version=version, columns=list(columns) if columns else None)
     return frame.to_pandas() if as_pandas else frame
 
 
@@ -197,7 +232,8 @@ def _time_travel(table: str, version: int | None) -> Iterator[None]:
         raise TimeTravelError(
             f"version {version} of {table} is no longer readable: its files or log entries "
             f"were removed by VACUUM or log cleanup (time travel keeps {retention} h; "
-            f"LAKEHOUSE_TIME_TRAVEL_RETENTION_HOURS): {error}") from error
+            f"LAKEHOUSE_TIME_TRAVEL_RETENTION_HOURS): {error}"
+        ) from error
 
 
 def sql(query: str, *, as_pandas: bool = False, **params: Any) -> pl.DataFrame | pd.DataFrame:
@@ -231,22 +267,27 @@ def features(
     store, definitions = feature_store()
     frame = entities if isinstance(entities, pl.DataFrame) else pl.from_pandas(entities)
     if timestamp not in frame.columns:
-        raise ValueError(f"entities lack the time column {timestamp!r} (timestamp=...); "
-                         f"columns: {frame.columns}")
+        raise ValueError(
+            f"entities lack the time column {timestamp!r} (timestamp=...); columns: {frame.columns}"
+        )
     if isinstance(names, str):
         services = {s.name: s for s in (definitions.return_risk_service, definitions.return_risk_v2)}
         if names not in services:
-            raise LakeNameError(f"no feature service {names!r}; known: {sorted(services)} or "
-                                "'view:feature' references")
+            raise LakeNameError(
+                f"no feature service {names!r}; known: {sorted(services)} or 'view:feature' references"
+            )
         wanted: Any = services[names]
     else:
         wanted = list(names)
     result = store.get_historical_features(
-        entity_df=frame.rename({timestamp: "event_timestamp"}).to_pandas(), features=wanted,
+        entity_df=frame.rename({timestamp: "event_timestamp"}).to_pandas(),
+        features=wanted,
     ).to_df()
-    return pl.from_pandas(result).with_columns(
-        pl.col("event_timestamp").dt.replace_time_zone(None)).rename(
-        {"event_timestamp": timestamp})
+    return (
+        pl.from_pandas(result)
+        .with_columns(pl.col("event_timestamp").dt.replace_time_zone(None))
+        .rename({"event_timestamp": timestamp})
+    )
 
 
 def training_set() -> pl.DataFrame:
@@ -264,7 +305,7 @@ def training_data(version: int | None = None) -> TrainingData:
     """The stored training set (``features/training_set``, the data the pipeline trains and
     evaluates on; ``version``: as it was then) with its Delta version and the source versions
     its build recorded."""
-    from lakehouse_assets.features.pipeline import TRAINING_SET_TABLE
+    from lakehouse_assets.tables import TRAINING_SET_TABLE
     from lakehouse_assets.training.challenger import training_data as stored
 
     with _time_travel(TRAINING_SET_TABLE, version):
@@ -290,8 +331,13 @@ def _registry() -> Any:
 
 
 @contextlib.contextmanager
-def experiment_run(name: str, *, data: TrainingData | None = None, split: TimeSplit | None = None,
-                   tags: dict[str, str] | None = None) -> Iterator[Any]:
+def experiment_run(
+    name: str,
+    *,
+    data: TrainingData | None = None,
+    split: TimeSplit | None = None,
+    tags: dict[str, str] | None = None,
+) -> Iterator[Any]:
     """An MLflow run in the platform's experiment (its tracking and artifact store), tagged as
     interactive work; with ``data`` and ``split``, the training and validation data are logged
     as inputs (Delta table and version: the lineage a registered model keeps)."""
@@ -308,8 +354,9 @@ def holdout_metrics(model: Any, split: TimeSplit) -> dict[str, float]:
     """The platform's metrics of a fitted model on the holdout (the gate's decision threshold);
     logged to the active run, if any."""
     probabilities = model.predict_proba(model_input(split.holdout))[:, 1]
-    metrics = classification_metrics(labels(split.holdout), probabilities,
-                                     settings().training.decision_threshold)
+    metrics = classification_metrics(
+        labels(split.holdout), probabilities, settings().training.decision_threshold
+    )
     if mlflow.active_run() is not None:
         mlflow.log_metrics(metrics)
     return metrics
@@ -323,8 +370,9 @@ def log_model(model: Any, split: TimeSplit) -> str:
     return log_sklearn_model(model, model_input(split.train.head(5))).model_uri
 
 
-def registered_model_metrics(split: TimeSplit, *, alias: str = "champion",
-                             version: int | None = None) -> dict[str, float] | None:
+def registered_model_metrics(
+    split: TimeSplit, *, alias: str = "champion", version: int | None = None
+) -> dict[str, float] | None:
     """The platform's metrics of a registered version (``alias``, or ``version``) on the
     holdout, loaded the way serving loads it; None when the alias is not set."""
     from lakehouse_assets.registry.promotion import alias_version
@@ -336,12 +384,12 @@ def registered_model_metrics(split: TimeSplit, *, alias: str = "champion",
         if found is None:
             return None
         version = int(found.version)
-    return score(registry.model_name, version, split.holdout,
-                 registry.training.decision_threshold)
+    return score(registry.model_name, version, split.holdout, registry.training.decision_threshold)
 
 
-def register_challenger(model_uri: str, *, data: TrainingData, split: TimeSplit,
-                        metrics: dict[str, float]) -> Any:
+def register_challenger(
+    model_uri: str, *, data: TrainingData, split: TimeSplit, metrics: dict[str, float]
+) -> Any:
     """Register the model as a new version with the alias ``challenger`` (replacing the current
     challenger), with its model card and training-data lineage. The next
     ``return_risk_evaluation`` compares it with the champion; the gate decides."""
@@ -355,7 +403,17 @@ def register_challenger(model_uri: str, *, data: TrainingData, split: TimeSplit,
     client = registry.client()
     window = split.window()
     return register(
-        client, _engine(), registry.model_name, model_uri, run_id,
-        tags={"candidate": client.get_run(run_id).info.run_name or "notebook",
-              "source": "notebook", **lineage_tags(data, window)},
-        window=window, metrics=metrics, actor=f"notebook ({getpass.getuser()})")
+        client,
+        _engine(),
+        registry.model_name,
+        model_uri,
+        run_id,
+        tags={
+            "candidate": client.get_run(run_id).info.run_name or "notebook",
+            "source": "notebook",
+            **lineage_tags(data, window),
+        },
+        window=window,
+        metrics=metrics,
+        actor=f"notebook ({getpass.getuser()})",
+    )

@@ -13,11 +13,13 @@ OWNERS = ["team:data-platform"]
 
 
 def markdown_preview(df: pl.DataFrame, rows: int = 10) -> str:
+    """The first rows of a frame as a Markdown table (Dagster shows it in the UI)."""
     head = df.head(rows)
     if head.width == 0:
         return "_empty_"
-    cells = [[("" if v is None else str(v)).replace("|", "\\|")[:60] for v in row]
-             for row in head.iter_rows()]
+    cells = [
+        [("" if v is None else str(v)).replace("|", "\\|")[:60] for v in row] for row in head.iter_rows()
+    ]
     lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * head.width]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(lines)
@@ -28,8 +30,12 @@ def table_metadata(engine: LakeEngine, table: str, preview_rows: int = 10) -> di
     path = engine.table_path(table)
     version = engine.version(table)
     if version is None:
-        return {"dagster/row_count": 0, "table": table, "path": MetadataValue.path(path),
-                "delta_version": MetadataValue.int(-1)}
+        return {
+            "dagster/row_count": 0,
+            "table": table,
+            "path": MetadataValue.path(path),
+            "delta_version": MetadataValue.int(-1),
+        }
     preview = engine.head(table, preview_rows)
     return {
         "dagster/row_count": engine.row_count(table),

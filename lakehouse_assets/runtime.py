@@ -4,9 +4,14 @@ every service. ``settings.py`` only reads settings; the side effects live here."
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from lakehouse_assets.settings import LakehouseSettings
@@ -32,8 +37,7 @@ def disable_telemetry() -> None:
 
 def ensure_dirs(settings: LakehouseSettings) -> None:
     """Create the local folders and a telemetry-off Dagster instance config."""
-    for folder in (settings.home_dir, settings.source_db.parent, settings.landing,
-                   settings.dagster_home):
+    for folder in (settings.home_dir, settings.source_db.parent, settings.landing, settings.dagster_home):
         folder.mkdir(parents=True, exist_ok=True)
     if "://" not in settings.lake_root:
         Path(settings.lake_root).mkdir(parents=True, exist_ok=True)
@@ -61,3 +65,41 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def run_child(command: Sequence[str], env: dict[str, str], *, grace_seconds: float = 30.0) -> int:
+    """Run a long-lived tool (``dagster dev``, JupyterLab) as this command's child in its own
+    process group, and return its exit code. SIGTERM and SIGINT are forwarded to the whole
+    group, and whatever of the group outlives the tool (webserver, daemon, code servers,
+    kernels) is stopped too: terminated, then killed after ``grace_seconds``. Nothing is left
+    behind when the command is stopped."""
+    child = subprocess.Popen(list(command), env=env, start_new_session=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        stop_group(child.pid, grace_seconds)
+
+
+def stop_group(pgid: int, grace_seconds: float) -> None:
+    """Terminate every process left in a process group; kill those still there after the
+    grace period."""
+    for signum, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            return  # the group is empty
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "LAKEHOUSE_"
@@ -38,9 +38,7 @@ class SimulatorSettings(FrozenModel):
     initial_customers: int = Field(default=400, ge=1)
     initial_products: int = Field(default=120, ge=1)
     orders_per_day: float = Field(default=60.0, gt=0, description="mean orders on an ordinary day")
-    scale: float = Field(
-        default=1.0, gt=0, description="multiplies customers, products and orders per day"
-    )
+    scale: float = Field(default=1.0, gt=0, description="multiplies customers, products and orders per day")
     # Drift knobs.
     seasonality_amplitude: float = Field(
         default=0.25, ge=0, lt=1, description="weekly/yearly swing of order volume (0 = flat)"
@@ -78,7 +76,8 @@ class TrainingSettings(FrozenModel):
         default=0.2, gt=0, lt=1, description="newest share of labelled orders held out"
     )
     label_window_days: int = Field(
-        default=30, ge=0,
+        default=30,
+        ge=0,
         description="orders younger than this (before the newest order) are left out: their "
         "label is known early only when they were returned, which would bias the data",
     )
@@ -96,9 +95,11 @@ class TrainingSettings(FrozenModel):
         default=0.05, ge=0, description="guard: calibration error may rise at most this much"
     )
     min_online_requests: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="live requests the challenger must have scored in shadow or canary before "
-        "the gate lets it replace a champion (0: not required)")
+        "the gate lets it replace a champion (0: not required)",
+    )
 
 
 class ServingSettings(FrozenModel):
@@ -112,11 +113,13 @@ class ServingSettings(FrozenModel):
     )
     max_batch: int = Field(default=100, ge=1, description="orders per batch call")
     max_items: int = Field(default=50, ge=1, description="order lines per order")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="largest request body (413 above)")
     reload_seconds: float = Field(
         default=10.0, gt=0, description="how often the champion alias is checked for a move"
     )
     batch_window_ms: float = Field(
-        default=2.0, ge=0,
+        default=2.0,
+        ge=0,
         description="requests arriving within this window are scored in one model call",
     )
     log_flush_seconds: float = Field(
@@ -126,39 +129,64 @@ class ServingSettings(FrozenModel):
         default="champion",
         description="how the registry's challenger takes part: not at all; shadow (scores every "
         "request, only the champion answers); canary (answers canary_share of customers). "
-        "Changed at run time with PUT /v1/rollout (`lakehouse rollout`)")
-    canary_share: float = Field(default=0.0, ge=0, le=1,
-                                description="share of customers the challenger answers in canary "
-                                "mode; sticky per customer")
+        "Changed at run time with PUT /v1/rollout (`lakehouse rollout`)",
+    )
+    canary_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of customers the challenger answers in canary mode; sticky per customer",
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _token_not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        return _non_empty_secret(token, "LAKEHOUSE_SERVING__TOKEN")
+
+
+def _non_empty_secret(value: SecretStr | None, name: str) -> SecretStr | None:
+    """A secret that is set must hold something: an empty token would be refused by nothing
+    (or accept an empty bearer); unset it to go without one."""
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError(f"{name} is set but empty: set a long random token, or unset it")
+    return value
 
 
 class MonitoringSettings(FrozenModel):
     """Drift, model quality, system health and alerts."""
 
     min_window_rows: int = Field(
-        default=200, ge=10,
+        default=200,
+        ge=10,
         description="a drift window is the traffic since the last check, extended back to at "
-        "least this many rows (fewer in the whole log: the check is skipped)")
+        "least this many rows (fewer in the whole log: the check is skipped)",
+    )
     sample_rows: int = Field(
-        default=30_000, ge=1_000, description="rows per side Evidently compares (uniform sample)")
+        default=30_000, ge=1_000, description="rows per side Evidently compares (uniform sample)"
+    )
     drift_share: float = Field(
-        default=0.5, gt=0, le=1, description="share of drifted columns that is dataset drift")
-    gold_window_days: int = Field(default=7, ge=1,
-                                  description="newest gold orders compared with the reference")
+        default=0.5, gt=0, le=1, description="share of drifted columns that is dataset drift"
+    )
+    gold_window_days: int = Field(
+        default=7, ge=1, description="newest gold orders compared with the reference"
+    )
     quality_metric: str = "roc_auc"
     quality_floor: float = Field(default=0.55, description="fail below this on recent labels")
     quality_max_drop: float = Field(
-        default=0.05, ge=0, description="fail when this far below the model's holdout value")
-    min_labelled_rows: int = Field(default=50, ge=2,
-                                   description="labelled predictions needed to judge quality")
+        default=0.05, ge=0, description="fail when this far below the model's holdout value"
+    )
+    min_labelled_rows: int = Field(
+        default=50, ge=2, description="labelled predictions needed to judge quality"
+    )
     latency_p99_ms: float = Field(default=50.0, gt=0, description="serving p99 objective")
-    max_error_rate: float = Field(default=0.01, ge=0, le=1,
-                                  description="serving 5xx share objective")
-    serving_url: str = Field(default="http://127.0.0.1:8000",
-                             description="where system_health reads the service's /metrics")
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="serving 5xx share objective")
+    serving_url: str = Field(
+        default="http://127.0.0.1:8000", description="where system_health reads the service's /metrics"
+    )
     ui_port: int = Field(default=8050, description="`lakehouse monitor-ui` (Evidently UI)")
     alert_webhook_url: SecretStr | None = Field(
-        default=None, description="Slack-compatible webhook for alerts (JSON {\"text\": ...})")
+        default=None, description='Slack-compatible webhook for alerts (JSON {"text": ...})'
+    )
 
 
 class LakehouseSettings(BaseSettings):
@@ -168,9 +196,7 @@ class LakehouseSettings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", frozen=True
     )
 
-    home: Path = Field(
-        default=Path("~/.lakehouse"), description="one folder for all local state"
-    )
+    home: Path = Field(default=Path("~/.lakehouse"), description="one folder for all local state")
     environment: Literal["local", "production"] = "local"
     engine: Literal["embedded", "spark"] = "embedded"
     lake_uri: str | None = Field(
@@ -183,15 +209,19 @@ class LakehouseSettings(BaseSettings):
         default=None,
         description="postgresql://... : the shop runs on PostgreSQL (the simulator's changes are "
         "written there) and bronze captures from its write-ahead log (wal_level=logical, "
-        "wal2json); unset: the SQLite source")
+        "wal2json); unset: the SQLite source",
+    )
     postgres_port: int = Field(default=5433, description="`lakehouse postgres start`: local server")
-    cdc_max_lag_bytes: int = Field(default=64 * 2**20, ge=0,
-                                   description="PostgreSQL CDC: WAL a slot may hold back")
-    cdc_max_lag_seconds: float = Field(default=900.0, ge=0,
-                                       description="PostgreSQL CDC: age of the oldest unread commit")
+    cdc_max_lag_bytes: int = Field(
+        default=64 * 2**20, ge=0, description="PostgreSQL CDC: WAL a slot may hold back"
+    )
+    cdc_max_lag_seconds: float = Field(
+        default=900.0, ge=0, description="PostgreSQL CDC: age of the oldest unread commit"
+    )
     landing_dir: Path | None = Field(default=None, description="defaults to <home>/landing")
     cdc_chunk_rows: int = Field(
-        default=250_000, ge=1,
+        default=250_000,
+        ge=1,
         description="change events per bronze commit; the next chunk is read while one is written",
     )
     time_travel_retention_hours: int = Field(
@@ -226,8 +256,10 @@ class LakehouseSettings(BaseSettings):
     dashboards_port: int = Field(default=8060, description="`lakehouse dashboards` (Dash)")
     notebook_port: int = Field(default=8888, description="`lakehouse notebook` (JupyterLab)")
     notebook_token: SecretStr | None = Field(
-        default=None, description="JupyterLab login token; unset: a new one each start (printed). "
-        "Required to bind a non-loopback address")
+        default=None,
+        description="JupyterLab login token; unset: a new one each start (printed). "
+        "Required to bind a non-loopback address",
+    )
     serving: ServingSettings = ServingSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     training: TrainingSettings = TrainingSettings()
@@ -309,12 +341,20 @@ class LakehouseSettings(BaseSettings):
             config["spark.jars"] = ",".join(jars)
         return config
 
+    @field_validator("notebook_token")
+    @classmethod
+    def _notebook_token_not_empty(cls, token: SecretStr | None) -> SecretStr | None:
+        return _non_empty_secret(token, "LAKEHOUSE_NOTEBOOK_TOKEN")
+
     @model_validator(mode="after")
     def _no_unknown_variables(self) -> LakehouseSettings:
         unknown = unknown_variables(os.environ)
         if unknown:
-            raise ValueError("unknown setting(s) " + "; ".join(unknown)
-                             + " (every LAKEHOUSE_* variable must name a setting: see README)")
+            raise ValueError(
+                "unknown setting(s) "
+                + "; ".join(unknown)
+                + " (every LAKEHOUSE_* variable must name a setting: see README)"
+            )
         return self
 
 

@@ -64,5 +64,8 @@ def gold_table(model: str) -> str:
 
 # Appended to in small commits all day long: compaction matters most for these.
 APPEND_LOG_TABLES: dict[str, list[str]] = {
-    INFERENCE_LOG_TABLE: ["served_at"], DRIFT_TABLE: [], QUALITY_TABLE: [], HEALTH_TABLE: [],
+    INFERENCE_LOG_TABLE: ["served_at"],
+    DRIFT_TABLE: [],
+    QUALITY_TABLE: [],
+    HEALTH_TABLE: [],
 }

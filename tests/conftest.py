@@ -58,15 +58,15 @@ def engine(settings: LakehouseSettings) -> DeltaEngine:
     return DeltaEngine(settings.lake_root)
 
 
-
 @pytest.fixture(scope="session")
 def spark_session():
     """One Spark session (local[2], real Delta jars) for every Spark test of the run."""
-    from lakehouse_assets.resources.lake import spark_engine
+    from lakehouse_assets.resources.connections import build_engine
 
-    config = LakehouseSettings(engine="spark", spark_master="local[2]",
-                               spark_driver_memory="2g").spark_config()
-    engine = spark_engine("unused", config)
+    config = LakehouseSettings(
+        engine="spark", spark_master="local[2]", spark_driver_memory="2g"
+    ).spark_config()
+    engine = build_engine("unused", "spark", config)
     yield engine.spark  # type: ignore[attr-defined]
     engine.spark.stop()  # type: ignore[attr-defined]
 
@@ -122,8 +122,11 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> DemoHome:
     """The end-to-end command once per test session, on a small shop with enough days for
     labels to mature (a champion is trained and serves the replayed checkout traffic)."""
     home = tmp_path_factory.mktemp("demo") / "home"
-    env = {"LAKEHOUSE_HOME": str(home), "LAKEHOUSE_SIMULATOR__INITIAL_CUSTOMERS": "60",
-           "LAKEHOUSE_SIMULATOR__ORDERS_PER_DAY": "20"}
+    env = {
+        "LAKEHOUSE_HOME": str(home),
+        "LAKEHOUSE_SIMULATOR__INITIAL_CUSTOMERS": "60",
+        "LAKEHOUSE_SIMULATOR__ORDERS_PER_DAY": "20",
+    }
     runner = CliRunner()
     simulated = runner.invoke(main, ["simulate", "--days", "40", "--seed", "3"], env=env)
     demo = runner.invoke(main, ["demo", "--days", "5", "--requests", "260"], env=env)

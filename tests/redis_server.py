@@ -22,8 +22,22 @@ def redis_server():
         port = sock.getsockname()[1]
     folder = tempfile.mkdtemp(prefix="lakehouse-redis-")
     process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", folder], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            folder,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -56,8 +56,7 @@ def _imported_packages(path: Path) -> set[tuple[str, int]]:
             elif node.module.startswith("lakehouse_assets."):
                 names = [node.module.split(".")[1]]
         elif isinstance(node, ast.Import):
-            names = [a.name.split(".")[1] for a in node.names
-                     if a.name.startswith("lakehouse_assets.")]
+            names = [a.name.split(".")[1] for a in node.names if a.name.startswith("lakehouse_assets.")]
         found |= {(name, node.lineno) for name in names}
     return found
 
@@ -74,8 +73,10 @@ def import_violations() -> list[str]:
                 continue
             assert imported in LAYER, f"{path}:{line}: {imported!r} has no place in LAYERS"
             if LAYER[imported] >= LAYER[here]:
-                problems.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {here} imports "
-                                f"{imported} (layer {LAYER[imported]} >= {LAYER[here]})")
+                problems.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{line}: {here} imports "
+                    f"{imported} (layer {LAYER[imported]} >= {LAYER[here]})"
+                )
     return sorted(problems)
 
 
@@ -88,12 +89,13 @@ def test_the_layer_rule_catches_an_upward_import(tmp_path, monkeypatch):
     bronze.mkdir(parents=True)
     (bronze / "bad.py").write_text("from lakehouse_assets.governance.erasure import purge\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", tmp_path / "lakehouse_assets")
-    assert [p.split(": ", 1)[1] for p in import_violations()] == [
-        "bronze imports governance (layer 12 >= 4)"]
+    assert [p.split(": ", 1)[1] for p in import_violations()] == ["bronze imports governance (layer 12 >= 4)"]
 
 
-TABLE_LITERAL = re.compile(r"""["'](bronze|silver|gold|features|ml|serving|monitoring|governance|"""
-                           r"""queries|reports)/[a-z_]+["']""")
+TABLE_LITERAL = re.compile(
+    r"""["'](bronze|silver|gold|features|ml|serving|monitoring|governance|"""
+    r"""queries|reports)/[a-z_]+["']"""
+)
 
 
 def test_one_module_owns_the_lake_table_names():
@@ -102,15 +104,24 @@ def test_one_module_owns_the_lake_table_names():
         if path.name == "tables.py" and path.parent == PACKAGE:
             continue
         tree = ast.parse(path.read_text())
-        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
-                      if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef)
-                      and n.body and isinstance(n.body[0], ast.Expr)}
+        docstrings = {
+            id(n.body[0].value)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef)
+            and n.body
+            and isinstance(n.body[0], ast.Expr)
+        }
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                    and id(node) not in docstrings and TABLE_LITERAL.fullmatch(repr(node.value))):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and TABLE_LITERAL.fullmatch(repr(node.value))
+            ):
                 owners.setdefault(node.value, []).append(f"{path.name}:{node.lineno}")
             if isinstance(node, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id.endswith("_TABLE") for t in node.targets):
+                isinstance(t, ast.Name) and t.id.endswith("_TABLE") for t in node.targets
+            ):
                 owners.setdefault("*_TABLE constant", []).append(f"{path.name}:{node.lineno}")
     assert owners == {}, f"table names outside lakehouse_assets/tables.py: {owners}"
 
@@ -121,12 +132,14 @@ def test_lake_storage_and_engines_stay_behind_the_engine_and_resources():
         rel = path.relative_to(PACKAGE).as_posix()
         text = path.read_text()
         if not rel.startswith(("engine/", "resources/")):
-            for pattern in (r"\bDeltaEngine\(", r"\bSparkEngine\(", r"\bos\.walk\(",
-                            r"_delta_log"):
+            for pattern in (r"\bDeltaEngine\(", r"\bSparkEngine\(", r"\bos\.walk\(", r"_delta_log"):
                 if re.search(pattern, text) and rel not in _DELTA_ADAPTERS:
                     problems.append(f"{rel}: {pattern}")
-        if re.search(r"\bDeltaTable\(", text) and not rel.startswith("engine/") \
-                and rel not in _DELTA_ADAPTERS:
+        if (
+            re.search(r"\bDeltaTable\(", text)
+            and not rel.startswith("engine/")
+            and rel not in _DELTA_ADAPTERS
+        ):
             problems.append(f"{rel}: opens DeltaTable directly")
     assert problems == []
 
@@ -138,10 +151,13 @@ _DELTA_ADAPTERS = {"features/delta_offline_store.py", "gold/dbt_delta_plugin.py"
 
 @pytest.mark.integration
 def test_the_scoring_service_imports_without_dagster_dbt_or_jupyter():
-    probe = ("import json, sys; import lakehouse_assets.serving.server; "
-             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-             "{'dagster', 'dagster_dbt', 'dbt', 'dagstermill', 'jupyter_core', 'nbclient', "
-             "'nbformat', 'evidently', 'dash'})))")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            timeout=300, check=True)
+    probe = (
+        "import json, sys; import lakehouse_assets.serving.server; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'dagster', 'dagster_dbt', 'dbt', 'dagstermill', 'jupyter_core', 'nbclient', "
+        "'nbformat', 'evidently', 'dash'})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
+    )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []

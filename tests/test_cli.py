@@ -58,8 +58,9 @@ def test_the_catalog_lists_every_lake_table_with_owner_schema_and_lineage(demo_h
     assert "stg_customer_versions" in customers["downstream"]
     assert all(c["description"] for c in customers["columns"])
     assert entries["gold/customer_daily_features"]["pii_columns"] == ["city"]
-    assert entries["gold/fct_orders"]["rows"] == DeltaEngine(
-        str(demo_home.home / "lake")).row_count("gold/fct_orders")
+    assert entries["gold/fct_orders"]["rows"] == DeltaEngine(str(demo_home.home / "lake")).row_count(
+        "gold/fct_orders"
+    )
     one = demo_home.cli("catalog", "silver/customers")
     assert one.exit_code == 0 and "Customer's e-mail address" in one.output
 

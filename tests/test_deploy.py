@@ -19,8 +19,9 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 def test_compose_file_is_a_consistent_stack():
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "code-location", "dagster-webserver", "dagster-daemon",
-            "mlflow"} <= set(services)
+    assert {"postgres", "redis", "code-location", "dagster-webserver", "dagster-daemon", "mlflow"} <= set(
+        services
+    )
     declared_volumes = set(compose["volumes"])
     for name, service in services.items():
         assert "image" in service or "build" in service, name
@@ -38,8 +39,11 @@ def test_compose_file_is_a_consistent_stack():
     assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
     # Every variable the stack needs is in the example environment file.
     needed = set(re.findall(r"\$\{(\w+)", (DEPLOY / "docker-compose.yml").read_text()))
-    example = {line.split("=")[0] for line in (DEPLOY / ".env.example").read_text().splitlines()
-               if "=" in line and not line.startswith("#")}
+    example = {
+        line.split("=")[0]
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    }
     assert needed <= example, needed - example
 
 
@@ -81,9 +85,13 @@ def test_production_dagster_yaml_loads_and_stores_runs_in_postgres(tmp_path, mon
         conn.cursor().execute("CREATE DATABASE dagster")
         conn.close()
         parts = urlparse(url)
-        for key, value in {"DAGSTER_PG_HOST": parts.hostname, "DAGSTER_PG_PORT": str(parts.port),
-                           "DAGSTER_PG_USER": "postgres", "DAGSTER_PG_PASSWORD": "unused",
-                           "DAGSTER_PG_DB": "dagster"}.items():
+        for key, value in {
+            "DAGSTER_PG_HOST": parts.hostname,
+            "DAGSTER_PG_PORT": str(parts.port),
+            "DAGSTER_PG_USER": "postgres",
+            "DAGSTER_PG_PASSWORD": "unused",
+            "DAGSTER_PG_DB": "dagster",
+        }.items():
             monkeypatch.setenv(key, value)
         shutil.copy(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
         instance = DagsterInstance.from_config(str(tmp_path))

@@ -28,14 +28,14 @@ def test_embedded_and_spark_give_identical_bronze_silver_and_gold(tmp_path, spar
     homes = {}
     for engine in ("embedded", "spark"):
         home = tmp_path / engine
-        settings = LakehouseSettings(home=home, engine=engine, spark_master="local[2]",
-                                     simulator=cfg)
+        settings = LakehouseSettings(home=home, engine=engine, spark_master="local[2]", simulator=cfg)
         ensure_dirs(settings)
         ShopSimulator(settings.source_db, settings.landing, cfg).run()
-        result = materialize([*BRONZE_CDC_ASSETS, ingest_payments_files, *SILVER_ASSETS,
-                              gold_dbt_models],
-                             resources=build_resources(settings),
-                             instance=DagsterInstance.ephemeral())
+        result = materialize(
+            [*BRONZE_CDC_ASSETS, ingest_payments_files, *SILVER_ASSETS, gold_dbt_models],
+            resources=build_resources(settings),
+            instance=DagsterInstance.ephemeral(),
+        )
         assert result.success, engine
         assert all(c.passed for c in result.get_asset_check_evaluations()), engine
         homes[engine] = settings.lake_root

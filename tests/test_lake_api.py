@@ -66,8 +66,9 @@ def test_tables_lists_rows_and_versions(small_lake):
 
 
 def test_sql_runs_over_the_lake_with_parameters(small_lake):
-    result = lake.sql("select count(*) as n, sum(amount) as total from gold.fct_orders "
-                      "where amount > $floor", floor=5.5)
+    result = lake.sql(
+        "select count(*) as n, sum(amount) as total from gold.fct_orders where amount > $floor", floor=5.5
+    )
     assert result.row(0, named=True) == {"n": 2, "total": 13.0}
     with pytest.raises(ValueError, match=r"\['celing'\] are not used"):
         lake.sql("select * from gold.fct_orders where amount > $floor", floor=1, celing=2)
@@ -88,7 +89,8 @@ def test_bad_names_and_versions_get_errors_that_say_what_was_wrong(small_lake):
 
 def test_a_vacuumed_version_is_reported_not_misread(small_lake, engine):
     DeltaTable(engine.table_path("silver/orders")).vacuum(
-        retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True)
+        retention_hours=0, enforce_retention_duration=False, dry_run=False, full=True
+    )
     assert lake.read("silver/orders")["order_id"].to_list() == [9]
     with pytest.raises(lake.TimeTravelError, match="no longer readable.*VACUUM"):
         lake.read("silver/orders", version=0)
@@ -104,8 +106,14 @@ def test_the_lake_api_reads_every_table_the_pipeline_wrote(demo_home, monkeypatc
     monkeypatch.setenv("LAKEHOUSE_HOME", str(demo_home.home))
     root = str(demo_home.home / "lake")
     written = delta_tables(root)
-    assert {"bronze/orders", "silver/orders", "gold/fct_orders", "features/training_set",
-            "serving/inference_log", "ml/alias_history"} <= set(written)
+    assert {
+        "bronze/orders",
+        "silver/orders",
+        "gold/fct_orders",
+        "features/training_set",
+        "serving/inference_log",
+        "ml/alias_history",
+    } <= set(written)
     assert lake.tables()["table"].to_list() == written
     for table in written:
         frame = lake.read(table)
@@ -117,15 +125,20 @@ def test_the_lake_api_reads_every_table_the_pipeline_wrote(demo_home, monkeypatc
     assert history.height >= 2
     earlier = history.row(1, named=True)
     by_version = lake.read("silver/orders", version=earlier["version"])
-    assert by_version.height == DeltaTable(f"{root}/silver/orders",
-                                           version=earlier["version"]).to_pyarrow_table().num_rows
+    assert (
+        by_version.height
+        == DeltaTable(f"{root}/silver/orders", version=earlier["version"]).to_pyarrow_table().num_rows
+    )
     assert by_version.sort("order_id").equals(
-        lake.read("silver/orders", as_of=earlier["committed_at"]).sort("order_id"))
+        lake.read("silver/orders", as_of=earlier["committed_at"]).sort("order_id")
+    )
     # the training set the pipeline trains on, also as it was at an earlier version
     data = lake.training_data()
     assert data.version == DeltaTable(f"{root}/features/training_set").version()
     assert set(data.source_versions) >= {"gold/fct_orders", "silver/order_items"}
     first = lake.training_data(version=0)
-    assert first.frame.height == DeltaTable(f"{root}/features/training_set",
-                                            version=0).to_pyarrow_table().num_rows
+    assert (
+        first.frame.height
+        == DeltaTable(f"{root}/features/training_set", version=0).to_pyarrow_table().num_rows
+    )
     assert set(first.source_versions) == set(data.source_versions)

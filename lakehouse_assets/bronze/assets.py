@@ -29,7 +29,7 @@ from lakehouse_assets.metadata import OWNERS, table_metadata
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.sources import LandingZoneResource, SourceDatabaseResource
 from lakehouse_assets.sources.cdc import CaptureResult, bronze_table_name, capture_to_bronze
-from lakehouse_assets.sources.landing import PAYMENTS, ingest_files, list_landing_files, reconcile_files
+from lakehouse_assets.sources.landing import PAYMENTS, ingest_files, reconcile_files, scan_landing
 from lakehouse_assets.sources.postgres import SlotStream, capture_postgres_to_bronze, int_to_lsn
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
 from lakehouse_assets.tables import LANDING_QUARANTINE_TABLE
@@ -52,6 +52,7 @@ PAYMENTS_LANDING = AssetSpec(
 
 
 def cdc_asset_key(table: SourceTable) -> AssetKey:
+    """The Dagster asset key of a source table's bronze change events."""
     return AssetKey(f"bronze_{table.name}")
 
 
@@ -86,17 +87,35 @@ def _build_cdc_asset(table: SourceTable) -> AssetsDefinition:
         postgres = source_db.postgres()
         extra: dict[str, Any] = {}
         if postgres is None:
-            result = retry_on_conflict(context, lambda: capture_to_bronze(
-                engine, source_db.change_log(), table, batch_id=context.run.run_id,
-                chunk_rows=lake.cdc_chunk_rows, on_chunk=progress,
-            ))
+            result = retry_on_conflict(
+                context,
+                lambda: capture_to_bronze(
+                    engine,
+                    source_db.change_log(),
+                    table,
+                    batch_id=context.run.run_id,
+                    chunk_rows=lake.cdc_chunk_rows,
+                    on_chunk=progress,
+                ),
+            )
         else:  # log-based capture from PostgreSQL's write-ahead log
             stream = SlotStream(postgres, table)
-            result = retry_on_conflict(context, lambda: capture_postgres_to_bronze(
-                engine, stream, batch_id=context.run.run_id, max_rows=lake.cdc_chunk_rows,
-                on_batch=progress))
-            extra = {"replication_slot": stream.slot, "lsn_from": int_to_lsn(result.cursor_before),
-                     "lsn_to": int_to_lsn(result.cursor_after), **stream.lag()}
+            result = retry_on_conflict(
+                context,
+                lambda: capture_postgres_to_bronze(
+                    engine,
+                    stream,
+                    batch_id=context.run.run_id,
+                    max_rows=lake.cdc_chunk_rows,
+                    on_batch=progress,
+                ),
+            )
+            extra = {
+                "replication_slot": stream.slot,
+                "lsn_from": int_to_lsn(result.cursor_before),
+                "lsn_to": int_to_lsn(result.cursor_after),
+                **stream.lag(),
+            }
         context.log.info(f"{table.name}: captured {result.rows:,} changes in {result.seconds:.2f}s")
         return MaterializeResult(
             metadata={
@@ -117,6 +136,8 @@ BRONZE_CDC_ASSETS = [_build_cdc_asset(table) for table in SOURCE_TABLES]
 
 
 class LandingIngestConfig(Config):
+    """Which landing files a run ingests (the sensor names one; empty: every file)."""
+
     files: list[str] = Field(
         default_factory=list,
         description="Paths relative to the landing folder (e.g. payments/x.csv). Empty: every "
@@ -143,12 +164,14 @@ def _landing_table_spec(key: AssetKey, table: str, description: str) -> AssetSpe
 @multi_asset(
     specs=[
         _landing_table_spec(
-            PAYMENTS_KEY, PAYMENTS.table,
+            PAYMENTS_KEY,
+            PAYMENTS.table,
             "Valid, typed payment events from the landing folder, one row per record, with the "
             "source file, its content hash and the record number.",
         ),
         _landing_table_spec(
-            QUARANTINE_KEY, LANDING_QUARANTINE_TABLE,
+            QUARANTINE_KEY,
+            LANDING_QUARANTINE_TABLE,
             "Records (or whole files) from the landing folder that failed to parse or validate: "
             "dataset, file, record number, the reason and the raw record.",
         ),
@@ -171,17 +194,30 @@ def ingest_payments_files(
 ):
     engine = lake.engine()
     landing = landing_zone.folder
+    files, skipped = scan_landing(landing, PAYMENTS)
     if config.files:
         paths = [landing / rel for rel in config.files]
-        outside = [rel for rel, p in zip(config.files, paths, strict=True)
-                   if not p.resolve().is_relative_to(landing.resolve())]
+        outside = [
+            rel
+            for rel, p in zip(config.files, paths, strict=True)
+            if not p.resolve().is_relative_to(landing.resolve())
+        ]
         if outside:  # "../" or an absolute path: never read files beyond the landing folder
             raise Failure(f"landing files must be inside {landing}: refused {', '.join(outside)}")
-        missing = [str(p) for p in paths if not p.is_file()]
+        regular = {f.relpath for f in files}
+        skipped = [s for s in skipped if s.relpath in set(config.files)]
+        missing = [
+            str(p)
+            for rel, p in zip(config.files, paths, strict=True)
+            if rel not in regular and rel not in {s.relpath for s in skipped}
+        ]
         if missing:
             raise Failure(f"landing files not found (moved or deleted?): {', '.join(missing)}")
+        paths = [p for rel, p in zip(config.files, paths, strict=True) if rel in regular]
     else:
-        paths = [f.path for f in list_landing_files(landing, PAYMENTS)]
+        paths = [f.path for f in files]
+    for entry in skipped:  # never read; other files keep flowing
+        context.log.warning(f"skipped {entry.relpath}: {entry.reason}")
     context.log.info(f"{len(paths)} payments file(s) to check in {landing}")
 
     def progress(index: int, parsed) -> None:
@@ -191,15 +227,18 @@ def ingest_payments_files(
                 f"{parsed.quarantine.height} quarantined"
             )
 
-    result = retry_on_conflict(context, lambda: ingest_files(
-        engine, landing, PAYMENTS, paths, batch_id=context.run.run_id, on_file=progress))
+    result = retry_on_conflict(
+        context,
+        lambda: ingest_files(engine, landing, PAYMENTS, paths, batch_id=context.run.run_id, on_file=progress),
+    )
     mismatches = reconcile_files(engine, PAYMENTS, result.rows_read_by_file)
-    run_metadata = {
+    run_metadata: dict[str, Any] = {
         "files_ingested": result.files_ingested,
         "files_already_ingested": result.files_skipped,
         "records_read": result.rows_read,
         "rows_landed": result.rows_landed,
         "rows_quarantined": result.rows_quarantined,
+        "entries_skipped": MetadataValue.json({s.relpath: s.reason for s in skipped}),
     }
     yield MaterializeResult(
         asset_key=PAYMENTS_KEY, metadata={**table_metadata(engine, PAYMENTS.table), **run_metadata}
@@ -220,9 +259,7 @@ def ingest_payments_files(
         metadata={
             **run_metadata,
             "mismatched_files": MetadataValue.json(
-                {k: {"read": r, "landed": lnd, "quarantined": q}
-                 for k, (r, lnd, q) in mismatches.items()}
+                {k: {"read": r, "landed": lnd, "quarantined": q} for k, (r, lnd, q) in mismatches.items()}
             ),
         },
     )
-

@@ -1,6 +1,5 @@
 """Data-quality checks on the bronze CDC tables: nothing duplicated, nothing lost."""
 
-
 import polars as pl
 from dagster import AssetCheckResult, AssetChecksDefinition, asset_check
 
@@ -44,9 +43,7 @@ def _build_cdc_checks(table: SourceTable) -> list[AssetChecksDefinition]:
         "source: the replication slot still exists (the log since the last capture is retained, "
         "nothing lost) and its lag is within the thresholds (bytes and seconds).",
     )
-    def all_changes_captured(
-        lake: LakeResource, source_db: SourceDatabaseResource
-    ) -> AssetCheckResult:
+    def all_changes_captured(lake: LakeResource, source_db: SourceDatabaseResource) -> AssetCheckResult:
         engine = lake.engine()
         postgres = source_db.postgres()
         if postgres is not None:
@@ -56,11 +53,13 @@ def _build_cdc_checks(table: SourceTable) -> list[AssetChecksDefinition]:
         erased_ids = erased_keys(engine)
         key = next((k for k in erased_ids if k in table.column_names), None)
         in_source = source_db.change_log().sequences(table, cursor, key)
-        in_bronze = (engine.read(target, columns=["_seq"]).filter(pl.col("_seq") <= cursor)
-                     if engine.exists(target) else pl.DataFrame({"_seq": []}, schema={"_seq": pl.Int64}))
+        in_bronze = (
+            engine.read(target, columns=["_seq"]).filter(pl.col("_seq") <= cursor)
+            if engine.exists(target)
+            else pl.DataFrame({"_seq": []}, schema={"_seq": pl.Int64})
+        )
         absent = in_source.join(in_bronze.unique(), on="_seq", how="anti")
-        erased = absent.filter(pl.col(key).is_in(erased_ids[key])) if key \
-            else absent.clear()
+        erased = absent.filter(pl.col(key).is_in(erased_ids[key])) if key else absent.clear()
         pending = source_db.change_log().max_seq(table) > cursor
         return AssetCheckResult(
             passed=absent.height == erased.height,
@@ -77,21 +76,29 @@ def _build_cdc_checks(table: SourceTable) -> list[AssetChecksDefinition]:
     return [no_duplicate_changes, all_changes_captured]
 
 
-def _replication_check(engine: LakeEngine, stream: SlotStream,
-                       source_db: SourceDatabaseResource) -> AssetCheckResult:
-    cursor = engine.app_transaction_version(bronze_table_name(stream.table),
-                                            stream.app_id) or 0
+def _replication_check(
+    engine: LakeEngine, stream: SlotStream, source_db: SourceDatabaseResource
+) -> AssetCheckResult:
+    cursor = engine.app_transaction_version(bronze_table_name(stream.table), stream.app_id) or 0
     try:
         lag = stream.lag()
     except CaptureError as error:  # the slot was dropped or the source is down
-        return AssetCheckResult(passed=False, description=str(error),
-                                metadata={"replication_slot": stream.slot,
-                                          "bronze_lsn": int_to_lsn(cursor)})
-    passed = (lag["lag_bytes"] <= source_db.max_lag_bytes
-              and lag["lag_seconds"] <= source_db.max_lag_seconds)
-    return AssetCheckResult(passed=passed, metadata={
-        "replication_slot": stream.slot, "bronze_lsn": int_to_lsn(cursor), **lag,
-        "max_lag_bytes": source_db.max_lag_bytes, "max_lag_seconds": source_db.max_lag_seconds})
+        return AssetCheckResult(
+            passed=False,
+            description=str(error),
+            metadata={"replication_slot": stream.slot, "bronze_lsn": int_to_lsn(cursor)},
+        )
+    passed = lag["lag_bytes"] <= source_db.max_lag_bytes and lag["lag_seconds"] <= source_db.max_lag_seconds
+    return AssetCheckResult(
+        passed=passed,
+        metadata={
+            "replication_slot": stream.slot,
+            "bronze_lsn": int_to_lsn(cursor),
+            **lag,
+            "max_lag_bytes": source_db.max_lag_bytes,
+            "max_lag_seconds": source_db.max_lag_seconds,
+        },
+    )
 
 
 BRONZE_CDC_CHECKS = [check for table in SOURCE_TABLES for check in _build_cdc_checks(table)]

@@ -37,6 +37,8 @@ class AppTransaction:
 
 @dataclass(frozen=True)
 class CommitResult:
+    """What one commit wrote: the table, its new version, the rows and where it lives."""
+
     table: str
     version: int
     rows_written: int
@@ -67,10 +69,12 @@ def missing_columns(current: list[str], wanted: pa.Schema) -> list[str]:
 
 def in_predicate(column: str, values: list[Any]) -> str:
     """``column IN (...)`` for numbers and text (quotes escaped), usable by delta-rs and Spark."""
+
     def literal(value: Any) -> str:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise TypeError(f"cannot compare {column} with {value!r}")
         return str(value) if not isinstance(value, str) else "'" + value.replace("'", "''") + "'"
+
     return f"`{column}` IN ({', '.join(literal(v) for v in values)})"
 
 
@@ -78,6 +82,7 @@ APPEND_ONLY = "delta.appendOnly"
 
 
 def merge_predicate(keys: list[str]) -> str:
+    """The MERGE join condition of equal keys between source and target."""
     return " AND ".join(f"target.`{k}` = source.`{k}`" for k in keys)
 
 
@@ -88,6 +93,9 @@ def clause_assignments(clause: MergeClause, target_columns: list[str]) -> dict[s
 
 @runtime_checkable
 class LakeEngine(Protocol):
+    """What every asset needs from a table store: Delta reads, atomic writes with transaction
+    identifiers, MERGE, change feed, maintenance and metadata."""
+
     name: str
     # How many transaction identifiers one commit can carry (None: any number).
     max_transactions_per_commit: int | None
@@ -168,7 +176,11 @@ class LakeEngine(Protocol):
         ...
 
     def delete(
-        self, table: str, column: str, values: list[Any], *,
+        self,
+        table: str,
+        column: str,
+        values: list[Any],
+        *,
         commit_metadata: dict[str, Any] | None = None,
     ) -> int:
         """Delete the rows whose ``column`` is one of ``values`` in one commit (an append-only
@@ -191,9 +203,7 @@ class LakeEngine(Protocol):
         """Delete files no version younger than the retention needs; returns the removed files."""
         ...
 
-    def app_transaction_version(
-        self, table: str, app_id: str, at_version: int | None = None
-    ) -> int | None:
+    def app_transaction_version(self, table: str, app_id: str, at_version: int | None = None) -> int | None:
         """Last committed version of a transaction identifier (as of ``at_version``), or None."""
         ...
 
@@ -220,8 +230,7 @@ class LakeEngine(Protocol):
         """Version, rows, files, size and last update, from the log."""
         ...
 
-    def remove_change_files(self, table: str, commit_key: str, *, dry_run: bool = False
-                            ) -> list[str]:
+    def remove_change_files(self, table: str, commit_key: str, *, dry_run: bool = False) -> list[str]:
         """Delete (``dry_run``: list) the change-data files of the commits whose metadata
         carries ``commit_key``."""
         ...

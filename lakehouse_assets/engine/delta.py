@@ -39,8 +39,10 @@ def _commit_properties(
 ) -> CommitProperties:
     return CommitProperties(
         app_transactions=[Transaction(t.app_id, t.version) for t in transactions or []] or None,
-        custom_metadata={k: json.dumps(v) if not isinstance(v, str) else v
-                         for k, v in (metadata or {}).items()} or None,
+        custom_metadata={
+            k: json.dumps(v) if not isinstance(v, str) else v for k, v in (metadata or {}).items()
+        }
+        or None,
     )
 
 
@@ -67,13 +69,21 @@ class DeltaEngine(DeltaLogReader):
         if not self.exists(table):
             with contextlib.suppress(CommitFailedError):  # another writer created it first
                 DeltaTable.create(
-                    self.table_path(table), nullable(schema), mode="ignore",
+                    self.table_path(table),
+                    nullable(schema),
+                    mode="ignore",
                     configuration=configuration,
                     storage_options=self.storage_options,
                 )
         elif missing_columns(pa.schema(self._delta_table(table).schema()).names, schema):
-            self._write(self.table_path(table), nullable(schema).empty_table(), None, None, None,
-                        {"schema_change": "add columns"})  # an empty append, schema merge
+            self._write(
+                self.table_path(table),
+                nullable(schema).empty_table(),
+                None,
+                None,
+                None,
+                {"schema_change": "add columns"},
+            )  # an empty append, schema merge
         return self._delta_table(table).version()
 
     def version(self, table: str) -> int | None:
@@ -131,9 +141,14 @@ class DeltaEngine(DeltaLogReader):
     ) -> CommitResult:
         data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
         data = data.cast(nullable(data.schema))
-        write_deltalake(self.table_path(table), data, mode="overwrite", schema_mode="overwrite",
-                        storage_options=self.storage_options,
-                        commit_properties=_commit_properties(None, commit_metadata))
+        write_deltalake(
+            self.table_path(table),
+            data,
+            mode="overwrite",
+            schema_mode="overwrite",
+            storage_options=self.storage_options,
+            commit_properties=_commit_properties(None, commit_metadata),
+        )
         return CommitResult(table, self._delta_table(table).version(), data.num_rows, self.table_path(table))
 
     def _write(
@@ -198,8 +213,9 @@ class DeltaEngine(DeltaLogReader):
                 f"merge into {table!r} conflicts with a commit made after version {read_version} "
                 f"was read ({exc}); nothing was written"
             ) from exc
-        return CommitResult(table, self._delta_table(table).version(), data.num_rows,
-                            self.table_path(table), metrics)
+        return CommitResult(
+            table, self._delta_table(table).version(), data.num_rows, self.table_path(table), metrics
+        )
 
     def changes(
         self, table: str, after_version: int, up_to_version: int | None = None
@@ -216,7 +232,11 @@ class DeltaEngine(DeltaLogReader):
         return dt.optimize.z_order(zorder_by) if zorder_by else dt.optimize.compact()
 
     def delete(
-        self, table: str, column: str, values: list[Any], *,
+        self,
+        table: str,
+        column: str,
+        values: list[Any],
+        *,
         commit_metadata: dict[str, Any] | None = None,
     ) -> int:
         if not values or not self.exists(table):
@@ -226,11 +246,12 @@ class DeltaEngine(DeltaLogReader):
             self._delta_table(table).alter.set_table_properties({APPEND_ONLY: "false"})
         try:
             metrics = self._delta_table(table).delete(
-                in_predicate(column, values),
-                commit_properties=_commit_properties(None, commit_metadata))
+                in_predicate(column, values), commit_properties=_commit_properties(None, commit_metadata)
+            )
         except CommitFailedError as exc:
-            raise ConcurrentWriteError(f"delete from {table!r} conflicts with a concurrent "
-                                       f"commit ({exc}); nothing was deleted") from exc
+            raise ConcurrentWriteError(
+                f"delete from {table!r} conflicts with a concurrent commit ({exc}); nothing was deleted"
+            ) from exc
         finally:
             if append_only:
                 self._delta_table(table).alter.set_table_properties({APPEND_ONLY: "true"})
@@ -241,13 +262,13 @@ class DeltaEngine(DeltaLogReader):
         # full: also the files a crashed writer left without ever committing them (the default
         # only looks at files the log once referenced)
         return self._delta_table(table).vacuum(
-            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False,
+            retention_hours=retention_hours,
+            dry_run=False,
+            enforce_retention_duration=False,
             full=True,
         )
 
-    def app_transaction_version(
-        self, table: str, app_id: str, at_version: int | None = None
-    ) -> int | None:
+    def app_transaction_version(self, table: str, app_id: str, at_version: int | None = None) -> int | None:
         if not self.exists(table):
             return None
         return self._delta_table(table, at_version).transaction_version(app_id)

@@ -36,13 +36,17 @@ from lakehouse_assets.engine.base import (
 from lakehouse_assets.engine.storage import DeltaLogReader
 
 # delta-spark's MERGE metric names -> the names the protocol's callers read (delta-rs's).
-MERGE_METRICS = {"numTargetRowsInserted": "num_target_rows_inserted",
-                 "numTargetRowsUpdated": "num_target_rows_updated",
-                 "numTargetRowsDeleted": "num_target_rows_deleted",
-                 "numSourceRows": "num_source_rows"}
+MERGE_METRICS = {
+    "numTargetRowsInserted": "num_target_rows_inserted",
+    "numTargetRowsUpdated": "num_target_rows_updated",
+    "numTargetRowsDeleted": "num_target_rows_deleted",
+    "numSourceRows": "num_source_rows",
+}
 
 
 class SparkEngine(DeltaLogReader):
+    """The lake engine on a Spark session with delta-spark (metadata reads through delta-rs)."""
+
     name = "spark"
     # Spark commits one transaction identifier per write.
     max_transactions_per_commit: int | None = 1
@@ -70,8 +74,7 @@ class SparkEngine(DeltaLogReader):
         return pl.DataFrame(pl.from_arrow(frame.toArrow()))
 
     @contextmanager
-    def _commit_settings(self, transactions: list[AppTransaction] | None,
-                         metadata: dict[str, Any] | None):
+    def _commit_settings(self, transactions: list[AppTransaction] | None, metadata: dict[str, Any] | None):
         """Session settings that make the next DML commit carry an identifier and metadata."""
         if transactions and len(transactions) > 1:
             raise ValueError("the Spark engine commits one transaction identifier per write")
@@ -94,8 +97,9 @@ class SparkEngine(DeltaLogReader):
     def _conflict(table: str, exc: Exception) -> Exception:
         text = str(exc)
         if "Concurrent" in text or "ConcurrentTransaction" in type(exc).__name__:
-            return ConcurrentWriteError(f"write to {table!r} lost to a concurrent commit ({text[:300]});"
-                                        " nothing was written")
+            return ConcurrentWriteError(
+                f"write to {table!r} lost to a concurrent commit ({text[:300]}); nothing was written"
+            )
         return exc
 
     # ------------------------------------------------------------------ protocol
@@ -107,13 +111,12 @@ class SparkEngine(DeltaLogReader):
             return None
         return RustDeltaTable(self.table_path(table), storage_options=self.storage_options).version()
 
-    def app_transaction_version(
-        self, table: str, app_id: str, at_version: int | None = None
-    ) -> int | None:
+    def app_transaction_version(self, table: str, app_id: str, at_version: int | None = None) -> int | None:
         if not self.exists(table):
             return None
-        return RustDeltaTable(self.table_path(table), version=at_version,
-                              storage_options=self.storage_options).transaction_version(app_id)
+        return RustDeltaTable(
+            self.table_path(table), version=at_version, storage_options=self.storage_options
+        ).transaction_version(app_id)
 
     def ensure_table(
         self, table: str, schema: pa.Schema, *, configuration: dict[str, str | None] | None = None
@@ -127,11 +130,11 @@ class SparkEngine(DeltaLogReader):
                 if value is not None:
                     builder = builder.property(key, value)
             builder.execute()
-        elif missing_columns(self.spark.read.format("delta").load(self.table_path(table)).columns,
-                             schema):
+        elif missing_columns(self.spark.read.format("delta").load(self.table_path(table)).columns, schema):
             self.append(table, schema.empty_table())  # mergeSchema adds the columns
         version = self.version(table)
-        assert version is not None
+        if version is None:
+            raise TableNotFoundError(f"table {table!r} was not created at {self.table_path(table)}")
         return version
 
     def read(
@@ -192,8 +195,9 @@ class SparkEngine(DeltaLogReader):
         self, table: str, df: pl.DataFrame | pa.Table, *, commit_metadata: dict[str, Any] | None = None
     ) -> CommitResult:
         data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
-        writer = (self._to_spark(data).write.format("delta").mode("overwrite")
-                  .option("overwriteSchema", "true"))
+        writer = (
+            self._to_spark(data).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+        )
         if commit_metadata:
             writer = writer.option("userMetadata", json.dumps(commit_metadata))
         writer.save(self.table_path(table))
@@ -215,8 +219,7 @@ class SparkEngine(DeltaLogReader):
             self.ensure_table(table, data.schema)
         target = self._delta(table)
         target_columns = target.toDF().columns
-        builder = target.alias("target").merge(self._to_spark(data).alias("source"),
-                                               merge_predicate(keys))
+        builder = target.alias("target").merge(self._to_spark(data).alias("source"), merge_predicate(keys))
         for clause in clauses:
             assignments = clause_assignments(clause, target_columns)
             if (clause.when, clause.action) == ("matched", "update"):
@@ -239,8 +242,11 @@ class SparkEngine(DeltaLogReader):
         metrics: dict[str, Any] = {}
         if version != before:
             last = target.history(1).collect()[0].asDict()
-            metrics = {MERGE_METRICS[k]: int(v) for k, v in (last["operationMetrics"] or {}).items()
-                       if k in MERGE_METRICS}
+            metrics = {
+                MERGE_METRICS[k]: int(v)
+                for k, v in (last["operationMetrics"] or {}).items()
+                if k in MERGE_METRICS
+            }
         return CommitResult(table, version, data.num_rows, self.table_path(table), metrics)
 
     def changes(
@@ -251,9 +257,13 @@ class SparkEngine(DeltaLogReader):
             raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}")
         if end <= after_version:
             return pl.DataFrame(), end
-        frame = (self.spark.read.format("delta").option("readChangeFeed", "true")
-                 .option("startingVersion", after_version + 1).option("endingVersion", end)
-                 .load(self.table_path(table)))
+        frame = (
+            self.spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", after_version + 1)
+            .option("endingVersion", end)
+            .load(self.table_path(table))
+        )
         return self._to_polars(frame), end
 
     def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
@@ -269,11 +279,17 @@ class SparkEngine(DeltaLogReader):
         optimizer = self._delta(table).optimize()
         result = optimizer.executeZOrderBy(*zorder_by) if zorder_by else optimizer.executeCompaction()
         metrics = result.collect()[0]["metrics"].asDict()
-        return {"numFilesAdded": metrics.get("numFilesAdded", 0),
-                "numFilesRemoved": metrics.get("numFilesRemoved", 0)}
+        return {
+            "numFilesAdded": metrics.get("numFilesAdded", 0),
+            "numFilesRemoved": metrics.get("numFilesRemoved", 0),
+        }
 
     def delete(
-        self, table: str, column: str, values: list[Any], *,
+        self,
+        table: str,
+        column: str,
+        values: list[Any],
+        *,
         commit_metadata: dict[str, Any] | None = None,
     ) -> int:
         if not values or not self.exists(table):
@@ -286,8 +302,9 @@ class SparkEngine(DeltaLogReader):
             self.spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{APPEND_ONLY}' = 'false')")
         try:
             if commit_metadata:
-                self.spark.conf.set("spark.databricks.delta.commitInfo.userMetadata",
-                                    json.dumps(commit_metadata))
+                self.spark.conf.set(
+                    "spark.databricks.delta.commitInfo.userMetadata", json.dumps(commit_metadata)
+                )
             self._delta(table).delete(in_predicate(column, values))
         finally:
             self.spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")

@@ -34,8 +34,7 @@ class TableStats:
     schema: pa.Schema
 
 
-def filesystem(root: str, storage_options: dict[str, str] | None = None
-               ) -> tuple[pafs.FileSystem, str]:
+def filesystem(root: str, storage_options: dict[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
     """The file system of a lake root and the root's path in it. S3 takes the same storage
     options as delta-rs (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ...)."""
     if "://" not in root:
@@ -50,7 +49,8 @@ def filesystem(root: str, storage_options: dict[str, str] | None = None
             session_token=options.get("AWS_SESSION_TOKEN"),
             region=options.get("AWS_REGION") or options.get("AWS_DEFAULT_REGION"),
             endpoint_override=endpoint.split("://", 1)[-1] if endpoint else None,
-            scheme=scheme)
+            scheme=scheme,
+        )
         return s3, root.split("://", 1)[1]
     return pafs.FileSystem.from_uri(root)
 
@@ -66,8 +66,7 @@ class DeltaLogReader:
 
     def _delta_table(self, table: str, version: int | None = None) -> DeltaTable:
         try:
-            return DeltaTable(self.table_path(table), version=version,
-                              storage_options=self.storage_options)
+            return DeltaTable(self.table_path(table), version=version, storage_options=self.storage_options)
         except DeltaTableNotFound as exc:
             raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}") from exc
 
@@ -84,7 +83,7 @@ class DeltaLogReader:
                 return
             folders = [e for e in entries if e.type == pafs.FileType.Directory]
             if any(e.base_name == LOG_FOLDER for e in folders):
-                found.append(path[len(base) + 1:])
+                found.append(path[len(base) + 1 :])
                 return  # a table's folders hold data files, not tables
             for entry in folders:
                 if not entry.base_name.startswith("."):
@@ -109,20 +108,21 @@ class DeltaLogReader:
             rows=int(pc.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0,
             last_update=datetime.fromtimestamp(last / 1000, UTC),
             files=actions.num_rows,
-            size_bytes=int(pc.sum(actions.column("size_bytes")).as_py() or 0)
-            if actions.num_rows else 0,
+            size_bytes=int(pc.sum(actions.column("size_bytes")).as_py() or 0) if actions.num_rows else 0,
             schema=pa.schema(delta.schema()),
         )
 
-    def remove_change_files(self, table: str, commit_key: str, *, dry_run: bool = False
-                            ) -> list[str]:
+    def remove_change_files(self, table: str, commit_key: str, *, dry_run: bool = False) -> list[str]:
         """Delete the change-data files of the commits whose metadata carries ``commit_key``
         (those files keep the rows such a commit deleted, e.g. an erasure). Returns them (with
         ``dry_run``: only lists them)."""
         fs, base = filesystem(self.table_path(table), self.storage_options)
         log = f"{base.rstrip('/')}/{LOG_FOLDER}"
-        commits = [e for e in fs.get_file_info(pafs.FileSelector(log, allow_not_found=True))
-                   if e.base_name.endswith(".json")]
+        commits = [
+            e
+            for e in fs.get_file_info(pafs.FileSelector(log, allow_not_found=True))
+            if e.base_name.endswith(".json")
+        ]
         removed = []
         for commit in sorted(commits, key=lambda e: e.base_name):
             with fs.open_input_stream(commit.path) as stream:

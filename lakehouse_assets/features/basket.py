@@ -8,8 +8,7 @@ import polars as pl
 
 # product features read per order line (the product projection of the return_risk_v2 service)
 LINE_FEATURES = ["return_rate_90d", "category_return_rate_90d"]
-BASKET_FEATURES = ["basket_lines", "basket_units",
-                   *(f"basket_max_{name}" for name in LINE_FEATURES)]
+BASKET_FEATURES = ["basket_lines", "basket_units", *(f"basket_max_{name}" for name in LINE_FEATURES)]
 
 
 def basket_features(lines: pl.DataFrame, key: str = "order_id") -> pl.DataFrame:
@@ -22,12 +21,14 @@ def basket_features(lines: pl.DataFrame, key: str = "order_id") -> pl.DataFrame:
     return lines.group_by(key, maintain_order=True).agg(
         pl.len().cast(pl.Float64).alias("basket_lines"),
         pl.col("quantity").sum().cast(pl.Float64).alias("basket_units"),
-        *(pl.col(name).cast(pl.Float64).max().alias(f"basket_max_{name}")
-          for name in LINE_FEATURES),
+        *(pl.col(name).cast(pl.Float64).max().alias(f"basket_max_{name}") for name in LINE_FEATURES),
     )
 
 
 def empty_basket() -> dict[str, float | None]:
     """The basket features of an order without lines (none left in the source)."""
-    return {"basket_lines": 0.0, "basket_units": 0.0,
-            **{f"basket_max_{name}": None for name in LINE_FEATURES}}
+    return {
+        "basket_lines": 0.0,
+        "basket_units": 0.0,
+        **{f"basket_max_{name}": None for name in LINE_FEATURES},
+    }

@@ -27,6 +27,9 @@ OWNER = "team:data-platform"
 
 @dataclass(frozen=True)
 class FeatureDefinitions:
+    """The platform's Feast objects: entities, feature views over the gold tables, the on-demand view and
+    the feature services."""
+
     customer: Entity
     product: Entity
     customer_features: FeatureView
@@ -36,35 +39,61 @@ class FeatureDefinitions:
     return_risk_v2: FeatureService
 
     def all(self) -> list:
-        return [self.customer, self.product, self.customer_features, self.product_features,
-                self.order_request_features, self.return_risk_service, self.return_risk_v2]
+        return [
+            self.customer,
+            self.product,
+            self.customer_features,
+            self.product_features,
+            self.order_request_features,
+            self.return_risk_service,
+            self.return_risk_v2,
+        ]
 
 
 def _delta_source(name: str, path: str) -> FileSource:
-    return FileSource(name=name, path=path, timestamp_field="feature_ts",
-                      file_format=DeltaFormat(), owner=OWNER,
-                      description=f"gold Delta mart at {path}")
+    return FileSource(
+        name=name,
+        path=path,
+        timestamp_field="feature_ts",
+        file_format=DeltaFormat(),
+        owner=OWNER,
+        description=f"gold Delta mart at {path}",
+    )
 
 
 def build_definitions(lake_root: str) -> FeatureDefinitions:
-    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64,
-                      owner=OWNER, description="A shop customer.")
-    product = Entity(name="product", join_keys=["product_id"], value_type=ValueType.INT64,
-                     owner=OWNER, description="A catalogue product.")
+    """The Feast definitions with their batch sources in the lake at ``lake_root``."""
+    customer = Entity(
+        name="customer",
+        join_keys=["customer_id"],
+        value_type=ValueType.INT64,
+        owner=OWNER,
+        description="A shop customer.",
+    )
+    product = Entity(
+        name="product",
+        join_keys=["product_id"],
+        value_type=ValueType.INT64,
+        owner=OWNER,
+        description="A catalogue product.",
+    )
     customer_features = FeatureView(
         name="customer_daily_features",
         entities=[customer],
         ttl=timedelta(days=2),  # a daily row; older than two days means the customer went away
         schema=[
-            Field(name="orders_7d", dtype=Int64), Field(name="orders_30d", dtype=Int64),
-            Field(name="orders_90d", dtype=Int64), Field(name="spend_30d", dtype=Float64),
-            Field(name="spend_90d", dtype=Float64), Field(name="returns_90d", dtype=Int64),
+            Field(name="orders_7d", dtype=Int64),
+            Field(name="orders_30d", dtype=Int64),
+            Field(name="orders_90d", dtype=Int64),
+            Field(name="spend_30d", dtype=Float64),
+            Field(name="spend_90d", dtype=Float64),
+            Field(name="returns_90d", dtype=Int64),
             Field(name="avg_discount_90d", dtype=Float64),
             Field(name="days_since_last_order", dtype=Int64),
-            Field(name="tenure_days", dtype=Int64), Field(name="segment", dtype=String),
+            Field(name="tenure_days", dtype=Int64),
+            Field(name="segment", dtype=String),
         ],
-        source=_delta_source("customer_daily_features_source",
-                             f"{lake_root}/gold/customer_daily_features"),
+        source=_delta_source("customer_daily_features_source", f"{lake_root}/gold/customer_daily_features"),
         owner=OWNER,
         description="Customer activity as of the end of each day (gold.customer_daily_features).",
         tags={"layer": "gold"},
@@ -74,13 +103,14 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
         entities=[product],
         ttl=timedelta(days=2),
         schema=[
-            Field(name="units_sold_90d", dtype=Int64), Field(name="return_rate_90d", dtype=Float64),
+            Field(name="units_sold_90d", dtype=Int64),
+            Field(name="return_rate_90d", dtype=Float64),
             Field(name="category_return_rate_90d", dtype=Float64),
-            Field(name="price", dtype=Float64), Field(name="price_band", dtype=String),
+            Field(name="price", dtype=Float64),
+            Field(name="price_band", dtype=String),
             Field(name="category", dtype=String),
         ],
-        source=_delta_source("product_daily_features_source",
-                             f"{lake_root}/gold/product_daily_features"),
+        source=_delta_source("product_daily_features_source", f"{lake_root}/gold/product_daily_features"),
         owner=OWNER,
         description="Product sales and returns as of the end of each day.",
         tags={"layer": "gold"},
@@ -93,8 +123,10 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
 
     @on_demand_feature_view(
         sources=[customer_features, order_request],
-        schema=[Field(name="amount_vs_avg_basket", dtype=Float64),
-                Field(name="discount_share", dtype=Float64)],
+        schema=[
+            Field(name="amount_vs_avg_basket", dtype=Float64),
+            Field(name="discount_share", dtype=Float64),
+        ],
         mode="python",  # plain dicts of lists: no pandas round trip on the serving path
         owner=OWNER,
         description="Request-time features: basket amount relative to the customer's 90-day "
@@ -102,8 +134,9 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
     )
     def order_request_features(inputs: dict[str, list]) -> dict[str, list]:
         ratios = []
-        for amount, spend, orders in zip(inputs["amount"], inputs["spend_90d"],
-                                         inputs["orders_90d"], strict=True):
+        for amount, spend, orders in zip(
+            inputs["amount"], inputs["spend_90d"], inputs["orders_90d"], strict=True
+        ):
             average = spend / orders if spend is not None and orders else None
             ratios.append(amount / average if amount is not None and average else None)
         discounts = [None if d is None else float(d) for d in inputs["discount"]]
@@ -118,13 +151,19 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
     )
     return_risk_v2 = FeatureService(
         name="return_risk_v2",
-        features=[customer_features, order_request_features,
-                  product_features[LINE_FEATURES]],
+        features=[customer_features, order_request_features, product_features[LINE_FEATURES]],
         owner=OWNER,
         description="Features of the return-risk model, version 2: version 1 per order, plus "
         "product features per order line, aggregated over the basket "
         "(lakehouse_assets.features.basket).",
         tags={"model": "return_risk", "version": "2"},
     )
-    return FeatureDefinitions(customer, product, customer_features, product_features,
-                              order_request_features, return_risk_service, return_risk_v2)
+    return FeatureDefinitions(
+        customer,
+        product,
+        customer_features,
+        product_features,
+        order_request_features,
+        return_risk_service,
+        return_risk_v2,
+    )

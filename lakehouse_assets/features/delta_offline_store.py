@@ -41,6 +41,8 @@ from ibis.expr.types import Table
 
 
 class DeltaOfflineStoreConfig(FeastConfigBaseModel):
+    """Feast configuration of the Delta-correct offline store (``type: ...DeltaOfflineStore``)."""
+
     type: Literal["lakehouse_assets.features.delta_offline_store.DeltaOfflineStore"] = (
         "lakehouse_assets.features.delta_offline_store.DeltaOfflineStore"
     )
@@ -48,8 +50,7 @@ class DeltaOfflineStoreConfig(FeastConfigBaseModel):
     staging_location_endpoint_override: str | None = None
 
 
-_PINNED_VERSIONS: ContextVar[dict[str, int] | None] = ContextVar("pinned_delta_versions",
-                                                                 default=None)
+_PINNED_VERSIONS: ContextVar[dict[str, int] | None] = ContextVar("pinned_delta_versions", default=None)
 
 
 @contextmanager
@@ -66,8 +67,7 @@ def pinned_versions(versions_by_path: dict[str, int]) -> Iterator[None]:
 def read_delta_source(data_source: DataSource, repo_path: str) -> Table:
     """A Delta ``FileSource`` as an ibis table, read through the Delta log by delta-rs (at the
     pinned version, if any)."""
-    if not isinstance(data_source, FileSource) or not isinstance(data_source.file_format,
-                                                                  DeltaFormat):
+    if not isinstance(data_source, FileSource) or not isinstance(data_source.file_format, DeltaFormat):
         raise ValueError(
             f"data source {data_source.name!r} must be a FileSource with DeltaFormat for the "
             f"Delta offline store"
@@ -83,8 +83,7 @@ def _delta_io(config: RepoConfig) -> dict:
         "data_source_reader": read_delta_source,
         "data_source_writer": _write_data_source,
         "staging_location": config.offline_store.staging_location,
-        "staging_location_endpoint_override":
-            config.offline_store.staging_location_endpoint_override,
+        "staging_location_endpoint_override": config.offline_store.staging_location_endpoint_override,
     }
 
 
@@ -103,10 +102,15 @@ class DeltaOfflineStore(DuckDBOfflineStore):
         end_date: datetime,
     ) -> RetrievalJob:
         return pull_latest_from_table_or_query_ibis(
-            config=config, data_source=data_source, join_key_columns=join_key_columns,
-            feature_name_columns=feature_name_columns, timestamp_field=timestamp_field,
-            created_timestamp_column=created_timestamp_column, start_date=start_date,
-            end_date=end_date, **_delta_io(config),
+            config=config,
+            data_source=data_source,
+            join_key_columns=join_key_columns,
+            feature_name_columns=feature_name_columns,
+            timestamp_field=timestamp_field,
+            created_timestamp_column=created_timestamp_column,
+            start_date=start_date,
+            end_date=end_date,
+            **_delta_io(config),
         )
 
     @staticmethod
@@ -121,9 +125,14 @@ class DeltaOfflineStore(DuckDBOfflineStore):
         filter_by_created_timestamp: bool = False,
     ) -> RetrievalJob:
         return get_historical_features_ibis(
-            config=config, feature_views=feature_views, feature_refs=feature_refs,
-            entity_df=entity_df, registry=registry, project=project,
-            full_feature_names=full_feature_names, **_delta_io(config),
+            config=config,
+            feature_views=feature_views,
+            feature_refs=feature_refs,
+            entity_df=entity_df,
+            registry=registry,
+            project=project,
+            full_feature_names=full_feature_names,
+            **_delta_io(config),
             filter_by_created_timestamp=filter_by_created_timestamp,
         )
 
@@ -139,8 +148,13 @@ class DeltaOfflineStore(DuckDBOfflineStore):
         end_date: datetime | None = None,
     ) -> RetrievalJob:
         return pull_all_from_table_or_query_ibis(
-            config=config, data_source=data_source, join_key_columns=join_key_columns,
-            feature_name_columns=feature_name_columns, timestamp_field=timestamp_field,
-            created_timestamp_column=created_timestamp_column, start_date=start_date,
-            end_date=end_date, **_delta_io(config),
+            config=config,
+            data_source=data_source,
+            join_key_columns=join_key_columns,
+            feature_name_columns=feature_name_columns,
+            timestamp_field=timestamp_field,
+            created_timestamp_column=created_timestamp_column,
+            start_date=start_date,
+            end_date=end_date,
+            **_delta_io(config),
         )

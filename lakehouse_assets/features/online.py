@@ -11,6 +11,8 @@ from feast import FeatureService, FeatureStore
 
 @dataclass
 class OrderRequest:
+    """What a checkout request tells about an order before its features are looked up."""
+
     customer_id: int
     amount: float
     discount: float
@@ -24,7 +26,6 @@ class OnlineFeatureLookup:
         self.service: FeatureService = store.get_feature_service(service_name)
 
     def lookup(self, orders: list[OrderRequest]) -> list[dict[str, Any]]:
-        rows = [{"customer_id": o.customer_id, "amount": o.amount, "discount": o.discount}
-                for o in orders]
+        rows = [{"customer_id": o.customer_id, "amount": o.amount, "discount": o.discount} for o in orders]
         columns = self.store.get_online_features(features=self.service, entity_rows=rows).to_dict()
         return [{name: values[i] for name, values in columns.items()} for i in range(len(rows))]

@@ -29,8 +29,12 @@ from feast.value_type import ValueType
 
 # ValueProto field per Feast scalar type; other types go through Feast's generic mapper.
 _PROTO_FIELD: dict[ValueType, str] = {
-    ValueType.INT64: "int64_val", ValueType.INT32: "int32_val", ValueType.DOUBLE: "double_val",
-    ValueType.FLOAT: "float_val", ValueType.STRING: "string_val", ValueType.BOOL: "bool_val",
+    ValueType.INT64: "int64_val",
+    ValueType.INT32: "int32_val",
+    ValueType.DOUBLE: "double_val",
+    ValueType.FLOAT: "float_val",
+    ValueType.STRING: "string_val",
+    ValueType.BOOL: "bool_val",
 }
 # Types whose Python value prints as Feast's value_text (float32 does not: it is rounded first).
 _SQLITE_FAST_FIELD: dict[ValueType, str] = {t: f for t, f in _PROTO_FIELD.items() if t != ValueType.FLOAT}
@@ -42,11 +46,15 @@ def _naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
-def newest_per_entity(frame: pl.DataFrame, key: str, timestamp: str, start: datetime,
-                      end: datetime) -> pl.DataFrame:
+def newest_per_entity(
+    frame: pl.DataFrame, key: str, timestamp: str, start: datetime, end: datetime
+) -> pl.DataFrame:
     """Feast's materialization window: per entity, the newest row with start <= ts <= end."""
-    return (frame.filter(pl.col(timestamp).is_between(_naive_utc(start), _naive_utc(end)))
-            .sort(key, timestamp).unique(subset=key, keep="last", maintain_order=True))
+    return (
+        frame.filter(pl.col(timestamp).is_between(_naive_utc(start), _naive_utc(end)))
+        .sort(key, timestamp)
+        .unique(subset=key, keep="last", maintain_order=True)
+    )
 
 
 def encode_column(values: pl.Series, value_type: ValueType) -> list[ValueProto]:
@@ -58,8 +66,10 @@ def encode_column(values: pl.Series, value_type: ValueType) -> list[ValueProto]:
 
 
 def entity_keys(values: pl.Series, join_key: str, value_type: ValueType) -> list[EntityKeyProto]:
-    return [EntityKeyProto(join_keys=[join_key], entity_values=[v])
-            for v in encode_column(values, value_type)]
+    """Feast entity keys for a column of join-key values."""
+    return [
+        EntityKeyProto(join_keys=[join_key], entity_values=[v]) for v in encode_column(values, value_type)
+    ]
 
 
 def _sqlite_column(values: pl.Series, value_type: ValueType) -> tuple[list[bytes], list[str | None]]:
@@ -67,8 +77,7 @@ def _sqlite_column(values: pl.Series, value_type: ValueType) -> tuple[list[bytes
     field = _SQLITE_FAST_FIELD.get(value_type)
     if field is None:
         protos = encode_column(values, value_type)
-        return ([p.SerializeToString() for p in protos],
-                [extract_text_and_num(p, False)[0] for p in protos])
+        return ([p.SerializeToString() for p in protos], [extract_text_and_num(p, False)[0] for p in protos])
     message = ValueProto()
 
     def serialize(value: Any) -> bytes:
@@ -76,29 +85,41 @@ def _sqlite_column(values: pl.Series, value_type: ValueType) -> tuple[list[bytes
         return message.SerializeToString()
 
     items = values.to_list()
-    return ([_NULL_BYTES if v is None else serialize(v) for v in items],
-            [None if v is None else str(v) for v in items])
+    return (
+        [_NULL_BYTES if v is None else serialize(v) for v in items],
+        [None if v is None else str(v) for v in items],
+    )
 
 
-def write_sqlite(store: FeatureStore, online_store: SqliteOnlineStore, view: FeatureView,
-                 frame: pl.DataFrame, key: str, timestamp: str) -> None:
+def write_sqlite(
+    store: FeatureStore,
+    online_store: SqliteOnlineStore,
+    view: FeatureView,
+    frame: pl.DataFrame,
+    key: str,
+    timestamp: str,
+) -> None:
     """Upsert ``frame`` (one row per entity) into Feast's SQLite table for the view, in the
     table's key order (much faster B-tree inserts), as one executemany in one transaction."""
     config = store.config
     key_type = view.entity_columns[0].dtype.to_value_type()
     version = config.entity_key_serialization_version
-    keys = [serialize_entity_key(k, entity_key_serialization_version=version)
-            for k in entity_keys(frame[key], key, key_type)]
+    keys = [
+        serialize_entity_key(k, entity_key_serialization_version=version)
+        for k in entity_keys(frame[key], key, key_type)
+    ]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     features = sorted(view.features, key=lambda f: f.name)
     names = [f.name for f in features]
     columns = [_sqlite_column(frame[f.name], f.dtype.to_value_type()) for f in features]
     # Adapted once per entity, exactly as Feast's registered sqlite adapter stores them.
     times = [adapt_datetime_epoch(_naive_utc(t)) for t in frame[timestamp].to_list()]
-    rows = [(keys[i], name, blobs[i], texts[i], times[i])
-            for i in order for name, (blobs, texts) in zip(names, columns, strict=True)]
-    table = compute_table_id(config.project, view,
-                             config.registry.enable_online_feature_view_versioning)
+    rows = [
+        (keys[i], name, blobs[i], texts[i], times[i])
+        for i in order
+        for name, (blobs, texts) in zip(names, columns, strict=True)
+    ]
+    table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
     conn = online_store._get_conn(config)  # noqa: SLF001 - the store's own connection
     with conn:
         conn.executemany(
@@ -114,8 +135,9 @@ def _online_store(store: FeatureStore) -> OnlineStore:
     return store._get_provider().online_store  # type: ignore[attr-defined]  # noqa: SLF001
 
 
-def materialize_view(store: FeatureStore, view: FeatureView, frame: pl.DataFrame,
-                     start: datetime, end: datetime) -> int:
+def materialize_view(
+    store: FeatureStore, view: FeatureView, frame: pl.DataFrame, start: datetime, end: datetime
+) -> int:
     """Write the newest row per entity of ``frame`` in [start, end] to the online store and
     record the interval. Returns the number of entities written."""
     registered = store.get_feature_view(view.name)
@@ -128,14 +150,15 @@ def materialize_view(store: FeatureStore, view: FeatureView, frame: pl.DataFrame
     if newest.height and isinstance(online_store, SqliteOnlineStore):
         write_sqlite(store, online_store, registered, newest, key_column.name, timestamp)
     elif newest.height:
-        keys = entity_keys(newest[key_column.name], key_column.name,
-                           key_column.dtype.to_value_type())
-        columns = {f.name: encode_column(newest[f.name], f.dtype.to_value_type())
-                   for f in registered.features}
+        keys = entity_keys(newest[key_column.name], key_column.name, key_column.dtype.to_value_type())
+        columns = {
+            f.name: encode_column(newest[f.name], f.dtype.to_value_type()) for f in registered.features
+        }
         times: list[datetime] = newest[timestamp].to_list()
         rows: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]] = [
-            (key, {name: values[i] for name, values in columns.items()},
-             times[i].replace(tzinfo=UTC), None) for i, key in enumerate(keys)]
+            (key, {name: values[i] for name, values in columns.items()}, times[i].replace(tzinfo=UTC), None)
+            for i, key in enumerate(keys)
+        ]
         online_store.online_write_batch(store.config, registered, rows, None)
     store.registry.apply_materialization(registered, store.project, start, end)
     return newest.height
@@ -154,14 +177,13 @@ def delete_entities(store: FeatureStore, view_name: str, ids: list[Any]) -> int:
     keys = entity_keys(pl.Series(ids), key_column.name, key_column.dtype.to_value_type())
     online_store = _online_store(store)
     if isinstance(online_store, SqliteOnlineStore):
-        table = compute_table_id(config.project, view,
-                                 config.registry.enable_online_feature_view_versioning)
+        table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
         conn = online_store._get_conn(config)  # noqa: SLF001 - the store's own connection
         with conn:
             cursor = conn.executemany(
                 f'DELETE FROM "{table}" WHERE entity_key = ?',
-                [(serialize_entity_key(k, entity_key_serialization_version=version),)
-                 for k in keys])
+                [(serialize_entity_key(k, entity_key_serialization_version=version),) for k in keys],
+            )
         return cursor.rowcount
     if isinstance(online_store, RedisOnlineStore):
         client = online_store._get_client(config.online_store)  # noqa: SLF001
@@ -177,6 +199,7 @@ def entities_present(store: FeatureStore, view_name: str, ids: list[Any]) -> int
     view = store.get_feature_view(view_name)
     key = view.entity_columns[0].name
     names = [f.name for f in view.features]
-    values = store.get_online_features(features=[f"{view_name}:{n}" for n in names],
-                                       entity_rows=[{key: i} for i in ids]).to_dict()
+    values = store.get_online_features(
+        features=[f"{view_name}:{n}" for n in names], entity_rows=[{key: i} for i in ids]
+    ).to_dict()
     return sum(any(values[n][row] is not None for n in names) for row in range(len(ids)))

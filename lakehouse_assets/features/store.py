@@ -10,4 +10,5 @@ from lakehouse_assets.settings import LakehouseSettings
 
 
 def feature_store(settings: LakehouseSettings) -> tuple[FeatureStore, FeatureDefinitions]:
+    """The settings' Feast store and the platform's feature definitions over their lake."""
     return feast_store(settings), build_definitions(settings.lake_root)

@@ -34,8 +34,7 @@ class GoldTranslator(DagsterDbtTranslator):
         )
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project,
-            dagster_dbt_translator=GoldTranslator())
+@dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=GoldTranslator())
 def gold_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, lake: LakeResource):
     # the profile of this run, rendered from the same settings as the lake's
     dbt = with_run_profile(dbt, lake.root, Path(lake.gold_dir), lake.spark_config)

@@ -29,6 +29,9 @@ from lakehouse_assets.tables import gold_table
 
 
 class Plugin(BasePlugin):
+    """dbt-duckdb plugin: reads silver Delta tables as Arrow datasets and commits external marts as Delta
+    tables."""
+
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.lake_root = str(plugin_config["lake_root"]).rstrip("/")
 
@@ -38,20 +41,27 @@ class Plugin(BasePlugin):
     def load(self, source_config: SourceConfig) -> Any:
         table = source_config.get("delta_table")
         if not table:
-            raise ValueError(f"source {source_config.table_name()} needs meta.delta_table "
-                             f"(a table path relative to the lake root)")
+            raise ValueError(
+                f"source {source_config.table_name()} needs meta.delta_table "
+                f"(a table path relative to the lake root)"
+            )
         return DeltaTable(self.path(table)).to_pyarrow_dataset()
 
     def default_materialization(self) -> str:
         return "view"
 
     def store(self, target_config: TargetConfig) -> None:
-        assert target_config.location is not None
+        if target_config.location is None:
+            raise ValueError(
+                f"{target_config.relation.identifier}: the lakehouse plugin stores "
+                "external materializations only (no location given)"
+            )
         data = pq.read_table(target_config.location.path)
-        table = target_config.config.get("delta_table") or gold_table(target_config.relation.identifier)
+        table = target_config.config.get("delta_table") or gold_table(str(target_config.relation.identifier))
         data = data.cast(nullable(data.schema))  # so Spark can read it too
-        write_deltalake(self.path(table), _without_empty_marker(data), mode="overwrite",
-                        schema_mode="overwrite")
+        write_deltalake(
+            self.path(table), _without_empty_marker(data), mode="overwrite", schema_mode="overwrite"
+        )
 
 
 def _without_empty_marker(data: pa.Table) -> pa.Table:

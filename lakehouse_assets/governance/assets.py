@@ -28,17 +28,36 @@ GOLD_DB = "gold.duckdb"  # dbt-duckdb's database in the gold folder (profiles.ym
 
 
 @asset(
-    group_name="governance", kinds={"delta", "feast", "duckdb"}, owners=OWNERS,
-    deps=[*(a.key for a in SILVER_ASSETS), AssetKey("fct_orders"), AssetKey(CUSTOMER_VIEW),
-          AssetKey("online_features"), AssetKey("training_set"), AssetKey("inference_log")],
-    metadata={"table": ERASURES_TABLE, "also_writes": MetadataValue.json({
-        ERASED_ORDERS_TABLE: "Orders of erased customers: rows keyed by these order ids (lines, "
-        "returns, payments) are erased too."})},
-    check_specs=[AssetCheckSpec(
-        "erased_customers_unreadable", asset="customer_erasure", blocking=True,
-        description="No row of an erased customer is readable at the current version of any "
-        "Delta table with a customer id, silver quarantine, dbt's DuckDB tables or the online "
-        "store (each read afresh, not taken from the erasure's own counts).")],
+    group_name="governance",
+    kinds={"delta", "feast", "duckdb"},
+    owners=OWNERS,
+    deps=[
+        *(a.key for a in SILVER_ASSETS),
+        AssetKey("fct_orders"),
+        AssetKey(CUSTOMER_VIEW),
+        AssetKey("online_features"),
+        AssetKey("training_set"),
+        AssetKey("inference_log"),
+    ],
+    metadata={
+        "table": ERASURES_TABLE,
+        "also_writes": MetadataValue.json(
+            {
+                ERASED_ORDERS_TABLE: "Orders of erased customers: rows keyed by these order ids (lines, "
+                "returns, payments) are erased too."
+            }
+        ),
+    },
+    check_specs=[
+        AssetCheckSpec(
+            "erased_customers_unreadable",
+            asset="customer_erasure",
+            blocking=True,
+            description="No row of an erased customer is readable at the current version of any "
+            "Delta table with a customer id, silver quarantine, dbt's DuckDB tables or the online "
+            "store (each read afresh, not taken from the erasure's own counts).",
+        )
+    ],
     description="GDPR erasure: every customer deleted in the source is removed from every lake "
     "table with a customer_id (bronze's change log included), silver quarantine, dbt's DuckDB "
     "tables and the online store; ids are kept in governance/erasures so later rows are erased "
@@ -56,26 +75,42 @@ def customer_erasure(context: AssetExecutionContext, lake: LakeResource, feast: 
                 return action(store, CUSTOMER_VIEW, ids)
             except FeastObjectNotFoundException:  # features never registered: nothing online
                 return 0
+
         return run
 
-    result = retry_on_conflict(context, lambda: erase_customers(
-        engine, retention_hours=lake.time_travel_retention_hours, gold_db=gold_db,
-        online_delete=online(delete_entities), log=context.log.info))
+    result = retry_on_conflict(
+        context,
+        lambda: erase_customers(
+            engine,
+            retention_hours=lake.time_travel_retention_hours,
+            gold_db=gold_db,
+            online_delete=online(delete_entities),
+            log=context.log.info,
+        ),
+    )
     purged = purge(engine, lake.time_travel_retention_hours)
-    remaining = remaining_rows(engine, result.customers, result.orders, gold_db,
-                               online(entities_present))
-    context.log.info(f"{len(result.customers)} erased customer(s), {len(result.new_requests)} "
-                     f"new; rows deleted: {result.rows_deleted or 'none'}")
-    yield MaterializeResult(metadata={
-        **table_metadata(engine, ERASURES_TABLE, preview_rows=0),  # ids are not shown
-        "erased_customers": len(result.customers),
-        "erased_orders": len(result.orders),
-        "new_requests": len(result.new_requests),
-        "rows_deleted": MetadataValue.json(result.rows_deleted),
-        "vacuumed_tables": MetadataValue.json(purged)})
+    remaining = remaining_rows(engine, result.customers, result.orders, gold_db, online(entities_present))
+    context.log.info(
+        f"{len(result.customers)} erased customer(s), {len(result.new_requests)} "
+        f"new; rows deleted: {result.rows_deleted or 'none'}"
+    )
+    yield MaterializeResult(
+        metadata={
+            **table_metadata(engine, ERASURES_TABLE, preview_rows=0),  # ids are not shown
+            "erased_customers": len(result.customers),
+            "erased_orders": len(result.orders),
+            "new_requests": len(result.new_requests),
+            "rows_deleted": MetadataValue.json(result.rows_deleted),
+            "vacuumed_tables": MetadataValue.json(purged),
+        }
+    )
     yield AssetCheckResult(
-        check_name="erased_customers_unreadable", passed=not any(remaining.values()),
+        check_name="erased_customers_unreadable",
+        passed=not any(remaining.values()),
         severity=AssetCheckSeverity.ERROR,
-        metadata={"customers_checked": len(result.customers),
-                  "readable_rows": MetadataValue.json({k: v for k, v in remaining.items() if v}),
-                  "places_checked": len(remaining)})
+        metadata={
+            "customers_checked": len(result.customers),
+            "readable_rows": MetadataValue.json({k: v for k, v in remaining.items() if v}),
+            "places_checked": len(remaining),
+        },
+    )

@@ -22,6 +22,8 @@ from lakehouse_assets.sources.schema import describe_column, is_pii
 
 @dataclass(frozen=True)
 class CatalogColumn:
+    """A column of a catalogued table: type, description and whether it holds personal data."""
+
     name: str
     type: str
     description: str
@@ -30,6 +32,8 @@ class CatalogColumn:
 
 @dataclass
 class CatalogEntry:
+    """A lake table as the catalog shows it: layer, owners, description, columns, version and lineage."""
+
     table: str
     layer: str
     assets: list[str]  # the assets that write it
@@ -77,14 +81,22 @@ def written_tables(spec: AssetSpec) -> dict[str, str]:
 def _columns(table: str, schema: pa.Schema | None, documented: TableSchema | None) -> list[CatalogColumn]:
     described = {c.name: c for c in (documented.columns if documented else [])}
     name = table.rsplit("/", 1)[-1]
-    fields = [(f.name, str(f.type)) for f in schema] if schema is not None else \
-        [(c.name, c.type) for c in described.values()]
+    fields = (
+        [(f.name, str(f.type)) for f in schema]
+        if schema is not None
+        else [(c.name, c.type) for c in described.values()]
+    )
     columns = []
     for column, dtype in fields:
         doc = described.get(column)
-        columns.append(CatalogColumn(
-            column, dtype, (doc.description if doc else "") or describe_column(name, column),
-            is_pii(name, column) or bool(doc and "pii" in (doc.tags or {}))))
+        columns.append(
+            CatalogColumn(
+                column,
+                dtype,
+                (doc.description if doc else "") or describe_column(name, column),
+                is_pii(name, column) or bool(doc and "pii" in (doc.tags or {})),
+            )
+        )
     return columns
 
 
@@ -94,30 +106,40 @@ def build_catalog(specs: Iterable[AssetSpec], engine: LakeEngine) -> list[Catalo
     downstream: dict[str, set[str]] = {}
     for spec in specs:
         for dep in spec.deps:
-            downstream.setdefault(dep.asset_key.to_user_string(), set()).add(
-                spec.key.to_user_string())
+            downstream.setdefault(dep.asset_key.to_user_string(), set()).add(spec.key.to_user_string())
     entries: dict[str, CatalogEntry] = {}
     for spec in specs:
         asset = spec.key.to_user_string()
         for table, description in written_tables(spec).items():
-            entry = entries.setdefault(table, CatalogEntry(
-                table, table.split("/")[0], [], [], description,
-                sorted(t for t in spec.tags if not t.startswith("dagster/kind/")) +
-                sorted(k for k in spec.kinds)))
+            entry = entries.setdefault(
+                table,
+                CatalogEntry(
+                    table,
+                    table.split("/")[0],
+                    [],
+                    [],
+                    description,
+                    sorted(t for t in spec.tags if not t.startswith("dagster/kind/"))
+                    + sorted(k for k in spec.kinds),
+                ),
+            )
             entry.assets.append(asset)
             entry.owners = sorted({*entry.owners, *spec.owners})
-            entry.upstream = sorted({*entry.upstream,
-                                     *(d.asset_key.to_user_string() for d in spec.deps)})
+            entry.upstream = sorted({*entry.upstream, *(d.asset_key.to_user_string() for d in spec.deps)})
             entry.downstream = sorted({*entry.downstream, *downstream.get(asset, set())})
             documented = _value(spec.metadata, "dagster/column_schema")
             if documented is not None:
                 entry.documented = documented
                 entry.columns = _columns(table, None, documented)
     for table in engine.tables():
-        entry = entries.setdefault(table, CatalogEntry(
-            table, table.split("/")[0], [], [], "(not declared by any asset)", []))
+        entry = entries.setdefault(
+            table, CatalogEntry(table, table.split("/")[0], [], [], "(not declared by any asset)", [])
+        )
         stats = engine.stats(table)
         entry.delta_version, entry.rows, entry.last_update = (
-            stats.delta_version, stats.rows, stats.last_update)
+            stats.delta_version,
+            stats.rows,
+            stats.last_update,
+        )
         entry.columns = _columns(table, stats.schema, entry.documented)
     return sorted(entries.values(), key=lambda e: e.table)

@@ -38,14 +38,21 @@ from lakehouse_assets.tables import (
 REGISTRY = (ERASURES_TABLE, ERASED_ORDERS_TABLE)
 SOURCE_EVENTS = bronze_table("customers")
 ERASURE_COMMIT = "gdpr_erasure"  # commit metadata key of erasure deletes
-ERASURE_SCHEMA = pl.Schema({
-    KEY: pl.Int64(), "deleted_in_source_at": pl.Datetime("us"),
-    "erased_at": pl.Datetime("us", "UTC"), "purge_after": pl.Datetime("us", "UTC"),
-    "purged_at": pl.Datetime("us", "UTC")})
+ERASURE_SCHEMA = pl.Schema(
+    {
+        KEY: pl.Int64(),
+        "deleted_in_source_at": pl.Datetime("us"),
+        "erased_at": pl.Datetime("us", "UTC"),
+        "purge_after": pl.Datetime("us", "UTC"),
+        "purged_at": pl.Datetime("us", "UTC"),
+    }
+)
 
 
 @dataclass
 class ErasureResult:
+    """What an erasure run did: the customers and orders erased and the rows deleted per place."""
+
     customers: list[int] = field(default_factory=list)
     orders: list[int] = field(default_factory=list)
     new_requests: list[int] = field(default_factory=list)
@@ -80,11 +87,16 @@ def erasure_requests(engine: LakeEngine) -> pl.DataFrame:
     if not engine.exists(SOURCE_EVENTS):
         return pl.DataFrame(schema={KEY: pl.Int64, "deleted_in_source_at": pl.Datetime("us")})
     events = engine.read(SOURCE_EVENTS, columns=[KEY, "_op", "_commit_ts"])
-    return (events.filter(pl.col("_op") == "delete").group_by(KEY)
-            .agg(pl.col("_commit_ts").max().alias("deleted_in_source_at")).sort(KEY))
+    return (
+        events.filter(pl.col("_op") == "delete")
+        .group_by(KEY)
+        .agg(pl.col("_commit_ts").max().alias("deleted_in_source_at"))
+        .sort(KEY)
+    )
 
 
 def erased_customers(engine: LakeEngine) -> pl.DataFrame:
+    """The erasure registry: every erased customer with when it was erased and purged."""
     if not engine.exists(ERASURES_TABLE):
         return ERASURE_SCHEMA.to_frame()
     return engine.read(ERASURES_TABLE)
@@ -104,13 +116,16 @@ def _quarantined_rows(engine: LakeEngine, ids: list[int], orders: list[int]) -> 
 
 
 def duckdb_tables_with_key(path: Path) -> list[str]:
+    """Tables of dbt's DuckDB file that have a customer id column."""
     if not path.exists():
         return []
     with duckdb.connect(str(path), read_only=True) as conn:
-        rows = conn.execute("SELECT c.table_schema, c.table_name FROM information_schema.columns c "
-                            "JOIN information_schema.tables t USING (table_schema, table_name) "
-                            "WHERE c.column_name = ? AND t.table_type = 'BASE TABLE'",
-                            [KEY]).fetchall()
+        rows = conn.execute(
+            "SELECT c.table_schema, c.table_name FROM information_schema.columns c "
+            "JOIN information_schema.tables t USING (table_schema, table_name) "
+            "WHERE c.column_name = ? AND t.table_type = 'BASE TABLE'",
+            [KEY],
+        ).fetchall()
     return [f'"{schema}"."{name}"' for schema, name in rows]
 
 
@@ -122,15 +137,20 @@ def erase_from_duckdb(path: Path, ids: list[int]) -> dict[str, int]:
     deleted = {}
     with duckdb.connect(str(path)) as conn:
         for table in tables:
-            count = conn.execute(f"DELETE FROM {table} WHERE {KEY} IN "
-                                 f"(SELECT UNNEST(?::BIGINT[]))", [ids]).fetchone()
+            count = conn.execute(
+                f"DELETE FROM {table} WHERE {KEY} IN (SELECT UNNEST(?::BIGINT[]))", [ids]
+            ).fetchone()
             deleted[f"duckdb:{table}"] = int(count[0]) if count else 0
     return deleted
 
 
 def erase_customers(
-    engine: LakeEngine, *, retention_hours: int, gold_db: Path,
-    online_delete: Callable[[list[int]], int], log: Callable[[str], Any] = print,
+    engine: LakeEngine,
+    *,
+    retention_hours: int,
+    gold_db: Path,
+    online_delete: Callable[[list[int]], int],
+    log: Callable[[str], Any] = print,
 ) -> ErasureResult:
     """Erase every customer deleted in the source (new requests and earlier ones, for rows that
     arrived since) and record the new ones."""
@@ -145,23 +165,34 @@ def erase_customers(
     result = ErasureResult(customers=ids, orders=orders, new_requests=new[KEY].to_list())
     now = datetime.now(UTC)
     if new.height:  # recorded first: a crash below is finished by the next run
-        engine.append(ERASURES_TABLE, new.with_columns(
-            erased_at=pl.lit(now), purge_after=pl.lit(now + timedelta(hours=retention_hours)),
-            purged_at=pl.lit(None)).cast(ERASURE_SCHEMA).select(ERASURE_SCHEMA.names()))
+        engine.append(
+            ERASURES_TABLE,
+            new.with_columns(
+                erased_at=pl.lit(now),
+                purge_after=pl.lit(now + timedelta(hours=retention_hours)),
+                purged_at=pl.lit(None),
+            )
+            .cast(ERASURE_SCHEMA)
+            .select(ERASURE_SCHEMA.names()),
+        )
     if new_orders := [o for o in orders if o not in recorded]:
-        engine.append(ERASED_ORDERS_TABLE, pl.DataFrame(
-            {ORDER_KEY: new_orders, "erased_at": [now] * len(new_orders)},
-            schema={ORDER_KEY: pl.Int64, "erased_at": pl.Datetime("us", "UTC")}))
+        engine.append(
+            ERASED_ORDERS_TABLE,
+            pl.DataFrame(
+                {ORDER_KEY: new_orders, "erased_at": [now] * len(new_orders)},
+                schema={ORDER_KEY: pl.Int64, "erased_at": pl.Datetime("us", "UTC")},
+            ),
+        )
     metadata = {ERASURE_COMMIT: True, "customers": len(ids)}
     for table, column in personal_tables(engine).items():
-        count = engine.delete(table, column, ids if column == KEY else orders,
-                              commit_metadata=metadata)
+        count = engine.delete(table, column, ids if column == KEY else orders, commit_metadata=metadata)
         if count:
             result.rows_deleted[table] = count
             log(f"{table}: erased {count:,} row(s)")
     if sequences := _quarantined_rows(engine, ids, orders):
         result.rows_deleted[SILVER_QUARANTINE_TABLE] = engine.delete(
-            SILVER_QUARANTINE_TABLE, "_seq", sequences, commit_metadata=metadata)
+            SILVER_QUARANTINE_TABLE, "_seq", sequences, commit_metadata=metadata
+        )
     result.rows_deleted.update({k: v for k, v in erase_from_duckdb(gold_db, ids).items() if v})
     if online := online_delete(ids):
         result.rows_deleted["online store"] = online
@@ -173,8 +204,7 @@ def erasure_change_files(engine: LakeEngine, table: str) -> list[str]:
     return engine.remove_change_files(table, ERASURE_COMMIT, dry_run=True)
 
 
-def purge(engine: LakeEngine, retention_hours: int,
-          now: datetime | None = None) -> list[str]:
+def purge(engine: LakeEngine, retention_hours: int, now: datetime | None = None) -> list[str]:
     """After the VACUUM window of every erasure, vacuum the personal tables and remove the
     erasure deletes' change files: earlier versions no longer hold the rows."""
     now = now or datetime.now(UTC)
@@ -187,13 +217,19 @@ def purge(engine: LakeEngine, retention_hours: int,
         if engine.exists(table):
             engine.vacuum(table, retention_hours)
             engine.remove_change_files(table, ERASURE_COMMIT)
-    engine.merge(ERASURES_TABLE, due.with_columns(purged_at=pl.lit(now).cast(
-        pl.Datetime("us", "UTC"))), keys=[KEY])
+    engine.merge(
+        ERASURES_TABLE, due.with_columns(purged_at=pl.lit(now).cast(pl.Datetime("us", "UTC"))), keys=[KEY]
+    )
     return tables
 
 
-def remaining_rows(engine: LakeEngine, ids: list[int], orders: list[int],
-                   gold_db: Path, online_count: Callable[[list[int]], int]) -> dict[str, int]:
+def remaining_rows(
+    engine: LakeEngine,
+    ids: list[int],
+    orders: list[int],
+    gold_db: Path,
+    online_count: Callable[[list[int]], int],
+) -> dict[str, int]:
     """Rows of the customers (or their orders) still readable at the current versions, per
     place: all zero after an erasure. Every table is read afresh."""
     if not ids:
@@ -201,14 +237,16 @@ def remaining_rows(engine: LakeEngine, ids: list[int], orders: list[int],
     remaining = {}
     for table, column in personal_tables(engine).items():
         values = ids if column == KEY else orders
-        remaining[table] = engine.read(table, columns=[column], where_in={column: values}).height \
-            if values else 0
+        remaining[table] = (
+            engine.read(table, columns=[column], where_in={column: values}).height if values else 0
+        )
     remaining[SILVER_QUARANTINE_TABLE] = len(_quarantined_rows(engine, ids, orders))
     if gold_db.exists():
         with duckdb.connect(str(gold_db), read_only=True) as conn:
             for table in duckdb_tables_with_key(gold_db):
-                count = conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {KEY} IN "
-                                     f"(SELECT UNNEST(?::BIGINT[]))", [ids]).fetchone()
+                count = conn.execute(
+                    f"SELECT COUNT(*) FROM {table} WHERE {KEY} IN (SELECT UNNEST(?::BIGINT[]))", [ids]
+                ).fetchone()
                 remaining[f"duckdb:{table}"] = int(count[0]) if count else 0
     remaining["online store"] = online_count(ids)
     return remaining

@@ -36,6 +36,9 @@ class LineageError(LookupError):
 
 @dataclass
 class PredictionLineage:
+    """One prediction traced back: the model and its run, the training data, the features served and the
+    source rows behind them."""
+
     request_id: str
     served_at: datetime
     model_name: str
@@ -59,8 +62,10 @@ class PredictionLineage:
         data = {k: v for k, v in self.__dict__.items() if k not in frames}
         data["served_at"] = self.served_at.isoformat()
         for name in frames:
-            data[name] = {table: frame.with_columns(pl.col(pl.Datetime).dt.to_string()).to_dicts()
-                          for table, frame in getattr(self, name).items()}
+            data[name] = {
+                table: frame.with_columns(pl.col(pl.Datetime).dt.to_string()).to_dicts()
+                for table, frame in getattr(self, name).items()
+            }
         return data
 
 
@@ -73,14 +78,30 @@ def prediction(engine: LakeEngine, request_id: str) -> PredictionLineage:
         raise LineageError(f"no prediction with request id {request_id!r} in {INFERENCE_LOG_TABLE}")
     row = rows.sort("served_at").row(-1, named=True)
     request = json.loads(row["request"])
-    skip = {"request_id", "served_at", "endpoint", "model_name", "model_version", "request",
-            "product_features", "return_probability", "latency_ms", "order_id", "customer_id"}
+    skip = {
+        "request_id",
+        "served_at",
+        "endpoint",
+        "model_name",
+        "model_version",
+        "request",
+        "product_features",
+        "return_probability",
+        "latency_ms",
+        "order_id",
+        "customer_id",
+    }
     return PredictionLineage(
-        request_id=request_id, served_at=row["served_at"], model_name=row["model_name"],
-        model_version=int(row["model_version"]), return_probability=row["return_probability"],
-        customer_id=int(row["customer_id"]), order_id=row.get("order_id"),
+        request_id=request_id,
+        served_at=row["served_at"],
+        model_name=row["model_name"],
+        model_version=int(row["model_version"]),
+        return_probability=row["return_probability"],
+        customer_id=int(row["customer_id"]),
+        order_id=row.get("order_id"),
         product_ids=sorted({int(line["product_id"]) for line in request.get("items", [])}),
-        model_inputs={k: v for k, v in row.items() if k not in skip})
+        model_inputs={k: v for k, v in row.items() if k not in skip},
+    )
 
 
 def add_model(lineage: PredictionLineage, client: Any) -> None:
@@ -93,21 +114,24 @@ def add_model(lineage: PredictionLineage, client: Any) -> None:
         if tags.get("mlflow.data.context") == "training":
             source = json.loads(dataset_input.dataset.source)
             lineage.training_set = {
-                "table": source.get("path"), "delta_version": int(tags["delta_version"]),
+                "table": source.get("path"),
+                "delta_version": int(tags["delta_version"]),
                 "rows": int(tags["rows"]),
                 "source_delta_versions": json.loads(tags.get("source_delta_versions", "{}")),
-                "params": dict(run.data.params)}
+                "params": dict(run.data.params),
+            }
 
 
 def add_features(lineage: PredictionLineage, engine: LakeEngine, service: Any) -> None:
     """The feature views of the service and the gold rows the online store held for the
     prediction's entities: each entity's newest row at or before the time it was served."""
     lineage.feature_service = service.name
-    lineage.feature_views = {p.name: [f.name for f in p.features]
-                             for p in service.feature_view_projections}
+    lineage.feature_views = {p.name: [f.name for f in p.features] for p in service.feature_view_projections}
     served = lineage.served_at.replace(tzinfo=None)
-    for table, key, ids in ((CUSTOMER_FEATURES_TABLE, "customer_id", [lineage.customer_id]),
-                            (PRODUCT_FEATURES_TABLE, "product_id", lineage.product_ids)):
+    for table, key, ids in (
+        (CUSTOMER_FEATURES_TABLE, "customer_id", [lineage.customer_id]),
+        (PRODUCT_FEATURES_TABLE, "product_id", lineage.product_ids),
+    ):
         rows = engine.read(table, where_in={key: ids}).filter(pl.col("feature_ts") <= served)
         lineage.feature_rows[table] = rows.sort("feature_ts").group_by(key).last().sort(key)
 
@@ -116,8 +140,9 @@ def _events(engine: LakeEngine, table: str, key: str, ids: list[Any]) -> pl.Data
     if not ids or not engine.exists(table):
         return pl.DataFrame()
     events = engine.read(table, where_in={key: ids})
-    return events.select(key, *EVENT_COLUMNS, *[c for c in events.columns
-                                                if c not in (key, *EVENT_COLUMNS)]).sort("_seq")
+    return events.select(
+        key, *EVENT_COLUMNS, *[c for c in events.columns if c not in (key, *EVENT_COLUMNS)]
+    ).sort("_seq")
 
 
 def add_sources(lineage: PredictionLineage, engine: LakeEngine) -> None:
@@ -125,33 +150,43 @@ def add_sources(lineage: PredictionLineage, engine: LakeEngine) -> None:
     returns in the features' 90-day window, the products) and their bronze change events."""
     customer = lineage.feature_rows.get(CUSTOMER_FEATURES_TABLE, pl.DataFrame())
     if customer.height == 0:
-        raise LineageError(f"no row of customer {lineage.customer_id} in {CUSTOMER_FEATURES_TABLE} "
-                           f"before {lineage.served_at}: erased, or not materialized yet")
+        raise LineageError(
+            f"no row of customer {lineage.customer_id} in {CUSTOMER_FEATURES_TABLE} "
+            f"before {lineage.served_at}: erased, or not materialized yet"
+        )
     day = customer["feature_date"][0]
     window_start = day - timedelta(days=WINDOW_DAYS - 1)
-    orders = engine.read(SILVER_ORDERS_TABLE, where_in={"customer_id": [lineage.customer_id]}).filter(
-        pl.col("order_ts").dt.date().is_between(window_start, day)).sort("order_ts")
+    orders = (
+        engine.read(SILVER_ORDERS_TABLE, where_in={"customer_id": [lineage.customer_id]})
+        .filter(pl.col("order_ts").dt.date().is_between(window_start, day))
+        .sort("order_ts")
+    )
     order_ids = orders["order_id"].to_list()
     lineage.source_rows = {
-        silver_table("customers"): engine.read(silver_table("customers"),
-                                               where_in={"customer_id": [lineage.customer_id]}),
+        silver_table("customers"): engine.read(
+            silver_table("customers"), where_in={"customer_id": [lineage.customer_id]}
+        ),
         SILVER_ORDERS_TABLE: orders,
-        silver_table("returns"): engine.read(silver_table("returns"),
-                                             where_in={"order_id": order_ids or [-1]}),
-        silver_table("products"): engine.read(silver_table("products"),
-                                              where_in={"product_id": lineage.product_ids or [-1]}),
+        silver_table("returns"): engine.read(
+            silver_table("returns"), where_in={"order_id": order_ids or [-1]}
+        ),
+        silver_table("products"): engine.read(
+            silver_table("products"), where_in={"product_id": lineage.product_ids or [-1]}
+        ),
     }
     lineage.change_events = {
         bronze_table(name): _events(engine, bronze_table(name), key, ids)
-        for name, key, ids in (("customers", "customer_id", [lineage.customer_id]),
-                               ("orders", "order_id", order_ids),
-                               ("returns", "order_id", order_ids),
-                               ("products", "product_id", lineage.product_ids))
+        for name, key, ids in (
+            ("customers", "customer_id", [lineage.customer_id]),
+            ("orders", "order_id", order_ids),
+            ("returns", "order_id", order_ids),
+            ("products", "product_id", lineage.product_ids),
+        )
     }
 
 
-def prediction_lineage(engine: LakeEngine, client: Any, service: Any,
-                       request_id: str) -> PredictionLineage:
+def prediction_lineage(engine: LakeEngine, client: Any, service: Any, request_id: str) -> PredictionLineage:
+    """Trace the logged prediction ``request_id`` back to its model, training data and source rows."""
     lineage = prediction(engine, request_id)
     add_model(lineage, client)
     add_features(lineage, engine, service)

@@ -27,6 +27,8 @@ DEFAULT_SAMPLE_ROWS = 30_000
 
 @dataclass(frozen=True)
 class ColumnDrift:
+    """Drift of one column between reference and current: the test, its score and the verdict."""
+
     column: str
     method: str
     threshold: float
@@ -36,6 +38,8 @@ class ColumnDrift:
 
 @dataclass(frozen=True)
 class DriftResult:
+    """Drift of a whole window: every column and whether the share of drifted ones is dataset drift."""
+
     columns: list[ColumnDrift]
     drift_share: float  # the share of drifted columns at which the dataset counts as drifted
     reference_rows: int
@@ -52,10 +56,14 @@ class DriftResult:
         return bool(self.columns) and self.drifted_share >= self.drift_share
 
     def summary(self) -> dict[str, Any]:
-        return {"dataset_drift": self.dataset_drift, "drifted_share": self.drifted_share,
-                "drifted_columns": [c.column for c in self.columns if c.drifted],
-                "reference_rows": self.reference_rows, "current_rows": self.current_rows,
-                "sampled_rows": self.sampled_rows}
+        return {
+            "dataset_drift": self.dataset_drift,
+            "drifted_share": self.drifted_share,
+            "drifted_columns": [c.column for c in self.columns if c.drifted],
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "sampled_rows": self.sampled_rows,
+        }
 
 
 def sample(frame: pl.DataFrame, rows: int | None, seed: int) -> pl.DataFrame:
@@ -70,9 +78,15 @@ def _is_drifted(method: str, score: float, threshold: float) -> bool:
     return score <= threshold if "p_value" in method else score >= threshold
 
 
-def data_drift(reference: pl.DataFrame, current: pl.DataFrame, numeric: list[str],
-               categorical: list[str], sample_rows: int | None = DEFAULT_SAMPLE_ROWS,
-               seed: int = 0, drift_share: float = 0.5) -> DriftResult:
+def data_drift(
+    reference: pl.DataFrame,
+    current: pl.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    sample_rows: int | None = DEFAULT_SAMPLE_ROWS,
+    seed: int = 0,
+    drift_share: float = 0.5,
+) -> DriftResult:
     """Per-column drift of ``current`` against ``reference`` (Evidently DataDriftPreset) on
     samples of at most ``sample_rows`` rows per side; ``sample_rows=None``: every row."""
     columns = [*numeric, *categorical]
@@ -86,7 +100,8 @@ def data_drift(reference: pl.DataFrame, current: pl.DataFrame, numeric: list[str
     sides = []
     for frame in (current, reference):
         part = sample(frame.select(columns), sample_rows, seed).with_columns(
-            pl.col(numeric).cast(pl.Float64), pl.col(categorical).cast(pl.String))
+            pl.col(numeric).cast(pl.Float64), pl.col(categorical).cast(pl.String)
+        )
         sides.append(Dataset.from_pandas(part.to_pandas(), data_definition=definition))
     snapshot = Report([DataDriftPreset(drift_share=drift_share)]).run(*sides)
     results = []
@@ -94,10 +109,14 @@ def data_drift(reference: pl.DataFrame, current: pl.DataFrame, numeric: list[str
         config = metric["config"]
         if config.get("type", "").endswith("ValueDrift"):
             score = float(metric["value"])
-            results.append(ColumnDrift(config["column"], config["method"],
-                                       float(config["threshold"]), score,
-                                       _is_drifted(config["method"], score,
-                                                   float(config["threshold"]))))
-    rows = min(sample_rows or max(reference.height, current.height),
-               max(reference.height, current.height))
+            results.append(
+                ColumnDrift(
+                    config["column"],
+                    config["method"],
+                    float(config["threshold"]),
+                    score,
+                    _is_drifted(config["method"], score, float(config["threshold"])),
+                )
+            )
+    rows = min(sample_rows or max(reference.height, current.height), max(reference.height, current.height))
     return DriftResult(results, drift_share, reference.height, current.height, rows, snapshot)

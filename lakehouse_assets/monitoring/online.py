@@ -26,9 +26,11 @@ def paired_scores(engine: LakeEngine, champion: int, challenger: int) -> pl.Data
     if engine.version(INFERENCE_LOG_TABLE) is None:
         return pl.DataFrame()
     return read_inference_log(engine).filter(
-        (pl.col("champion_version") == champion) & (pl.col("challenger_version") == challenger)
+        (pl.col("champion_version") == champion)
+        & (pl.col("challenger_version") == challenger)
         & pl.col("champion_probability").is_not_null()
-        & pl.col("challenger_probability").is_not_null())
+        & pl.col("challenger_probability").is_not_null()
+    )
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -41,8 +43,9 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return (float(centre - half), float(centre + half))
 
 
-def paired_auc(y: np.ndarray, champion: np.ndarray, challenger: np.ndarray, rounds: int = 1000,
-               seed: int = 0) -> dict[str, float]:
+def paired_auc(
+    y: np.ndarray, champion: np.ndarray, challenger: np.ndarray, rounds: int = 1000, seed: int = 0
+) -> dict[str, float]:
     """ROC AUC of both on the same orders, and of their difference (challenger - champion), with
     95% intervals from a paired bootstrap (the same resampled orders for both)."""
     rng = np.random.default_rng(seed)
@@ -55,15 +58,24 @@ def paired_auc(y: np.ndarray, champion: np.ndarray, challenger: np.ndarray, roun
         samples.append((a, b, b - a))
     low, high = np.percentile(np.array(samples), [2.5, 97.5], axis=0)
     a, b = roc_auc_score(y, champion), roc_auc_score(y, challenger)
-    return {"champion_auc": float(a), "champion_auc_low": float(low[0]),
-            "champion_auc_high": float(high[0]), "challenger_auc": float(b),
-            "challenger_auc_low": float(low[1]), "challenger_auc_high": float(high[1]),
-            "auc_difference": float(b - a), "auc_difference_low": float(low[2]),
-            "auc_difference_high": float(high[2])}
+    return {
+        "champion_auc": float(a),
+        "champion_auc_low": float(low[0]),
+        "champion_auc_high": float(high[0]),
+        "challenger_auc": float(b),
+        "challenger_auc_low": float(low[1]),
+        "challenger_auc_high": float(high[1]),
+        "auc_difference": float(b - a),
+        "auc_difference_low": float(low[2]),
+        "auc_difference_high": float(high[2]),
+    }
 
 
 @dataclass(frozen=True)
 class Comparison:
+    """Champion and challenger on the same live requests: agreement, score differences and, with labels,
+    ROC AUC of each with intervals."""
+
     row: dict[str, Any]
 
     @property
@@ -74,22 +86,43 @@ class Comparison:
         return high is not None and high < 0
 
 
-QUALITY_COLUMNS = ["champion_auc", "champion_auc_low", "champion_auc_high", "challenger_auc",
-                   "challenger_auc_low", "challenger_auc_high", "auc_difference",
-                   "auc_difference_low", "auc_difference_high"]
-SCHEMA = pl.Schema({
-    "computed_at": pl.Datetime("us"), "champion_version": pl.Int64(),
-    "challenger_version": pl.Int64(), "requests": pl.Int64(), "answered_by_challenger": pl.Int64(),
-    "agreement_rate": pl.Float64(), "agreement_low": pl.Float64(), "agreement_high": pl.Float64(),
-    "mean_abs_difference": pl.Float64(), "champion_mean": pl.Float64(),
-    "challenger_mean": pl.Float64(), "champion_p90": pl.Float64(), "challenger_p90": pl.Float64(),
-    "ks_statistic": pl.Float64(), "ks_pvalue": pl.Float64(), "labelled_orders": pl.Int64(),
-    **{c: pl.Float64() for c in QUALITY_COLUMNS},
-})
+QUALITY_COLUMNS = [
+    "champion_auc",
+    "champion_auc_low",
+    "champion_auc_high",
+    "challenger_auc",
+    "challenger_auc_low",
+    "challenger_auc_high",
+    "auc_difference",
+    "auc_difference_low",
+    "auc_difference_high",
+]
+SCHEMA = pl.Schema(
+    {
+        "computed_at": pl.Datetime("us"),
+        "champion_version": pl.Int64(),
+        "challenger_version": pl.Int64(),
+        "requests": pl.Int64(),
+        "answered_by_challenger": pl.Int64(),
+        "agreement_rate": pl.Float64(),
+        "agreement_low": pl.Float64(),
+        "agreement_high": pl.Float64(),
+        "mean_abs_difference": pl.Float64(),
+        "champion_mean": pl.Float64(),
+        "challenger_mean": pl.Float64(),
+        "champion_p90": pl.Float64(),
+        "challenger_p90": pl.Float64(),
+        "ks_statistic": pl.Float64(),
+        "ks_pvalue": pl.Float64(),
+        "labelled_orders": pl.Int64(),
+        **{c: pl.Float64() for c in QUALITY_COLUMNS},
+    }
+)
 
 
-def compare(engine: LakeEngine, champion: int, challenger: int, threshold: float,
-            min_labelled: int) -> Comparison | None:
+def compare(
+    engine: LakeEngine, champion: int, challenger: int, threshold: float, min_labelled: int
+) -> Comparison | None:
     """Agreement (same decision at the threshold), score distributions (means, 90th percentile,
     two-sample KS) and, with at least ``min_labelled`` labelled orders of both classes, quality
     on the same orders. None when no request was scored by both."""
@@ -101,46 +134,69 @@ def compare(engine: LakeEngine, champion: int, challenger: int, threshold: float
     low, high = wilson_interval(agree, len(a))
     ks = stats.ks_2samp(a, b)
     row: dict[str, Any] = {
-        "computed_at": now(), "champion_version": champion, "challenger_version": challenger,
-        "requests": len(a), "answered_by_challenger": int((pairs["served_by"] == "challenger").sum()),
-        "agreement_rate": agree / len(a), "agreement_low": low, "agreement_high": high,
-        "mean_abs_difference": float(np.abs(a - b).mean()), "champion_mean": float(a.mean()),
-        "challenger_mean": float(b.mean()), "champion_p90": float(np.quantile(a, 0.9)),
-        "challenger_p90": float(np.quantile(b, 0.9)), "ks_statistic": float(ks.statistic),
-        "ks_pvalue": float(ks.pvalue), "labelled_orders": 0,
+        "computed_at": now(),
+        "champion_version": champion,
+        "challenger_version": challenger,
+        "requests": len(a),
+        "answered_by_challenger": int((pairs["served_by"] == "challenger").sum()),
+        "agreement_rate": agree / len(a),
+        "agreement_low": low,
+        "agreement_high": high,
+        "mean_abs_difference": float(np.abs(a - b).mean()),
+        "champion_mean": float(a.mean()),
+        "challenger_mean": float(b.mean()),
+        "champion_p90": float(np.quantile(a, 0.9)),
+        "challenger_p90": float(np.quantile(b, 0.9)),
+        "ks_statistic": float(ks.statistic),
+        "ks_pvalue": float(ks.pvalue),
+        "labelled_orders": 0,
         **dict.fromkeys(QUALITY_COLUMNS),
     }
     if engine.version(FCT_ORDERS_TABLE) is not None:
         labels = engine.read(FCT_ORDERS_TABLE, columns=["order_id", LABEL]).filter(
-            pl.col(LABEL).is_not_null())
-        labelled = (pairs.filter(pl.col("order_id").is_not_null()).sort("served_at")
-                    .unique("order_id", keep="last").join(labels, on="order_id"))
+            pl.col(LABEL).is_not_null()
+        )
+        labelled = (
+            pairs.filter(pl.col("order_id").is_not_null())
+            .sort("served_at")
+            .unique("order_id", keep="last")
+            .join(labels, on="order_id")
+        )
         row["labelled_orders"] = labelled.height
         y = labelled[LABEL].cast(pl.Int64).to_numpy()
         if labelled.height >= min_labelled and 0 < y.sum() < len(y):
-            row.update(paired_auc(y, labelled["champion_probability"].to_numpy(),
-                                  labelled["challenger_probability"].to_numpy()))
+            row.update(
+                paired_auc(
+                    y,
+                    labelled["champion_probability"].to_numpy(),
+                    labelled["challenger_probability"].to_numpy(),
+                )
+            )
     return Comparison(row)
 
 
-def online_comparison(engine: LakeEngine, champion: int | None, challenger: int | None,
-                      threshold: float, min_labelled: int) -> MonitorOutcome:
+def online_comparison(
+    engine: LakeEngine, champion: int | None, challenger: int | None, threshold: float, min_labelled: int
+) -> MonitorOutcome:
     """The monitor: compare, append to ``monitoring/online_comparison``; fails only when the
     challenger is significantly worse on labelled live orders."""
     if champion is None or challenger is None or champion == challenger:
         return MonitorOutcome(None, note="no challenger beside the champion")
     comparison = compare(engine, champion, challenger, threshold, min_labelled)
     if comparison is None:
-        return MonitorOutcome(None, note=f"no request scored by both v{champion} and "
-                              f"v{challenger} yet: set the service's rollout to shadow or canary")
+        return MonitorOutcome(
+            None,
+            note=f"no request scored by both v{champion} and "
+            f"v{challenger} yet: set the service's rollout to shadow or canary",
+        )
     row = comparison.row
     engine.append(ONLINE_COMPARISON_TABLE, pl.DataFrame([row], schema=SCHEMA))
     labelled = row["labelled_orders"]
-    note = (f"{row['requests']} requests scored by both, agreement {row['agreement_rate']:.3f}; "
-            + (f"{labelled} labelled orders, ROC AUC difference {row['auc_difference']:+.3f} "
-               f"[{row['auc_difference_low']:+.3f}, {row['auc_difference_high']:+.3f}]"
-               if row["auc_difference"] is not None
-               else f"{labelled} labelled orders (at least {min_labelled} of both classes needed "
-               "to compare quality)"))
+    note = f"{row['requests']} requests scored by both, agreement {row['agreement_rate']:.3f}; " + (
+        f"{labelled} labelled orders, ROC AUC difference {row['auc_difference']:+.3f} "
+        f"[{row['auc_difference_low']:+.3f}, {row['auc_difference_high']:+.3f}]"
+        if row["auc_difference"] is not None
+        else f"{labelled} labelled orders (at least {min_labelled} of both classes needed to compare quality)"
+    )
     summary = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
     return MonitorOutcome(not comparison.challenger_worse, summary, note=note)

@@ -22,14 +22,19 @@ def monitor_results(engine: LakeEngine) -> pl.DataFrame:
     """Every drift and quality evaluation: when, which monitor, whether it passed."""
     parts = []
     if engine.version(DRIFT_TABLE) is not None:
-        parts.append(engine.read(DRIFT_TABLE, columns=["computed_at", "monitor", "dataset_drift"])
-                     .select("computed_at", "monitor", ok=~pl.col("dataset_drift")))
+        parts.append(
+            engine.read(DRIFT_TABLE, columns=["computed_at", "monitor", "dataset_drift"]).select(
+                "computed_at", "monitor", ok=~pl.col("dataset_drift")
+            )
+        )
     if engine.version(QUALITY_TABLE) is not None:
-        parts.append(engine.read(QUALITY_TABLE, columns=["computed_at", "monitor", "passed"])
-                     .select("computed_at", "monitor", ok=pl.col("passed")))
+        parts.append(
+            engine.read(QUALITY_TABLE, columns=["computed_at", "monitor", "passed"]).select(
+                "computed_at", "monitor", ok=pl.col("passed")
+            )
+        )
     if not parts:
-        return pl.DataFrame(schema={"computed_at": pl.Datetime("us"), "monitor": pl.String,
-                                    "ok": pl.Boolean})
+        return pl.DataFrame(schema={"computed_at": pl.Datetime("us"), "monitor": pl.String, "ok": pl.Boolean})
     return pl.concat(parts)
 
 

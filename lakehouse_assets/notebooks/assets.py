@@ -20,16 +20,23 @@ with warnings.catch_warnings():  # dagstermill's API is marked beta; we pin its 
         group_name="notebooks",
         deps=[AssetKey("fct_orders"), AssetKey("silver_customers")],
         required_resource_keys={"lake"},
-        config_schema={"window_days": Field(int, default_value=30, description=(
-            "newest days of orders whose label is known to report on"))},
+        config_schema={
+            "window_days": Field(
+                int, default_value=30, description=("newest days of orders whose label is known to report on")
+            )
+        },
         metadata={"table": RETURN_DRIVERS_TABLE},
         description="The notebook 04_return_drivers_report.ipynb, run by Dagster: return rates of "
         "the newest orders with a known label by category, discount band, basket size and segment, "
         "with their lift, written to reports/return_drivers. The executed notebook of each run is "
         "kept and linked.",
-    ).map_asset_specs(lambda spec: spec.replace_attributes(
-        owners=OWNERS, kinds={"jupyter", "delta"},
-        # due after Monday 06:00 once its inputs updated (automation.notebook_reports_automation)
-        automation_condition=AutomationCondition.on_cron("0 6 * * 1")))
+    ).map_asset_specs(
+        lambda spec: spec.replace_attributes(
+            owners=OWNERS,
+            kinds={"jupyter", "delta"},
+            # due after Monday 06:00 once its inputs updated (automation.notebook_reports_automation)
+            automation_condition=AutomationCondition.on_cron("0 6 * * 1"),
+        )
+    )
 
 NOTEBOOK_ASSETS = [return_drivers_report]

@@ -34,8 +34,11 @@ def examples() -> list[Path]:
 
 def cells_with_outputs(notebook: nbformat.NotebookNode) -> list[int]:
     """Indexes of code cells that carry outputs or an execution count."""
-    return [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"
-            and (cell.get("outputs") or cell.get("execution_count") is not None)]
+    return [
+        i
+        for i, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
 
 
 def strip_outputs(path: Path) -> bool:
@@ -75,18 +78,25 @@ def check_kernel() -> None:
     try:
         spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
     except NoSuchKernel as error:
-        raise NotebookError("no python3 Jupyter kernel: ipykernel is missing from the project "
-                            "environment (`uv sync`)") from error
+        raise NotebookError(
+            "no python3 Jupyter kernel: ipykernel is missing from the project environment (`uv sync`)"
+        ) from error
     interpreter = spec.argv[0]
-    if interpreter not in ("python", "python3", "{python}") and \
-            Path(interpreter).resolve() != Path(sys.executable).resolve():
-        raise NotebookError(f"the python3 Jupyter kernel runs {interpreter}, not this environment's "
-                            f"{sys.executable}: remove that kernel spec ({spec.resource_dir}) or "
-                            "install this one with `python -m ipykernel install --sys-prefix`")
+    if (
+        interpreter not in ("python", "python3", "{python}")
+        and Path(interpreter).resolve() != Path(sys.executable).resolve()
+    ):
+        raise NotebookError(
+            f"the python3 Jupyter kernel runs {interpreter}, not this environment's "
+            f"{sys.executable}: remove that kernel spec ({spec.resource_dir}) or "
+            "install this one with `python -m ipykernel install --sys-prefix`"
+        )
 
 
 @dataclass(frozen=True)
 class NotebookRun:
+    """One executed notebook: where its copy is, how many cells ran and how long it took."""
+
     path: Path
     output: Path | None
     cells: int
@@ -120,16 +130,23 @@ def run_notebook(
     def errored(cell: Any, cell_index: int, execute_reply: Any) -> None:
         failed.append(code_cells.index(cell_index) + 1)
 
-    client = NotebookClient(notebook, timeout=timeout, kernel_name=KERNEL_NAME,
-                            resources={"metadata": {"path": str(path.parent)}},
-                            on_cell_executed=executed, on_cell_error=errored)
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(path.parent)}},
+        on_cell_executed=executed,
+        on_cell_error=errored,
+    )
     started = time.monotonic()
     try:
         client.execute(env=dict(env))
     except CellExecutionError as error:
         where = f"cell {failed[0]}" if failed else "a cell"
-        raise NotebookError(f"{path.name}: {where} failed: {error.ename}: {error.evalue}"
-                            + (f" (executed notebook: {output})" if output else "")) from error
+        raise NotebookError(
+            f"{path.name}: {where} failed: {error.ename}: {error.evalue}"
+            + (f" (executed notebook: {output})" if output else "")
+        ) from error
     finally:
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -141,10 +158,18 @@ def lab_command(root: Path, host: str, port: int) -> list[str]:
     """JupyterLab over ``root`` on ``host:port``; no browser, no update or news checks (nothing
     reaches the network). The login token goes in the environment (JUPYTER_TOKEN), not the
     command line other users can read."""
-    return [sys.executable, "-m", "jupyterlab", "--no-browser",
-            f"--ServerApp.ip={host}", f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}",
-            "--LabApp.news_url=None", "--LabApp.extension_manager=readonly",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            # Jupyter refuses root unless told; in a container root is the only user there is
-            *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else [])]
+    return [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--ServerApp.ip={host}",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=None",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        # Jupyter refuses root unless told; in a container root is the only user there is
+        *(["--ServerApp.allow_root=True"] if os.geteuid() == 0 else []),
+    ]

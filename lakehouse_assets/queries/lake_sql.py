@@ -34,15 +34,31 @@ def stats_frame(engine: LakeEngine, tables: Iterable[str] | None = None) -> pl.D
     now = datetime.now(UTC)
     for table in tables if tables is not None else engine.tables():
         stats = engine.stats(table)
-        rows.append({"table": table, "layer": table.split("/")[0], "rows": stats.rows,
-                     "delta_version": stats.delta_version,
-                     "last_update": stats.last_update.replace(tzinfo=None),
-                     "hours_since_update": (now - stats.last_update).total_seconds() / 3600,
-                     "files": stats.files, "size_bytes": stats.size_bytes})
-    return pl.DataFrame(rows, schema={"table": pl.String, "layer": pl.String, "rows": pl.Int64,
-                                      "delta_version": pl.Int64, "last_update": pl.Datetime("us"),
-                                      "hours_since_update": pl.Float64,
-                                      "files": pl.Int64, "size_bytes": pl.Int64})
+        rows.append(
+            {
+                "table": table,
+                "layer": table.split("/")[0],
+                "rows": stats.rows,
+                "delta_version": stats.delta_version,
+                "last_update": stats.last_update.replace(tzinfo=None),
+                "hours_since_update": (now - stats.last_update).total_seconds() / 3600,
+                "files": stats.files,
+                "size_bytes": stats.size_bytes,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "table": pl.String,
+            "layer": pl.String,
+            "rows": pl.Int64,
+            "delta_version": pl.Int64,
+            "last_update": pl.Datetime("us"),
+            "hours_since_update": pl.Float64,
+            "files": pl.Int64,
+            "size_bytes": pl.Int64,
+        },
+    )
 
 
 def sql_name(table: str) -> tuple[str, str]:
@@ -91,8 +107,11 @@ def lake_connection(
 
 
 def run_sql(
-    conn: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None = None,
-    *, name: str = "query",
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    name: str = "query",
 ) -> pl.DataFrame:
     """Run ``sql`` with ``$name`` parameters; errors name the query and DuckDB's reason."""
     body = re.sub(r"--[^\n]*", "", sql)  # a parameter named in a comment is not used

@@ -49,6 +49,8 @@ class MissingTablesError(QueryError):
 
 @dataclass(frozen=True)
 class Parameter:
+    """A parameter a saved query declares, typed by its default."""
+
     name: str
     default: int | float | str
     description: str = ""
@@ -58,12 +60,15 @@ class Parameter:
         try:
             return type(self.default)(value)
         except (TypeError, ValueError) as error:
-            raise QueryError(f"parameter {self.name!r} expects {type(self.default).__name__}, "
-                             f"got {value!r}") from error
+            raise QueryError(
+                f"parameter {self.name!r} expects {type(self.default).__name__}, got {value!r}"
+            ) from error
 
 
 @dataclass(frozen=True)
 class Alert:
+    """An alert a saved query declares: a condition over its result and how severe firing is."""
+
     name: str
     condition: str
     severity: str = "warn"
@@ -71,6 +76,8 @@ class Alert:
 
 @dataclass(frozen=True)
 class SavedQuery:
+    """A SQL file under queries/sql with its description, parameters, alerts and the tables it reads."""
+
     name: str
     sql: str
     description: str
@@ -87,8 +94,9 @@ class SavedQuery:
         declared = {p.name: p for p in self.params}
         unknown = set(given or {}) - set(declared)
         if unknown:
-            raise QueryError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; declared: "
-                             f"{sorted(declared) or 'none'}")
+            raise QueryError(
+                f"{self.name}: unknown parameter(s) {sorted(unknown)}; declared: {sorted(declared) or 'none'}"
+            )
         return {name: p.convert((given or {}).get(name, p.default)) for name, p in declared.items()}
 
 
@@ -131,8 +139,7 @@ def parse_saved_query(path: Path) -> SavedQuery:
         else:
             alert = _ALERT.match(rest)
             if alert is None:
-                raise QueryError(f"{path}:{number}: expected `-- alert NAME [warn|error]: "
-                                 f"CONDITION`")
+                raise QueryError(f"{path}:{number}: expected `-- alert NAME [warn|error]: CONDITION`")
             alerts.append(Alert(alert[1], alert[3].strip(), alert[2] or "warn"))
     if not description:
         raise QueryError(f"{path}: a saved query needs a `-- description:` header line")
@@ -140,11 +147,11 @@ def parse_saved_query(path: Path) -> SavedQuery:
         tables = frozenset(referenced_tables(text))
     except Exception as error:  # a parse error: the file is not valid SQL
         raise QueryError(f"{path}: not valid SQL: {error}") from error
-    return SavedQuery(name, text, " ".join(description), path, tuple(params), tuple(alerts),
-                      tables)
+    return SavedQuery(name, text, " ".join(description), path, tuple(params), tuple(alerts), tables)
 
 
 def load_saved_queries(folder: Path = SAVED_QUERIES_DIR) -> list[SavedQuery]:
+    """Every saved query in ``folder``, parsed and validated."""
     queries = [parse_saved_query(path) for path in sorted(folder.glob("*.sql"))]
     for query in queries:  # alert names become check names: unique per query
         names = [a.name for a in query.alerts]
@@ -154,15 +161,20 @@ def load_saved_queries(folder: Path = SAVED_QUERIES_DIR) -> list[SavedQuery]:
 
 
 def run_saved_query(
-    engine: LakeEngine, query: SavedQuery, params: dict[str, Any] | None = None,
+    engine: LakeEngine,
+    query: SavedQuery,
+    params: dict[str, Any] | None = None,
 ) -> pl.DataFrame:
     """The query's result over the current lake, with its declared parameters."""
-    return run_lake_sql(engine, query.sql, query.resolve_params(params), name=query.name,
-                        tables=query.tables)
+    return run_lake_sql(engine, query.sql, query.resolve_params(params), name=query.name, tables=query.tables)
 
 
 def run_lake_sql(
-    engine: LakeEngine, sql: str, params: dict[str, Any] | None = None, *, name: str = "query",
+    engine: LakeEngine,
+    sql: str,
+    params: dict[str, Any] | None = None,
+    *,
+    name: str = "query",
     tables: frozenset[str] | None = None,
 ) -> pl.DataFrame:
     """SQL over the current lake (``tables``: the ``layer.name`` tables it reads, parsed from
@@ -174,38 +186,47 @@ def run_lake_sql(
         except Exception as error:  # a parse error: not valid SQL
             raise QueryError(f"{name}: not valid SQL: {error}") from error
     present = {".".join(sql_name(t)): t for t in engine.tables()}
-    extra = {CATALOG_RELATION: stats_frame(engine, present.values())} \
-        if CATALOG_RELATION in tables else {}
+    extra = {CATALOG_RELATION: stats_frame(engine, present.values())} if CATALOG_RELATION in tables else {}
     missing = sorted(tables - set(present) - set(extra))
     if missing:
-        raise MissingTablesError(f"{name}: table(s) {', '.join(missing)} not in the lake yet "
-                                 f"(materialize them first)")
-    conn = lake_connection(engine, tables=[present[t] for t in tables if t in present],
-                           extra=extra)
+        raise MissingTablesError(
+            f"{name}: table(s) {', '.join(missing)} not in the lake yet (materialize them first)"
+        )
+    conn = lake_connection(engine, tables=[present[t] for t in tables if t in present], extra=extra)
     with conn:
         return run_sql(conn, sql, params, name=name)
 
 
-def alert_matches(result: pl.DataFrame, alert: Alert,
-                  params: dict[str, Any] | None = None) -> pl.DataFrame:
+def alert_matches(result: pl.DataFrame, alert: Alert, params: dict[str, Any] | None = None) -> pl.DataFrame:
     """The result rows that meet the alert's condition (which may use the query's parameters)."""
     conn = lake_connection(None, tables=[], extra={"alert.result": result})
     with conn:
-        return run_sql(conn, f"SELECT * FROM alert.result WHERE {alert.condition}", params,
-                       name=f"alert {alert.name}")
+        return run_sql(
+            conn, f"SELECT * FROM alert.result WHERE {alert.condition}", params, name=f"alert {alert.name}"
+        )
 
 
 @dataclass(frozen=True)
 class AlertState:
+    """Whether an alert fires now and whether that changed since the last evaluation."""
+
     alert: str
     firing: bool
     changed: bool  # it fired or recovered just now: notify
     matching_rows: int
 
 
-ALERT_EVENT_SCHEMA = pl.Schema({"alert": pl.String(), "query": pl.String(), "state": pl.String(),
-                      "matching_rows": pl.Int64(), "condition": pl.String(),
-                      "evaluated_at": pl.Datetime("us", "UTC"), "run_id": pl.String()})
+ALERT_EVENT_SCHEMA = pl.Schema(
+    {
+        "alert": pl.String(),
+        "query": pl.String(),
+        "state": pl.String(),
+        "matching_rows": pl.Int64(),
+        "condition": pl.String(),
+        "evaluated_at": pl.Datetime("us", "UTC"),
+        "run_id": pl.String(),
+    }
+)
 
 
 def last_alert_states(engine: LakeEngine) -> dict[str, str]:
@@ -213,12 +234,15 @@ def last_alert_states(engine: LakeEngine) -> dict[str, str]:
     if not engine.exists(ALERT_EVENTS_TABLE):
         return {}
     events = engine.read(ALERT_EVENTS_TABLE).sort("evaluated_at")
-    return dict(events.group_by("alert", maintain_order=True).last()
-                .select("alert", "state").iter_rows())
+    return dict(events.group_by("alert", maintain_order=True).last().select("alert", "state").iter_rows())
 
 
 def record_alert(
-    engine: LakeEngine, query: SavedQuery, alert: Alert, matches: pl.DataFrame, run_id: str,
+    engine: LakeEngine,
+    query: SavedQuery,
+    alert: Alert,
+    matches: pl.DataFrame,
+    run_id: str,
 ) -> AlertState:
     """Record a transition (fired after not firing, recovered after firing) in the alert
     events table; an unchanged state records nothing, so re-evaluating is idempotent."""
@@ -227,15 +251,24 @@ def record_alert(
     was_firing = last_alert_states(engine).get(alert_id) == "firing"
     if firing == was_firing:
         return AlertState(alert_id, firing, False, matches.height)
-    event = pl.DataFrame([{
-        "alert": alert_id, "query": query.name, "state": "firing" if firing else "recovered",
-        "matching_rows": matches.height, "condition": alert.condition,
-        "evaluated_at": datetime.now(UTC), "run_id": run_id}], schema=ALERT_EVENT_SCHEMA)
+    event = pl.DataFrame(
+        [
+            {
+                "alert": alert_id,
+                "query": query.name,
+                "state": "firing" if firing else "recovered",
+                "matching_rows": matches.height,
+                "condition": alert.condition,
+                "evaluated_at": datetime.now(UTC),
+                "run_id": run_id,
+            }
+        ],
+        schema=ALERT_EVENT_SCHEMA,
+    )
     engine.append(ALERT_EVENTS_TABLE, event)
     return AlertState(alert_id, firing, True, matches.height)
 
 
 def writable(frame: pl.DataFrame) -> pl.DataFrame:
     """Columns of no type (all-NULL literals) as text: Delta has no NULL type."""
-    return frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items()
-                              if t == pl.Null)
+    return frame.with_columns(pl.col(c).cast(pl.String) for c, t in frame.schema.items() if t == pl.Null)

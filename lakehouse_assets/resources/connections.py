@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 FEAST_CONFIG_DIR = Path(__file__).parent
 
 
-def build_engine(root: str, engine_name: str = "embedded",
-                 spark_config: dict[str, str] | None = None) -> LakeEngine:
+def build_engine(
+    root: str, engine_name: str = "embedded", spark_config: dict[str, str] | None = None
+) -> LakeEngine:
     """The lake engine by name: ``embedded`` (delta-rs + polars) or ``spark`` (PySpark +
     delta-spark, one session per process from dagster-pyspark's resource)."""
     if engine_name == "embedded":
@@ -56,8 +57,7 @@ def _spark_engine(root: str, spark_config: dict[str, str]) -> LakeEngine:
         from lakehouse_assets.engine.spark import SparkEngine
     except ImportError as exc:
         raise RuntimeError(
-            "the Spark engine needs the spark extra: `uv sync --extra spark` and "
-            "`make spark-jars`"
+            "the Spark engine needs the spark extra: `uv sync --extra spark` and `make spark-jars`"
         ) from exc
     if "spark.master" in spark_config and not spark_config.get("spark.jars"):
         raise RuntimeError(
@@ -109,19 +109,22 @@ class MlflowConnection:
             experiment_id = found.experiment_id
         else:
             experiment_id = client.create_experiment(
-                self.experiment,
-                artifact_location=Path(self.artifact_root).as_uri() if local else None)
+                self.experiment, artifact_location=Path(self.artifact_root).as_uri() if local else None
+            )
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
 
 
 def mlflow_connection(settings: LakehouseSettings) -> MlflowConnection:
-    return MlflowConnection(tracking_uri=settings.tracking_uri,
-                            registry_uri=settings.registry_uri,
-                            artifact_root=str(settings.mlflow_dir / "artifacts"),
-                            experiment=settings.training.experiment,
-                            model_name=settings.training.model_name,
-                            training=settings.training)
+    """MLflow as the settings configure it (local SQLite store by default)."""
+    return MlflowConnection(
+        tracking_uri=settings.tracking_uri,
+        registry_uri=settings.registry_uri,
+        artifact_root=str(settings.mlflow_dir / "artifacts"),
+        experiment=settings.training.experiment,
+        model_name=settings.training.model_name,
+        training=settings.training,
+    )
 
 
 def create_local_store(db: Path) -> None:
@@ -153,16 +156,17 @@ def feast_repo_config(
 
     feast_dir.mkdir(parents=True, exist_ok=True)
     if environment == "production" and not (registry_url and redis_url):
-        raise ValueError("production needs LAKEHOUSE_FEAST_REGISTRY_URL and "
-                         "LAKEHOUSE_FEAST_REDIS_URL")
+        raise ValueError("production needs LAKEHOUSE_FEAST_REGISTRY_URL and LAKEHOUSE_FEAST_REDIS_URL")
     template = Template((FEAST_CONFIG_DIR / f"feature_store.{environment}.yaml").read_text())
-    text = template.substitute(feast_dir=feast_dir, registry_url=registry_url or "",
-                               redis_url=redis_url or "")
+    text = template.substitute(
+        feast_dir=feast_dir, registry_url=registry_url or "", redis_url=redis_url or ""
+    )
     return RepoConfig(repo_path=str(feast_dir), **yaml.safe_load(text))
 
 
-def open_feast(feast_dir: Path, environment: str = "local", registry_url: str | None = None,
-               redis_url: str | None = None) -> FeatureStore:
+def open_feast(
+    feast_dir: Path, environment: str = "local", registry_url: str | None = None, redis_url: str | None = None
+) -> FeatureStore:
     """The Feast store of an environment: local (SQLite registry and online store under the
     home folder) or production (SQL registry, Redis online store), chosen by settings only."""
     from feast import FeatureStore
@@ -171,5 +175,7 @@ def open_feast(feast_dir: Path, environment: str = "local", registry_url: str | 
 
 
 def feast_store(settings: LakehouseSettings) -> FeatureStore:
-    return open_feast(settings.feast_dir, settings.environment, settings.feast_registry_url,
-                      settings.feast_redis_url)
+    """The Feast store of the settings' environment."""
+    return open_feast(
+        settings.feast_dir, settings.environment, settings.feast_registry_url, settings.feast_redis_url
+    )

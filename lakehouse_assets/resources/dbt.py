@@ -32,7 +32,8 @@ def prepare_manifest() -> Path:
     """``dbt parse`` into the project's target folder, as the preparer does, with this
     environment's dbt."""
     DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
-        ["parse", "--quiet"], target_path=dbt_project.target_path).wait()
+        ["parse", "--quiet"], target_path=dbt_project.target_path
+    ).wait()
     return dbt_project.manifest_path
 
 
@@ -49,32 +50,53 @@ def dbt_profiles(lake_root: str, gold_dir: Path, spark_config: dict[str, str]) -
     """profiles.yml as a mapping: ``local`` (dbt-duckdb; the marts committed to Delta by the
     project's plugin) and ``spark`` (dbt-spark, session method)."""
     spark = {k: v for k, v in spark_config.items() if k not in ENGINE_ONLY}
-    spark.update({  # dbt-spark's own catalog and metastore live in the gold folder
-        "spark.sql.warehouse.dir": str(gold_dir / "spark-warehouse"),
-        "spark.hadoop.javax.jdo.option.ConnectionURL":
-            f"jdbc:derby:;databaseName={gold_dir / 'metastore_db'};create=true",
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={gold_dir}",
-    })
-    return {PROFILE: {"target": "local", "outputs": {
-        "local": {"type": "duckdb", "path": str(gold_dir / DUCKDB_FILE),
-                  "external_root": str(gold_dir / "external"), "threads": 1,
-                  "plugins": [{"module": "lakehouse_assets.gold.dbt_delta_plugin",
-                               "alias": "lakehouse", "config": {"lake_root": lake_root}}]},
-        "spark": {"type": "spark", "method": "session", "host": "NA", "schema": "gold",
-                  "threads": 1, "server_side_parameters": spark},
-    }}}
+    spark.update(
+        {  # dbt-spark's own catalog and metastore live in the gold folder
+            "spark.sql.warehouse.dir": str(gold_dir / "spark-warehouse"),
+            "spark.hadoop.javax.jdo.option.ConnectionURL": (
+                f"jdbc:derby:;databaseName={gold_dir / 'metastore_db'};create=true"
+            ),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={gold_dir}",
+        }
+    )
+    return {
+        PROFILE: {
+            "target": "local",
+            "outputs": {
+                "local": {
+                    "type": "duckdb",
+                    "path": str(gold_dir / DUCKDB_FILE),
+                    "external_root": str(gold_dir / "external"),
+                    "threads": 1,
+                    "plugins": [
+                        {
+                            "module": "lakehouse_assets.gold.dbt_delta_plugin",
+                            "alias": "lakehouse",
+                            "config": {"lake_root": lake_root},
+                        }
+                    ],
+                },
+                "spark": {
+                    "type": "spark",
+                    "method": "session",
+                    "host": "NA",
+                    "schema": "gold",
+                    "threads": 1,
+                    "server_side_parameters": spark,
+                },
+            },
+        }
+    }
 
 
-def write_dbt_profiles(folder: Path, lake_root: str, gold_dir: Path,
-                       spark_config: dict[str, str]) -> Path:
+def write_dbt_profiles(folder: Path, lake_root: str, gold_dir: Path, spark_config: dict[str, str]) -> Path:
     """Write profiles.yml into ``folder`` (the dbt resource's profiles_dir); returns it. The
     file is replaced whole, so a concurrent dbt run never reads half of it."""
     folder.mkdir(parents=True, exist_ok=True)
     (gold_dir / "external").mkdir(parents=True, exist_ok=True)
     path = folder / "profiles.yml"
     partial = path.with_suffix(".yml.writing")
-    partial.write_text(yaml.safe_dump(dbt_profiles(lake_root, gold_dir, spark_config),
-                                      sort_keys=False))
+    partial.write_text(yaml.safe_dump(dbt_profiles(lake_root, gold_dir, spark_config), sort_keys=False))
     partial.replace(path)
     return path
 
@@ -96,9 +118,14 @@ def dbt_resource(settings: LakehouseSettings) -> DbtCliResource:
     )
 
 
-def with_run_profile(dbt: DbtCliResource, lake_root: str, gold_dir: Path,
-                     spark_config: dict[str, str]) -> DbtCliResource:
+def with_run_profile(
+    dbt: DbtCliResource, lake_root: str, gold_dir: Path, spark_config: dict[str, str]
+) -> DbtCliResource:
     """``dbt`` reading the profile of this lake, rendered into ``<gold_dir>/dbt_profiles``."""
     profiles = write_dbt_profiles(gold_dir / "dbt_profiles", lake_root, gold_dir, spark_config)
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(profiles.parent),
-                          dbt_executable=dbt.dbt_executable, target=dbt.target)
+    return DbtCliResource(
+        project_dir=dbt_project,
+        profiles_dir=str(profiles.parent),
+        dbt_executable=dbt.dbt_executable,
+        target=dbt.target,
+    )

@@ -20,5 +20,4 @@ class FeastResource(ConfigurableResource):
     redis_url: str | None = None
 
     def store(self) -> FeatureStore:
-        return open_feast(Path(self.feast_dir), self.environment, self.registry_url,
-                          self.redis_url)
+        return open_feast(Path(self.feast_dir), self.environment, self.registry_url, self.redis_url)

@@ -25,8 +25,14 @@ class MlflowResource(ConfigurableResource):
         return TrainingSettings.model_validate_json(self.training_settings_json)
 
     def connection(self) -> MlflowConnection:
-        return MlflowConnection(self.tracking_uri, self.registry_uri, self.artifact_root,
-                                self.experiment, self.model_name, self.training)
+        return MlflowConnection(
+            self.tracking_uri,
+            self.registry_uri,
+            self.artifact_root,
+            self.experiment,
+            self.model_name,
+            self.training,
+        )
 
     def activate(self) -> str:
         """Point this process's MLflow at the URIs and return the experiment id."""
@@ -37,8 +43,12 @@ class MlflowResource(ConfigurableResource):
 
 
 def mlflow_resource(settings: LakehouseSettings) -> MlflowResource:
-    return MlflowResource(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri,
-                          artifact_root=str(settings.mlflow_dir / "artifacts"),
-                          experiment=settings.training.experiment,
-                          model_name=settings.training.model_name,
-                          training_settings_json=settings.training.model_dump_json())
+    """The MLflow resource from the settings."""
+    return MlflowResource(
+        tracking_uri=settings.tracking_uri,
+        registry_uri=settings.registry_uri,
+        artifact_root=str(settings.mlflow_dir / "artifacts"),
+        experiment=settings.training.experiment,
+        model_name=settings.training.model_name,
+        training_settings_json=settings.training.model_dump_json(),
+    )

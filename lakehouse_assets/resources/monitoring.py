@@ -18,6 +18,8 @@ WEBHOOK_ENV = "LAKEHOUSE_MONITORING__ALERT_WEBHOOK_URL"
 
 
 class MonitoringResource(ConfigurableResource):
+    """The monitoring settings and where drift and quality reports are written."""
+
     settings_json: str = "{}"  # MonitoringSettings of the platform settings, as JSON
     reports_dir: str
 
@@ -39,15 +41,24 @@ class AlertNotifier(ConfigurableResource):
     timeout_seconds: float = 5.0
 
     def send(self, title: str, details: str, severity: str = "error") -> bool:
+        """POST the alert; whether the webhook took it."""
         text = f"[{severity}] {title}\n{details}"
         if not self.webhook_url:
             log.warning("alert (no webhook configured): %s", text)
             return False
-        request = urllib.request.Request(
-            self.webhook_url, data=json.dumps({"text": text}).encode(),
-            headers={"content-type": "application/json"}, method="POST")
+        if not self.webhook_url.startswith(("http://", "https://")):
+            log.error("alert webhook is not an http(s) URL; the alert was: %s", text)
+            return False
+        request = urllib.request.Request(  # noqa: S310 (an http(s) URL, checked above)
+            self.webhook_url,
+            data=json.dumps({"text": text}).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
+            with urllib.request.urlopen(  # noqa: S310 (an http(s) URL, checked above)
+                request, timeout=self.timeout_seconds
+            ) as response:
                 return 200 <= response.status < 300
         except OSError as error:
             log.error("alert webhook failed (%s); the alert was: %s", error, text)
@@ -55,8 +66,12 @@ class AlertNotifier(ConfigurableResource):
 
 
 def monitoring_resources(settings: LakehouseSettings) -> dict[str, ConfigurableResource]:
+    """The monitoring and alert resources from the settings (the webhook as a secret)."""
     webhook = secret_setting(WEBHOOK_ENV, settings.monitoring.alert_webhook_url)
     settings_json = settings.monitoring.model_dump_json(exclude={"alert_webhook_url"})
-    return {"monitoring": MonitoringResource(settings_json=settings_json,
-                                             reports_dir=str(settings.home_dir / "monitoring")),
-            "alerts": AlertNotifier(webhook_url=webhook)}
+    return {
+        "monitoring": MonitoringResource(
+            settings_json=settings_json, reports_dir=str(settings.home_dir / "monitoring")
+        ),
+        "alerts": AlertNotifier(webhook_url=webhook),
+    }

@@ -21,6 +21,7 @@ from lakehouse_assets.sources.postgres import PostgresSource
 
 SOURCE_URL_ENV = "LAKEHOUSE_SOURCE_URL"
 
+
 class SourceDatabaseResource(ConfigurableResource):
     """The shop's database: SQLite with trigger-based change capture, or (``url`` set)
     PostgreSQL with log-based capture."""
@@ -48,13 +49,16 @@ class LandingZoneResource(ConfigurableResource):
 
 
 def notebook_io_manager(settings: LakehouseSettings) -> ConfigurableLocalOutputNotebookIOManager:
+    """Where dagstermill keeps each executed notebook."""
     with warnings.catch_warnings():  # dagstermill's API is marked beta; we pin its version
         warnings.simplefilter("ignore", BetaWarning)
         return ConfigurableLocalOutputNotebookIOManager(
-            base_dir=str(settings.home_dir / "notebooks" / "runs"))
+            base_dir=str(settings.home_dir / "notebooks" / "runs")
+        )
 
 
 def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
+    """Every resource of the code location, from the settings."""
     return {
         "lake": LakeResource(
             root=settings.lake_root,
@@ -65,9 +69,11 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
             gold_dir=str(settings.gold_dir),
         ),
         "source_db": SourceDatabaseResource(
-            path=str(settings.source_db), url=secret_setting(SOURCE_URL_ENV, settings.source_url),
+            path=str(settings.source_db),
+            url=secret_setting(SOURCE_URL_ENV, settings.source_url),
             max_lag_bytes=settings.cdc_max_lag_bytes,
-            max_lag_seconds=settings.cdc_max_lag_seconds),
+            max_lag_seconds=settings.cdc_max_lag_seconds,
+        ),
         "landing_zone": LandingZoneResource(path=str(settings.landing)),
         "feast": FeastResource(
             lake_root=settings.lake_root,

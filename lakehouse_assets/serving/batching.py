@@ -12,8 +12,10 @@ Item = TypeVar("Item")
 
 
 class MicroBatcher(Generic[Item]):
-    def __init__(self, run: Callable[[list[Item]], Sequence[Any]], window_seconds: float,
-                 max_items: int):
+    """Collects the items of concurrent requests for up to a window (or max_items) and runs them in one
+    call."""
+
+    def __init__(self, run: Callable[[list[Item]], Sequence[Any]], window_seconds: float, max_items: int):
         self.run, self.window, self.max_items = run, window_seconds, max_items
         self._pending: list[tuple[list[Item], asyncio.Future]] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -46,5 +48,5 @@ class MicroBatcher(Generic[Item]):
         start = 0
         for items, future in batch:
             if not future.done():  # the caller may have gone away
-                future.set_result(list(results[start:start + len(items)]))
+                future.set_result(list(results[start : start + len(items)]))
             start += len(items)

@@ -35,8 +35,12 @@ class Unsupported(ValueError):
 def _numeric_block(columns: list[str], steps: list[Any]) -> Block:
     imputer, *rest = steps
     # the imputer comes first (a scaler before it would see NaN) and fills every column
-    if not isinstance(imputer, SimpleImputer) or imputer.add_indicator or \
-            not np.isnan(imputer.missing_values) or np.isnan(imputer.statistics_).any():
+    if (
+        not isinstance(imputer, SimpleImputer)
+        or imputer.add_indicator
+        or not np.isnan(imputer.missing_values)
+        or np.isnan(imputer.statistics_).any()
+    ):
         raise Unsupported(f"numeric steps must start with a NaN imputer, not {imputer!r}")
     fill: np.ndarray = imputer.statistics_.astype(float)
     mean = scale = None
@@ -59,21 +63,24 @@ def _numeric_block(columns: list[str], steps: list[Any]) -> Block:
 
 
 def _categorical_block(columns: list[str], steps: list[Any]) -> Block:
-    if len(steps) != 2 or not isinstance(steps[0], SimpleImputer) or \
-            not isinstance(steps[1], OneHotEncoder):
+    if len(steps) != 2 or not isinstance(steps[0], SimpleImputer) or not isinstance(steps[1], OneHotEncoder):
         raise Unsupported("categorical steps must be a constant imputer and a one-hot encoder")
     imputer, encoder = steps
-    if imputer.strategy != "constant" or imputer.add_indicator or encoder.drop is not None or \
-            encoder.handle_unknown != "ignore" or encoder.max_categories is not None or \
-            encoder.min_frequency is not None:
+    if (
+        imputer.strategy != "constant"
+        or imputer.add_indicator
+        or encoder.drop is not None
+        or encoder.handle_unknown != "ignore"
+        or encoder.max_categories is not None
+        or encoder.min_frequency is not None
+    ):
         raise Unsupported("imputer/encoder options")
     # Keys are the encoder's categories as fitted: the training frame's strings, and None for a
     # missing value (the imputer fills only NaN, which a string column never holds).
     positions: list[dict[str | None, int]] = []
     offset = 0
     for categories in encoder.categories_:
-        positions.append({None if v is None else str(v): offset + i
-                          for i, v in enumerate(categories)})
+        positions.append({None if v is None else str(v): offset + i for i, v in enumerate(categories)})
         offset += len(categories)
     width = offset
 
@@ -132,8 +139,9 @@ def _forest(forest: RandomForestClassifier) -> Callable[[np.ndarray], np.ndarray
         node = np.zeros((len(trees), len(x)), np.intp)
         for _ in range(depth):
             values = x[rows, feature[tree_index, node]]
-            node = np.where(values <= threshold[tree_index, node], left[tree_index, node],
-                            right[tree_index, node])
+            node = np.where(
+                values <= threshold[tree_index, node], left[tree_index, node], right[tree_index, node]
+            )
         return positive[tree_index, node].mean(axis=0)
 
     return predict
@@ -141,8 +149,11 @@ def _forest(forest: RandomForestClassifier) -> Callable[[np.ndarray], np.ndarray
 
 def compile_pipeline(pipeline: Pipeline) -> Scorer:
     """P(positive) per row dict; raises Unsupported for pipelines it cannot reproduce."""
-    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2 or \
-            not isinstance(pipeline.steps[0][1], ColumnTransformer):
+    if (
+        not isinstance(pipeline, Pipeline)
+        or len(pipeline.steps) != 2
+        or not isinstance(pipeline.steps[0][1], ColumnTransformer)
+    ):
         raise Unsupported("expected Pipeline([ColumnTransformer, classifier])")
     blocks = _blocks(pipeline.steps[0][1])
     classifier = pipeline.steps[1][1]
@@ -161,7 +172,7 @@ def compile_pipeline(pipeline: Pipeline) -> Scorer:
 def probe_rows(pipeline: Pipeline, count: int = 64, seed: int = 0) -> list[dict[str, Any]]:
     """Rows that exercise every input: missing values, typical values, every known category and
     one never seen."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (probe rows for a self-check, not secrets)
     choices: dict[str, list[Any]] = {}
     for _, fitted, columns in pipeline.steps[0][1].transformers_:
         if not isinstance(fitted, Pipeline | SimpleImputer | OneHotEncoder | StandardScaler):

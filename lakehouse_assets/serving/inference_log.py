@@ -17,42 +17,73 @@ from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.tables import INFERENCE_LOG_TABLE
 from lakehouse_assets.training.dataset import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
-SCHEMA = pl.Schema({
-    "request_id": pl.String(), "served_at": pl.Datetime("us"), "endpoint": pl.String(),
-    "model_name": pl.String(), "model_version": pl.Int64(), "customer_id": pl.Int64(),
-    "order_id": pl.Int64(),
-    "request": pl.String(), "product_features": pl.String(),
-    **{name: pl.Float64() for name in NUMERIC_FEATURES},
-    **{name: pl.String() for name in CATEGORICAL_FEATURES},
-    "return_probability": pl.Float64(), "latency_ms": pl.Float64(),
-    # the rollout: which alias answered, and both models' scores when the challenger took part
-    "rollout": pl.String(), "served_by": pl.String(),
-    "champion_version": pl.Int64(), "champion_probability": pl.Float64(),
-    "challenger_version": pl.Int64(), "challenger_probability": pl.Float64(),
-})
+SCHEMA = pl.Schema(
+    {
+        "request_id": pl.String(),
+        "served_at": pl.Datetime("us"),
+        "endpoint": pl.String(),
+        "model_name": pl.String(),
+        "model_version": pl.Int64(),
+        "customer_id": pl.Int64(),
+        "order_id": pl.Int64(),
+        "request": pl.String(),
+        "product_features": pl.String(),
+        **{name: pl.Float64() for name in NUMERIC_FEATURES},
+        **{name: pl.String() for name in CATEGORICAL_FEATURES},
+        "return_probability": pl.Float64(),
+        "latency_ms": pl.Float64(),
+        # the rollout: which alias answered, and both models' scores when the challenger took part
+        "rollout": pl.String(),
+        "served_by": pl.String(),
+        "champion_version": pl.Int64(),
+        "champion_probability": pl.Float64(),
+        "challenger_version": pl.Int64(),
+        "challenger_probability": pl.Float64(),
+    }
+)
 log = logging.getLogger(__name__)
 
 
-def record(request_id: str, served_at: datetime, endpoint: str, model_name: str,
-           model_version: int, request: dict[str, Any], features: dict[str, Any],
-           product_features: dict[int, dict[str, Any]], probability: float,
-           latency_ms: float, *, rollout: str = "champion", served_by: str = "champion",
-           shadow: Any = None) -> dict[str, Any]:
+def record(
+    request_id: str,
+    served_at: datetime,
+    endpoint: str,
+    model_name: str,
+    model_version: int,
+    request: dict[str, Any],
+    features: dict[str, Any],
+    product_features: dict[int, dict[str, Any]],
+    probability: float,
+    latency_ms: float,
+    *,
+    rollout: str = "champion",
+    served_by: str = "champion",
+    shadow: Any = None,
+) -> dict[str, Any]:
     """One row of the log: ids, the raw request, every model input, the prediction that was
     returned. ``shadow``: the other alias's loaded model (shadow, or the champion beside a
     canary); the writer scores it on the same features before the commit."""
     other = "challenger" if served_by == "champion" else "champion"
-    row = {"request_id": request_id, "served_at": served_at, "endpoint": endpoint,
-           "model_name": model_name, "model_version": model_version,
-           "customer_id": request["customer_id"], "order_id": request.get("order_id"),
-           "request": json.dumps(request),
-           "product_features": json.dumps(product_features, default=str),
-           **{name: features.get(name) for name in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)},
-           "return_probability": probability, "latency_ms": latency_ms,
-           "rollout": rollout, "served_by": served_by,
-           f"{served_by}_version": model_version, f"{served_by}_probability": probability,
-           f"{other}_version": shadow.version if shadow is not None else None,
-           f"{other}_probability": None}
+    row = {
+        "request_id": request_id,
+        "served_at": served_at,
+        "endpoint": endpoint,
+        "model_name": model_name,
+        "model_version": model_version,
+        "customer_id": request["customer_id"],
+        "order_id": request.get("order_id"),
+        "request": json.dumps(request),
+        "product_features": json.dumps(product_features, default=str),
+        **{name: features.get(name) for name in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)},
+        "return_probability": probability,
+        "latency_ms": latency_ms,
+        "rollout": rollout,
+        "served_by": served_by,
+        f"{served_by}_version": model_version,
+        f"{served_by}_probability": probability,
+        f"{other}_version": shadow.version if shadow is not None else None,
+        f"{other}_probability": None,
+    }
     if shadow is not None:
         row[SHADOW_KEY] = (shadow, features, f"{other}_probability")
     return row
@@ -73,8 +104,11 @@ def score_shadows(rows: list[dict[str, Any]]) -> None:
         try:
             scores = [float(p) for p in model.predict([r[SHADOW_KEY][1] for r in group])]
         except Exception:
-            log.exception("shadow scoring of %d rows by version %s failed; logged without it",
-                          len(group), getattr(model, "version", "?"))
+            log.exception(
+                "shadow scoring of %d rows by version %s failed; logged without it",
+                len(group),
+                getattr(model, "version", "?"),
+            )
             scores = [None] * len(group)  # type: ignore[list-item]
         for row, score in zip(group, scores, strict=True):
             row[row.pop(SHADOW_KEY)[2]] = score
@@ -136,8 +170,7 @@ class InferenceLog:
             try:
                 self.flush()
             except Exception:  # keep the rows and try again at the next flush
-                log.exception("inference log commit failed; %d rows kept for retry",
-                              len(self._pending))
+                log.exception("inference log commit failed; %d rows kept for retry", len(self._pending))
 
     def close(self) -> None:
         """Stop the thread and write everything still queued."""

@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 import numpy as np
@@ -17,7 +18,7 @@ from mlflow import MlflowClient
 
 from lakehouse_assets.features.basket import LINE_FEATURES, basket_features
 from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
-from lakehouse_assets.registry.promotion import CHAMPION, require_skops
+from lakehouse_assets.registry.promotion import CHALLENGER, CHAMPION, require_skops
 from lakehouse_assets.serving.compiled import Scorer, fast_scorer, input_columns
 from lakehouse_assets.serving.schemas import Order
 from lakehouse_assets.training.dataset import FEATURES, model_input
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A registered version loaded for scoring (with the numpy path when it reproduces the pipeline)."""
+
     name: str
     version: int
     model: Any  # the scikit-learn pipeline (predict_proba)
@@ -36,8 +39,10 @@ class LoadedModel:
         """P(return) for each feature row, through the same input preparation as training."""
         if self.compiled is not None:
             return self.compiled(features)
-        frame = model_input(pl.DataFrame(features, schema_overrides={"segment": pl.String},
-                                         infer_schema_length=None), input_columns(self.model))
+        frame = model_input(
+            pl.DataFrame(features, schema_overrides={"segment": pl.String}, infer_schema_length=None),
+            input_columns(self.model),
+        )
         return self.model.predict_proba(frame)[:, 1]
 
 
@@ -65,8 +70,9 @@ class AliasedModel:
             if version is None:
                 if self.alias == CHAMPION or self.current is None:
                     return False
-                log.info("%s %s: version %s unloaded (alias removed)", self.alias, self.name,
-                         self.current.version)
+                log.info(
+                    "%s %s: version %s unloaded (alias removed)", self.alias, self.name, self.current.version
+                )
                 self.current = None
                 return True
             if self.current and self.current.version == version:
@@ -76,8 +82,14 @@ class AliasedModel:
             model = mlflow.sklearn.load_model(uri)
             old = self.current.version if self.current else None
             self.current = LoadedModel(self.name, version, model, fast_scorer(model))
-            log.info("%s %s: version %s -> %s (%s)", self.alias, self.name, old, version,
-                     "numpy path" if self.current.compiled else "pipeline")
+            log.info(
+                "%s %s: version %s -> %s (%s)",
+                self.alias,
+                self.name,
+                old,
+                version,
+                "numpy path" if self.current.compiled else "pipeline",
+            )
             return True
 
 
@@ -88,7 +100,8 @@ class ChampionModel(AliasedModel):
         super().__init__(client, name, CHAMPION)
 
 
-ROLLOUT_MODES = ("champion", "shadow", "canary")
+RolloutMode = Literal["champion", "shadow", "canary"]
+ROLLOUT_MODES: tuple[RolloutMode, ...] = ("champion", "shadow", "canary")
 
 
 def canary_bucket(customer_id: int) -> float:
@@ -104,7 +117,7 @@ class Rollout:
     request; only the champion answers) or ``canary`` (answers ``canary_share`` of customers,
     sticky; the champion scores those requests too, in the shadow)."""
 
-    mode: str = "champion"
+    mode: RolloutMode = "champion"
     canary_share: float = 0.0
 
     def __post_init__(self) -> None:
@@ -122,8 +135,67 @@ REQUEST_KEYS = {"customer_id", "amount", "discount", "amount_vs_avg_basket", "di
 LINE_SCHEMA = {"order": pl.Int64, "quantity": pl.Int64, **{f: pl.Float64 for f in LINE_FEATURES}}
 
 
+@dataclass(frozen=True)
+class OrderInput:
+    """What the model scores for one order: its features (request values, customer features
+    looked up online, request-time and basket features) and each product's online features."""
+
+    features: dict[str, Any]
+    product_features: dict[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Unscorable:
+    """Why an order cannot be scored (an unknown customer or product: no online features)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scored order: its input, which alias answered with which model and score, and the
+    other model that scores it in the shadow (off the request path), if any."""
+
+    input: OrderInput
+    served_by: str  # champion | challenger
+    model: LoadedModel
+    probability: float
+    shadow: LoadedModel | None
+
+
 def _known(values: dict[str, Any], keys: set[str]) -> bool:
     return any(v is not None for k, v in values.items() if k not in keys)
+
+
+def score_orders(
+    found: Sequence[OrderInput | Unscorable],
+    customer_ids: Sequence[int],
+    champion: LoadedModel,
+    challenger: LoadedModel | None,
+    rollout: Rollout,
+) -> list[Scored | Unscorable]:
+    """Score every scorable order with the model that answers it (one call per model): the
+    challenger for canary customers in canary mode, else the champion. The model that does not
+    answer (the challenger in shadow mode, the champion beside a canary) is named as the
+    order's shadow; the inference log writer scores it later."""
+    if rollout.mode == "champion" or challenger is None or challenger.version == champion.version:
+        challenger = None
+    by_challenger = [challenger is not None and rollout.challenger_answers(c) for c in customer_ids]
+    scores: dict[int, float] = {}
+    for answering, flag in ((champion, False), (challenger, True)):
+        picked = [i for i, f in enumerate(found) if isinstance(f, OrderInput) and by_challenger[i] == flag]
+        if answering is not None and picked:
+            predicted = answering.predict([found[i].features for i in picked])  # type: ignore[union-attr]
+            scores.update((i, float(p)) for i, p in zip(picked, predicted, strict=True))
+    scored: list[Scored | Unscorable] = []
+    for i, f in enumerate(found):
+        if isinstance(f, Unscorable):
+            scored.append(f)
+        elif by_challenger[i]:
+            scored.append(Scored(f, CHALLENGER, challenger, scores[i], champion))  # type: ignore[arg-type]
+        else:
+            scored.append(Scored(f, CHAMPION, champion, scores[i], challenger))
+    return scored
 
 
 class OrderFeatures:
@@ -136,36 +208,48 @@ class OrderFeatures:
         view = store.get_feature_view("product_daily_features")
         self.product_refs = [f"{view.name}:{f.name}" for f in view.features]
 
-    def lookup(self, orders: list[Order]) -> list[tuple[dict[str, Any], dict[int, dict]] | str]:
-        """Per order: (model features, product features), or why it cannot be scored (an
-        unknown customer or product: no online features)."""
-        rows = self.customers.lookup([OrderRequest(o.customer_id, o.amount, o.discount)
-                                      for o in orders])
+    def lookup(self, orders: list[Order]) -> list[OrderInput | Unscorable]:
+        """Per order: the model's input, or why it cannot be scored."""
+        rows = self.customers.lookup([OrderRequest(o.customer_id, o.amount, o.discount) for o in orders])
         product_ids = sorted({line.product_id for o in orders for line in o.items})
         found = self.store.get_online_features(
             features=self.product_refs, entity_rows=[{"product_id": p} for p in product_ids]
         ).to_dict()
-        by_product = {pid: {k: found[k][i] for k in found if k != "product_id"}
-                      for i, pid in enumerate(product_ids)}
-        out: list[tuple[dict[str, Any], dict[int, dict]] | str] = []
+        by_product = {
+            pid: {k: found[k][i] for k in found if k != "product_id"} for i, pid in enumerate(product_ids)
+        }
+        out: list[OrderInput | Unscorable] = []
         lines: list[dict[str, Any]] = []
         for order, row in zip(orders, rows, strict=True):
-            unknown = next((p.product_id for p in order.items
-                            if not _known(by_product[p.product_id], set())), None)
+            unknown = next(
+                (p.product_id for p in order.items if not _known(by_product[p.product_id], set())), None
+            )
             if not _known(row, REQUEST_KEYS):
-                out.append(f"unknown customer {order.customer_id}: no online features")
+                out.append(Unscorable(f"unknown customer {order.customer_id}: no online features"))
             elif unknown is not None:
-                out.append(f"unknown product {unknown}: no online features")
+                out.append(Unscorable(f"unknown product {unknown}: no online features"))
             else:
-                features = {**{name: row.get(name) for name in FEATURES}, "amount": order.amount,
-                            "discount": order.discount}
-                lines.extend({"order": len(out), "quantity": p.quantity,
-                              **{f: by_product[p.product_id][f] for f in LINE_FEATURES}}
-                             for p in order.items)
-                out.append((features, {p.product_id: by_product[p.product_id]
-                                       for p in order.items}))
+                features = {
+                    **{name: row.get(name) for name in FEATURES},
+                    "amount": order.amount,
+                    "discount": order.discount,
+                }
+                lines.extend(
+                    {
+                        "order": len(out),
+                        "quantity": p.quantity,
+                        **{f: by_product[p.product_id][f] for f in LINE_FEATURES},
+                    }
+                    for p in order.items
+                )
+                out.append(
+                    OrderInput(features, {p.product_id: by_product[p.product_id] for p in order.items})
+                )
         if lines:  # the basket features of every scorable order, in one call
-            for basket in basket_features(pl.DataFrame(lines, schema=LINE_SCHEMA),
-                                          key="order").iter_rows(named=True):
-                out[basket.pop("order")][0].update(basket)  # type: ignore[union-attr]
+            for basket in basket_features(pl.DataFrame(lines, schema=LINE_SCHEMA), key="order").iter_rows(
+                named=True
+            ):
+                scorable = out[basket.pop("order")]
+                if isinstance(scorable, OrderInput):  # always: lines are of scorable orders
+                    scorable.features.update(basket)
         return out

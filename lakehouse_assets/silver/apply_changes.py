@@ -64,6 +64,8 @@ class Expectation:
 
 @dataclass(frozen=True)
 class ApplyChangesSpec:
+    """A declared silver table: its bronze source, keys, columns, sequencing, SCD type and expectations."""
+
     name: str
     source: str
     keys: tuple[str, ...]
@@ -101,6 +103,8 @@ class ApplyChangesSpec:
 
 @dataclass
 class ExpectationResult:
+    """How many rows of a run met or failed one expectation, and what was done with them."""
+
     action: str
     checked: int = 0
     failed: int = 0
@@ -108,6 +112,8 @@ class ExpectationResult:
 
 @dataclass
 class ApplyResult:
+    """What one apply-changes run read, merged, deleted and quarantined, and up to where in bronze."""
+
     table: str
     bronze_from: int = -1
     bronze_to: int = -1
@@ -125,9 +131,7 @@ class ApplyResult:
     @property
     def reconciled(self) -> bool:
         """Every event read was applied, superseded by a newer one, or quarantined."""
-        return self.events_read == (
-            self.events_applied + self.events_superseded + self.events_quarantined
-        )
+        return self.events_read == (self.events_applied + self.events_superseded + self.events_quarantined)
 
 
 # ------------------------------------------------------------------------- expectations
@@ -153,15 +157,18 @@ def evaluate_expectations(
         for e in failing:
             i = spec.expectations.index(e)
             sample = checked.filter(~pl.col(f"__ok_{i}")).select(spec.keys).head(5).rows()
-            details.append(f"{e.name!r} ({e.predicate}) failed for {results[e.name].failed} "
-                           f"row(s), e.g. {list(spec.keys)}={sample}")
+            details.append(
+                f"{e.name!r} ({e.predicate}) failed for {results[e.name].failed} "
+                f"row(s), e.g. {list(spec.keys)}={sample}"
+            )
         raise ExpectationFailedError(
             f"{spec.table}: " + "; ".join(details) + ". Nothing was committed for this table."
         )
     drops = [(i, e) for i, e in enumerate(spec.expectations) if e.action == "drop"]
     violated = pl.concat_str(
         [pl.when(~pl.col(f"__ok_{i}")).then(pl.lit(e.name)) for i, e in drops] or [pl.lit(None)],
-        separator=",", ignore_nulls=True,
+        separator=",",
+        ignore_nulls=True,
     )
     checked = checked.with_columns(_expectations=pl.when(violated != "").then(violated))
     helper = [f"__ok_{i}" for i in range(len(spec.expectations))]
@@ -170,10 +177,18 @@ def evaluate_expectations(
     return kept, dropped, results
 
 
-QUARANTINE_SCHEMA = pa.schema([
-    ("table", pa.string()), ("expectations", pa.string()), ("key", pa.string()),
-    ("_seq", pa.int64()), ("_op", pa.string()), ("row", pa.string()),
-    ("_quarantined_at", pa.timestamp("us", "UTC")), ("_batch_id", pa.string())])
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("table", pa.string()),
+        ("expectations", pa.string()),
+        ("key", pa.string()),
+        ("_seq", pa.int64()),
+        ("_op", pa.string()),
+        ("row", pa.string()),
+        ("_quarantined_at", pa.timestamp("us", "UTC")),
+        ("_batch_id", pa.string()),
+    ]
+)
 
 
 def _quarantine_rows(dropped: pl.DataFrame, spec: ApplyChangesSpec, batch_id: str) -> pl.DataFrame:
@@ -189,22 +204,37 @@ def _quarantine_rows(dropped: pl.DataFrame, spec: ApplyChangesSpec, batch_id: st
     )
 
 
-def _expectation_rows(results: dict[str, ExpectationResult], spec: ApplyChangesSpec,
-                      batch_id: str, bronze_from: int, bronze_to: int) -> pl.DataFrame:
+def _expectation_rows(
+    results: dict[str, ExpectationResult],
+    spec: ApplyChangesSpec,
+    batch_id: str,
+    bronze_from: int,
+    bronze_to: int,
+) -> pl.DataFrame:
     return pl.DataFrame(
-        [{"table": spec.table, "expectation": e.name, "action": e.action,
-          "predicate": e.predicate, "rows_checked": results[e.name].checked,
-          "rows_failed": results[e.name].failed, "bronze_from_version": bronze_from + 1,
-          "bronze_to_version": bronze_to, "checked_at": datetime.now(UTC), "_batch_id": batch_id}
-         for e in spec.expectations],
-        schema_overrides={"checked_at": pl.Datetime("us", "UTC")})
+        [
+            {
+                "table": spec.table,
+                "expectation": e.name,
+                "action": e.action,
+                "predicate": e.predicate,
+                "rows_checked": results[e.name].checked,
+                "rows_failed": results[e.name].failed,
+                "bronze_from_version": bronze_from + 1,
+                "bronze_to_version": bronze_to,
+                "checked_at": datetime.now(UTC),
+                "_batch_id": batch_id,
+            }
+            for e in spec.expectations
+        ],
+        schema_overrides={"checked_at": pl.Datetime("us", "UTC")},
+    )
 
 
 # ------------------------------------------------------------------------- SCD1 / SCD2
 def latest_per_key(events: pl.DataFrame, spec: ApplyChangesSpec) -> pl.DataFrame:
     """The newest event of each key in a batch (duplicates and older events fall away)."""
-    return events.sort(spec.sequence_by, descending=True).unique(subset=list(spec.keys),
-                                                                 keep="first")
+    return events.sort(spec.sequence_by, descending=True).unique(subset=list(spec.keys), keep="first")
 
 
 def build_scd2_versions(history: pl.DataFrame, spec: ApplyChangesSpec) -> pl.DataFrame:
@@ -215,14 +245,14 @@ def build_scd2_versions(history: pl.DataFrame, spec: ApplyChangesSpec) -> pl.Dat
     keys, seq, ts = list(spec.keys), spec.sequence_by, spec.timestamp_column
     is_delete = spec.is_delete()
     events = history.unique(subset=[*keys, seq], keep="first").sort([*keys, seq])
-    changed = pl.any_horizontal(
-        [pl.col(c).ne_missing(pl.col(c).shift(1).over(keys)) for c in spec.tracked]
-    )
+    changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1).over(keys)) for c in spec.tracked])
     previous_delete = is_delete.shift(1).over(keys)
     opens = ~is_delete & (previous_delete.is_null() | previous_delete | changed)
-    events = events.with_columns(_opens=opens).with_columns(
-        _version=pl.col("_opens").cast(pl.Int64).cum_sum().over(keys)
-    ).filter(pl.col("_version") > 0)
+    events = (
+        events.with_columns(_opens=opens)
+        .with_columns(_version=pl.col("_opens").cast(pl.Int64).cum_sum().over(keys))
+        .filter(pl.col("_version") > 0)
+    )
     upsert = ~is_delete
     versions = (
         events.group_by([*keys, "_version"])
@@ -245,21 +275,30 @@ def build_scd2_versions(history: pl.DataFrame, spec: ApplyChangesSpec) -> pl.Dat
 
 
 def silver_schema(spec: ApplyChangesSpec, bronze_schema: pl.Schema) -> pa.Schema:
+    """The silver table's Arrow schema from the spec and the bronze column types."""
     columns = {c: bronze_schema[c] for c in spec.columns}
     columns[spec.sequence_by] = bronze_schema[spec.sequence_by]
     if spec.scd_type == 1:
         columns[spec.timestamp_column] = bronze_schema[spec.timestamp_column]
     else:
         ts = bronze_schema[spec.timestamp_column]
-        columns |= {"valid_from": ts, "valid_to": ts, "is_current": pl.Boolean(),
-                    "_last_seq": pl.Int64(), "_end_seq": pl.Int64()}
+        columns |= {
+            "valid_from": ts,
+            "valid_to": ts,
+            "is_current": pl.Boolean(),
+            "_last_seq": pl.Int64(),
+            "_end_seq": pl.Int64(),
+        }
     return pl.DataFrame(schema=columns).to_arrow().schema
 
 
 def _merge_counts(metrics: dict[str, Any] | None) -> tuple[int, int, int]:
     m = metrics or {}
-    return (int(m.get("num_target_rows_inserted", 0)), int(m.get("num_target_rows_updated", 0)),
-            int(m.get("num_target_rows_deleted", 0)))
+    return (
+        int(m.get("num_target_rows_inserted", 0)),
+        int(m.get("num_target_rows_updated", 0)),
+        int(m.get("num_target_rows_deleted", 0)),
+    )
 
 
 def _done(engine: LakeEngine, table: str, spec: ApplyChangesSpec, bronze_version: int) -> bool:
@@ -275,10 +314,13 @@ def apply_changes(
     up_to_bronze_version: int | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> ApplyResult:
+    """Apply the bronze change events after the table's cursor to silver, exactly once (see the module
+    docstring)."""
     started = time.perf_counter()
     bronze_schema = engine.head(spec.source, 0).schema
-    added = tuple(c for c in bronze_schema.names()
-                  if c not in spec.columns and c not in BRONZE_METADATA_COLUMNS)
+    added = tuple(
+        c for c in bronze_schema.names() if c not in spec.columns and c not in BRONZE_METADATA_COLUMNS
+    )
     if added:  # columns the source gained: carried into silver (schema evolution)
         spec = dataclasses.replace(spec, columns=(*spec.columns, *added))
     schema = silver_schema(spec, bronze_schema)
@@ -288,29 +330,37 @@ def apply_changes(
     applied = engine.app_transaction_version(spec.table, spec.app_id, at_version=silver_version)
     cursor = -1 if applied is None else applied
     changes, bronze_to = engine.changes(spec.source, cursor, up_to_bronze_version)
-    result = ApplyResult(spec.table, bronze_from=cursor, bronze_to=bronze_to,
-                         silver_version=silver_version,
-                         expectations={e.name: ExpectationResult(e.action) for e in spec.expectations})
+    result = ApplyResult(
+        spec.table,
+        bronze_from=cursor,
+        bronze_to=bronze_to,
+        silver_version=silver_version,
+        expectations={e.name: ExpectationResult(e.action) for e in spec.expectations},
+    )
     if changes.height:
         changes = changes.filter(pl.col("_change_type") == "insert")  # bronze is append-only
     result.events_read = changes.height
     if changes.height == 0:
         result.seconds = time.perf_counter() - started
         return result
-    log(f"{spec.table}: {changes.height:,} new change events in bronze versions "
-        f"{cursor + 1}..{bronze_to}")
-    events = changes.select([spec.sequence_by, spec.operation_column, spec.timestamp_column,
-                             *spec.columns])
+    log(f"{spec.table}: {changes.height:,} new change events in bronze versions {cursor + 1}..{bronze_to}")
+    events = changes.select([spec.sequence_by, spec.operation_column, spec.timestamp_column, *spec.columns])
     kept, dropped, result.expectations = evaluate_expectations(events, spec)
     result.events_quarantined = dropped.height
     txn = [AppTransaction(spec.app_id, bronze_to)]
     if dropped.height and not _done(engine, SILVER_QUARANTINE_TABLE, spec, bronze_to):
-        engine.append(SILVER_QUARANTINE_TABLE, _quarantine_rows(dropped, spec, batch_id),
-                      transactions=txn, configuration=SILVER_TABLE_CONFIG)
+        engine.append(
+            SILVER_QUARANTINE_TABLE,
+            _quarantine_rows(dropped, spec, batch_id),
+            transactions=txn,
+            configuration=SILVER_TABLE_CONFIG,
+        )
     if spec.expectations and not _done(engine, EXPECTATION_RESULTS_TABLE, spec, bronze_to):
-        engine.append(EXPECTATION_RESULTS_TABLE,
-                      _expectation_rows(result.expectations, spec, batch_id, cursor, bronze_to),
-                      transactions=txn)
+        engine.append(
+            EXPECTATION_RESULTS_TABLE,
+            _expectation_rows(result.expectations, spec, batch_id, cursor, bronze_to),
+            transactions=txn,
+        )
     if spec.scd_type == 1:
         commit = _apply_scd1(engine, spec, kept, result, txn, silver_version)
     else:
@@ -328,8 +378,12 @@ def apply_changes(
 
 
 def _apply_scd1(
-    engine: LakeEngine, spec: ApplyChangesSpec, kept: pl.DataFrame, result: ApplyResult,
-    txn: list[AppTransaction], silver_version: int,
+    engine: LakeEngine,
+    spec: ApplyChangesSpec,
+    kept: pl.DataFrame,
+    result: ApplyResult,
+    txn: list[AppTransaction],
+    silver_version: int,
 ):
     keys, seq = list(spec.keys), spec.sequence_by
     latest = latest_per_key(kept, spec).with_columns(_is_delete=spec.is_delete())
@@ -348,13 +402,22 @@ def _apply_scd1(
     deletes = latest.filter("_is_delete").select([*keys, seq])
     if deletes.height and not _done(engine, spec.tombstones, spec, result.bronze_to):
         engine.merge(  # the first deletes create the table
-            spec.tombstones, deletes, keys=keys, transactions=txn,
-            clauses=(MergeClause("matched", "update", f"source.{seq} > target.{seq}"),
-                     MergeClause("not_matched", "insert")),
+            spec.tombstones,
+            deletes,
+            keys=keys,
+            transactions=txn,
+            clauses=(
+                MergeClause("matched", "update", f"source.{seq} > target.{seq}"),
+                MergeClause("not_matched", "insert"),
+            ),
         )
     newer = f"source.{seq} > target.{seq}"
     return engine.merge(
-        spec.table, latest, keys=keys, transactions=txn, read_version=silver_version,
+        spec.table,
+        latest,
+        keys=keys,
+        transactions=txn,
+        read_version=silver_version,
         commit_metadata={"bronze_from": result.bronze_from, "bronze_to": result.bronze_to},
         clauses=(
             MergeClause("matched", "delete", f"source._is_delete AND {newer}"),
@@ -365,8 +428,13 @@ def _apply_scd1(
 
 
 def _apply_scd2(
-    engine: LakeEngine, spec: ApplyChangesSpec, kept: pl.DataFrame, result: ApplyResult,
-    txn: list[AppTransaction], silver_version: int, bronze_to: int,
+    engine: LakeEngine,
+    spec: ApplyChangesSpec,
+    kept: pl.DataFrame,
+    result: ApplyResult,
+    txn: list[AppTransaction],
+    silver_version: int,
+    bronze_to: int,
 ):
     keys, seq = list(spec.keys), spec.sequence_by
     touched = kept[keys[0]].unique().to_list()
@@ -374,16 +442,20 @@ def _apply_scd2(
     result.events_applied = kept.height - result.events_superseded
     # The touched keys' complete history as of this bronze version (earlier dropped rows are
     # dropped again, silently: they were counted and quarantined when they arrived).
-    history = engine.read(spec.source, version=bronze_to, where_in={keys[0]: touched}).select(
-        kept.columns)
+    history = engine.read(spec.source, version=bronze_to, where_in={keys[0]: touched}).select(kept.columns)
     history, _, _ = evaluate_expectations(history, spec)
     versions = build_scd2_versions(history, spec).with_columns(_remove=pl.lit(False))
-    existing = engine.read(spec.table, version=silver_version, where_in={keys[0]: touched},
-                           columns=[*keys, seq])
+    existing = engine.read(
+        spec.table, version=silver_version, where_in={keys[0]: touched}, columns=[*keys, seq]
+    )
     removed = existing.join(versions.select([*keys, seq]), on=[*keys, seq], how="anti")
     source = pl.concat([versions, removed.with_columns(_remove=pl.lit(True))], how="diagonal")
     return engine.merge(
-        spec.table, source, keys=[*keys, seq], transactions=txn, read_version=silver_version,
+        spec.table,
+        source,
+        keys=[*keys, seq],
+        transactions=txn,
+        read_version=silver_version,
         commit_metadata={"bronze_from": result.bronze_from, "bronze_to": result.bronze_to},
         clauses=(
             MergeClause("matched", "delete", "source._remove"),

@@ -31,16 +31,20 @@ def secondary_tables(spec: ApplyChangesSpec) -> dict[str, str]:
         "change events: the history behind expectation pass rates.",
     }
     if spec.scd_type == 1:
-        tables[spec.tombstones] = (f"Keys deleted from {spec.table} with the sequence of the "
-                                   "delete, so an older event arriving late cannot bring them back.")
+        tables[spec.tombstones] = (
+            f"Keys deleted from {spec.table} with the sequence of the "
+            "delete, so an older event arriving late cannot bring them back."
+        )
     return tables
 
 
 def silver_asset_key(spec: ApplyChangesSpec) -> AssetKey:
+    """The Dagster asset key of a silver table."""
     return AssetKey(f"silver_{spec.name}")
 
 
 def expectation_check_name(expectation: Expectation) -> str:
+    """The asset check name of an expectation."""
     return f"expect_{expectation.name}"
 
 
@@ -53,9 +57,14 @@ def _expectation_check(spec: ApplyChangesSpec, e: Expectation, result: ApplyResu
         asset_key=silver_asset_key(spec),
         passed=passed,
         severity=AssetCheckSeverity.WARN if e.action == "warn" else AssetCheckSeverity.ERROR,
-        metadata={"action": e.action, "predicate": e.predicate, "rows_checked": counts.checked,
-                  "rows_failed": counts.failed, "rows_passed": counts.checked - counts.failed,
-                  "failed_share": share},
+        metadata={
+            "action": e.action,
+            "predicate": e.predicate,
+            "rows_checked": counts.checked,
+            "rows_failed": counts.failed,
+            "rows_passed": counts.checked - counts.failed,
+            "failed_share": share,
+        },
     )
 
 
@@ -63,16 +72,22 @@ def _build_silver_asset(spec: ApplyChangesSpec) -> AssetsDefinition:
     key = silver_asset_key(spec)
     checks = [
         AssetCheckSpec(
-            expectation_check_name(e), asset=key, blocking=e.action in ("drop", "fail"),
+            expectation_check_name(e),
+            asset=key,
+            blocking=e.action in ("drop", "fail"),
             description=f"{e.action}: {e.predicate}"
             + (f" (fails above {e.max_drop_share:.0%} dropped)" if e.action == "drop" else ""),
         )
         for e in spec.expectations
     ]
-    checks.append(AssetCheckSpec(
-        "events_reconciled", asset=key, blocking=True,
-        description="Change events read = applied + superseded (duplicate / older) + quarantined.",
-    ))
+    checks.append(
+        AssetCheckSpec(
+            "events_reconciled",
+            asset=key,
+            blocking=True,
+            description="Change events read = applied + superseded (duplicate / older) + quarantined.",
+        )
+    )
 
     @asset(
         name=key.path[-1],
@@ -83,13 +98,18 @@ def _build_silver_asset(spec: ApplyChangesSpec) -> AssetsDefinition:
         description=(spec.description or spec.table) + f" Applied from `{spec.source}` by a "
         f"declarative SCD{spec.scd_type} spec keyed on {', '.join(spec.keys)}.",
         check_specs=checks,
-        metadata={"table": spec.table, "keys": list(spec.keys), "scd_type": spec.scd_type,
-                  "also_writes": MetadataValue.json(secondary_tables(spec))},
+        metadata={
+            "table": spec.table,
+            "keys": list(spec.keys),
+            "scd_type": spec.scd_type,
+            "also_writes": MetadataValue.json(secondary_tables(spec)),
+        },
     )
     def _silver(context: AssetExecutionContext, lake: LakeResource):
         engine = lake.engine()
-        result = retry_on_conflict(context, lambda: apply_changes(
-            engine, spec, batch_id=context.run.run_id, log=context.log.info))
+        result = retry_on_conflict(
+            context, lambda: apply_changes(engine, spec, batch_id=context.run.run_id, log=context.log.info)
+        )
         context.log.info(
             f"{spec.table}: {result.events_read:,} events -> {result.rows_inserted:,} inserted, "
             f"{result.rows_updated:,} updated, {result.rows_deleted:,} deleted, "
@@ -105,14 +125,16 @@ def _build_silver_asset(spec: ApplyChangesSpec) -> AssetsDefinition:
             "rows_updated": result.rows_updated,
             "rows_deleted": result.rows_deleted,
         }
-        yield MaterializeResult(metadata={
-            **table_metadata(engine, spec.table), **counts,
-            "quarantine_table": MetadataValue.path(engine.table_path(SILVER_QUARANTINE_TABLE)),
-        })
+        yield MaterializeResult(
+            metadata={
+                **table_metadata(engine, spec.table),
+                **counts,
+                "quarantine_table": MetadataValue.path(engine.table_path(SILVER_QUARANTINE_TABLE)),
+            }
+        )
         for e in spec.expectations:
             yield _expectation_check(spec, e, result)
-        yield AssetCheckResult(check_name="events_reconciled", passed=result.reconciled,
-                               metadata=counts)
+        yield AssetCheckResult(check_name="events_reconciled", passed=result.reconciled, metadata=counts)
 
     return _silver
 

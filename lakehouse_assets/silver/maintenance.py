@@ -27,6 +27,8 @@ def maintain_table(
     """Compact (or Z-order), then VACUUM files older than the time-travel retention."""
     optimized = engine.optimize(table, zorder_by or None)
     removed = engine.vacuum(table, retention_hours)
-    return {"files_added": int(optimized.get("numFilesAdded", 0)),
-            "files_removed": int(optimized.get("numFilesRemoved", 0)),
-            "files_vacuumed": len(removed)}
+    return {
+        "files_added": int(optimized.get("numFilesAdded", 0)),
+        "files_removed": int(optimized.get("numFilesRemoved", 0)),
+        "files_vacuumed": len(removed),
+    }

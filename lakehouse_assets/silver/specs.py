@@ -8,8 +8,13 @@ from lakehouse_assets.sources.schema import SOURCE_TABLES_BY_NAME
 def from_source_table(name: str, **options) -> ApplyChangesSpec:
     """A spec over a CDC bronze table: key and columns come from the source table's schema."""
     table = SOURCE_TABLES_BY_NAME[name]
-    return ApplyChangesSpec(name=name, source=bronze_table_name(table), keys=(table.key,),
-                            columns=tuple(table.column_names), **options)
+    return ApplyChangesSpec(
+        name=name,
+        source=bronze_table_name(table),
+        keys=(table.key,),
+        columns=tuple(table.column_names),
+        **options,
+    )
 
 
 SILVER_SPECS: tuple[ApplyChangesSpec, ...] = (
@@ -19,8 +24,7 @@ SILVER_SPECS: tuple[ApplyChangesSpec, ...] = (
         "orders removed.",
         expectations=(
             Expectation("non_negative_amount", "amount >= 0", "drop"),
-            Expectation("known_status",
-                        "status IN ('placed', 'shipped', 'delivered', 'returned')", "drop"),
+            Expectation("known_status", "status IN ('placed', 'shipped', 'delivered', 'returned')", "drop"),
             Expectation("has_customer", "customer_id IS NOT NULL", "fail"),
             Expectation("discount_in_range", "discount BETWEEN 0 AND 1", "warn"),
         ),

@@ -44,6 +44,7 @@ class CaptureError(RuntimeError):
 
 
 def bronze_table_name(table: SourceTable) -> str:
+    """The bronze table of a source table's change events."""
     return bronze_table(table.name)
 
 
@@ -73,8 +74,11 @@ def install_change_capture(conn: sqlite3.Connection) -> None:
             f"_seq INTEGER PRIMARY KEY, _op TEXT NOT NULL, _commit_ts INTEGER NOT NULL, {cols})"
         )
         col_list = ", ".join(table.column_names)
-        for op, event, ref in (("insert", "INSERT", "NEW"), ("update", "UPDATE", "NEW"),
-                               ("delete", "DELETE", "OLD")):
+        for op, event, ref in (
+            ("insert", "INSERT", "NEW"),
+            ("update", "UPDATE", "NEW"),
+            ("delete", "DELETE", "OLD"),
+        ):
             conn.execute(
                 f"CREATE TRIGGER IF NOT EXISTS {table.change_table}_{op} AFTER {event} ON {table.name} "
                 f"BEGIN UPDATE _cdc_sequence SET value = value + 1; "
@@ -88,6 +92,7 @@ BRONZE_METADATA_COLUMNS = ("_seq", "_op", "_commit_ts", "_ingested_at", "_source
 
 
 def bronze_arrow_schema(table: SourceTable) -> pa.Schema:
+    """The bronze schema of a source table: its columns, the change metadata and the ingestion columns."""
     # All columns nullable: NOT NULL columns need the Delta "invariants" table feature, which
     # delta-rs does not list in the protocol it writes, and Spark then refuses the table.
     return pa.schema(
@@ -115,9 +120,7 @@ class ChangeLog:
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.exists():
-            raise CaptureError(
-                f"source database {self.path} does not exist: run `lakehouse simulate` first"
-            )
+            raise CaptureError(f"source database {self.path} does not exist: run `lakehouse simulate` first")
         return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
 
     def max_seq(self, table: SourceTable) -> int:
@@ -154,13 +157,15 @@ class ChangeLog:
         parallel partitions over separate connections is still one consistent set of changes.
         """
         query = (
-            f"SELECT * FROM {table.change_table} WHERE _seq > {int(after_seq)} "
-            f"AND _seq <= {int(upper_seq)}"
+            f"SELECT * FROM {table.change_table} WHERE _seq > {int(after_seq)} AND _seq <= {int(upper_seq)}"
         )
         partitions = 2 if upper_seq - after_seq > 200_000 else 1
         if partitions > 1:
             arrow = cx.read_sql(
-                self.uri, query, return_type="arrow", partition_on="_seq",
+                self.uri,
+                query,
+                return_type="arrow",
+                partition_on="_seq",
                 partition_num=partitions,
             )
         else:
@@ -172,8 +177,7 @@ def to_bronze_rows(
     changes: pa.Table, table: SourceTable, *, source: str, batch_id: str, ingested_at: datetime
 ) -> pa.Table:
     """Change rows as read from SQLite -> the bronze schema (typed timestamps, ingestion columns)."""
-    df = pl.from_arrow(changes)
-    assert isinstance(df, pl.DataFrame)
+    df = pl.DataFrame(pl.from_arrow(changes))
     if df.height == 0:
         return bronze_arrow_schema(table).empty_table()
     seconds_to_ts = [
@@ -195,6 +199,8 @@ def to_bronze_rows(
 
 @dataclass
 class CaptureResult:
+    """What one capture run read and committed, and the sequence range it covered."""
+
     table: str
     rows: int = 0
     commits: list[CommitResult] = field(default_factory=list)
@@ -209,6 +215,7 @@ class CaptureResult:
 
 
 def capture_app_id(table: SourceTable) -> str:
+    """The transaction identifier under which a source table's capture progress is committed."""
     return f"cdc:{table.name}"
 
 
@@ -242,9 +249,7 @@ def capture_to_bronze(
     started = time.perf_counter()
     target = bronze_table_name(table)
     app_id = capture_app_id(table)
-    read_version = engine.ensure_table(
-        target, bronze_arrow_schema(table), configuration=BRONZE_TABLE_CONFIG
-    )
+    read_version = engine.ensure_table(target, bronze_arrow_schema(table), configuration=BRONZE_TABLE_CONFIG)
     cursor = engine.app_transaction_version(target, app_id, at_version=read_version) or 0
     source_max = log.max_seq(table)
     if source_max < cursor:
@@ -256,9 +261,7 @@ def capture_to_bronze(
     result = CaptureResult(table=table.name, cursor_before=cursor, cursor_after=cursor)
     source = f"sqlite:{log.path.name}/{table.name}"
     for upper, changes in _chunks(log, table, cursor, chunk_rows):
-        rows = to_bronze_rows(
-            changes, table, source=source, batch_id=batch_id, ingested_at=datetime.now(UTC)
-        )
+        rows = to_bronze_rows(changes, table, source=source, batch_id=batch_id, ingested_at=datetime.now(UTC))
         commit = engine.append(
             target,
             rows,

@@ -10,14 +10,17 @@ and redoes what was not, even if the crash fell between the two tables' commits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from stat import S_ISREG
 
 import polars as pl
 import pyarrow as pa
@@ -29,18 +32,32 @@ from lakehouse_assets.sources.schema import PAYMENT_COLUMNS, PAYMENT_KEYS, Colum
 from lakehouse_assets.tables import LANDING_QUARANTINE_TABLE, bronze_table
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
-SUPPORTED_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-                      ".parquet": "parquet"}
+SUPPORTED_SUFFIXES = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+}
 POLARS_TYPES: dict[ColumnType, pl.DataType] = {
-    "int": pl.Int64(), "float": pl.Float64(), "str": pl.String(), "ts": pl.Datetime("us"),
+    "int": pl.Int64(),
+    "float": pl.Float64(),
+    "str": pl.String(),
+    "ts": pl.Datetime("us"),
 }
 KIND_NAMES: dict[ColumnType, str] = {
-    "int": "an integer", "float": "a number", "str": "text",
+    "int": "an integer",
+    "float": "a number",
+    "str": "text",
     "ts": f"a timestamp '{TIMESTAMP_FORMAT}'",
 }
 QUARANTINE_SCHEMA = {
-    "dataset": pl.String, "source_file": pl.String, "file_id": pl.String,
-    "row_number": pl.Int64, "reason": pl.String, "raw": pl.String,
+    "dataset": pl.String,
+    "source_file": pl.String,
+    "file_id": pl.String,
+    "row_number": pl.Int64,
+    "reason": pl.String,
+    "raw": pl.String,
 }
 
 
@@ -68,6 +85,8 @@ PAYMENTS = LandingDataset(
 
 @dataclass(frozen=True)
 class LandingFile:
+    """A regular file of a landing dataset with what identifies its version (size, mtime)."""
+
     path: Path
     relpath: str
     size: int
@@ -79,24 +98,59 @@ class LandingFile:
         return f"{self.relpath}:{self.size}:{self.mtime_ns}"
 
 
-def list_landing_files(landing_dir: Path, dataset: LandingDataset) -> list[LandingFile]:
-    """Files of the dataset, oldest path first; hidden and temporary files are ignored."""
+@dataclass(frozen=True)
+class SkippedEntry:
+    """An entry of the landing folder that is not read, and why (it stays where it is)."""
+
+    relpath: str
+    reason: str
+
+
+def scan_landing(landing_dir: Path, dataset: LandingDataset) -> tuple[list[LandingFile], list[SkippedEntry]]:
+    """Regular files of the dataset, oldest path first, and the entries skipped with their
+    reason: symbolic links (they may point anywhere, e.g. outside the landing folder) and
+    anything that is not a regular file (a pipe would block the reader). Hidden and temporary
+    files (``.x``, ``_x``) are ignored. Linked folders are not entered."""
     folder = dataset.folder(landing_dir)
-    if not folder.exists():
-        return []
-    files = []
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or any(part.startswith((".", "_")) for part in
-                                     path.relative_to(folder).parts):
-            continue
-        stat = path.stat()
-        files.append(LandingFile(path, path.relative_to(landing_dir).as_posix(), stat.st_size,
-                                 stat.st_mtime_ns))
-    return files
+    if not folder.is_dir():
+        return [], []
+    files, skipped = [], []
+    for current, dirs, names in os.walk(folder, followlinks=False):
+        base = Path(current)
+        linked = [d for d in dirs if (base / d).is_symlink()]  # listed, never entered
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")) and d not in linked)
+        for name in sorted([*names, *linked]):
+            path = base / name
+            if name.startswith((".", "_")):
+                continue
+            relpath = path.relative_to(landing_dir).as_posix()
+            stat = path.lstat()
+            if path.is_symlink():
+                skipped.append(
+                    SkippedEntry(
+                        relpath,
+                        f"a symbolic link (to {os.readlink(path)}): "
+                        "landing files must be regular files in the folder",
+                    )
+                )
+            elif not S_ISREG(stat.st_mode):
+                skipped.append(
+                    SkippedEntry(relpath, "not a regular file (a pipe, socket or device): not read")
+                )
+            else:
+                files.append(LandingFile(path, relpath, stat.st_size, stat.st_mtime_ns))
+    return sorted(files, key=lambda f: f.relpath), sorted(skipped, key=lambda s: s.relpath)
+
+
+def list_landing_files(landing_dir: Path, dataset: LandingDataset) -> list[LandingFile]:
+    """The dataset's regular files, oldest path first (``scan_landing`` says what it skips)."""
+    return scan_landing(landing_dir, dataset)[0]
 
 
 @dataclass
 class ParsedFile:
+    """A landing file parsed: its valid rows and its quarantined ones with reasons."""
+
     relpath: str
     file_id: str
     rows_read: int
@@ -122,23 +176,27 @@ def _read_raw(data: bytes, fmt: str) -> tuple[pl.DataFrame, list[dict]]:
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    try:
+    with contextlib.suppress(Exception):  # at least one bad line: parse line by line below
         frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None) if lines else pl.DataFrame()
         frame = frame.with_columns(pl.all().cast(pl.String)) if frame.width else frame
         return frame.with_row_index("_row_number", offset=1), []
-    except Exception:  # at least one bad line: fall back to line-by-line parsing
-        pass
     good, bad = [], []
     for number, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("a JSON line must be an object")
-            good.append({"_row_number": number, **{k: None if v is None else str(v)
-                                                   for k, v in record.items()}})
+            good.append(
+                {"_row_number": number, **{k: None if v is None else str(v) for k, v in record.items()}}
+            )
         except ValueError as exc:
-            bad.append({"row_number": number, "reason": f"invalid JSON: {exc}",
-                        "raw": line.decode("utf-8", "replace")})
+            bad.append(
+                {
+                    "row_number": number,
+                    "reason": f"invalid JSON: {exc}",
+                    "raw": line.decode("utf-8", "replace"),
+                }
+            )
     return pl.DataFrame(good, infer_schema_length=None), bad
 
 
@@ -154,23 +212,24 @@ def validate_records(
         if frame.schema[name] == target:
             value = raw
         elif kind == "ts":
-            value = raw.cast(pl.String).str.to_datetime(TIMESTAMP_FORMAT, strict=False,
-                                                        time_unit="us")
+            value = raw.cast(pl.String).str.to_datetime(TIMESTAMP_FORMAT, strict=False, time_unit="us")
         else:
             value = raw.cast(pl.String).str.strip_chars().cast(target, strict=False)
         typed.append(value.alias(name))
         bad_type = raw.is_not_null() & value.is_null()
         reasons.append(
-            pl.when(bad_type)
-            .then(pl.format(f"{name}: expected {KIND_NAMES[kind]}, got '{{}}'", raw.cast(pl.String)))
+            pl.when(bad_type).then(
+                pl.format(f"{name}: expected {KIND_NAMES[kind]}, got '{{}}'", raw.cast(pl.String))
+            )
         )
         if name in dataset.required:
             label = "missing key" if name in dataset.keys else "missing required field"
             reasons.append(pl.when(raw.is_null()).then(pl.lit(f"{label} {name}")))
     if truncated_row is not None:
         reasons.append(
-            pl.when(pl.col("_row_number") == truncated_row)
-            .then(pl.lit("truncated record: the file does not end with a newline"))
+            pl.when(pl.col("_row_number") == truncated_row).then(
+                pl.lit("truncated record: the file does not end with a newline")
+            )
         )
     reason = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
     checked = frame.with_columns(_reason=pl.when(reason != "").then(reason))
@@ -178,20 +237,21 @@ def validate_records(
     extra = [c for c in frame.columns if c not in known]
     valid = checked.filter(pl.col("_reason").is_null()).select(
         *typed,
-        pl.struct(extra).struct.json_encode().alias("_extra_columns") if extra
+        pl.struct(extra).struct.json_encode().alias("_extra_columns")
+        if extra
         else pl.lit(None, pl.String).alias("_extra_columns"),
         "_row_number",
     )
     rejected = checked.filter(pl.col("_reason").is_not_null()).select(
         pl.col("_row_number").alias("row_number"),
         pl.col("_reason").alias("reason"),
-        pl.struct([c for c in frame.columns if c != "_row_number"])
-        .struct.json_encode().alias("raw"),
+        pl.struct([c for c in frame.columns if c != "_row_number"]).struct.json_encode().alias("raw"),
     )
     return valid, rejected
 
 
 def parse_landing_file(path: Path, relpath: str, dataset: LandingDataset) -> ParsedFile:
+    """Read and validate one landing file; every record ends up valid or quarantined with a reason."""
     data = path.read_bytes()
     file_id = hashlib.sha256(data).hexdigest()[:16]  # same as file_id_of(path)
     fmt = SUPPORTED_SUFFIXES.get(path.suffix.lower())
@@ -201,8 +261,9 @@ def parse_landing_file(path: Path, relpath: str, dataset: LandingDataset) -> Par
         return _finish(relpath, file_id, dataset, rows, _empty_valid(dataset), q)
 
     if fmt is None:
-        return whole_file(f"unsupported file type {path.suffix!r}: expected one of "
-                          f"{sorted(SUPPORTED_SUFFIXES)}")
+        return whole_file(
+            f"unsupported file type {path.suffix!r}: expected one of {sorted(SUPPORTED_SUFFIXES)}"
+        )
     try:
         frame, unparsed = _read_raw(data, fmt)
     except Exception as exc:  # unreadable as a whole (e.g. a truncated Parquet footer)
@@ -217,11 +278,16 @@ def parse_landing_file(path: Path, relpath: str, dataset: LandingDataset) -> Par
         rejected = frame.select(
             pl.col("_row_number").alias("row_number"),
             pl.lit(f"file has no column(s) {', '.join(missing)}").alias("reason"),
-            pl.struct([c for c in frame.columns if c != "_row_number"])
-            .struct.json_encode().alias("raw"),
+            pl.struct([c for c in frame.columns if c != "_row_number"]).struct.json_encode().alias("raw"),
         )
-        return _finish(relpath, file_id, dataset, rows_read, _empty_valid(dataset),
-                       pl.concat([rejected, _quarantine_frame(unparsed).select(rejected.columns)]))
+        return _finish(
+            relpath,
+            file_id,
+            dataset,
+            rows_read,
+            _empty_valid(dataset),
+            pl.concat([rejected, _quarantine_frame(unparsed).select(rejected.columns)]),
+        )
     for name in missing:  # an empty file: no records, nothing to check
         frame = frame.with_columns(pl.lit(None, pl.String).alias(name))
     truncated_row = None
@@ -229,23 +295,32 @@ def parse_landing_file(path: Path, relpath: str, dataset: LandingDataset) -> Par
         last = frame["_row_number"].max()
         truncated_row = int(last) if isinstance(last, int) else None
     valid, rejected = validate_records(frame, dataset, truncated_row=truncated_row)
-    quarantine = pl.concat([
-        rejected,
-        _quarantine_frame(unparsed).select(rejected.columns).cast(rejected.schema),  # type: ignore[arg-type]
-    ])
+    quarantine = pl.concat(
+        [
+            rejected,
+            _quarantine_frame(unparsed).select(rejected.columns).cast(rejected.schema),  # type: ignore[arg-type]
+        ]
+    )
     return _finish(relpath, file_id, dataset, rows_read, valid, quarantine)
 
 
 def _empty_valid(dataset: LandingDataset) -> pl.DataFrame:
     return pl.DataFrame(
-        schema={**{n: POLARS_TYPES[k] for n, k in dataset.columns},
-                "_extra_columns": pl.String, "_row_number": pl.Int64}
+        schema={
+            **{n: POLARS_TYPES[k] for n, k in dataset.columns},
+            "_extra_columns": pl.String,
+            "_row_number": pl.Int64,
+        }
     )
 
 
 def _finish(
-    relpath: str, file_id: str, dataset: LandingDataset, rows_read: int,
-    valid: pl.DataFrame, quarantine: pl.DataFrame,
+    relpath: str,
+    file_id: str,
+    dataset: LandingDataset,
+    rows_read: int,
+    valid: pl.DataFrame,
+    quarantine: pl.DataFrame,
 ) -> ParsedFile:
     if valid.height + quarantine.height != rows_read:
         raise AssertionError(
@@ -254,15 +329,20 @@ def _finish(
         )
     valid = valid.with_columns(_source_file=pl.lit(relpath), _file_id=pl.lit(file_id))
     quarantine = quarantine.select(
-        pl.lit(dataset.name).alias("dataset"), pl.lit(relpath).alias("source_file"),
-        pl.lit(file_id).alias("file_id"), pl.col("row_number").cast(pl.Int64),
-        pl.col("reason").cast(pl.String), pl.col("raw").cast(pl.String),
+        pl.lit(dataset.name).alias("dataset"),
+        pl.lit(relpath).alias("source_file"),
+        pl.lit(file_id).alias("file_id"),
+        pl.col("row_number").cast(pl.Int64),
+        pl.col("reason").cast(pl.String),
+        pl.col("raw").cast(pl.String),
     )
     return ParsedFile(relpath, file_id, rows_read, valid, quarantine)
 
 
 @dataclass
 class IngestResult:
+    """What an ingestion run read, landed, quarantined and skipped, and its commits."""
+
     files_seen: int = 0
     files_ingested: int = 0
     files_skipped: int = 0
@@ -279,8 +359,10 @@ def landing_schemas(dataset: LandingDataset) -> tuple[pa.Schema, pa.Schema]:
     """(bronze, quarantine) table schemas, from the same code that builds their rows."""
     empty = _finish("", "", dataset, 0, _empty_valid(dataset), _quarantine_frame([]))
     now = datetime.now(UTC)
-    return (_stamp(empty.valid, "", now).to_arrow().schema,
-            _stamp(empty.quarantine, "", now).to_arrow().schema)
+    return (
+        _stamp(empty.valid, "", now).to_arrow().schema,
+        _stamp(empty.quarantine, "", now).to_arrow().schema,
+    )
 
 
 def _stamp(frame: pl.DataFrame, batch_id: str, ingested_at: datetime) -> pl.DataFrame:
@@ -308,17 +390,18 @@ def ingest_files(
     started = time.perf_counter()
     result = IngestResult()
     pending: dict[str, list[tuple[pl.DataFrame, AppTransaction]]] = {
-        dataset.table: [], LANDING_QUARANTINE_TABLE: []
+        dataset.table: [],
+        LANDING_QUARANTINE_TABLE: [],
     }
     pending_rows = 0
     # The versions the "already ingested?" decisions were read at: a concurrent ingestion of the
     # same file after them makes our commit fail instead of duplicating rows.
     bronze_schema, quarantine_schema = landing_schemas(dataset)
     read_versions: dict[str, int | None] = {
-        dataset.table: engine.ensure_table(
-            dataset.table, bronze_schema, configuration=BRONZE_TABLE_CONFIG),
+        dataset.table: engine.ensure_table(dataset.table, bronze_schema, configuration=BRONZE_TABLE_CONFIG),
         LANDING_QUARANTINE_TABLE: engine.ensure_table(
-            LANDING_QUARANTINE_TABLE, quarantine_schema, configuration=BRONZE_TABLE_CONFIG),
+            LANDING_QUARANTINE_TABLE, quarantine_schema, configuration=BRONZE_TABLE_CONFIG
+        ),
     }
 
     def flush() -> None:
@@ -329,7 +412,9 @@ def ingest_files(
                 continue
             frame = pl.concat([_stamp(p, batch_id, now) for p, _ in parts], how="vertical_relaxed")
             commit = engine.append(
-                table, frame, transactions=[t for _, t in parts],
+                table,
+                frame,
+                transactions=[t for _, t in parts],
                 commit_metadata={"batch_id": batch_id, "files": len(parts)},
                 read_version=read_versions[table],
             )
@@ -346,11 +431,15 @@ def ingest_files(
         parsed = parse_landing_file(path, relpath, dataset)
         txn = AppTransaction(parsed.app_id, 1)
         done_valid = parsed.app_id in seen or (
-            engine.app_transaction_version(dataset.table, parsed.app_id,
-                                           read_versions[dataset.table]) is not None)
+            engine.app_transaction_version(dataset.table, parsed.app_id, read_versions[dataset.table])
+            is not None
+        )
         done_quarantine = parsed.app_id in seen or (
-            engine.app_transaction_version(LANDING_QUARANTINE_TABLE, parsed.app_id,
-                                           read_versions[LANDING_QUARANTINE_TABLE]) is not None)
+            engine.app_transaction_version(
+                LANDING_QUARANTINE_TABLE, parsed.app_id, read_versions[LANDING_QUARANTINE_TABLE]
+            )
+            is not None
+        )
         seen.add(parsed.app_id)
         if done_valid and done_quarantine:
             result.files_skipped += 1

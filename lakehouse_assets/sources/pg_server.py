@@ -27,6 +27,7 @@ def _bin(name: str) -> str:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -37,7 +38,8 @@ def _as_postgres() -> list[str]:
     if os.geteuid() != 0:
         return []
     runuser = shutil.which("runuser") or next(
-        (p for p in ("/usr/sbin/runuser", "/sbin/runuser") if os.path.exists(p)), "runuser")
+        (p for p in ("/usr/sbin/runuser", "/sbin/runuser") if os.path.exists(p)), "runuser"
+    )
     return [runuser, "-u", "postgres", "--"]
 
 
@@ -50,16 +52,32 @@ def start(folder: Path, port: int, extra_conf: tuple[str, ...] = LOGICAL) -> str
         postgres = pwd.getpwnam("postgres")
         os.chown(folder, postgres.pw_uid, postgres.pw_gid)
     if not (data / "PG_VERSION").exists():
-        subprocess.run([*prefix, _bin("initdb"), "-D", str(data), "-U", "postgres", "-A",
-                        "trust", "--no-sync"], check=True, capture_output=True)
-    options = " ".join([f"-p {port}", "-c listen_addresses=127.0.0.1",
-                        f"-c unix_socket_directories={folder}", "-c fsync=off",
-                        *(f"-c {c}" for c in extra_conf)])
-    subprocess.run([*prefix, _bin("pg_ctl"), "-D", str(data), "-o", options, "-l",
-                    str(folder / "log"), "-w", "start"], check=True, capture_output=True)
+        subprocess.run(
+            [*prefix, _bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
+    options = " ".join(
+        [
+            f"-p {port}",
+            "-c listen_addresses=127.0.0.1",
+            f"-c unix_socket_directories={folder}",
+            "-c fsync=off",
+            *(f"-c {c}" for c in extra_conf),
+        ]
+    )
+    subprocess.run(
+        [*prefix, _bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     deadline = time.monotonic() + 30
-    while subprocess.run([_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                         capture_output=True).returncode != 0:
+    while (
+        subprocess.run(
+            [_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+        ).returncode
+        != 0
+    ):
         if time.monotonic() > deadline:
             raise RuntimeError((folder / "log").read_text())
         time.sleep(0.2)
@@ -67,8 +85,10 @@ def start(folder: Path, port: int, extra_conf: tuple[str, ...] = LOGICAL) -> str
 
 
 def stop(folder: Path, mode: str = "fast") -> None:
-    subprocess.run([*_as_postgres(), _bin("pg_ctl"), "-D", str(folder / "data"), "-m", mode,
-                    "stop"], capture_output=True)
+    """Stop the local PostgreSQL server of ``folder`` if it runs."""
+    subprocess.run(
+        [*_as_postgres(), _bin("pg_ctl"), "-D", str(folder / "data"), "-m", mode, "stop"], capture_output=True
+    )
 
 
 @contextmanager

@@ -50,7 +50,11 @@ SOURCE_CLOCK = "_lakehouse_clock"
 POSITIONS_PER_TRANSACTION = 100_000
 OPS = {"I": "insert", "U": "update", "D": "delete"}
 POLARS_TYPES: dict[str, pl.DataType | type[pl.DataType]] = {
-    "int": pl.Int64, "float": pl.Float64, "str": pl.String, "ts": pl.Datetime("us")}
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "str": pl.String,
+    "ts": pl.Datetime("us"),
+}
 
 
 def redact(url: str) -> str:
@@ -59,16 +63,21 @@ def redact(url: str) -> str:
 
 
 def lsn_to_int(lsn: str) -> int:
+    """A PostgreSQL log sequence number (``16/B374D848``) as an integer."""
     high, low = lsn.split("/")
     return (int(high, 16) << 32) + int(low, 16)
 
 
 def int_to_lsn(value: int) -> str:
+    """An integer as a PostgreSQL log sequence number."""
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
 @dataclass
 class PostgresSource:
+    """The shop on PostgreSQL: its schema, the simulator's changes mirrored into it, and its replication
+    slot."""
+
     url: str
 
     @contextmanager
@@ -76,8 +85,9 @@ class PostgresSource:
         try:
             connection = psycopg.connect(self.url, autocommit=autocommit, connect_timeout=10)
         except psycopg.OperationalError as error:
-            raise CaptureError(f"source database {redact(self.url)} unreachable: "
-                               f"{str(error).strip()}") from error
+            raise CaptureError(
+                f"source database {redact(self.url)} unreachable: {str(error).strip()}"
+            ) from error
         with closing(connection):
             yield connection
 
@@ -86,13 +96,15 @@ class PostgresSource:
         with self.connect() as conn:
             for table in SOURCE_TABLES:
                 columns = ", ".join(f"{n} {PG_TYPES[k]}" for n, k in table.columns)
-                conn.execute(f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}, "
-                             f"PRIMARY KEY ({table.key}))")
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {table.name} ({columns}, PRIMARY KEY ({table.key}))"
+                )
                 conn.execute(f"ALTER TABLE {table.name} REPLICA IDENTITY FULL")
             conn.execute(f"CREATE TABLE IF NOT EXISTS {MIRROR_CURSOR} (seq BIGINT NOT NULL)")
             # a key: wal2json skips updates of tables without a replica identity
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {SOURCE_CLOCK} (id INT PRIMARY KEY, "
-                         "ts TIMESTAMP NOT NULL)")
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {SOURCE_CLOCK} (id INT PRIMARY KEY, ts TIMESTAMP NOT NULL)"
+            )
             conn.execute(f"INSERT INTO {SOURCE_CLOCK} VALUES (1, now()) ON CONFLICT DO NOTHING")
             if _scalar(conn, f"SELECT count(*) FROM {MIRROR_CURSOR}") == 0:
                 conn.execute(f"INSERT INTO {MIRROR_CURSOR} VALUES (0)")
@@ -102,8 +114,9 @@ class PostgresSource:
         with self.connect(autocommit=True) as conn:
             return str(_scalar(conn, "SELECT pg_current_wal_lsn()::text"))
 
-    def mirror(self, log: ChangeLog, batch_changes: int = 5_000,
-               progress: Callable[[int, int], None] | None = None) -> int:
+    def mirror(
+        self, log: ChangeLog, batch_changes: int = 5_000, progress: Callable[[int, int], None] | None = None
+    ) -> int:
         """Apply the SQLite change log after the mirror cursor to PostgreSQL in sequence order;
         returns the number of changes applied."""
         self.create_schema()
@@ -111,8 +124,10 @@ class PostgresSource:
             cursor = _scalar(conn, f"SELECT seq FROM {MIRROR_CURSOR}")
             upper = max(log.max_seq(t) for t in SOURCE_TABLES)
             if upper < cursor:
-                raise CaptureError(f"the SQLite change log ends at {upper} but PostgreSQL was "
-                                   f"mirrored up to {cursor}: a different source database")
+                raise CaptureError(
+                    f"the SQLite change log ends at {upper} but PostgreSQL was "
+                    f"mirrored up to {cursor}: a different source database"
+                )
             if cursor == 0:  # before the shop's first change: the capture's log starts here
                 for table in SOURCE_TABLES:
                     stream = SlotStream(self, table)
@@ -146,8 +161,7 @@ def _transactions(changes: list[Change], most: int) -> Iterator[list[Change]]:
     (split only beyond ``most`` changes)."""
     start = 0
     for index in range(1, len(changes) + 1):
-        if index == len(changes) or changes[index][4] != changes[start][4] \
-                or index - start >= most:
+        if index == len(changes) or changes[index][4] != changes[start][4] or index - start >= most:
             yield changes[start:index]
             start = index
 
@@ -155,11 +169,11 @@ def _transactions(changes: list[Change], most: int) -> Iterator[list[Change]]:
 def _merged_changes(log: ChangeLog, after: int, upper: int) -> list[Change]:
     merged = []
     for table in SOURCE_TABLES:
-        frame = pl.from_arrow(log.read_range(table, after, upper))
-        assert isinstance(frame, pl.DataFrame)
+        frame = pl.DataFrame(pl.from_arrow(log.read_range(table, after, upper)))
         frame = frame.with_columns(
             pl.from_epoch(pl.col(name), time_unit="s")
-            for name in (*(n for n, kind in table.columns if kind == "ts"), "_commit_ts"))
+            for name in (*(n for n, kind in table.columns if kind == "ts"), "_commit_ts")
+        )
         for row in frame.iter_rows(named=True):
             merged.append((row.pop("_seq"), table, row.pop("_op"), row, row.pop("_commit_ts")))
     merged.sort(key=lambda change: change[0])
@@ -184,8 +198,10 @@ def _runs(chunk: list[Change]) -> Iterator[tuple[SourceTable, str, list[tuple]]]
 
 def _statement(table: SourceTable, op: str) -> str:
     if op == "insert":
-        return (f"INSERT INTO {table.name} ({', '.join(table.column_names)}) VALUES "
-                f"({', '.join(['%s'] * len(table.columns))})")
+        return (
+            f"INSERT INTO {table.name} ({', '.join(table.column_names)}) VALUES "
+            f"({', '.join(['%s'] * len(table.columns))})"
+        )
     if op == "update":
         assignments = ", ".join(f"{c} = %s" for c in table.column_names if c != table.key)
         return f"UPDATE {table.name} SET {assignments} WHERE {table.key} = %s"
@@ -194,6 +210,8 @@ def _statement(table: SourceTable, op: str) -> str:
 
 @dataclass
 class Transaction:
+    """One decoded transaction of the write-ahead log: its commit position, time and row changes."""
+
     xid: int
     commit_lsn: int
     commit_ts: datetime
@@ -220,14 +238,27 @@ class SlotStream:
         return f"pgcdc:{self.slot}"
 
     def decoder_options(self) -> list[str]:
-        return ["format-version", "2", "add-tables", f"*.{self.table.name},*.{SOURCE_CLOCK}",
-                "include-xids", "1",
-                "include-timestamp", "1", "include-transaction", "1"]
+        return [
+            "format-version",
+            "2",
+            "add-tables",
+            f"*.{self.table.name},*.{SOURCE_CLOCK}",
+            "include-xids",
+            "1",
+            "include-timestamp",
+            "1",
+            "include-transaction",
+            "1",
+        ]
 
     def exists(self) -> bool:
         with self.source.connect(autocommit=True) as conn:
-            return conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
-                                (self.slot,)).fetchone() is not None
+            return (
+                conn.execute(
+                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (self.slot,)
+                ).fetchone()
+                is not None
+            )
 
     def source_rows(self) -> int:
         with self.source.connect(autocommit=True) as conn:
@@ -239,8 +270,10 @@ class SlotStream:
 
     def confirmed_lsn(self) -> int:
         with self.source.connect(autocommit=True) as conn:
-            row = conn.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
-                               "WHERE slot_name = %s", (self.slot,)).fetchone()
+            row = conn.execute(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+                (self.slot,),
+            ).fetchone()
         if row is None:
             raise CaptureError(f"replication slot {self.slot} does not exist")
         return lsn_to_int(row[0])
@@ -250,8 +283,7 @@ class SlotStream:
         if lsn <= self.confirmed_lsn():
             return
         with self.source.connect(autocommit=True) as conn:
-            conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)",
-                         (self.slot, int_to_lsn(lsn)))
+            conn.execute("SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (self.slot, int_to_lsn(lsn)))
 
     def decoded(self, max_rows: int | None) -> list[tuple[str, str]]:
         """(LSN, wal2json document) rows after the slot's position (whole transactions, about
@@ -259,8 +291,10 @@ class SlotStream:
         with self.source.connect(autocommit=True) as conn:
             return conn.execute(
                 "SELECT lsn::text, data FROM pg_logical_slot_peek_changes(%s, NULL, %s"
-                + ", %s" * len(self.decoder_options()) + ")",
-                (self.slot, max_rows, *self.decoder_options())).fetchall()
+                + ", %s" * len(self.decoder_options())
+                + ")",
+                (self.slot, max_rows, *self.decoder_options()),
+            ).fetchall()
 
     def peek(self, max_rows: int) -> list[Transaction]:
         """Whole transactions after the slot's position (about ``max_rows`` decoded rows), in
@@ -289,9 +323,11 @@ class SlotStream:
                 image = message["identity"] if action == "D" else message["columns"]
                 current.changes.append((OPS[action], {c["name"]: c["value"] for c in image}))
             elif action == "T":  # bronze cannot express it row by row: never drop it silently
-                raise CaptureError(f"{self.table.name} was truncated on the source (LSN {lsn}): "
-                                   "bronze would keep rows the source no longer has; re-snapshot "
-                                   "the table into a new lake")
+                raise CaptureError(
+                    f"{self.table.name} was truncated on the source (LSN {lsn}): "
+                    "bronze would keep rows the source no longer has; re-snapshot "
+                    "the table into a new lake"
+                )
             # "M" (logical messages) are not part of the shop's change stream
         return transactions
 
@@ -300,12 +336,17 @@ class SlotStream:
         with self.source.connect(autocommit=True) as conn:
             row = conn.execute(
                 "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint FROM "
-                "pg_replication_slots WHERE slot_name = %s", (self.slot,)).fetchone()
+                "pg_replication_slots WHERE slot_name = %s",
+                (self.slot,),
+            ).fetchone()
         if row is None:
             raise CaptureError(f"replication slot {self.slot} does not exist")
         oldest = next(iter(self.peek(1)), None)
-        seconds = (datetime.now(UTC).replace(tzinfo=None) - oldest.commit_ts).total_seconds() \
-            if oldest and oldest.changes else 0.0
+        seconds = (
+            (datetime.now(UTC).replace(tzinfo=None) - oldest.commit_ts).total_seconds()
+            if oldest and oldest.changes
+            else 0.0
+        )
         return {"lag_bytes": float(row[0] or 0), "lag_seconds": max(seconds, 0.0)}
 
 
@@ -315,18 +356,27 @@ def _timestamp(text: str) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
-def to_bronze_frame(transactions: list[Transaction], table: SourceTable, *, source: str,
-                    batch_id: str) -> pl.DataFrame:
+def to_bronze_frame(
+    transactions: list[Transaction], table: SourceTable, *, source: str, batch_id: str
+) -> pl.DataFrame:
     """Change rows -> the bronze schema; columns the source gained later are kept (they reach
     bronze by Delta schema evolution)."""
     records = []
     for tx in transactions:
         if len(tx.changes) >= POSITIONS_PER_TRANSACTION:
-            raise CaptureError(f"transaction {tx.xid} changed {len(tx.changes):,} rows of "
-                               f"{table.name}; sequences allow {POSITIONS_PER_TRANSACTION:,}")
+            raise CaptureError(
+                f"transaction {tx.xid} changed {len(tx.changes):,} rows of "
+                f"{table.name}; sequences allow {POSITIONS_PER_TRANSACTION:,}"
+            )
         for position, (op, row) in enumerate(tx.changes):
-            records.append({"_seq": tx.commit_lsn * POSITIONS_PER_TRANSACTION + position,
-                            "_op": op, "_commit_ts": tx.commit_ts, **row})
+            records.append(
+                {
+                    "_seq": tx.commit_lsn * POSITIONS_PER_TRANSACTION + position,
+                    "_op": op,
+                    "_commit_ts": tx.commit_ts,
+                    **row,
+                }
+            )
     if not records:
         return pl.DataFrame()
     frame = pl.DataFrame(records, infer_schema_length=None)
@@ -339,38 +389,47 @@ def to_bronze_frame(transactions: list[Transaction], table: SourceTable, *, sour
         else:
             typed.append(pl.col(name).cast(POLARS_TYPES[kind]))
     frame = frame.with_columns(
-        *typed, _ingested_at=pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")),
-        _source=pl.lit(source), _batch_id=pl.lit(batch_id))
+        *typed,
+        _ingested_at=pl.lit(datetime.now(UTC)).cast(pl.Datetime("us", "UTC")),
+        _source=pl.lit(source),
+        _batch_id=pl.lit(batch_id),
+    )
     known = bronze_arrow_schema(table).names
-    return frame.select(*[n for n in known if n in frame.columns],
-                        *[c for c in frame.columns if c not in known])
+    return frame.select(
+        *[n for n in known if n in frame.columns], *[c for c in frame.columns if c not in known]
+    )
 
 
-def capture_postgres_to_bronze(engine: LakeEngine, stream: SlotStream, *, batch_id: str,
-                               max_rows: int = 250_000,
-                               on_batch: Callable[[CaptureResult], None] | None = None,
-                               ) -> CaptureResult:
+def capture_postgres_to_bronze(
+    engine: LakeEngine,
+    stream: SlotStream,
+    *,
+    batch_id: str,
+    max_rows: int = 250_000,
+    on_batch: Callable[[CaptureResult], None] | None = None,
+) -> CaptureResult:
     """Append every change after the bronze cursor to the bronze table, exactly once."""
     started = time.perf_counter()
     table = stream.table
     target = bronze_table_name(table)
     app_id = stream.app_id
-    read_version = engine.ensure_table(target, bronze_arrow_schema(table),
-                                       configuration=BRONZE_TABLE_CONFIG)
+    read_version = engine.ensure_table(target, bronze_arrow_schema(table), configuration=BRONZE_TABLE_CONFIG)
     cursor = engine.app_transaction_version(target, app_id, at_version=read_version) or 0
     if not stream.exists():
         if cursor:
             raise CaptureError(
                 f"replication slot {stream.slot} is gone but bronze holds changes up to LSN "
                 f"{int_to_lsn(cursor)}: changes since then may be lost. "
-                "Re-snapshot the table into a new lake, then capture again.")
+                "Re-snapshot the table into a new lake, then capture again."
+            )
         existing = stream.source_rows()
         if existing:  # they predate the slot: the log will never show them
             raise CaptureError(
                 f"{table.name} already holds {existing:,} rows but has no replication slot yet: "
                 "capture starts at the slot, so these rows would never reach bronze (an initial "
                 "snapshot is not implemented). Create the slots before the first write "
-                "(`lakehouse simulate` does) or start from an empty database.")
+                "(`lakehouse simulate` does) or start from an empty database."
+            )
         stream.create()
     stream.advance(cursor)  # a crash after the bronze commit left the slot behind
     result = CaptureResult(table=table.name, cursor_before=cursor, cursor_after=cursor)
@@ -383,10 +442,17 @@ def capture_postgres_to_bronze(engine: LakeEngine, stream: SlotStream, *, batch_
         frame = to_bronze_frame(transactions, table, source=source, batch_id=batch_id)
         if frame.height:
             commit = engine.append(
-                target, frame, transactions=[AppTransaction(app_id, last)],
-                commit_metadata={"cdc_from_lsn": int_to_lsn(cursor), "cdc_to_lsn": int_to_lsn(last),
-                                 "batch_id": batch_id},
-                configuration=BRONZE_TABLE_CONFIG, read_version=read_version)
+                target,
+                frame,
+                transactions=[AppTransaction(app_id, last)],
+                commit_metadata={
+                    "cdc_from_lsn": int_to_lsn(cursor),
+                    "cdc_to_lsn": int_to_lsn(last),
+                    "batch_id": batch_id,
+                },
+                configuration=BRONZE_TABLE_CONFIG,
+                read_version=read_version,
+            )
             read_version = commit.version
             result.commits.append(commit)
             result.rows += frame.height
@@ -398,4 +464,3 @@ def capture_postgres_to_bronze(engine: LakeEngine, stream: SlotStream, *, batch_
             on_batch(result)
     result.seconds = time.perf_counter() - started
     return result
-

@@ -21,6 +21,8 @@ ARROW_TYPES: dict[ColumnType, pa.DataType] = {
 
 @dataclass(frozen=True)
 class SourceTable:
+    """A table of the operational database: its columns and types and its primary key."""
+
     name: str
     key: str
     columns: tuple[tuple[str, ColumnType], ...]
@@ -176,4 +178,5 @@ def describe_column(table: str, column: str) -> str:
 
 
 def is_pii(table: str, column: str) -> bool:
+    """Whether a column holds personal data (tagged in the catalog, erased under GDPR)."""
     return column in PII_COLUMNS or column in TABLE_PII_COLUMNS.get(table, frozenset())

@@ -57,14 +57,61 @@ SEGMENT_RETURN_FACTOR = {"regular": 1.0, "premium": 0.7, "bargain": 1.6}
 RETURN_REASONS = ("damaged", "wrong_size", "not_as_described", "changed_mind", "late_delivery")
 PAYMENT_METHODS = ("card", "paypal", "giftcard", "bank_transfer")
 CITIES = (
-    ("Berlin", "DE"), ("Hamburg", "DE"), ("Munich", "DE"), ("Paris", "FR"), ("Lyon", "FR"),
-    ("Madrid", "ES"), ("Barcelona", "ES"), ("Milan", "IT"), ("Rome", "IT"), ("Amsterdam", "NL"),
-    ("Vienna", "AT"), ("Warsaw", "PL"), ("Lisbon", "PT"), ("Dublin", "IE"), ("Copenhagen", "DK"),
+    ("Berlin", "DE"),
+    ("Hamburg", "DE"),
+    ("Munich", "DE"),
+    ("Paris", "FR"),
+    ("Lyon", "FR"),
+    ("Madrid", "ES"),
+    ("Barcelona", "ES"),
+    ("Milan", "IT"),
+    ("Rome", "IT"),
+    ("Amsterdam", "NL"),
+    ("Vienna", "AT"),
+    ("Warsaw", "PL"),
+    ("Lisbon", "PT"),
+    ("Dublin", "IE"),
+    ("Copenhagen", "DK"),
 )
-FIRST_NAMES = ("Ada", "Ben", "Chloe", "Dan", "Eva", "Finn", "Grace", "Hugo", "Iris", "Jon",
-               "Kira", "Leo", "Mia", "Noah", "Olga", "Paul", "Rosa", "Sam", "Tara", "Ugo")
-LAST_NAMES = ("Meyer", "Dubois", "Garcia", "Rossi", "Jansen", "Novak", "Silva", "Byrne",
-              "Larsen", "Schmidt", "Martin", "Lopez", "Bianchi", "Visser", "Kowalski")
+FIRST_NAMES = (
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Dan",
+    "Eva",
+    "Finn",
+    "Grace",
+    "Hugo",
+    "Iris",
+    "Jon",
+    "Kira",
+    "Leo",
+    "Mia",
+    "Noah",
+    "Olga",
+    "Paul",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Ugo",
+)
+LAST_NAMES = (
+    "Meyer",
+    "Dubois",
+    "Garcia",
+    "Rossi",
+    "Jansen",
+    "Novak",
+    "Silva",
+    "Byrne",
+    "Larsen",
+    "Schmidt",
+    "Martin",
+    "Lopez",
+    "Bianchi",
+    "Visser",
+    "Kowalski",
+)
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 DAY = 86_400
 
@@ -94,6 +141,8 @@ def _count(rng: random.Random, mean: float) -> int:
 
 @dataclass
 class SimulationSummary:
+    """What a simulation call produced: the days, the change events and the landing files."""
+
     days: int = 0
     first_day: date | None = None
     last_day: date | None = None
@@ -106,6 +155,9 @@ class SimulationSummary:
 
 
 class ShopSimulator:
+    """The shop's operational system, simulated day by day from a seed into its database and the landing
+    folder."""
+
     def __init__(self, db_path: Path, landing_dir: Path, cfg: SimulatorSettings):
         self.db_path = Path(db_path)
         self.landing_dir = Path(landing_dir)
@@ -196,13 +248,17 @@ class ShopSimulator:
         conn.execute("INSERT INTO _cdc_clock VALUES (?)", (start - 1,))
         conn.executemany(
             "INSERT INTO products VALUES (?, ?, ?, ?, ?, ?)",
-            (self._new_product(rng, pid, rng.choice(list(CATEGORIES)), start - rng.randint(30, 720) * DAY)
-             for pid in range(1, n_products + 1)),
+            (
+                self._new_product(rng, pid, rng.choice(list(CATEGORIES)), start - rng.randint(30, 720) * DAY)
+                for pid in range(1, n_products + 1)
+            ),
         )
         conn.executemany(
             "INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (self._new_customer(rng, cid, start - rng.randint(1, 720) * DAY, SEGMENT_WEIGHTS)
-             for cid in range(1, n_customers + 1)),
+            (
+                self._new_customer(rng, cid, start - rng.randint(1, 720) * DAY, SEGMENT_WEIGHTS)
+                for cid in range(1, n_customers + 1)
+            ),
         )
         state = {
             "next_day": 0,
@@ -224,9 +280,7 @@ class ShopSimulator:
         return (pid, f"{category.replace('_', ' ').title()} item {pid}", category, price, ts, ts)
 
     @staticmethod
-    def _new_customer(
-        rng: random.Random, cid: int, created: int, weights: tuple[float, ...]
-    ) -> tuple:
+    def _new_customer(rng: random.Random, cid: int, created: int, weights: tuple[float, ...]) -> tuple:
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         city, country = rng.choice(CITIES)
         segment = rng.choices(SEGMENTS, weights)[0]
@@ -268,9 +322,13 @@ class ShopSimulator:
         # Customers.
         mix_shifted = cfg.customer_mix_shift_day is not None and index >= cfg.customer_mix_shift_day
         weights = (
-            ((1 - cfg.customer_mix_bargain_share) * 0.7, (1 - cfg.customer_mix_bargain_share) * 0.3,
-             cfg.customer_mix_bargain_share)
-            if mix_shifted else SEGMENT_WEIGHTS
+            (
+                (1 - cfg.customer_mix_bargain_share) * 0.7,
+                (1 - cfg.customer_mix_bargain_share) * 0.3,
+                cfg.customer_mix_bargain_share,
+            )
+            if mix_shifted
+            else SEGMENT_WEIGHTS
         )
         for _ in range(_count(rng, cfg.initial_customers * cfg.scale * 0.01)):
             cid = state["next_customer_id"]
@@ -297,8 +355,12 @@ class ShopSimulator:
             pid = rng.choice(world.product_ids)
             add(day_start + rng.randrange(DAY), "price", (pid, rng.uniform(0.85, 1.15)))
         # Lifecycle transitions planned by earlier days.
-        for kind, col in (("cancel", "cancel_ts"), ("ship", "ship_ts"),
-                          ("deliver", "deliver_ts"), ("return", "return_ts")):
+        for kind, col in (
+            ("cancel", "cancel_ts"),
+            ("ship", "ship_ts"),
+            ("deliver", "deliver_ts"),
+            ("return", "return_ts"),
+        ):
             due = conn.execute(
                 f"SELECT order_id, {col}, return_reason, return_ts FROM _sim_order_plan "
                 f"WHERE {col} >= ? AND {col} < ? ORDER BY order_id",
@@ -331,20 +393,26 @@ class ShopSimulator:
             p_return = min(
                 0.9,
                 risk * SEGMENT_RETURN_FACTOR[world.customers[cid]]
-                + 0.4 * discount + (0.05 if amount > 300 else 0.0),
+                + 0.4 * discount
+                + (0.05 if amount > 300 else 0.0),
             )
             plan = self._plan(rng, order_id, ts, p_return)
-            add(ts, "order", ((order_id, cid, "placed", _ts(ts), amount, discount, _ts(ts)),
-                              tuple(items), plan))
+            add(
+                ts,
+                "order",
+                ((order_id, cid, "placed", _ts(ts), amount, discount, _ts(ts)), tuple(items), plan),
+            )
             if plan[1] is not None and plan[1] < day_end:  # cancelled the same day
                 add(plan[1], "cancel", (order_id, None, None))
-            payments.append({
-                "payment_id": f"pay_{order_id:09d}",
-                "order_id": order_id,
-                "amount": amount,
-                "method": rng.choice(PAYMENT_METHODS),
-                "paid_at": _ts(ts + rng.randint(5, 300)),
-            })
+            payments.append(
+                {
+                    "payment_id": f"pay_{order_id:09d}",
+                    "order_id": order_id,
+                    "amount": amount,
+                    "method": rng.choice(PAYMENT_METHODS),
+                    "paid_at": _ts(ts + rng.randint(5, 300)),
+                }
+            )
         events.sort()
 
         # Apply in time order, in one transaction with the simulator's state.
@@ -368,8 +436,14 @@ class ShopSimulator:
         ship = ts + rng.randint(18, 40) * 3600
         deliver = ship + rng.randint(1, 4) * DAY + rng.randint(0, 8) * 3600
         if rng.random() < p_return:
-            return (order_id, None, ship, deliver, deliver + rng.randint(1, 28) * DAY,
-                    rng.choice(RETURN_REASONS))
+            return (
+                order_id,
+                None,
+                ship,
+                deliver,
+                deliver + rng.randint(1, 28) * DAY,
+                rng.choice(RETURN_REASONS),
+            )
         return (order_id, None, ship, deliver, None, None)
 
     def _apply(
@@ -432,9 +506,7 @@ class ShopSimulator:
                 conn.execute("DELETE FROM _sim_order_plan WHERE order_id = ?", (order_id,))
         elif kind == "return":
             order_id, reason, _ = payload
-            amount = conn.execute(
-                "SELECT amount FROM orders WHERE order_id = ?", (order_id,)
-            ).fetchone()
+            amount = conn.execute("SELECT amount FROM orders WHERE order_id = ?", (order_id,)).fetchone()
             if amount is not None:
                 conn.execute(
                     "INSERT INTO returns VALUES (?, ?, ?, ?, ?)",
@@ -449,9 +521,7 @@ class ShopSimulator:
         summary.add(kind)
 
     # ------------------------------------------------------------------ landing files
-    def _write_payments(
-        self, rng: random.Random, index: int, payments: list[dict[str, Any]]
-    ) -> str | None:
+    def _write_payments(self, rng: random.Random, index: int, payments: list[dict[str, Any]]) -> str | None:
         if not payments or not self.cfg.landing_formats:
             return None
         fmt = self.cfg.landing_formats[index % len(self.cfg.landing_formats)]
@@ -470,8 +540,9 @@ def _epoch_of(text: str) -> int:
 
 def corrupt_payment(rng: random.Random, row: dict[str, Any]) -> None:
     """Damage one payment row the way real feeds do: a bad type, a missing key, a bad date."""
-    damage = rng.choice(("bad_amount", "missing_payment_id", "missing_order_id", "bad_order_id",
-                         "bad_timestamp"))
+    damage = rng.choice(
+        ("bad_amount", "missing_payment_id", "missing_order_id", "bad_order_id", "bad_timestamp")
+    )
     if damage == "bad_amount":
         row["amount"] = "twelve euros"
     elif damage == "missing_payment_id":
@@ -484,9 +555,7 @@ def corrupt_payment(rng: random.Random, row: dict[str, Any]) -> None:
         row["paid_at"] = "yesterday"
 
 
-def write_payment_file(
-    path: Path, rows: list[dict[str, Any]], fmt: str, *, truncate: bool = False
-) -> None:
+def write_payment_file(path: Path, rows: list[dict[str, Any]], fmt: str, *, truncate: bool = False) -> None:
     """Write payment rows as CSV, JSON lines or Parquet, atomically (temp name, then rename).
 
     ``truncate`` keeps only the first 60% of the bytes, as an interrupted upload would.
@@ -503,19 +572,23 @@ def write_payment_file(
     elif fmt == "parquet":
         # A file whose rows carry a wrong type is written with string columns, as a sloppy
         # exporter would; otherwise the columns are typed.
-        typed = all(isinstance(r["amount"], float | int) and isinstance(r["order_id"], int | None)
-                    for r in rows)
+        typed = all(
+            isinstance(r["amount"], float | int) and isinstance(r["order_id"], int | None) for r in rows
+        )
         if typed:
-            table = pa.table({
-                "payment_id": pa.array([r["payment_id"] for r in rows], pa.string()),
-                "order_id": pa.array([r["order_id"] for r in rows], pa.int64()),
-                "amount": pa.array([r["amount"] for r in rows], pa.float64()),
-                "method": pa.array([r["method"] for r in rows], pa.string()),
-                "paid_at": pa.array([r["paid_at"] for r in rows], pa.string()),
-            })
+            table = pa.table(
+                {
+                    "payment_id": pa.array([r["payment_id"] for r in rows], pa.string()),
+                    "order_id": pa.array([r["order_id"] for r in rows], pa.int64()),
+                    "amount": pa.array([r["amount"] for r in rows], pa.float64()),
+                    "method": pa.array([r["method"] for r in rows], pa.string()),
+                    "paid_at": pa.array([r["paid_at"] for r in rows], pa.string()),
+                }
+            )
         else:
-            table = pa.table({n: pa.array([None if r[n] is None else str(r[n]) for r in rows],
-                                          pa.string()) for n in names})
+            table = pa.table(
+                {n: pa.array([None if r[n] is None else str(r[n]) for r in rows], pa.string()) for n in names}
+            )
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="snappy")
         data = sink.getvalue()

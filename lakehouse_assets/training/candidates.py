@@ -20,13 +20,18 @@ from lakehouse_assets.training.dataset import CATEGORICAL_FEATURES, NUMERIC_FEAT
 # Non-default types skops must be told to trust when loading these pipelines. Anything else in a
 # logged model fails loudly instead of being trusted blindly.
 TRUSTED_TYPES = [
-    "collections.OrderedDict", "numpy.dtype", "sklearn.tree._tree.Tree",
-    "lightgbm.basic.Booster", "lightgbm.sklearn.LGBMClassifier",
+    "collections.OrderedDict",
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
 ]
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """A model family with one point of its search space."""
+
     family: str
     params: dict[str, Any]
     build: Callable[[], Pipeline]
@@ -37,15 +42,19 @@ class Candidate:
 
 
 def preprocessing(scale: bool) -> ColumnTransformer:
+    """Imputation and one-hot encoding of the model's features (scaled for linear models)."""
     numeric: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
     if scale:
         numeric.append(("scale", StandardScaler()))
-    categorical = Pipeline([
-        ("impute", SimpleImputer(strategy="constant", fill_value="unknown")),
-        ("one_hot", OneHotEncoder(handle_unknown="ignore")),
-    ])
-    return ColumnTransformer([("numeric", Pipeline(numeric), NUMERIC_FEATURES),
-                              ("categorical", categorical, CATEGORICAL_FEATURES)])
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="unknown")),
+            ("one_hot", OneHotEncoder(handle_unknown="ignore")),
+        ]
+    )
+    return ColumnTransformer(
+        [("numeric", Pipeline(numeric), NUMERIC_FEATURES), ("categorical", categorical, CATEGORICAL_FEATURES)]
+    )
 
 
 def _pipeline(scale: bool, classifier: Any) -> Callable[[], Pipeline]:
@@ -56,21 +65,48 @@ def candidates(seed: int) -> list[Candidate]:
     """Three families, two settings each."""
     out = []
     for c in (0.1, 1.0):
-        out.append(Candidate("logistic_regression", {"C": c}, _pipeline(True, LogisticRegression(
-            C=c, max_iter=1000, random_state=seed))))
+        out.append(
+            Candidate(
+                "logistic_regression",
+                {"C": c},
+                _pipeline(True, LogisticRegression(C=c, max_iter=1000, random_state=seed)),
+            )
+        )
     for depth in (6, 12):
-        out.append(Candidate("random_forest", {"max_depth": depth, "n_estimators": 200},
-                             _pipeline(False, RandomForestClassifier(
-                                 n_estimators=200, max_depth=depth, min_samples_leaf=5,
-                                 n_jobs=-1, random_state=seed))))
+        out.append(
+            Candidate(
+                "random_forest",
+                {"max_depth": depth, "n_estimators": 200},
+                _pipeline(
+                    False,
+                    RandomForestClassifier(
+                        n_estimators=200, max_depth=depth, min_samples_leaf=5, n_jobs=-1, random_state=seed
+                    ),
+                ),
+            )
+        )
     for leaves in (15, 31):
-        out.append(Candidate("lightgbm", {"num_leaves": leaves, "learning_rate": 0.05,
-                                          "n_estimators": 200},
-                             _pipeline(False, LGBMClassifier(
-                                 num_leaves=leaves, learning_rate=0.05, n_estimators=200,
-                                 min_child_samples=20, subsample=0.8, subsample_freq=1,
-                                 colsample_bytree=0.8, random_state=seed, n_jobs=2,
-                                 verbose=-1))))
+        out.append(
+            Candidate(
+                "lightgbm",
+                {"num_leaves": leaves, "learning_rate": 0.05, "n_estimators": 200},
+                _pipeline(
+                    False,
+                    LGBMClassifier(
+                        num_leaves=leaves,
+                        learning_rate=0.05,
+                        n_estimators=200,
+                        min_child_samples=20,
+                        subsample=0.8,
+                        subsample_freq=1,
+                        colsample_bytree=0.8,
+                        random_state=seed,
+                        n_jobs=2,
+                        verbose=-1,
+                    ),
+                ),
+            )
+        )
     return out
 
 

@@ -13,9 +13,20 @@ from lakehouse_assets.features.basket import BASKET_FEATURES
 LABEL = "returned_within_30d"
 TIME = "order_ts"
 NUMERIC_FEATURES = [
-    "amount", "discount", "orders_7d", "orders_30d", "orders_90d", "spend_30d", "spend_90d",
-    "returns_90d", "avg_discount_90d", "days_since_last_order", "tenure_days",
-    "amount_vs_avg_basket", "discount_share", *BASKET_FEATURES,
+    "amount",
+    "discount",
+    "orders_7d",
+    "orders_30d",
+    "orders_90d",
+    "spend_30d",
+    "spend_90d",
+    "returns_90d",
+    "avg_discount_90d",
+    "days_since_last_order",
+    "tenure_days",
+    "amount_vs_avg_basket",
+    "discount_share",
+    *BASKET_FEATURES,
 ]
 CATEGORICAL_FEATURES = ["segment"]
 FEATURES = NUMERIC_FEATURES + CATEGORICAL_FEATURES
@@ -29,8 +40,9 @@ def model_input(frame: pl.DataFrame, features: list[str] | None = None) -> pd.Da
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise ValueError(f"model input lacks feature columns {missing}")
-    return frame.select(pl.col(c).cast(pl.String if c in CATEGORICAL_FEATURES else pl.Float64)
-                        for c in features).to_pandas()
+    return frame.select(
+        pl.col(c).cast(pl.String if c in CATEGORICAL_FEATURES else pl.Float64) for c in features
+    ).to_pandas()
 
 
 class NotEnoughData(ValueError):
@@ -47,9 +59,12 @@ class TimeSplit:
     cutoff: datetime
 
     def window(self) -> dict[str, str]:
-        return {"train_from": str(self.train[TIME].min()), "train_to": str(self.train[TIME].max()),
-                "holdout_from": str(self.holdout[TIME].min()),
-                "holdout_to": str(self.holdout[TIME].max())}
+        return {
+            "train_from": str(self.train[TIME].min()),
+            "train_to": str(self.train[TIME].max()),
+            "holdout_from": str(self.holdout[TIME].min()),
+            "holdout_to": str(self.holdout[TIME].max()),
+        }
 
 
 def mature_orders(frame: pl.DataFrame, label_window_days: int) -> pl.DataFrame:
@@ -67,8 +82,10 @@ def time_split(frame: pl.DataFrame, holdout_fraction: float, label_window_days: 
         raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
     labelled = mature_orders(frame, label_window_days).sort(TIME, "order_id")
     if labelled.height < 20:
-        raise NotEnoughData(f"only {labelled.height} labelled orders older than the "
-                            f"{label_window_days}-day label window: too few to train on")
+        raise NotEnoughData(
+            f"only {labelled.height} labelled orders older than the "
+            f"{label_window_days}-day label window: too few to train on"
+        )
     cutoff = labelled[TIME][int(labelled.height * (1 - holdout_fraction))]
     train, holdout = labelled.filter(pl.col(TIME) < cutoff), labelled.filter(pl.col(TIME) >= cutoff)
     for name, part in (("train", train), ("holdout", holdout)):

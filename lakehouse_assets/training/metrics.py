@@ -37,6 +37,8 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
 
 
 def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+    """ROC AUC, PR AUC, log loss, Brier score, calibration error, precision and recall at the
+    threshold, and the positive rate."""
     predicted = (p >= threshold).astype(int)
     return {
         "roc_auc": float(roc_auc_score(y, p)),
@@ -50,8 +52,9 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> di
     }
 
 
-def save_plots(y: np.ndarray, p: np.ndarray, threshold: float, importance: dict[str, float],
-               folder: Path) -> list[Path]:
+def save_plots(
+    y: np.ndarray, p: np.ndarray, threshold: float, importance: dict[str, float], folder: Path
+) -> list[Path]:
     """ROC curve, PR curve, confusion matrix and feature importance as PNG files."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -84,8 +87,13 @@ def save_plots(y: np.ndarray, p: np.ndarray, threshold: float, importance: dict[
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual",
-           title=f"Confusion matrix (threshold {threshold})")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xlabel="predicted",
+        ylabel="actual",
+        title=f"Confusion matrix (threshold {threshold})",
+    )
     save(fig, "confusion_matrix.png")
 
     fig, ax = plt.subplots(figsize=(5, 4))

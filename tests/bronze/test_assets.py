@@ -9,8 +9,7 @@ ALL = [*BRONZE_CDC_ASSETS, ingest_payments_files, *BRONZE_CDC_CHECKS]
 
 def materialization(result, name):
     mats = result.asset_materializations_for_node(
-        "ingest_payments_files" if name in ("bronze_payments", "bronze_landing_quarantine")
-        else name
+        "ingest_payments_files" if name in ("bronze_payments", "bronze_landing_quarantine") else name
     )
     (mat,) = [m for m in mats if m.asset_key == AssetKey(name)]
     return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
@@ -45,7 +44,9 @@ def test_bronze_assets_materialize_with_metadata_and_passing_checks(simulated, s
 
 def test_missing_landing_file_fails_with_its_name(simulated, settings):
     result = materialize(
-        [ingest_payments_files], resources=build_resources(settings), raise_on_error=False,
+        [ingest_payments_files],
+        resources=build_resources(settings),
+        raise_on_error=False,
         run_config={"ops": {"ingest_payments_files": {"config": {"files": ["payments/gone.csv"]}}}},
     )
     assert not result.success

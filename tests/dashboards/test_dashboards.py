@@ -15,12 +15,20 @@ from playwright.sync_api import sync_playwright
 from lakehouse_assets.dashboards.app import DashboardError, check_bind, load_dashboards
 from tests.serving.conftest import free_port
 
-ARTIFACTS = Path(os.environ.get("LAKEHOUSE_TEST_ARTIFACTS",
-                                Path(__file__).parents[2] / "test-artifacts")) / "dashboards"
+ARTIFACTS = (
+    Path(os.environ.get("LAKEHOUSE_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+    / "dashboards"
+)
 # Chromium as root, offline: no sandbox, and no background calls to Google's services.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PANELS = """() => [...document.querySelectorAll('.panel')].map(panel => ({
     id: panel.id,
     points: [...panel.querySelectorAll('.js-plotly-plot')].map(
@@ -35,13 +43,16 @@ def test_the_three_dashboards_are_valid_specs():
     assert all(len(d.panels) >= 3 for d in dashboards.values())
 
 
-@pytest.mark.parametrize(("spec", "error"), [
-    ("panels: [{title: t, query: nope, chart: line, x: a, y: b}]", "'nope' is not a saved query"),
-    ("panels: [{query: business_daily_orders, chart: pie, x: a, y: b}]", "needs chart in"),
-    ("panels: [{query: business_daily_orders, chart: line}]", "x and y"),
-    ("panels: [{query: business_daily_orders, colour: x}]", r"unknown key\(s\) \['colour'\]"),
-    ("title: empty", "at least one panel"),
-])
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        ("panels: [{title: t, query: nope, chart: line, x: a, y: b}]", "'nope' is not a saved query"),
+        ("panels: [{query: business_daily_orders, chart: pie, x: a, y: b}]", "needs chart in"),
+        ("panels: [{query: business_daily_orders, chart: line}]", "x and y"),
+        ("panels: [{query: business_daily_orders, colour: x}]", r"unknown key\(s\) \['colour'\]"),
+        ("title: empty", "at least one panel"),
+    ],
+)
 def test_a_bad_dashboard_spec_names_the_file_and_panel(tmp_path, spec, error):
     (tmp_path / "broken.yml").write_text(spec)
     with pytest.raises(DashboardError, match=error):
@@ -60,8 +71,12 @@ def dashboards_server(demo_home):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "lakehouse_assets.cli", "dashboards", "--port", str(port)],
-        env={**os.environ, **demo_home.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, start_new_session=True)
+        env={**os.environ, **demo_home.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -95,7 +110,9 @@ def test_every_dashboard_renders_its_charts_with_live_data_in_chromium(dashboard
             page.wait_for_selector(f"#dashboard-{slug}", timeout=60_000)
             page.wait_for_function(  # every panel drawn: Plotly's SVG, table cells or a message
                 "[...document.querySelectorAll('.panel')].every(panel => panel.querySelector("
-                "'.main-svg, .dash-cell, .panel-error, .panel-empty'))", timeout=60_000)
+                "'.main-svg, .dash-cell, .panel-error, .panel-empty'))",
+                timeout=60_000,
+            )
             panels = page.evaluate(PANELS)
             page.screenshot(path=str(ARTIFACTS / f"{slug}.png"), full_page=True)
             assert len(panels) == len({d.slug: d for d in load_dashboards()}[slug].panels)
@@ -107,5 +124,4 @@ def test_every_dashboard_renders_its_charts_with_live_data_in_chromium(dashboard
         assert "no dashboard 'nope'" in page.inner_text(".panel-error")
         browser.close()
     assert errors == []
-    assert all((ARTIFACTS / f"{slug}.png").stat().st_size > 10_000
-               for slug in ("business", "data", "ml"))
+    assert all((ARTIFACTS / f"{slug}.png").stat().st_size > 10_000 for slug in ("business", "data", "ml"))

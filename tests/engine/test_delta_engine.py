@@ -35,8 +35,7 @@ def test_transaction_identifiers_commit_with_the_data(tmp_path):
     assert engine.app_transaction_version("t", "cursor") == 7
     assert engine.app_transaction_version("t", "other") is None
     # An empty append still commits the identifier (a file with no valid rows is still done).
-    engine.append("t", pl.DataFrame(schema={"id": pl.Int64}),
-                  transactions=[AppTransaction("cursor", 9)])
+    engine.append("t", pl.DataFrame(schema={"id": pl.Int64}), transactions=[AppTransaction("cursor", 9)])
     assert engine.app_transaction_version("t", "cursor") == 9
     assert engine.app_transaction_version("t", "cursor", at_version=0) == 7
     assert engine.row_count("t") == 1
@@ -47,15 +46,18 @@ def test_concurrent_commit_of_same_identifier_is_refused_not_duplicated(tmp_path
     engine.append("t", pl.DataFrame({"id": [0]}))
     read_version = engine.version("t")
     # Another writer consumes the same input first.
-    engine.append("t", pl.DataFrame({"id": [1]}), transactions=[AppTransaction("cdc", 1)],
-                  read_version=read_version)
+    engine.append(
+        "t", pl.DataFrame({"id": [1]}), transactions=[AppTransaction("cdc", 1)], read_version=read_version
+    )
     with pytest.raises(ConcurrentWriteError, match="nothing was written"):
-        engine.append("t", pl.DataFrame({"id": [1]}), transactions=[AppTransaction("cdc", 1)],
-                      read_version=read_version)
+        engine.append(
+            "t", pl.DataFrame({"id": [1]}), transactions=[AppTransaction("cdc", 1)], read_version=read_version
+        )
     assert engine.read("t")["id"].to_list().count(1) == 1
     # An unrelated concurrent append does not conflict.
-    engine.append("t", pl.DataFrame({"id": [2]}), transactions=[AppTransaction("other", 1)],
-                  read_version=read_version)
+    engine.append(
+        "t", pl.DataFrame({"id": [2]}), transactions=[AppTransaction("other", 1)], read_version=read_version
+    )
     assert engine.row_count("t") == 3
 
 

@@ -30,8 +30,10 @@ def test_merge_clauses_metrics_and_change_feed(spark_engine):
     spark_engine.append("m", pl.DataFrame({"id": [1, 2], "v": ["a", "b"], "seq": [1, 1]}))
     newer = "source.seq > target.seq"
     result = spark_engine.merge(
-        "m", pl.DataFrame({"id": [1, 2, 3], "v": ["A", "old", "c"], "seq": [2, 0, 1]}),
-        keys=["id"], transactions=[AppTransaction("apply", 1)],
+        "m",
+        pl.DataFrame({"id": [1, 2, 3], "v": ["A", "old", "c"], "seq": [2, 0, 1]}),
+        keys=["id"],
+        transactions=[AppTransaction("apply", 1)],
         clauses=(MergeClause("matched", "update", newer), MergeClause("not_matched", "insert")),
     )
     assert spark_engine.read("m").sort("id").rows() == [(1, "A", 2), (2, "b", 1), (3, "c", 1)]
@@ -45,11 +47,12 @@ def test_merge_clauses_metrics_and_change_feed(spark_engine):
 
 def test_tables_written_by_either_engine_are_read_by_the_other(spark_engine, settings):
     embedded = DeltaEngine(settings.lake_root)
-    embedded.append("from_rust", pl.DataFrame({"id": [1, 2], "ts": [None, None]},
-                                              schema={"id": pl.Int64, "ts": pl.Datetime("us")}))
+    embedded.append(
+        "from_rust",
+        pl.DataFrame({"id": [1, 2], "ts": [None, None]}, schema={"id": pl.Int64, "ts": pl.Datetime("us")}),
+    )
     assert spark_engine.read("from_rust").sort("id")["id"].to_list() == [1, 2]
-    spark_engine.append("from_spark", pl.DataFrame({"id": [3]}),
-                        transactions=[AppTransaction("x", 1)])
+    spark_engine.append("from_spark", pl.DataFrame({"id": [3]}), transactions=[AppTransaction("x", 1)])
     assert embedded.read("from_spark")["id"].to_list() == [3]
     assert embedded.app_transaction_version("from_spark", "x") == 1
 
@@ -71,8 +74,7 @@ def test_ensure_table_adds_the_columns_a_table_lacks(spark_engine, settings, kin
     before = engine.version("evolving")
     assert engine.ensure_table("evolving", wider.to_arrow().schema) == before + 1
     engine.append("evolving", pl.DataFrame({"id": [2], "v": ["b"], "added": ["x"]}))
-    assert engine.read("evolving").sort("id").select("id", "added").rows() == [(1, None),
-                                                                                 (2, "x")]
+    assert engine.read("evolving").sort("id").select("id", "added").rows() == [(1, None), (2, "x")]
     assert engine.ensure_table("evolving", wider.to_arrow().schema) == before + 2  # no change
 
 

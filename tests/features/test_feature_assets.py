@@ -17,16 +17,23 @@ from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, EVALUATIONS_TABLE, TRAINING_SET_TABLE
 from lakehouse_assets.training.assets import ML_ASSETS, ML_CHECKS
 
-PIPELINE = [*BRONZE_CDC_ASSETS, *SILVER_ASSETS, gold_dbt_models, feature_registry,
-            online_features, training_set, *ML_ASSETS, *ML_CHECKS]
+PIPELINE = [
+    *BRONZE_CDC_ASSETS,
+    *SILVER_ASSETS,
+    gold_dbt_models,
+    feature_registry,
+    online_features,
+    training_set,
+    *ML_ASSETS,
+    *ML_CHECKS,
+]
 
 
 def test_training_set_is_point_in_time_and_online_matches_offline(simulated, settings):
     # Labels take 30 days to be known: simulate enough days to have matured ones to train on.
     simulated.run(30)
     settings = settings.model_copy(update={"training": TrainingSettings(holdout_fraction=0.3)})
-    result = materialize(PIPELINE, resources=build_resources(settings),
-                         instance=DagsterInstance.ephemeral())
+    result = materialize(PIPELINE, resources=build_resources(settings), instance=DagsterInstance.ephemeral())
     assert result.success
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["online_matches_offline"] and checks["promotion_gate"]
@@ -45,32 +52,53 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
     # Brute force: the customer's feature row with the newest feature_ts at or before the order,
     # no older than the view's 2-day TTL.
     features = engine.read("gold/customer_daily_features").select(
-        "customer_id", "feature_ts", pl.col("orders_90d").alias("expected_orders_90d"),
-        pl.col("spend_90d").alias("expected_spend_90d"))
+        "customer_id",
+        "feature_ts",
+        pl.col("orders_90d").alias("expected_orders_90d"),
+        pl.col("spend_90d").alias("expected_spend_90d"),
+    )
     expected = training.sort("order_ts").join_asof(
-        features.sort("feature_ts"), left_on="order_ts", right_on="feature_ts",
-        by="customer_id", strategy="backward", tolerance="2d")
-    assert (expected["feature_ts"].drop_nulls() <= expected.filter(
-        pl.col("feature_ts").is_not_null())["order_ts"]).all()
-    assert expected["orders_90d"].cast(pl.Float64).equals(
-        expected["expected_orders_90d"].cast(pl.Float64), null_equal=True)
+        features.sort("feature_ts"),
+        left_on="order_ts",
+        right_on="feature_ts",
+        by="customer_id",
+        strategy="backward",
+        tolerance="2d",
+    )
+    assert (
+        expected["feature_ts"].drop_nulls() <= expected.filter(pl.col("feature_ts").is_not_null())["order_ts"]
+    ).all()
+    assert (
+        expected["orders_90d"]
+        .cast(pl.Float64)
+        .equals(expected["expected_orders_90d"].cast(pl.Float64), null_equal=True)
+    )
     assert expected["spend_90d"].equals(expected["expected_spend_90d"], null_equal=True)
 
     # Basket features: each line's product row as of the order (same TTL), aggregated per order.
     items = engine.read("silver/order_items", columns=["order_id", "product_id", "quantity"])
     products = engine.read("gold/product_daily_features").select(
-        "product_id", "feature_ts", "category_return_rate_90d")
-    lines = items.join(training.select("order_id", "order_ts"), on="order_id").sort(
-        "order_ts").join_asof(products.sort("feature_ts"), left_on="order_ts",
-                              right_on="feature_ts", by="product_id", strategy="backward",
-                              tolerance="2d")
+        "product_id", "feature_ts", "category_return_rate_90d"
+    )
+    lines = (
+        items.join(training.select("order_id", "order_ts"), on="order_id")
+        .sort("order_ts")
+        .join_asof(
+            products.sort("feature_ts"),
+            left_on="order_ts",
+            right_on="feature_ts",
+            by="product_id",
+            strategy="backward",
+            tolerance="2d",
+        )
+    )
     brute = lines.group_by("order_id").agg(
         pl.col("category_return_rate_90d").max().alias("expected_rate"),
-        pl.col("quantity").sum().cast(pl.Float64).alias("expected_units"))
+        pl.col("quantity").sum().cast(pl.Float64).alias("expected_units"),
+    )
     joined = training.join(brute, on="order_id", how="left")
     assert joined["basket_units"].equals(joined["expected_units"].fill_null(0.0))
-    assert joined["basket_max_category_return_rate_90d"].equals(joined["expected_rate"],
-                                                                null_equal=True)
+    assert joined["basket_max_category_return_rate_90d"].equals(joined["expected_rate"], null_equal=True)
     assert joined["basket_max_category_return_rate_90d"].drop_nulls().len() > 0
 
     # Online values are the latest offline values.
@@ -78,20 +106,30 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
     latest = features.sort("feature_ts").group_by("customer_id").last().sort("customer_id").head(5)
     online = store.get_online_features(
         features=["customer_daily_features:orders_90d"],
-        entity_rows=[{"customer_id": c} for c in latest["customer_id"]]).to_dict()
+        entity_rows=[{"customer_id": c} for c in latest["customer_id"]],
+    ).to_dict()
     assert online["orders_90d"] == latest["expected_orders_90d"].to_list()
 
     catalog = describe(store)
     assert catalog["feature_views"]["customer_daily_features"]["materialized_until"]
     assert catalog["feature_services"]["return_risk_v1"]["views"] == [
-        "customer_daily_features", "order_request_features"]
+        "customer_daily_features",
+        "order_request_features",
+    ]
     assert catalog["feature_services"]["return_risk_v2"]["views"] == [
-        "customer_daily_features", "order_request_features", "product_daily_features"]
+        "customer_daily_features",
+        "order_request_features",
+        "product_daily_features",
+    ]
 
     # A second run is incremental and the training set is rebuilt, not appended to.
     simulated.run(2)
-    again = materialize(PIPELINE, resources=build_resources(settings),
-                        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    again = materialize(
+        PIPELINE,
+        resources=build_resources(settings),
+        instance=DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
     assert again.success and not again.get_step_failure_events()  # a kept challenger: a decision
     rebuilt = engine.read(TRAINING_SET_TABLE)
     assert rebuilt["order_id"].n_unique() == rebuilt.height >= training.height

@@ -17,35 +17,58 @@ T0 = datetime(2026, 1, 1)
 def make_store(folder, path) -> tuple[FeatureStore, FeatureView]:
     customer = Entity(name="customer", join_keys=["customer_id"])
     view = FeatureView(
-        name="spend", entities=[customer], ttl=timedelta(days=30),
-        schema=[Field(name="spend", dtype=Float64), Field(name="orders", dtype=Int64),
-                Field(name="segment", dtype=String)],
-        source=FileSource(name="spend_source", path=path, timestamp_field="feature_ts",
-                          file_format=DeltaFormat()))
-    store = FeatureStore(config=RepoConfig(
-        project="test", provider="local", entity_key_serialization_version=3,
-        registry=str(folder / "registry.db"),
-        offline_store={"type": "lakehouse_assets.features.delta_offline_store.DeltaOfflineStore"},
-        online_store={"type": "sqlite", "path": str(folder / "online.db")}))
+        name="spend",
+        entities=[customer],
+        ttl=timedelta(days=30),
+        schema=[
+            Field(name="spend", dtype=Float64),
+            Field(name="orders", dtype=Int64),
+            Field(name="segment", dtype=String),
+        ],
+        source=FileSource(
+            name="spend_source", path=path, timestamp_field="feature_ts", file_format=DeltaFormat()
+        ),
+    )
+    store = FeatureStore(
+        config=RepoConfig(
+            project="test",
+            provider="local",
+            entity_key_serialization_version=3,
+            registry=str(folder / "registry.db"),
+            offline_store={"type": "lakehouse_assets.features.delta_offline_store.DeltaOfflineStore"},
+            online_store={"type": "sqlite", "path": str(folder / "online.db")},
+        )
+    )
     store.apply([customer, view])
     return store, view
 
 
 def online_rows(folder) -> list[tuple]:
     with sqlite3.connect(folder / "online.db") as conn:
-        return conn.execute("SELECT entity_key, feature_name, value, value_text, event_ts "
-                            "FROM test_spend ORDER BY entity_key, feature_name").fetchall()
+        return conn.execute(
+            "SELECT entity_key, feature_name, value, value_text, event_ts "
+            "FROM test_spend ORDER BY entity_key, feature_name"
+        ).fetchall()
 
 
 def test_bulk_writer_matches_feast_materialize(tmp_path):
-    frame = pl.DataFrame({
-        "customer_id": [1, 1, 1, 2, 2, 3, 4],
-        "feature_ts": [T0, T0 + timedelta(days=1), T0 + timedelta(days=5), T0, T0 + timedelta(days=2),
-                       T0 + timedelta(days=1), T0 + timedelta(days=9)],
-        "spend": [1.5, 2.5, 3.5, None, 7.25, 8.0, 9.0],
-        "orders": [1, 2, 3, 4, None, 6, 7],
-        "segment": ["a", "b", "c", "d", "e", None, "g"],
-    })
+    frame = pl.DataFrame(
+        {
+            "customer_id": [1, 1, 1, 2, 2, 3, 4],
+            "feature_ts": [
+                T0,
+                T0 + timedelta(days=1),
+                T0 + timedelta(days=5),
+                T0,
+                T0 + timedelta(days=2),
+                T0 + timedelta(days=1),
+                T0 + timedelta(days=9),
+            ],
+            "spend": [1.5, 2.5, 3.5, None, 7.25, 8.0, 9.0],
+            "orders": [1, 2, 3, 4, None, 6, 7],
+            "segment": ["a", "b", "c", "d", "e", None, "g"],
+        }
+    )
     path = str(tmp_path / "gold")
     write_deltalake(path, frame.to_arrow())
     ours, feast = tmp_path / "ours", tmp_path / "feast"

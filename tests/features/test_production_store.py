@@ -15,10 +15,15 @@ from tests.redis_server import redis_server
 
 pytestmark = pytest.mark.integration
 
+
 def test_production_registry_in_postgres_and_online_store_in_redis(tmp_path):
     with postgres_server() as registry_url, redis_server() as redis_url:
-        settings = LakehouseSettings(home=tmp_path, environment="production",
-                                     feast_registry_url=registry_url, feast_redis_url=redis_url)
+        settings = LakehouseSettings(
+            home=tmp_path,
+            environment="production",
+            feast_registry_url=registry_url,
+            feast_redis_url=redis_url,
+        )
         ensure_dirs(settings)
         store, definitions = feature_store(settings)
         assert store.config.online_store.type == "redis"
@@ -27,15 +32,21 @@ def test_production_registry_in_postgres_and_online_store_in_redis(tmp_path):
         engine = DeltaEngine(settings.lake_root)
         runs = materialize_online(store, engine, definitions)
         assert [(r.view, r.backfill, r.entities) for r in runs] == [
-            ("customer_daily_features", True, 30), ("product_daily_features", True, 30)]
+            ("customer_daily_features", True, 30),
+            ("product_daily_features", True, 30),
+        ]
 
         # A second process sees the same registry (PostgreSQL) and online values (Redis).
         reopened, _ = feature_store(settings)
         assert set(describe(reopened)["feature_views"]) == {
-            "customer_daily_features", "product_daily_features", "order_request_features"}
+            "customer_daily_features",
+            "product_daily_features",
+            "order_request_features",
+        }
         got = reopened.get_online_features(
             features=["customer_daily_features:orders_90d", "product_daily_features:price_band"],
-            entity_rows=[{"customer_id": 7, "product_id": 8}]).to_dict()
+            entity_rows=[{"customer_id": 7, "product_id": 8}],
+        ).to_dict()
         assert got["orders_90d"] == [7 * 10 + 3] and got["price_band"] == ["s2"]
         served = OnlineFeatureLookup(reopened).lookup([OrderRequest(7, 50.0, 0.2)])[0]
         assert served["amount_vs_avg_basket"] == pytest.approx(50.0 / ((7 + 3 / 4) / (7 * 10 + 3)))

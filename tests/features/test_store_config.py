@@ -12,8 +12,9 @@ def test_local_environment_uses_sqlite_registry_and_online_store_under_the_home(
 
 
 def test_production_environment_uses_sql_registry_and_redis(tmp_path):
-    config = repo_config(tmp_path, "production", "postgresql://feast@db:5432/feast",
-                         "redis:6379,password=secret")
+    config = repo_config(
+        tmp_path, "production", "postgresql://feast@db:5432/feast", "redis:6379,password=secret"
+    )
     # Feast names its PostgreSQL driver (psycopg 3) in the URL itself.
     assert config.registry.path == "postgresql+psycopg://feast@db:5432/feast"
     assert config.online_store.type == "redis"

@@ -26,8 +26,7 @@ def test_alerts_reach_the_webhook_and_a_broken_webhook_never_raises(webhook):
     assert AlertNotifier(webhook_url=f"{url}/hook").send("drift", "segment drifted")
     assert received == [{"text": "[error] drift\nsegment drifted"}]
     assert not AlertNotifier(webhook_url=f"{url}/fail").send("x", "y")
-    assert not AlertNotifier(webhook_url="http://127.0.0.1:9/nothing", timeout_seconds=1).send(
-        "x", "y")
+    assert not AlertNotifier(webhook_url="http://127.0.0.1:9/nothing", timeout_seconds=1).send("x", "y")
     assert not AlertNotifier().send("x", "no webhook: logged only")
 
 
@@ -37,7 +36,8 @@ def test_the_webhook_secret_comes_from_the_environment_not_the_config(settings, 
     # the resource's config holds the variable's name (what the UI shows), not the URL
     assert isinstance(notifier.webhook_url, EnvVar) and notifier.webhook_url == WEBHOOK_ENV
     assert "secret-token" not in repr(notifier) and "secret-token" not in str(
-        monitoring_resources(settings)["monitoring"])
+        monitoring_resources(settings)["monitoring"]
+    )
     # the PostgreSQL source URL (with its password) goes the same way
     monkeypatch.setenv(SOURCE_URL_ENV, "postgresql://shop:pg-secret@db/shop")
     source_db = build_resources(settings)["source_db"]
@@ -63,16 +63,25 @@ def test_run_failure_sends_an_alert(webhook, settings):
     from lakehouse_assets.automation import run_failure_alert
 
     context = build_run_status_sensor_context(
-        sensor_name="run_failure_alert", dagster_event=failure, dagster_instance=instance,
+        sensor_name="run_failure_alert",
+        dagster_event=failure,
+        dagster_instance=instance,
         dagster_run=result.dagster_run,
-        resources={"alerts": AlertNotifier(webhook_url=url)}).for_run_failure()
+        resources={"alerts": AlertNotifier(webhook_url=url)},
+    ).for_run_failure()
     run_failure_alert(context)
     assert len(received) == 1 and "run" in received[0]["text"] and "failing" in received[0]["text"]
 
 
 def drift_rows(at: datetime, drifted: bool) -> pl.DataFrame:
-    return pl.DataFrame({"computed_at": [at, at], "monitor": ["feature_drift"] * 2,
-                         "column": ["amount", "segment"], "dataset_drift": [drifted] * 2})
+    return pl.DataFrame(
+        {
+            "computed_at": [at, at],
+            "monitor": ["feature_drift"] * 2,
+            "column": ["amount", "segment"],
+            "dataset_drift": [drifted] * 2,
+        }
+    )
 
 
 def test_retrain_sensor_launches_one_run_per_failed_evaluation(settings):
@@ -89,8 +98,12 @@ def test_retrain_sensor_launches_one_run_per_failed_evaluation(settings):
     first = tick(None)
     assert not first.run_requests and first.cursor == str(t0)
     engine.append(DRIFT_TABLE, drift_rows(t0 + timedelta(hours=1), drifted=True))
-    engine.append(QUALITY_TABLE, pl.DataFrame({"computed_at": [t0 + timedelta(hours=2)],
-                                               "monitor": ["model_quality"], "passed": [False]}))
+    engine.append(
+        QUALITY_TABLE,
+        pl.DataFrame(
+            {"computed_at": [t0 + timedelta(hours=2)], "monitor": ["model_quality"], "passed": [False]}
+        ),
+    )
     second = tick(first.cursor)
     (request,) = second.run_requests
     assert request.run_key == f"retrain:{t0 + timedelta(hours=2)}"
@@ -114,10 +127,12 @@ def test_label_and_source_sensors_keep_cursors(settings, simulator):
     with build_sensor_context(resources={"source_db": resources["source_db"]}) as context:
         changes = source_changes_sensor(context)
     assert changes.run_requests[0].run_key.startswith("source:")
-    with build_sensor_context(cursor=changes.cursor,
-                              resources={"source_db": resources["source_db"]}) as context:
+    with build_sensor_context(
+        cursor=changes.cursor, resources={"source_db": resources["source_db"]}
+    ) as context:
         assert not source_changes_sensor(context).run_requests
     simulator.run(1)
-    with build_sensor_context(cursor=changes.cursor,
-                              resources={"source_db": resources["source_db"]}) as context:
+    with build_sensor_context(
+        cursor=changes.cursor, resources={"source_db": resources["source_db"]}
+    ) as context:
         assert source_changes_sensor(context).run_requests

@@ -24,19 +24,31 @@ from lakehouse_assets.tables import DRIFT_TABLE
 from lakehouse_assets.training.assets import latest_evaluation
 from tests.serving.conftest import start_service
 
-CALM = SimulatorSettings(days=45, initial_customers=150, initial_products=60, orders_per_day=40,
-                         promotion_start_day=None, new_category_day=None,
-                         customer_mix_shift_day=None, malformed_file_share=0.0)
+CALM = SimulatorSettings(
+    days=45,
+    initial_customers=150,
+    initial_products=60,
+    orders_per_day=40,
+    promotion_start_day=None,
+    new_category_day=None,
+    customer_mix_shift_day=None,
+    malformed_file_share=0.0,
+)
 # a 1,000-row window would take weeks of this shop's traffic; a quarter of the columns drifting
 # is dataset drift here (the default is half)
 MONITORING = MonitoringSettings(min_window_rows=100, drift_share=0.25)
 
 
 def run_job(settings: LakehouseSettings, instance: DagsterInstance, name: str, **kwargs):
-    result = build_definitions(settings).resolve_job_def(name).execute_in_process(
-        instance=instance, raise_on_error=False, **kwargs)
-    failures = {e.step_key: e.event_specific_data.error.to_string()  # the cause, when it fails
-                for e in result.get_step_failure_events()}
+    result = (
+        build_definitions(settings)
+        .resolve_job_def(name)
+        .execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    )
+    failures = {
+        e.step_key: e.event_specific_data.error.to_string()  # the cause, when it fails
+        for e in result.get_step_failure_events()
+    }
     assert failures == {}  # a kept challenger is a decision: the run succeeds
     assert result.success
     return result
@@ -55,8 +67,9 @@ def serve(service, orders: list[dict]) -> dict[int, int]:
 
 
 def drift_of_last_check(engine: DeltaEngine) -> pl.DataFrame:
-    rows = engine.read(DRIFT_TABLE).filter((pl.col("monitor") == "feature_drift")
-                                           & (pl.col("source") == "inference_log"))
+    rows = engine.read(DRIFT_TABLE).filter(
+        (pl.col("monitor") == "feature_drift") & (pl.col("source") == "inference_log")
+    )
     return rows.filter(pl.col("computed_at") == rows["computed_at"].max())
 
 
@@ -90,17 +103,25 @@ def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
 
         # The world changes: a deep promotion, bargain hunters, a new category.
         simulator_day = 49
-        drifted = CALM.model_copy(update={
-            "promotion_start_day": simulator_day, "promotion_days": 20,
-            "promotion_discount": 0.35, "customer_mix_shift_day": simulator_day,
-            "customer_mix_bargain_share": 0.9, "new_category_day": simulator_day})
+        drifted = CALM.model_copy(
+            update={
+                "promotion_start_day": simulator_day,
+                "promotion_days": 20,
+                "promotion_discount": 0.35,
+                "customer_mix_shift_day": simulator_day,
+                "customer_mix_bargain_share": 0.9,
+                "new_category_day": simulator_day,
+            }
+        )
         ShopSimulator(settings.source_db, settings.landing, drifted).run(5)
         served = serve(service, checkout_requests(settings.source_db, last_order))
         assert served[200] >= 100
         wait_for_log(engine, 100 + served[200])
         run_job(settings, instance, "daily_pipeline_job")
-        checks = {c.check_name: c.passed for c in run_job(
-            settings, instance, "monitoring_job").get_asset_check_evaluations()}
+        checks = {
+            c.check_name: c.passed
+            for c in run_job(settings, instance, "monitoring_job").get_asset_check_evaluations()
+        }
         after = drift_of_last_check(engine)
         assert checks["no_dataset_drift"] is False
         assert after["drifted"].mean() > calm["drifted"].mean()  # the knob, not just time
@@ -108,8 +129,7 @@ def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
 
         # The sensor asks for one retraining; the run trains on fresh data and the gate decides.
         resources = {"lake": build_definitions(settings).resources["lake"]}
-        with build_sensor_context(cursor=cursor, resources=resources,
-                                  instance=instance) as context:
+        with build_sensor_context(cursor=cursor, resources=resources, instance=instance) as context:
             tick = retrain_on_degradation(context)
         (request,) = tick.run_requests
         assert request.run_key.startswith("retrain:")
@@ -129,8 +149,7 @@ def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
         run_job(settings, instance, "daily_pipeline_job")
         strict = settings.model_copy(update={"training": TrainingSettings(promotion_margin=1.0)})
         result = run_job(strict, instance, "retrain_job")
-        (gate,) = [c for c in result.get_asset_check_evaluations()
-                   if c.check_name == "promotion_gate"]
+        (gate,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "promotion_gate"]
         assert gate.passed is False and gate.severity == AssetCheckSeverity.WARN
         assert gate.description.startswith("keep: ") and "margin 1.0" in gate.description
         assert instance.get_run_by_id(result.run_id).status == DagsterRunStatus.SUCCESS
@@ -146,9 +165,7 @@ def wait_for_log(engine: DeltaEngine, rows: int, timeout: float = 30.0) -> None:
     """The service commits its log every second: wait until ``rows`` are in."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if engine.exists("serving/inference_log") and \
-                engine.row_count("serving/inference_log") >= rows:
+        if engine.exists("serving/inference_log") and engine.row_count("serving/inference_log") >= rows:
             return
         time.sleep(0.5)
     raise TimeoutError(f"inference log has fewer than {rows} rows after {timeout} s")
-

@@ -9,14 +9,24 @@ from lakehouse_assets.monitoring.drift import _is_drifted, data_drift
 
 def frames(rows: int, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
     rng = np.random.default_rng(seed)
-    reference = pl.DataFrame({
-        "steady": rng.normal(0, 1, rows), "shifted": rng.normal(0, 1, rows),
-        "scaled": rng.gamma(2, 10, rows), "segment": rng.choice(["a", "b", "c"], rows),
-        "mix": rng.choice(["x", "y"], rows, p=[0.8, 0.2])})
-    current = pl.DataFrame({
-        "steady": rng.normal(0, 1, rows), "shifted": rng.normal(0.4, 1, rows),
-        "scaled": rng.gamma(2, 10, rows) * 1.5, "segment": rng.choice(["a", "b", "c"], rows),
-        "mix": rng.choice(["x", "y"], rows, p=[0.4, 0.6])})
+    reference = pl.DataFrame(
+        {
+            "steady": rng.normal(0, 1, rows),
+            "shifted": rng.normal(0, 1, rows),
+            "scaled": rng.gamma(2, 10, rows),
+            "segment": rng.choice(["a", "b", "c"], rows),
+            "mix": rng.choice(["x", "y"], rows, p=[0.8, 0.2]),
+        }
+    )
+    current = pl.DataFrame(
+        {
+            "steady": rng.normal(0, 1, rows),
+            "shifted": rng.normal(0.4, 1, rows),
+            "scaled": rng.gamma(2, 10, rows) * 1.5,
+            "segment": rng.choice(["a", "b", "c"], rows),
+            "mix": rng.choice(["x", "y"], rows, p=[0.4, 0.6]),
+        }
+    )
     return reference, current
 
 
@@ -26,14 +36,15 @@ def test_sampled_verdicts_equal_a_full_run_on_injected_drift():
     sampled = data_drift(reference, current, numeric, categorical, sample_rows=5_000)
     full = data_drift(reference, current, numeric, categorical, sample_rows=None)
     assert sampled.sampled_rows == 5_000 and full.sampled_rows == 60_000
-    assert {c.column: c.drifted for c in sampled.columns} == \
-        {c.column: c.drifted for c in full.columns} == \
-        {"steady": False, "shifted": True, "scaled": True, "segment": False, "mix": True}
+    assert (
+        {c.column: c.drifted for c in sampled.columns}
+        == {c.column: c.drifted for c in full.columns}
+        == {"steady": False, "shifted": True, "scaled": True, "segment": False, "mix": True}
+    )
     for a, b in zip(sampled.columns, full.columns, strict=True):
         assert a.method == b.method and abs(a.score - b.score) < 0.04 + 0.1 * b.score
     assert full.dataset_drift and full.drifted_share == 0.6  # 3 of 5 >= drift share 0.5
-    assert {c.method for c in full.columns} == {"Wasserstein distance (normed)",
-                                                "Jensen-Shannon distance"}
+    assert {c.method for c in full.columns} == {"Wasserstein distance (normed)", "Jensen-Shannon distance"}
 
 
 def test_small_samples_use_p_values_and_their_rule():

@@ -25,8 +25,11 @@ def test_monitor_ui_shows_the_monitoring_snapshots(settings):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "lakehouse_assets.cli", "monitor-ui", "--port", str(port)],
-        env=child_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        env=child_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -38,8 +41,7 @@ def test_monitor_ui_shows_the_monitoring_snapshots(settings):
                 assert time.monotonic() < deadline, "monitor-ui did not start"
                 time.sleep(0.5)
         (project,) = [p for p in projects if p["name"] == WORKSPACE_PROJECT]
-        runs = httpx.get(f"http://127.0.0.1:{port}/api/projects/{project['id']}/snapshots",
-                         timeout=10)
+        runs = httpx.get(f"http://127.0.0.1:{port}/api/projects/{project['id']}/snapshots", timeout=10)
         assert runs.status_code == 200 and len(runs.json()) == 1
         assert listening_addresses(port) == {"127.0.0.1"}
     finally:

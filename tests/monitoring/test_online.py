@@ -20,16 +20,30 @@ T0 = datetime(2026, 3, 1)
 
 def write_log(engine, champion: np.ndarray, challenger: np.ndarray, labels: np.ndarray) -> None:
     n = len(labels)
-    rows = [{name: None for name in SCHEMA} | {
-        "request_id": f"r{i}", "served_at": T0 + timedelta(seconds=i), "model_name": "return_risk",
-        "model_version": 1, "customer_id": i + 1, "order_id": i + 1, "rollout": "shadow",
-        "served_by": "champion", "return_probability": float(champion[i]),
-        "champion_version": 1, "champion_probability": float(champion[i]),
-        "challenger_version": 2, "challenger_probability": float(challenger[i])}
-        for i in range(n)]
+    rows = [
+        {name: None for name in SCHEMA}
+        | {
+            "request_id": f"r{i}",
+            "served_at": T0 + timedelta(seconds=i),
+            "model_name": "return_risk",
+            "model_version": 1,
+            "customer_id": i + 1,
+            "order_id": i + 1,
+            "rollout": "shadow",
+            "served_by": "champion",
+            "return_probability": float(champion[i]),
+            "champion_version": 1,
+            "champion_probability": float(champion[i]),
+            "challenger_version": 2,
+            "challenger_probability": float(challenger[i]),
+        }
+        for i in range(n)
+    ]
     engine.append(INFERENCE_LOG_TABLE, pl.DataFrame(rows, schema=SCHEMA))
-    engine.append("gold/fct_orders", pl.DataFrame({
-        "order_id": np.arange(1, n + 1), "returned_within_30d": labels.astype(bool)}))
+    engine.append(
+        "gold/fct_orders",
+        pl.DataFrame({"order_id": np.arange(1, n + 1), "returned_within_30d": labels.astype(bool)}),
+    )
 
 
 @pytest.fixture
@@ -87,8 +101,9 @@ def test_intervals():
     y = np.array([0, 1] * 50)
     same = np.linspace(0, 1, 100)
     result = paired_auc(y, same, same, rounds=200)
-    assert result["auc_difference"] == 0 and result["auc_difference_low"] == 0 == result[
-        "auc_difference_high"]
+    assert (
+        result["auc_difference"] == 0 and result["auc_difference_low"] == 0 == result["auc_difference_high"]
+    )
 
 
 def test_canary_takes_the_configured_share_of_customers_and_grows_monotonically():
@@ -98,7 +113,8 @@ def test_canary_takes_the_configured_share_of_customers_and_grows_monotonically(
     assert canary_bucket(42) == canary_bucket(42)
     rollout = Rollout("canary", 0.2)
     assert {c for c in range(1, 1000) if rollout.challenger_answers(c)} <= {
-        c for c in range(1, 1000) if Rollout("canary", 0.3).challenger_answers(c)}
+        c for c in range(1, 1000) if Rollout("canary", 0.3).challenger_answers(c)
+    }
     assert not Rollout("shadow", 1.0).challenger_answers(1)
     with pytest.raises(ValueError, match="rollout mode 'blue'"):
         Rollout("blue")
@@ -110,24 +126,70 @@ def test_champion_monitoring_reads_its_own_score_where_a_canary_answered(engine)
     from lakehouse_assets.monitoring.monitors import labelled_predictions
 
     base = {name: None for name in SCHEMA} | {"model_name": "return_risk", "rollout": "canary"}
-    rows = [base | {"request_id": "a", "served_at": T0, "order_id": 1, "customer_id": 1,
-                    "served_by": "champion", "model_version": 1, "return_probability": 0.2,
-                    "champion_version": 1, "champion_probability": 0.2,
-                    "challenger_version": 2, "challenger_probability": 0.9},
-            base | {"request_id": "b", "served_at": T0, "order_id": 2, "customer_id": 2,
-                    "served_by": "challenger", "model_version": 2, "return_probability": 0.8,
-                    "champion_version": 1, "champion_probability": 0.3,
-                    "challenger_version": 2, "challenger_probability": 0.8},
-            base | {"request_id": "c", "served_at": T0, "order_id": 3, "customer_id": 3,
-                    "served_by": "challenger", "model_version": 2, "return_probability": 0.7,
-                    "champion_version": 1, "champion_probability": None,  # shadow failed
-                    "challenger_version": 2, "challenger_probability": 0.7},
-            base | {"request_id": "d", "served_at": T0, "order_id": 4, "customer_id": 4,
-                    "model_version": 1, "return_probability": 0.4}]  # logged before rollouts
+    rows = [
+        base
+        | {
+            "request_id": "a",
+            "served_at": T0,
+            "order_id": 1,
+            "customer_id": 1,
+            "served_by": "champion",
+            "model_version": 1,
+            "return_probability": 0.2,
+            "champion_version": 1,
+            "champion_probability": 0.2,
+            "challenger_version": 2,
+            "challenger_probability": 0.9,
+        },
+        base
+        | {
+            "request_id": "b",
+            "served_at": T0,
+            "order_id": 2,
+            "customer_id": 2,
+            "served_by": "challenger",
+            "model_version": 2,
+            "return_probability": 0.8,
+            "champion_version": 1,
+            "champion_probability": 0.3,
+            "challenger_version": 2,
+            "challenger_probability": 0.8,
+        },
+        base
+        | {
+            "request_id": "c",
+            "served_at": T0,
+            "order_id": 3,
+            "customer_id": 3,
+            "served_by": "challenger",
+            "model_version": 2,
+            "return_probability": 0.7,
+            "champion_version": 1,
+            "champion_probability": None,  # shadow failed
+            "challenger_version": 2,
+            "challenger_probability": 0.7,
+        },
+        base
+        | {
+            "request_id": "d",
+            "served_at": T0,
+            "order_id": 4,
+            "customer_id": 4,
+            "model_version": 1,
+            "return_probability": 0.4,
+        },
+    ]  # logged before rollouts
     engine.append(INFERENCE_LOG_TABLE, pl.DataFrame(rows, schema=SCHEMA))
-    engine.append("gold/fct_orders", pl.DataFrame({
-        "order_id": [1, 2, 3, 4], "returned_within_30d": [False, True, True, False],
-        "label_known_at": [T0] * 4}))
+    engine.append(
+        "gold/fct_orders",
+        pl.DataFrame(
+            {
+                "order_id": [1, 2, 3, 4],
+                "returned_within_30d": [False, True, True, False],
+                "label_known_at": [T0] * 4,
+            }
+        ),
+    )
     champion = labelled_predictions(engine, 1).sort("order_id")
     assert champion["order_id"].to_list() == [1, 2, 4]
     assert champion["return_probability"].to_list() == [0.2, 0.3, 0.4]

@@ -19,8 +19,9 @@ T0 = datetime(2026, 4, 1)
 
 
 def champion(roc_auc: float) -> Champion:
-    return Champion("return_risk", 3, 0, "2026-01-01", "2026-02-01", {"roc_auc": roc_auc},
-                    "models:/return_risk/3")
+    return Champion(
+        "return_risk", 3, 0, "2026-01-01", "2026-02-01", {"roc_auc": roc_auc}, "models:/return_risk/3"
+    )
 
 
 def write_traffic(engine: DeltaEngine, informative: bool, rows: int = 400) -> None:
@@ -28,26 +29,46 @@ def write_traffic(engine: DeltaEngine, informative: bool, rows: int = 400) -> No
     probabilities carry the label's signal, or none at all."""
     rng = np.random.default_rng(1)
     labels = rng.random(rows) < 0.2
-    p = np.clip(np.where(labels, 0.5, 0.2) + rng.normal(0, 0.15, rows), 0.01, 0.99) \
-        if informative else rng.random(rows)
-    log = pl.DataFrame({"request_id": [f"r{i}" for i in range(rows)],
-                        "served_at": [T0 + timedelta(seconds=i) for i in range(rows)],
-                        "model_version": [3] * rows, "order_id": list(range(1, rows + 1)),
-                        "return_probability": p, "latency_ms": rng.gamma(2, 2, rows)})
-    engine.append(INFERENCE_LOG_TABLE, log.with_columns(
-        pl.lit(None, dtype).alias(c) for c, dtype in SCHEMA.items() if c not in log.columns
-    ).select(SCHEMA.names()))
-    engine.append("gold/fct_orders", pl.DataFrame({
-        "order_id": list(range(1, rows + 1)), "returned_within_30d": labels,
-        "label_known_at": [T0 + timedelta(days=30)] * rows}))
+    p = (
+        np.clip(np.where(labels, 0.5, 0.2) + rng.normal(0, 0.15, rows), 0.01, 0.99)
+        if informative
+        else rng.random(rows)
+    )
+    log = pl.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(rows)],
+            "served_at": [T0 + timedelta(seconds=i) for i in range(rows)],
+            "model_version": [3] * rows,
+            "order_id": list(range(1, rows + 1)),
+            "return_probability": p,
+            "latency_ms": rng.gamma(2, 2, rows),
+        }
+    )
+    engine.append(
+        INFERENCE_LOG_TABLE,
+        log.with_columns(
+            pl.lit(None, dtype).alias(c) for c, dtype in SCHEMA.items() if c not in log.columns
+        ).select(SCHEMA.names()),
+    )
+    engine.append(
+        "gold/fct_orders",
+        pl.DataFrame(
+            {
+                "order_id": list(range(1, rows + 1)),
+                "returned_within_30d": labels,
+                "label_known_at": [T0 + timedelta(days=30)] * rows,
+            }
+        ),
+    )
 
 
 @pytest.mark.parametrize("informative", [True, False])
 def test_quality_check_fails_when_the_metric_drops(tmp_path, informative):
     engine = DeltaEngine(str(tmp_path / "lake"))
     write_traffic(engine, informative)
-    outcome = monitors.model_quality(engine, champion(0.8), MonitoringSettings(),
-                                     tmp_path / "reports", threshold=0.3)
+    outcome = monitors.model_quality(
+        engine, champion(0.8), MonitoringSettings(), tmp_path / "reports", threshold=0.3
+    )
     auc = outcome.summary["labels"]["roc_auc"]
     assert outcome.passed is informative
     assert (auc > 0.8) if informative else (auc < 0.6)
@@ -59,19 +80,23 @@ def test_quality_check_fails_when_the_metric_drops(tmp_path, informative):
 def test_quality_needs_enough_labels(tmp_path):
     engine = DeltaEngine(str(tmp_path / "lake"))
     write_traffic(engine, True, rows=30)
-    outcome = monitors.model_quality(engine, champion(0.8), MonitoringSettings(),
-                                     tmp_path / "reports", threshold=0.3)
+    outcome = monitors.model_quality(
+        engine, champion(0.8), MonitoringSettings(), tmp_path / "reports", threshold=0.3
+    )
     assert outcome.passed is None and "30 labelled predictions" in outcome.note
 
 
 @pytest.fixture
 def metrics_server():
-    body = "\n".join([
-        '# TYPE lakehouse_serving_requests_total counter',
-        'lakehouse_serving_requests_total{path="/v1/predict",status="200"} 970.0',
-        'lakehouse_serving_requests_total{path="/v1/predict",status="404"} 10.0',
-        'lakehouse_serving_requests_total{path="/v1/predict",status="500"} 20.0',
-        'lakehouse_serving_requests_total{path="/health",status="500"} 99.0']).encode()
+    body = "\n".join(
+        [
+            "# TYPE lakehouse_serving_requests_total counter",
+            'lakehouse_serving_requests_total{path="/v1/predict",status="200"} 970.0',
+            'lakehouse_serving_requests_total{path="/v1/predict",status="404"} 10.0',
+            'lakehouse_serving_requests_total{path="/v1/predict",status="500"} 20.0',
+            'lakehouse_serving_requests_total{path="/health",status="500"} 99.0',
+        ]
+    ).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
@@ -106,9 +131,16 @@ def test_system_health_reads_latency_and_error_rate(tmp_path, metrics_server):
 def test_the_traffic_window_starts_where_the_last_traffic_window_ended(tmp_path):
     engine = DeltaEngine(str(tmp_path / "lake"))
     write_traffic(engine, True)  # served at T0 + 0..399 s
-    engine.append(DRIFT_TABLE, pl.DataFrame({
-        "monitor": ["feature_drift"] * 2, "source": ["inference_log", "gold"],
-        "window_end": [T0 + timedelta(seconds=99), T0 + timedelta(days=1)]}))
+    engine.append(
+        DRIFT_TABLE,
+        pl.DataFrame(
+            {
+                "monitor": ["feature_drift"] * 2,
+                "source": ["inference_log", "gold"],
+                "window_end": [T0 + timedelta(seconds=99), T0 + timedelta(days=1)],
+            }
+        ),
+    )
     window = monitors.traffic_window(engine, "feature_drift", DRIFT_TABLE, min_rows=10)
     # the gold window's end (another clock) does not hide the newer traffic
     assert window.frame.height == 300 and window.start == T0 + timedelta(seconds=100)

@@ -31,10 +31,8 @@ def test_the_header_declares_description_typed_parameters_alerts_and_tables(tmp_
     path.write_text(HEADER)
     query = parse_saved_query(path)
     assert query.description == "Daily things. Second line."
-    assert [(p.name, p.default) for p in query.params] == [("days", 30), ("floor", 0.5),
-                                                           ("label", "x")]
-    assert [(a.name, a.severity, a.condition) for a in query.alerts] == [
-        ("too_many", "error", "n > $floor")]
+    assert [(p.name, p.default) for p in query.params] == [("days", 30), ("floor", 0.5), ("label", "x")]
+    assert [(a.name, a.severity, a.condition) for a in query.alerts] == [("too_many", "error", "n > $floor")]
     assert query.tables == {"gold.fct_orders"}
     assert query.resolve_params({"days": "7"}) == {"days": 7, "floor": 0.5, "label": "x"}
     with pytest.raises(QueryError, match="'days' expects int, got 'soon'"):
@@ -43,12 +41,15 @@ def test_the_header_declares_description_typed_parameters_alerts_and_tables(tmp_
         query.resolve_params({"dayz": 1})
 
 
-@pytest.mark.parametrize(("text", "error"), [
-    ("SELECT 1", "needs a `-- description:`"),
-    ("-- description: x\n-- param days 30\nSELECT 1", r"bad\.sql:2: expected `-- param"),
-    ("-- description: x\n-- alert : x > 1\nSELECT 1", r"bad\.sql:2: expected `-- alert"),
-    ("-- description: x\nSELEC oops FROM", "not valid SQL"),
-])
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("SELECT 1", "needs a `-- description:`"),
+        ("-- description: x\n-- param days 30\nSELECT 1", r"bad\.sql:2: expected `-- param"),
+        ("-- description: x\n-- alert : x > 1\nSELECT 1", r"bad\.sql:2: expected `-- alert"),
+        ("-- description: x\nSELEC oops FROM", "not valid SQL"),
+    ],
+)
 def test_a_malformed_query_file_is_refused_naming_the_file_and_line(tmp_path, text, error):
     path = tmp_path / "bad.sql"
     path.write_text(text)
@@ -62,9 +63,15 @@ def fct_orders(day_returns: dict[date, tuple[int, int]]) -> pl.DataFrame:
     for day, (orders, returned) in day_returns.items():
         for i in range(orders):
             ts = datetime.combine(day, datetime.min.time())
-            rows.append({"order_id": len(rows) + 1, "order_date": day, "amount": 10.0,
-                         "main_category": "books" if i % 2 else "toys",
-                         "return_ts": ts + timedelta(days=3) if i < returned else None})
+            rows.append(
+                {
+                    "order_id": len(rows) + 1,
+                    "order_date": day,
+                    "amount": 10.0,
+                    "main_category": "books" if i % 2 else "toys",
+                    "return_ts": ts + timedelta(days=3) if i < returned else None,
+                }
+            )
     return pl.DataFrame(rows, schema_overrides={"return_ts": pl.Datetime("us")})
 
 
@@ -74,20 +81,22 @@ def test_queries_read_the_current_delta_version_and_cannot_reach_files(engine, s
     (query,) = [q for q in load_saved_queries() if q.name == "business_daily_orders"]
     result = run_saved_query(DeltaEngine(settings.lake_root), query)
     assert result.select("order_date", "orders", "returns", "return_rate").rows() == [
-        (date(2026, 1, 2), 3, 3, 1.0)]
+        (date(2026, 1, 2), 3, 3, 1.0)
+    ]
     conn = lake_connection(DeltaEngine(settings.lake_root))
     with pytest.raises(QueryError, match="file system operations are disabled"):
         run_sql(conn, "SELECT * FROM read_csv('/etc/passwd')")
     with pytest.raises(QueryError, match=r"silver\.orders not in the lake yet"):
-        run_saved_query(DeltaEngine(settings.lake_root), query.__class__(**{
-            **query.__dict__, "tables": frozenset({"silver.orders"})}))
+        run_saved_query(
+            DeltaEngine(settings.lake_root),
+            query.__class__(**{**query.__dict__, "tables": frozenset({"silver.orders"})}),
+        )
 
 
 def test_an_alert_fires_once_and_recovers_once_through_the_notifier(engine, settings, webhook):
     url, received = webhook
     (asset,) = [a for a in QUERY_ASSETS if a.key == AssetKey("query_business_daily_orders")]
-    resources = {"lake": LakeResource(root=settings.lake_root),
-                 "alerts": AlertNotifier(webhook_url=url)}
+    resources = {"lake": LakeResource(root=settings.lake_root), "alerts": AlertNotifier(webhook_url=url)}
 
     def evaluate(days: dict[date, tuple[int, int]]) -> bool:
         engine.overwrite("gold/fct_orders", fct_orders(days))
@@ -111,8 +120,7 @@ def test_an_alert_fires_once_and_recovers_once_through_the_notifier(engine, sett
 
 
 def test_every_saved_query_is_an_asset_downstream_of_the_tables_it_reads(settings):
-    specs = {s.key.to_user_string(): s for s in
-             build_definitions(settings).resolve_all_asset_specs()}
+    specs = {s.key.to_user_string(): s for s in build_definitions(settings).resolve_all_asset_specs()}
     names = {q.name for q in load_saved_queries()}
     assert {f"query_{n}" for n in names} <= set(specs)
     deps = {k: {d.asset_key.to_user_string() for d in specs[k].deps} for k in specs}
@@ -125,8 +133,10 @@ def test_every_saved_query_is_an_asset_downstream_of_the_tables_it_reads(setting
 def test_a_query_over_a_table_not_written_yet_waits_instead_of_failing(settings, webhook):
     url, received = webhook
     (asset,) = [a for a in QUERY_ASSETS if a.key == AssetKey("query_ml_serving_latency")]
-    result = materialize([asset], resources={"lake": LakeResource(root=settings.lake_root),
-                                             "alerts": AlertNotifier(webhook_url=url)})
+    result = materialize(
+        [asset],
+        resources={"lake": LakeResource(root=settings.lake_root), "alerts": AlertNotifier(webhook_url=url)},
+    )
     assert result.success and result.get_asset_materialization_events() == []
     (check,) = result.get_asset_check_evaluations()
     assert check.passed and "serving.inference_log not in the lake yet" in check.description

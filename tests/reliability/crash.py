@@ -38,12 +38,14 @@ OPERATIONS = ("capture", "ingest", "apply", "gold", "features", "register")
 VOLATILE = {"_ingested_at", "_batch_id", "_quarantined_at", "checked_at"}
 VOLATILE_BY_TABLE = {"ml/alias_history": {"changed_at", "changed_by", "reason", "metrics"}}
 # What each operation's child imports before it reports ready.
-IMPORTS = {"capture": ["lakehouse_assets.sources.cdc"],
-           "ingest": ["lakehouse_assets.sources.landing"],
-           "apply": ["lakehouse_assets.silver.apply_changes", "lakehouse_assets.silver.specs"],
-           "gold": ["lakehouse_assets.resources.dbt"],
-           "features": ["lakehouse_assets.features.store", "lakehouse_assets.features.pipeline"],
-           "register": ["lakehouse_assets.training.challenger", "lakehouse_assets.resources.mlflow"]}
+IMPORTS = {
+    "capture": ["lakehouse_assets.sources.cdc"],
+    "ingest": ["lakehouse_assets.sources.landing"],
+    "apply": ["lakehouse_assets.silver.apply_changes", "lakehouse_assets.silver.specs"],
+    "gold": ["lakehouse_assets.resources.dbt"],
+    "features": ["lakehouse_assets.features.store", "lakehouse_assets.features.pipeline"],
+    "register": ["lakehouse_assets.training.challenger", "lakehouse_assets.resources.mlflow"],
+}
 READY = "ready"  # the child prints it once imported, so kill delays are spent on the work
 
 
@@ -57,8 +59,7 @@ def run_operation(settings: LakehouseSettings, operation: str, batch_id: str = "
         from lakehouse_assets.sources.schema import SOURCE_TABLES
 
         for table in SOURCE_TABLES:
-            capture_to_bronze(engine, ChangeLog(settings.source_db), table, batch_id=batch_id,
-                              chunk_rows=500)
+            capture_to_bronze(engine, ChangeLog(settings.source_db), table, batch_id=batch_id, chunk_rows=500)
     elif operation == "ingest":
         from lakehouse_assets.sources.landing import PAYMENTS, ingest_files, list_landing_files
 
@@ -92,8 +93,14 @@ def run_operation(settings: LakehouseSettings, operation: str, batch_id: str = "
 
         registry = mlflow_resource(settings)
         registry.activate()
-        train_challenger(engine, registry.client(), registry.model_name, settings.training,
-                         actor="crash harness", log=lambda message: None)
+        train_challenger(
+            engine,
+            registry.client(),
+            registry.model_name,
+            settings.training,
+            actor="crash harness",
+            log=lambda message: None,
+        )
     else:
         raise ValueError(f"unknown operation {operation!r}: one of {', '.join(OPERATIONS)}")
 
@@ -109,14 +116,29 @@ def _dbt_build(settings: LakehouseSettings) -> None:
     )
     from lakehouse_assets.runtime import child_env
 
-    profiles = write_dbt_profiles(settings.gold_dir / "dbt_profiles", settings.lake_root,
-                                  settings.gold_dir, {})
+    profiles = write_dbt_profiles(
+        settings.gold_dir / "dbt_profiles", settings.lake_root, settings.gold_dir, {}
+    )
     result = subprocess.run(
-        [DBT_EXECUTABLE, "build", "--quiet", "--project-dir", str(DBT_PROJECT_DIR),
-         "--profiles-dir", str(profiles.parent), "--target", "local",
-         "--vars", dbt_vars(settings.lake_root),
-         "--target-path", str(settings.gold_dir / "dbt_target")],
-        env=child_env(settings), capture_output=True, text=True)
+        [
+            DBT_EXECUTABLE,
+            "build",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(profiles.parent),
+            "--target",
+            "local",
+            "--vars",
+            dbt_vars(settings.lake_root),
+            "--target-path",
+            str(settings.gold_dir / "dbt_target"),
+        ],
+        env=child_env(settings),
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"dbt build failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
 
@@ -145,12 +167,15 @@ def online_rows(home: Path) -> dict[str, pl.DataFrame]:
     if not path.exists():
         return {}
     with closing(sqlite3.connect(path)) as conn:
-        names = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {f"online:{n}": pl.DataFrame(
-            conn.execute(f'SELECT entity_key, feature_name, value, event_ts FROM "{n}"').fetchall(),
-            schema=["entity_key", "feature_name", "value", "event_ts"], orient="row")
-            for n in names}
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {
+            f"online:{n}": pl.DataFrame(
+                conn.execute(f'SELECT entity_key, feature_name, value, event_ts FROM "{n}"').fetchall(),
+                schema=["entity_key", "feature_name", "value", "event_ts"],
+                orient="row",
+            )
+            for n in names
+        }
 
 
 def multiset_difference(left: pl.DataFrame, right: pl.DataFrame) -> int:
@@ -160,22 +185,23 @@ def multiset_difference(left: pl.DataFrame, right: pl.DataFrame) -> int:
     columns = sorted(set(left.columns) & set(right.columns))
     if not columns or set(left.columns) != set(right.columns):
         return left.height
+
     def numbered(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.select(columns).with_columns(
-            pl.int_range(pl.len()).over(columns).alias("__n"))
-    return numbered(left).join(numbered(right), on=[*columns, "__n"], how="anti",
-                               nulls_equal=True).height
+        return frame.select(columns).with_columns(pl.int_range(pl.len()).over(columns).alias("__n"))
+
+    return numbered(left).join(numbered(right), on=[*columns, "__n"], how="anti", nulls_equal=True).height
 
 
 def unreferenced_files(home: Path, table: str) -> list[Path]:
     """Data files in the table's folder that its current version does not reference (change-data
     files aside: delta-rs VACUUM keeps them)."""
     root = home / "lake" / table
-    referenced = {Path(uri.removeprefix("file://")).resolve()
-                  for uri in DeltaTable(str(root)).file_uris()}
-    return [p for p in root.rglob("*.parquet")
-            if "_delta_log" not in p.parts and "_change_data" not in p.parts
-            and p.resolve() not in referenced]
+    referenced = {Path(uri.removeprefix("file://")).resolve() for uri in DeltaTable(str(root)).file_uris()}
+    return [
+        p
+        for p in root.rglob("*.parquet")
+        if "_delta_log" not in p.parts and "_change_data" not in p.parts and p.resolve() not in referenced
+    ]
 
 
 def registry_state(home: Path) -> dict[str, object]:
@@ -188,15 +214,18 @@ def registry_state(home: Path) -> dict[str, object]:
         if "model_versions" not in tables:
             return {}
         versions = conn.execute("SELECT version, status FROM model_versions").fetchall()
-        tags = dict(((v, k), val) for v, k, val in conn.execute(
-            "SELECT version, key, value FROM model_version_tags"))
+        tags = dict(
+            ((v, k), val) for v, k, val in conn.execute("SELECT version, key, value FROM model_version_tags")
+        )
         aliases = dict(conn.execute("SELECT alias, version FROM registered_model_aliases"))
     fingerprints = [tags.get((v, "fingerprint")) for v, _ in versions]
-    return {"versions": len(versions),
-            "not_ready": sum(status != "READY" for _, status in versions),
-            "pending": sum(tags.get((v, "registration")) == "pending" for v, _ in versions),
-            "duplicate_fingerprints": len(fingerprints) - len(set(fingerprints)),
-            "challenger_fingerprint": tags.get((aliases.get("challenger"), "fingerprint"))}
+    return {
+        "versions": len(versions),
+        "not_ready": sum(status != "READY" for _, status in versions),
+        "pending": sum(tags.get((v, "registration")) == "pending" for v, _ in versions),
+        "duplicate_fingerprints": len(fingerprints) - len(set(fingerprints)),
+        "challenger_fingerprint": tags.get((aliases.get("challenger"), "fingerprint")),
+    }
 
 
 @dataclass
@@ -216,18 +245,29 @@ class TrialResult:
 
     @property
     def passed(self) -> bool:
-        return not (self.rows_lost or self.rows_duplicated or self.unreadable_after_kill
-                    or self.orphans_left or self.registry_problems or self.differences)
+        return not (
+            self.rows_lost
+            or self.rows_duplicated
+            or self.unreadable_after_kill
+            or self.orphans_left
+            or self.registry_problems
+            or self.differences
+        )
 
 
 def compare(trial: Path, reference: Path, result: TrialResult) -> None:
     ours_tables, their_tables = set(lake_tables(trial)), set(lake_tables(reference))
-    frames = {t: (table_rows(trial, t) if t in ours_tables else pl.DataFrame(),
-                  table_rows(reference, t) if t in their_tables else pl.DataFrame())
-              for t in sorted(ours_tables | their_tables)}
+    frames = {
+        t: (
+            table_rows(trial, t) if t in ours_tables else pl.DataFrame(),
+            table_rows(reference, t) if t in their_tables else pl.DataFrame(),
+        )
+        for t in sorted(ours_tables | their_tables)
+    }
     ours, theirs = online_rows(trial), online_rows(reference)
-    frames.update({k: (ours.get(k, pl.DataFrame()), theirs.get(k, pl.DataFrame()))
-                   for k in set(ours) | set(theirs)})
+    frames.update(
+        {k: (ours.get(k, pl.DataFrame()), theirs.get(k, pl.DataFrame())) for k in set(ours) | set(theirs)}
+    )
     for name, (got, want) in frames.items():
         result.tables_checked += 1
         result.rows_compared += want.height
@@ -251,8 +291,12 @@ def run_killed(home: Path, operation: str, kill_after_s: float) -> bool:
     whether it was killed (False: it finished first)."""
     child = subprocess.Popen(  # its own process group: dbt's process dies with it
         [sys.executable, "-m", "tests.reliability.crash", operation, str(home)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-        env={**os.environ, "LAKEHOUSE_HOME": str(home)})
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "LAKEHOUSE_HOME": str(home)},
+    )
     assert child.stdout is not None
     if child.stdout.readline().strip() != READY:
         child.wait()
@@ -268,16 +312,14 @@ def run_killed(home: Path, operation: str, kill_after_s: float) -> bool:
         return True
 
 
-def trial(base: Path, reference: Path, workdir: Path, operation: str,
-          kill_after_s: float) -> TrialResult:
+def trial(base: Path, reference: Path, workdir: Path, operation: str, kill_after_s: float) -> TrialResult:
     """Copy the base, kill the operation at ``kill_after_s``, check readability, rerun it,
     compare with the reference, vacuum, check orphans and the registry. ``workdir`` must be new
     for every trial (MLflow keeps connections to a database path for the life of the process)."""
     from lakehouse_assets.engine import DeltaEngine
 
     home = copy_home(base, workdir)
-    result = TrialResult(operation, round(kill_after_s, 3), run_killed(home, operation,
-                                                                       kill_after_s))
+    result = TrialResult(operation, round(kill_after_s, 3), run_killed(home, operation, kill_after_s))
     for table in lake_tables(home):
         try:
             DeltaTable(str(home / "lake" / table)).to_pyarrow_table()
@@ -307,8 +349,9 @@ def trial(base: Path, reference: Path, workdir: Path, operation: str,
     return result
 
 
-def prepare_bases(home: Path, workdir: Path, log: Callable[[str], object] = print
-                  ) -> dict[str, tuple[Path, Path, float]]:
+def prepare_bases(
+    home: Path, workdir: Path, log: Callable[[str], object] = print
+) -> dict[str, tuple[Path, Path, float]]:
     """For each operation: the home before it, the home after a clean run of it (reference) and
     the clean run's duration. ``home`` holds a simulated shop (source and landing files)."""
     bases: dict[str, tuple[Path, Path, float]] = {}
@@ -325,22 +368,26 @@ def prepare_bases(home: Path, workdir: Path, log: Callable[[str], object] = prin
 
 
 def summarize(results: list[TrialResult]) -> dict[str, int]:
-    return {"trials": len(results), "faults_injected": sum(r.killed for r in results),
-            "tables_checked": sum(r.tables_checked for r in results),
-            "rows_compared": sum(r.rows_compared for r in results),
-            "rows_lost": sum(r.rows_lost for r in results),
-            "duplicates": sum(r.rows_duplicated for r in results),
-            "unreadable_tables": sum(len(r.unreadable_after_kill) for r in results),
-            "orphans_removed": sum(r.orphans_removed for r in results),
-            "orphans_left": sum(r.orphans_left for r in results),
-            "registry_problems": sum(len(r.registry_problems) for r in results),
-            "failed_trials": sum(not r.passed for r in results)}
+    return {
+        "trials": len(results),
+        "faults_injected": sum(r.killed for r in results),
+        "tables_checked": sum(r.tables_checked for r in results),
+        "rows_compared": sum(r.rows_compared for r in results),
+        "rows_lost": sum(r.rows_lost for r in results),
+        "duplicates": sum(r.rows_duplicated for r in results),
+        "unreadable_tables": sum(len(r.unreadable_after_kill) for r in results),
+        "orphans_removed": sum(r.orphans_removed for r in results),
+        "orphans_left": sum(r.orphans_left for r in results),
+        "registry_problems": sum(len(r.registry_problems) for r in results),
+        "failed_trials": sum(not r.passed for r in results),
+    }
 
 
 def write_results(path: Path, results: list[TrialResult]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"summary": summarize(results),
-                                "trials": [asdict(r) for r in results]}, indent=2))
+    path.write_text(
+        json.dumps({"summary": summarize(results), "trials": [asdict(r) for r in results]}, indent=2)
+    )
 
 
 def main() -> None:

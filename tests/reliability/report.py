@@ -16,8 +16,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-COLUMNS = ("trials", "faults_injected", "tables_checked", "rows_compared", "rows_lost",
-           "duplicates", "requests", "server_errors", "failed")
+COLUMNS = (
+    "trials",
+    "faults_injected",
+    "tables_checked",
+    "rows_compared",
+    "rows_lost",
+    "duplicates",
+    "requests",
+    "server_errors",
+    "failed",
+)
 MUST_BE_ZERO = ("rows_lost", "duplicates", "server_errors", "failed")
 
 

@@ -24,28 +24,36 @@ def refused(name: str) -> None:
     record("bad_input", {"trials": len(REFUSED), "failed": 0})
 
 
-@pytest.mark.parametrize("path", ["../source/shop.db", "/etc/passwd",
-                                  "payments/../../source/shop.db"])
+@pytest.mark.parametrize("path", ["../source/shop.db", "/etc/passwd", "payments/../../source/shop.db"])
 def test_landing_files_outside_the_landing_folder_are_refused(simulated, settings, path):
     result = materialize(
-        [ingest_payments_files], resources=build_resources(settings), raise_on_error=False,
-        run_config={"ops": {"ingest_payments_files": {"config": {"files": [path]}}}})
+        [ingest_payments_files],
+        resources=build_resources(settings),
+        raise_on_error=False,
+        run_config={"ops": {"ingest_payments_files": {"config": {"files": [path]}}}},
+    )
     assert not result.success
     assert f"refused {path}" in str(result.all_events)
     refused(f"landing path {path}")
 
 
-@pytest.mark.parametrize(("args", "env", "message"), [
-    (["features"], {"LAKEHOUSE_SERVING__PORT": "abc"},
-     "LAKEHOUSE_SERVING__PORT: Input should be a valid integer"),
-    (["features"], {"LAKEHOUSE_ENGINE": "oracle"}, "LAKEHOUSE_ENGINE"),
-    (["simulate", "--days", "0"], {}, "0 is not in the range x>=1"),
-    (["demo", "--requests", "-5"], {}, "-5 is not in the range x>=0"),
-    (["query", "business_daily_orders", "--param", "days"], {}, "--param takes NAME=VALUE"),
-    (["lineage"], {}, "Missing argument 'REQUEST_ID'"),
-    (["dashboards", "--host", "0.0.0.0"], {}, "no login"),
-    (["ui", "--host", "0.0.0.0"], {}, "no login"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["features"],
+            {"LAKEHOUSE_SERVING__PORT": "abc"},
+            "LAKEHOUSE_SERVING__PORT: Input should be a valid integer",
+        ),
+        (["features"], {"LAKEHOUSE_ENGINE": "oracle"}, "LAKEHOUSE_ENGINE"),
+        (["simulate", "--days", "0"], {}, "0 is not in the range x>=1"),
+        (["demo", "--requests", "-5"], {}, "-5 is not in the range x>=0"),
+        (["query", "business_daily_orders", "--param", "days"], {}, "--param takes NAME=VALUE"),
+        (["lineage"], {}, "Missing argument 'REQUEST_ID'"),
+        (["dashboards", "--host", "0.0.0.0"], {}, "no login"),
+        (["ui", "--host", "0.0.0.0"], {}, "no login"),
+    ],
+)
 def test_bad_command_lines_and_settings_are_named(settings, args, env, message):
     result = CliRunner().invoke(main, args, env={"LAKEHOUSE_HOME": str(settings.home_dir), **env})
     assert result.exit_code != 0
@@ -59,8 +67,7 @@ def test_a_pickled_model_is_never_loaded(settings):
     registry.activate()
     model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
     with mlflow.start_run():
-        pickled = mlflow.sklearn.log_model(model, name="model",
-                                           serialization_format="cloudpickle")
+        pickled = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")
     version = mlflow.register_model(pickled.model_uri, "return_risk")
     registry.client().set_registered_model_alias("return_risk", "champion", version.version)
     with pytest.raises(UntrustedModelError, match="'cloudpickle'.*skops models only"):

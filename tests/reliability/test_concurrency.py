@@ -34,15 +34,23 @@ def with_retries(write) -> int:
 
 def capture_everything(lake_root: str, db: str, queue) -> None:
     engine = DeltaEngine(lake_root)
-    queue.put(sum(with_retries(lambda t=t: capture_to_bronze(
-        engine, ChangeLog(Path(db)), t, batch_id="concurrent", chunk_rows=300))
-        for t in SOURCE_TABLES))
+    queue.put(
+        sum(
+            with_retries(
+                lambda t=t: capture_to_bronze(
+                    engine, ChangeLog(Path(db)), t, batch_id="concurrent", chunk_rows=300
+                )
+            )
+            for t in SOURCE_TABLES
+        )
+    )
 
 
 def apply_everything(lake_root: str, queue) -> None:
     engine = DeltaEngine(lake_root)
-    queue.put(sum(with_retries(lambda s=s: apply_changes(engine, s, batch_id="concurrent"))
-                  for s in SILVER_SPECS))
+    queue.put(
+        sum(with_retries(lambda s=s: apply_changes(engine, s, batch_id="concurrent")) for s in SILVER_SPECS)
+    )
 
 
 def append_and_merge(lake_root: str, writer: int, start_at: float, queue) -> None:
@@ -59,16 +67,28 @@ def append_and_merge(lake_root: str, writer: int, start_at: float, queue) -> Non
             done = engine.app_transaction_version("appends", app)
             if done is not None and done >= batch[1]:
                 return  # this batch (or a later one) is in already
-            engine.append("appends", rows, transactions=[AppTransaction(app, batch[1])],
-                          read_version=engine.version("appends"))
+            engine.append(
+                "appends",
+                rows,
+                transactions=[AppTransaction(app, batch[1])],
+                read_version=engine.version("appends"),
+            )
+
         conflicts += with_retries(append)
     for version in range(1, 4):
         updates = pl.DataFrame({"key": list(range(10)), "version": [version * 10 + writer] * 10})
-        conflicts += with_retries(lambda u=updates: engine.merge(
-            "latest", u, keys=["key"], clauses=(
-                MergeClause("matched", "update", "source.version > target.version"),
-                MergeClause("not_matched", "insert")),
-            read_version=engine.version("latest")))
+        conflicts += with_retries(
+            lambda u=updates: engine.merge(
+                "latest",
+                u,
+                keys=["key"],
+                clauses=(
+                    MergeClause("matched", "update", "source.version > target.version"),
+                    MergeClause("not_matched", "insert"),
+                ),
+                read_version=engine.version("latest"),
+            )
+        )
     queue.put(conflicts)
 
 
@@ -85,23 +105,36 @@ def run_processes(target, args_list) -> int:
 
 
 def test_many_writers_append_and_merge_as_a_serial_run_would(engine):
-    engine.ensure_table("appends", pl.DataFrame(
-        schema={"writer": pl.Int64, "batch": pl.Int64, "row": pl.Int64}).to_arrow().schema)
-    engine.ensure_table("latest", pl.DataFrame(
-        schema={"key": pl.Int64, "version": pl.Int64}).to_arrow().schema)
+    engine.ensure_table(
+        "appends",
+        pl.DataFrame(schema={"writer": pl.Int64, "batch": pl.Int64, "row": pl.Int64}).to_arrow().schema,
+    )
+    engine.ensure_table(
+        "latest", pl.DataFrame(schema={"key": pl.Int64, "version": pl.Int64}).to_arrow().schema
+    )
     start_at = time.time() + 8  # after every process has imported its modules
-    conflicts = run_processes(append_and_merge,
-                              [(engine.root, w, start_at) for w in range(WRITERS)])
+    conflicts = run_processes(append_and_merge, [(engine.root, w, start_at) for w in range(WRITERS)])
     appended = engine.read("appends")
-    expected = pl.DataFrame({"writer": [w for w in range(WRITERS) for _ in range(BATCHES * 3)],
-                             "batch": [b for _ in range(WRITERS) for b in range(BATCHES)
-                                       for _ in range(3)],
-                             "row": [r for _ in range(WRITERS * BATCHES) for r in range(3)]})
+    expected = pl.DataFrame(
+        {
+            "writer": [w for w in range(WRITERS) for _ in range(BATCHES * 3)],
+            "batch": [b for _ in range(WRITERS) for b in range(BATCHES) for _ in range(3)],
+            "row": [r for _ in range(WRITERS * BATCHES) for r in range(3)],
+        }
+    )
     lost, extra = multiset_difference(expected, appended), multiset_difference(appended, expected)
     latest = engine.read("latest").sort("key")
-    record("concurrent_writers", {"trials": WRITERS, "tables_checked": 2,
-                                  "rows_compared": expected.height + 10, "rows_lost": lost,
-                                  "duplicates": extra, "conflicts_retried": conflicts})
+    record(
+        "concurrent_writers",
+        {
+            "trials": WRITERS,
+            "tables_checked": 2,
+            "rows_compared": expected.height + 10,
+            "rows_lost": lost,
+            "duplicates": extra,
+            "conflicts_retried": conflicts,
+        },
+    )
     assert (lost, extra) == (0, 0)
     assert latest["version"].to_list() == [30 + WRITERS - 1] * 10  # the newest version wins
 
@@ -130,7 +163,15 @@ def test_two_runs_of_capture_and_apply_at_once_equal_a_serial_run(simulated, eng
     for spec in SILVER_SPECS:
         apply_changes(engine, spec, batch_id="replay")
     assert {t: engine.version(t) for t in versions} == versions
-    record("concurrent_runs_and_replay", {"trials": 4, "tables_checked": len(silver),
-                                          "rows_compared": compared, "rows_lost": lost,
-                                          "duplicates": extra, "conflicts_retried": conflicts})
+    record(
+        "concurrent_runs_and_replay",
+        {
+            "trials": 4,
+            "tables_checked": len(silver),
+            "rows_compared": compared,
+            "rows_lost": lost,
+            "duplicates": extra,
+            "conflicts_retried": conflicts,
+        },
+    )
     assert (lost, extra) == (0, 0)

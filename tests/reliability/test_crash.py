@@ -14,12 +14,26 @@ from lakehouse_assets.sources.simulator import ShopSimulator
 from tests.reliability import crash
 from tests.reliability.report import record
 
-SHOP = SimulatorSettings(days=40, initial_customers=60, initial_products=30, orders_per_day=20,
-                         malformed_file_share=0.15, malformed_row_share=0.05,
-                         gdpr_erasures_per_day=0.3)
+SHOP = SimulatorSettings(
+    days=40,
+    initial_customers=60,
+    initial_products=30,
+    orders_per_day=20,
+    malformed_file_share=0.15,
+    malformed_row_share=0.05,
+    gdpr_erasures_per_day=0.3,
+)
 # (operation, share of its clean duration after which it is killed)
-FIXED = [("capture", 0.3), ("capture", 0.7), ("ingest", 0.5), ("apply", 0.4), ("apply", 0.8),
-         ("gold", 0.5), ("features", 0.5), ("register", 0.6)]
+FIXED = [
+    ("capture", 0.3),
+    ("capture", 0.7),
+    ("ingest", 0.5),
+    ("apply", 0.4),
+    ("apply", 0.8),
+    ("gold", 0.5),
+    ("features", 0.5),
+    ("register", 0.6),
+]
 RANDOM_TRIALS = int(os.environ.get("LAKEHOUSE_TEST_VERIFY_TRIALS", "0"))
 
 
@@ -48,12 +62,13 @@ def run_trials(work, bases, plan):
 def test_killed_operations_lose_and_duplicate_nothing(bases):
     work, prepared = bases
     rng = random.Random(20261125)
-    plan = FIXED + [(rng.choice(crash.OPERATIONS), rng.uniform(0.0, 1.1))
-                    for _ in range(RANDOM_TRIALS)]
+    plan = FIXED + [(rng.choice(crash.OPERATIONS), rng.uniform(0.0, 1.1)) for _ in range(RANDOM_TRIALS)]
     results = run_trials(work, prepared, plan)
     summary = crash.summarize(results)
-    record("crash_injection", {**summary, "duplicates": summary["duplicates"],
-                               "failed": summary["failed_trials"]})
+    record(
+        "crash_injection",
+        {**summary, "duplicates": summary["duplicates"], "failed": summary["failed_trials"]},
+    )
     crash.write_results(work / "crash_trials.json", results)
     assert summary["faults_injected"] >= len(FIXED) - 2  # most fixed points land mid-operation
     assert summary["tables_checked"] > 0 and summary["rows_compared"] > 0

@@ -21,20 +21,31 @@ def test_a_pending_registration_is_finished_once(settings, engine, monkeypatch):
     registry.activate()
     client = registry.client()
     with mlflow.start_run() as run:
-        logged = mlflow.sklearn.log_model(LogisticRegression().fit([[0.0], [1.0]], [0, 1]),
-                                          name="model", serialization_format="skops")
+        logged = mlflow.sklearn.log_model(
+            LogisticRegression().fit([[0.0], [1.0]], [0, 1]), name="model", serialization_format="skops"
+        )
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed after the version was created")
 
     monkeypatch.setattr(promotion, "_complete", crash)
     with pytest.raises(KeyboardInterrupt):
-        register_challenger(client, engine, "return_risk", logged.model_uri, run.info.run_id,
-                            {"fingerprint": "f1"}, {"train_from": "a"}, {"roc_auc": 0.7}, "test")
+        register_challenger(
+            client,
+            engine,
+            "return_risk",
+            logged.model_uri,
+            run.info.run_id,
+            {"fingerprint": "f1"},
+            {"train_from": "a"},
+            {"roc_auc": 0.7},
+            "test",
+        )
     monkeypatch.undo()
     (version,) = client.search_model_versions("name = 'return_risk'")
-    assert version.tags[REGISTERED_TAG] == "pending" and alias_version(
-        client, "return_risk", CHALLENGER) is None
+    assert (
+        version.tags[REGISTERED_TAG] == "pending" and alias_version(client, "return_risk", CHALLENGER) is None
+    )
 
     assert finish_registration(client, engine, version, "next run")
     finished = client.get_model_version("return_risk", version.version)

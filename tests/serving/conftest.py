@@ -63,8 +63,9 @@ def train_synthetic(settings: LakehouseSettings, candidate: int, seed: int = 3):
     frame = synthetic_training_set(seed=seed)
     split = time_split(frame, 0.2, 30)
     with mlflow.start_run():
-        run = train_candidate(candidates(7)[candidate], split,
-                              TrainingData(frame, "synthetic", 0), settings.training)
+        run = train_candidate(
+            candidates(7)[candidate], split, TrainingData(frame, "synthetic", 0), settings.training
+        )
     return run, split
 
 
@@ -81,23 +82,33 @@ def prepare_home(home: Path, entities: int = 30) -> LakehouseSettings:
     registry = mlflow_resource(settings)
     run, split = train_synthetic(settings, candidate=0)
     client = registry.client()
-    register_challenger(client, engine, "return_risk", run.model_uri, run.run_id, {},
-                        split.window(), run.metrics, "test")
-    apply_decision(client, engine, evaluate(client, "return_risk", split, settings.training),
-                   split.window(), "test")
+    register_challenger(
+        client, engine, "return_risk", run.model_uri, run.run_id, {}, split.window(), run.metrics, "test"
+    )
+    apply_decision(
+        client, engine, evaluate(client, "return_risk", split, settings.training), split.window(), "test"
+    )
     mlflow.set_tracking_uri(None)
     return settings
 
 
-def start_service(home: Path, extra_env: dict[str, str] | None = None,
-                  host: str = "127.0.0.1") -> Service:
+def start_service(home: Path, extra_env: dict[str, str] | None = None, host: str = "127.0.0.1") -> Service:
     port = free_port()
-    env = {**os.environ, "LAKEHOUSE_HOME": str(home), "LAKEHOUSE_SERVING__TOKEN": TOKEN,
-           "LAKEHOUSE_SERVING__RELOAD_SECONDS": "3600", **(extra_env or {})}
+    env = {
+        **os.environ,
+        "LAKEHOUSE_HOME": str(home),
+        "LAKEHOUSE_SERVING__TOKEN": TOKEN,
+        "LAKEHOUSE_SERVING__RELOAD_SECONDS": "3600",
+        **(extra_env or {}),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "lakehouse_assets.cli", "serve", "--host", host, "--port",
-         str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+        [sys.executable, "-m", "lakehouse_assets.cli", "serve", "--host", host, "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -16,8 +16,7 @@ def test_concurrent_requests_are_scored_together_and_answered_in_order():
 
     async def scenario():
         batcher = MicroBatcher(run, window_seconds=0.01, max_items=100)
-        return await asyncio.gather(batcher.submit([1, 2]), batcher.submit([3]),
-                                    batcher.submit([4, 5, 6]))
+        return await asyncio.gather(batcher.submit([1, 2]), batcher.submit([3]), batcher.submit([4, 5, 6]))
 
     assert asyncio.run(scenario()) == [[10, 20], [30], [40, 50, 60]]
     assert calls == [[1, 2, 3, 4, 5, 6]]  # one call for all three requests
@@ -32,8 +31,7 @@ def test_a_full_batch_runs_at_once_and_errors_reach_every_caller():
     async def scenario():
         batcher = MicroBatcher(run, window_seconds=60, max_items=3)  # full before the window
         first = await asyncio.wait_for(batcher.submit([1, 2, 3]), timeout=5)
-        failing = await asyncio.gather(batcher.submit([0]), batcher.submit([4, 5]),
-                                       return_exceptions=True)
+        failing = await asyncio.gather(batcher.submit([0]), batcher.submit([4, 5]), return_exceptions=True)
         return first, failing
 
     first, failing = asyncio.run(scenario())

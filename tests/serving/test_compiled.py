@@ -17,8 +17,9 @@ from lakehouse_assets.training.synthetic import synthetic_training_set
 def data() -> pl.DataFrame:
     # some customers have no segment yet: the fitted encoder then knows a missing category
     frame = synthetic_training_set(orders=600)
-    return frame.with_columns(segment=pl.when(pl.col("order_id") % 11 == 0).then(None)
-                              .otherwise(pl.col("segment")))
+    return frame.with_columns(
+        segment=pl.when(pl.col("order_id") % 11 == 0).then(None).otherwise(pl.col("segment"))
+    )
 
 
 @pytest.mark.parametrize("index", range(len(candidates(7))), ids=lambda i: candidates(7)[i].name)
@@ -41,9 +42,12 @@ def test_compiled_scorer_equals_the_pipeline(data: pl.DataFrame, index: int):
 
 def test_other_pipelines_are_scored_by_the_pipeline(data: pl.DataFrame):
     template = candidates(7)[0].build()
-    other = Pipeline([("features", ColumnTransformer([("numeric", MinMaxScaler(),
-                                                       NUMERIC_FEATURES)])),
-                      ("classifier", template.steps[1][1])])
+    other = Pipeline(
+        [
+            ("features", ColumnTransformer([("numeric", MinMaxScaler(), NUMERIC_FEATURES)])),
+            ("classifier", template.steps[1][1]),
+        ]
+    )
     frame = model_input(data.with_columns(pl.col(NUMERIC_FEATURES).fill_null(0.0)))
     other.fit(frame, data[LABEL].to_numpy())
     assert fast_scorer(other) is None
@@ -53,6 +57,7 @@ def test_a_compiled_scorer_that_disagrees_is_not_used(data: pl.DataFrame, monkey
     pipeline = candidates(7)[0].build()
     pipeline.fit(model_input(data), data[LABEL].to_numpy())
     right = compile_pipeline(pipeline)
-    monkeypatch.setattr("lakehouse_assets.serving.compiled.compile_pipeline",
-                        lambda p: lambda rows: right(rows) + 1e-6)
+    monkeypatch.setattr(
+        "lakehouse_assets.serving.compiled.compile_pipeline", lambda p: lambda rows: right(rows) + 1e-6
+    )
     assert fast_scorer(pipeline) is None

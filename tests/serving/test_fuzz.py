@@ -30,8 +30,9 @@ def test_no_input_gives_a_server_error(fuzzed_service):
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def no_server_error(case) -> None:
             response = case.call(headers={"Authorization": f"Bearer {TOKEN}"})
             seen.append(response.status_code)
@@ -40,6 +41,12 @@ def test_no_input_gives_a_server_error(fuzzed_service):
         try:
             no_server_error()
         finally:
-            record("api_fuzz", {"trials": len(seen), "requests": len(seen),
-                                "server_errors": sum(code >= 500 for code in seen)})
+            record(
+                "api_fuzz",
+                {
+                    "trials": len(seen),
+                    "requests": len(seen),
+                    "server_errors": sum(code >= 500 for code in seen),
+                },
+            )
     assert len(seen) >= EXAMPLES * 2  # the scoring operations got their examples

@@ -13,9 +13,21 @@ from lakehouse_assets.tables import INFERENCE_LOG_TABLE
 
 
 def rows(start: int, count: int) -> list[dict]:
-    return [record(f"r{i}", datetime(2026, 1, 1), "predict", "m", 1,
-                   {"customer_id": i, "items": []}, {"amount": 1.0, "segment": "regular"},
-                   {}, 0.5, 1.0) for i in range(start, start + count)]
+    return [
+        record(
+            f"r{i}",
+            datetime(2026, 1, 1),
+            "predict",
+            "m",
+            1,
+            {"customer_id": i, "items": []},
+            {"amount": 1.0, "segment": "regular"},
+            {},
+            0.5,
+            1.0,
+        )
+        for i in range(start, start + count)
+    ]
 
 
 def test_a_busy_service_commits_once_per_interval_and_close_writes_the_rest(tmp_path):
@@ -78,12 +90,40 @@ class Scorer:
 def test_the_model_that_did_not_answer_is_scored_by_the_writer_in_one_call(tmp_path):
     engine = DeltaEngine(str(tmp_path))
     shadow, broken = Scorer(2), Scorer(1, fail=True)
-    logged = [record(f"s{i}", datetime(2026, 1, 1), "predict", "m", 1, {"customer_id": i},
-                     {"amount": float(i)}, {}, 0.5, 1.0, rollout="shadow", shadow=shadow)
-              for i in range(4)]
-    logged.append(record("c", datetime(2026, 1, 1), "predict", "m", 3, {"customer_id": 9},
-                         {"amount": 9.0}, {}, 0.7, 1.0, rollout="canary",
-                         served_by="challenger", shadow=broken))
+    logged = [
+        record(
+            f"s{i}",
+            datetime(2026, 1, 1),
+            "predict",
+            "m",
+            1,
+            {"customer_id": i},
+            {"amount": float(i)},
+            {},
+            0.5,
+            1.0,
+            rollout="shadow",
+            shadow=shadow,
+        )
+        for i in range(4)
+    ]
+    logged.append(
+        record(
+            "c",
+            datetime(2026, 1, 1),
+            "predict",
+            "m",
+            3,
+            {"customer_id": 9},
+            {"amount": 9.0},
+            {},
+            0.7,
+            1.0,
+            rollout="canary",
+            served_by="challenger",
+            shadow=broken,
+        )
+    )
     log = InferenceLog(engine, flush_seconds=60)
     log.append(logged)
     log.close()
@@ -94,6 +134,10 @@ def test_the_model_that_did_not_answer_is_scored_by_the_writer_in_one_call(tmp_p
     assert shadowed["challenger_version"].to_list() == [2] * 4
     assert shadowed["challenger_probability"].to_list() == [0.0, 0.1, 0.2, 0.3]
     canary = frame.filter(frame["rollout"] == "canary").row(0, named=True)
-    assert (canary["served_by"], canary["challenger_version"], canary["challenger_probability"],
-            canary["champion_version"]) == ("challenger", 3, 0.7, 1)
+    assert (
+        canary["served_by"],
+        canary["challenger_version"],
+        canary["challenger_probability"],
+        canary["champion_version"],
+    ) == ("challenger", 3, 0.7, 1)
     assert canary["champion_probability"] is None  # the failing model: row kept, score missing

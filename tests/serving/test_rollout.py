@@ -37,9 +37,13 @@ CUSTOMERS = 400
 
 
 def order(customer: int, request_id: str | None = None) -> dict:
-    return {"customer_id": customer, "items": [{"product_id": 1 + customer % 20, "quantity": 1}],
-            "amount": 40.0 + customer % 50, "discount": (customer % 4) / 10,
-            "request_id": request_id or uuid.uuid4().hex}
+    return {
+        "customer_id": customer,
+        "items": [{"product_id": 1 + customer % 20, "quantity": 1}],
+        "amount": 40.0 + customer % 50,
+        "discount": (customer % 4) / 10,
+        "request_id": request_id or uuid.uuid4().hex,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +53,21 @@ def rollout_service(tmp_path_factory):
     settings = prepare_home(home, entities=CUSTOMERS)
     registry = mlflow_resource(settings)
     run, split = train_synthetic(settings, candidate=2, seed=11)
-    register_challenger(registry.client(), DeltaEngine(settings.lake_root), "return_risk",
-                        run.model_uri, run.run_id, {}, split.window(), run.metrics, "test")
+    register_challenger(
+        registry.client(),
+        DeltaEngine(settings.lake_root),
+        "return_risk",
+        run.model_uri,
+        run.run_id,
+        {},
+        split.window(),
+        run.metrics,
+        "test",
+    )
     mlflow.set_tracking_uri(None)
-    service = start_service(home, {"LAKEHOUSE_SERVING__ROLLOUT": "shadow",
-                                   "LAKEHOUSE_SERVING__LOG_FLUSH_SECONDS": "0.2"})
+    service = start_service(
+        home, {"LAKEHOUSE_SERVING__ROLLOUT": "shadow", "LAKEHOUSE_SERVING__LOG_FLUSH_SECONDS": "0.2"}
+    )
     service.split = split
     yield service
     service.stop()
@@ -80,14 +94,18 @@ def test_shadow_answers_with_the_champion_and_logs_both_scores(rollout_service):
         shadow = [client.post("/v1/predict", json=b).json() for b in bodies]
         metrics = client.get("/metrics").text
         assert client.put("/v1/rollout", json={"mode": "champion"}).json()["mode"] == "champion"
-        alone = [client.post("/v1/predict", json={**b, "request_id": uuid.uuid4().hex}).json()
-                 for b in bodies]
-    assert ready["rollout"] == {"mode": "shadow", "canary_share": 0.0, "champion_version": 1,
-                                "challenger_version": 2}
+        alone = [
+            client.post("/v1/predict", json={**b, "request_id": uuid.uuid4().hex}).json() for b in bodies
+        ]
+    assert ready["rollout"] == {
+        "mode": "shadow",
+        "canary_share": 0.0,
+        "champion_version": 1,
+        "challenger_version": 2,
+    }
     assert 'lakehouse_serving_rollout_mode{mode="shadow"} 1.0' in metrics
     assert 'lakehouse_serving_challenger_version{model_name="return_risk"} 2.0' in metrics
-    assert {p["model_version"] for p in shadow} == {1} and {p["served_by"] for p in shadow} == {
-        "champion"}
+    assert {p["model_version"] for p in shadow} == {1} and {p["served_by"] for p in shadow} == {"champion"}
     # the responses are the champion's: the same as with the challenger out of the way
     assert [p["return_probability"] for p in shadow] == [p["return_probability"] for p in alone]
 
@@ -121,8 +139,11 @@ def test_canary_share_is_configurable_at_run_time_and_sticky_per_customer(rollou
                         assert served.setdefault(body["customer_id"], got) == got, body
         return served
 
-    env = {"LAKEHOUSE_HOME": str(service.home), "LAKEHOUSE_SERVING__TOKEN": TOKEN,
-           "LAKEHOUSE_MONITORING__SERVING_URL": service.url}
+    env = {
+        "LAKEHOUSE_HOME": str(service.home),
+        "LAKEHOUSE_SERVING__TOKEN": TOKEN,
+        "LAKEHOUSE_MONITORING__SERVING_URL": service.url,
+    }
     needs_share = CliRunner().invoke(main, ["rollout", "canary"], env=env)
     assert needs_share.exit_code == 2 and "canary needs --share" in needs_share.output
     switched = CliRunner().invoke(main, ["rollout", "canary", "--share", "0.3"], env=env)
@@ -132,8 +153,7 @@ def test_canary_share_is_configurable_at_run_time_and_sticky_per_customer(rollou
     canary = {c for c, (by, _) in third.items() if by == "challenger"}
     assert abs(len(canary) / CUSTOMERS - 0.3) < 0.08
     assert canary == {c for c in third if canary_bucket(c) < 0.3}
-    assert {third[c][1] for c in canary} == {2} and {v for by, v in third.values()
-                                                    if by == "champion"} == {1}
+    assert {third[c][1] for c in canary} == {2} and {v for by, v in third.values() if by == "champion"} == {1}
     half = send(0.5)  # raised without a restart: the earlier canary customers stay in it
     wider = {c for c, (by, _) in half.items() if by == "challenger"}
     assert canary < wider and abs(len(wider) / CUSTOMERS - 0.5) < 0.08
@@ -163,8 +183,7 @@ def test_online_evidence_gates_promotion(rollout_service):
     assert 0 < comparison["answered_by_challenger"] < evidence
     assert comparison["agreement_low"] <= comparison["agreement_rate"] <= comparison["agreement_high"]
     assert comparison["labelled_orders"] == 0 and comparison["auc_difference"] is None
-    result = materialize([online_comparison_asset], resources=build_resources(settings),
-                         raise_on_error=True)
+    result = materialize([online_comparison_asset], resources=build_resources(settings), raise_on_error=True)
     check = result.get_asset_check_evaluations()[0]
     assert check.passed and check.check_name == "challenger_not_worse_online"
     recorded = engine.read(ONLINE_COMPARISON_TABLE).row(-1, named=True)
@@ -174,9 +193,9 @@ def test_online_evidence_gates_promotion(rollout_service):
     registry = mlflow_resource(settings)
     registry.activate()
     client = registry.client()
-    eager = settings.training.model_copy(update={"promotion_margin": -1.0,
-                                                 "log_loss_tolerance": 10.0,
-                                                 "calibration_tolerance": 10.0})
+    eager = settings.training.model_copy(
+        update={"promotion_margin": -1.0, "log_loss_tolerance": 10.0, "calibration_tolerance": 10.0}
+    )
     strict = eager.model_copy(update={"min_online_requests": evidence + 1})
     waiting = evaluate(client, "return_risk", service.split, strict, online_requests=evidence)
     assert waiting.decision == "awaiting_evidence" and not waiting.gate_passed
@@ -196,25 +215,33 @@ def test_online_evidence_gates_promotion(rollout_service):
 def test_rollback_under_load_moves_the_champion_back_without_failed_requests(rollout_service):
     service = rollout_service
     statuses, versions, stop = [], [], threading.Event()
+    sent_at: list[float] = []  # when each answered request was sent
 
     def load() -> None:
         with service.client() as client:
             while not stop.is_set():
+                sent = time.monotonic()
                 response = client.post("/v1/predict", json=order(11))
                 statuses.append(response.status_code)
                 if response.status_code == 200:
+                    sent_at.append(sent)
                     versions.append(response.json()["model_version"])
 
     worker = threading.Thread(target=load)
     worker.start()
-    env = {"LAKEHOUSE_HOME": str(service.home), "LAKEHOUSE_SERVING__TOKEN": TOKEN,
-           "LAKEHOUSE_MONITORING__SERVING_URL": service.url}
+    env = {
+        "LAKEHOUSE_HOME": str(service.home),
+        "LAKEHOUSE_SERVING__TOKEN": TOKEN,
+        "LAKEHOUSE_MONITORING__SERVING_URL": service.url,
+    }
     try:
         while len(versions) < 20:
             time.sleep(0.01)
         result = CliRunner().invoke(main, ["rollback", "--reason", "canary complaints"], env=env)
-        answered = len(versions)
-        while len(versions) < answered + 20:
+        returned = time.monotonic()
+        # a request sent before the command returned may still be answered by version 2
+        # after it (it was in flight): only requests sent afterwards must get version 1
+        while sum(sent > returned for sent in sent_at) < 20:
             time.sleep(0.01)
     finally:
         stop.set()
@@ -224,7 +251,8 @@ def test_rollback_under_load_moves_the_champion_back_without_failed_requests(rol
     assert "now serves version 1" in result.output
     assert set(statuses) == {200}  # nothing failed while the model changed
     assert versions[0] == 2 and versions[-1] == 1
-    assert versions[answered:] == [1] * (len(versions) - answered)  # served 1 once it returned
+    after = [v for sent, v in zip(sent_at, versions, strict=True) if sent > returned]
+    assert len(after) >= 20 and set(after) == {1}  # served 1 once it returned
 
     settings = service.settings
     history = DeltaEngine(settings.lake_root).read(ALIAS_HISTORY_TABLE).sort("changed_at")

@@ -25,16 +25,21 @@ NEWEST = T0.replace(day=T0.day + 3)  # gold_rows: days 0..3
 
 
 def order(customer: int, products=(1,), amount=80.0, discount=0.1, request_id=None) -> dict:
-    body = {"customer_id": customer, "items": [{"product_id": p, "quantity": 1} for p in products],
-            "amount": amount, "discount": discount}
+    body = {
+        "customer_id": customer,
+        "items": [{"product_id": p, "quantity": 1} for p in products],
+        "amount": amount,
+        "discount": discount,
+    }
     if request_id:
         body["request_id"] = request_id
     return body
 
 
 def test_predictions_equal_batch_scoring_with_offline_features(service):
-    orders = [order(c, products=(c % 5 + 1, 2), amount=20.0 + 7 * c, discount=c % 3 / 10)
-              for c in range(1, 11)]
+    orders = [
+        order(c, products=(c % 5 + 1, 2), amount=20.0 + 7 * c, discount=c % 3 / 10) for c in range(1, 11)
+    ]
     with service.client() as client:
         batch = client.post("/v1/predict/batch", json={"orders": orders})
         single = client.post("/v1/predict", json=orders[3])
@@ -47,11 +52,19 @@ def test_predictions_equal_batch_scoring_with_offline_features(service):
     # Batch scoring: offline (point-in-time) features at the newest gold time, the registry's
     # champion, the training input preparation.
     store, definitions = feature_store(service.settings)
-    frame = pl.DataFrame([{"order_id": i, "customer_id": o["customer_id"], "order_ts": NEWEST,
-                           "amount": o["amount"], "discount": o["discount"]}
-                          for i, o in enumerate(orders)])
-    lines = pl.DataFrame([{"order_id": i, **line} for i, o in enumerate(orders)
-                          for line in o["items"]])
+    frame = pl.DataFrame(
+        [
+            {
+                "order_id": i,
+                "customer_id": o["customer_id"],
+                "order_ts": NEWEST,
+                "amount": o["amount"],
+                "discount": o["discount"],
+            }
+            for i, o in enumerate(orders)
+        ]
+    )
+    lines = pl.DataFrame([{"order_id": i, **line} for i, o in enumerate(orders) for line in o["items"]])
     offline = order_features(store, definitions, frame, lines)
     mlflow.set_tracking_uri(service.settings.tracking_uri)
     try:
@@ -74,8 +87,7 @@ def test_bad_input_gets_a_documented_4xx(service):
         ("/v1/predict", {**order(1), "customer_id": "abc"}, 422, "customer_id"),
         ("/v1/predict", {**order(1), "discount": 1.5}, 422, "discount"),
         ("/v1/predict", {**order(1), "items": []}, 422, "items"),
-        ("/v1/predict", {**order(1), "items": [{"product_id": 1, "quantity": -2}]}, 422,
-         "quantity"),
+        ("/v1/predict", {**order(1), "items": [{"product_id": 1, "quantity": -2}]}, 422, "quantity"),
         ("/v1/predict", {**order(1), "coupon": "X"}, 422, "coupon"),
         ("/v1/predict/batch", {"orders": [order(1)] * 101}, 413, "at most 100"),
         ("/v1/predict/batch", {"orders": []}, 422, "orders"),
@@ -85,8 +97,9 @@ def test_bad_input_gets_a_documented_4xx(service):
             response = client.post(path, json=body)
             assert response.status_code == status, (body, response.text)
             assert named in response.text, response.text
-        broken = client.post("/v1/predict", content=b"{not json",
-                             headers={"content-type": "application/json"})
+        broken = client.post(
+            "/v1/predict", content=b"{not json", headers={"content-type": "application/json"}
+        )
         assert broken.status_code == 422
     with service.client(token=None) as anonymous:
         assert anonymous.post("/v1/predict", json=order(1)).status_code == 401
@@ -97,8 +110,13 @@ def test_bad_input_gets_a_documented_4xx(service):
 
 def test_exposed_without_a_token_refuses_to_start(service_home):
     env = {"LAKEHOUSE_HOME": str(service_home), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "lakehouse_assets.cli", "serve", "--host",
-                             "0.0.0.0"], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "lakehouse_assets.cli", "serve", "--host", "0.0.0.0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "refusing to bind 0.0.0.0 without a token" in result.stdout + result.stderr
 
@@ -125,17 +143,19 @@ def test_champion_moves_without_failed_requests_and_the_log_keeps_every_request(
     version = mlflow.register_model(run.model_uri, "return_risk").version
     mlflow.set_tracking_uri(None)
 
-    sent, statuses, versions = [], [], []
+    sent, statuses, versions, sent_at = [], [], [], []
     stop = threading.Event()
 
     def load() -> None:
         with service.client() as client:
             while not stop.is_set():
                 request_id = uuid.uuid4().hex
+                started = time.monotonic()
                 response = client.post("/v1/predict", json=order(3, request_id=request_id))
                 statuses.append(response.status_code)
                 if response.status_code == 200:
                     sent.append(request_id)
+                    sent_at.append(started)
                     versions.append(response.json()["model_version"])
 
     def wait_for(count: int) -> None:
@@ -148,18 +168,29 @@ def test_champion_moves_without_failed_requests_and_the_log_keeps_every_request(
     worker.start()
     try:
         wait_for(20)
-        move_alias(registry.client(), DeltaEngine(settings.lake_root), "return_risk", CHAMPION,
-                   int(version), "test", "reload test")
+        move_alias(
+            registry.client(),
+            DeltaEngine(settings.lake_root),
+            "return_risk",
+            CHAMPION,
+            int(version),
+            "test",
+            "reload test",
+        )
         with service.client() as client:
             reloaded = client.post("/v1/reload").json()
-        assert reloaded == {"changed": True, "model_version": int(version),
-                            "challenger_version": None}
+        returned = time.monotonic()
+        assert reloaded == {"changed": True, "model_version": int(version), "challenger_version": None}
         wait_for(len(sent) + 20)
     finally:
         stop.set()
         worker.join()
     assert set(statuses) == {200}
     assert versions[0] == 1 and versions[-1] == int(version)
+    # requests sent once the reload returned are all answered by the new version (one in
+    # flight before it may still get the old one)
+    after = [v for at, v in zip(sent_at, versions, strict=True) if at > returned]
+    assert after and set(after) == {int(version)}
 
     output = service.stop()
     assert "Application shutdown complete" in output

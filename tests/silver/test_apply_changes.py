@@ -16,21 +16,28 @@ from lakehouse_assets.sources.cdc import BRONZE_TABLE_CONFIG
 from lakehouse_assets.tables import SILVER_QUARANTINE_TABLE
 
 T0 = datetime(2026, 1, 1)
-BRONZE_SCHEMA = {"_seq": pl.Int64, "_op": pl.String, "_commit_ts": pl.Datetime("us"),
-                 "k": pl.Int64, "a": pl.Int64, "b": pl.String}
+BRONZE_SCHEMA = {
+    "_seq": pl.Int64,
+    "_op": pl.String,
+    "_commit_ts": pl.Datetime("us"),
+    "k": pl.Int64,
+    "a": pl.Int64,
+    "b": pl.String,
+}
 SCD1 = ApplyChangesSpec("t", "bronze/t", keys=("k",), columns=("k", "a", "b"))
-SCD2 = ApplyChangesSpec("t", "bronze/t", keys=("k",), columns=("k", "a", "b"), scd_type=2,
-                        track_history_columns=("a",))
+SCD2 = ApplyChangesSpec(
+    "t", "bronze/t", keys=("k",), columns=("k", "a", "b"), scd_type=2, track_history_columns=("a",)
+)
 
 
 def event(seq, op, k, a=0, b="x"):
-    return {"_seq": seq, "_op": op, "_commit_ts": T0 + timedelta(minutes=seq), "k": k, "a": a,
-            "b": b}
+    return {"_seq": seq, "_op": op, "_commit_ts": T0 + timedelta(minutes=seq), "k": k, "a": a, "b": b}
 
 
 def append_bronze(engine, events):
-    engine.ensure_table("bronze/t", pl.DataFrame(schema=BRONZE_SCHEMA).to_arrow().schema,
-                        configuration=BRONZE_TABLE_CONFIG)
+    engine.ensure_table(
+        "bronze/t", pl.DataFrame(schema=BRONZE_SCHEMA).to_arrow().schema, configuration=BRONZE_TABLE_CONFIG
+    )
     engine.append("bronze/t", pl.DataFrame(events, schema=BRONZE_SCHEMA))
 
 
@@ -67,8 +74,16 @@ def scd2_reference(events, tracked=("a",)):
             continue
         if current:
             current.update(valid_to=e["_commit_ts"], is_current=False)
-        new = {"k": e["k"], "a": e["a"], "b": e["b"], "valid_from": e["_commit_ts"],
-               "valid_to": None, "is_current": True, "_seq": e["_seq"], "_last_seq": e["_seq"]}
+        new = {
+            "k": e["k"],
+            "a": e["a"],
+            "b": e["b"],
+            "valid_from": e["_commit_ts"],
+            "valid_to": None,
+            "is_current": True,
+            "_seq": e["_seq"],
+            "_last_seq": e["_seq"],
+        }
         versions.append(new)
         open_version[e["k"]] = new
     columns = ["k", "a", "b", "valid_from", "valid_to", "is_current", "_seq", "_last_seq"]
@@ -79,9 +94,16 @@ def scd2_reference(events, tracked=("a",)):
 def cdc_batches(draw):
     """Random events over a few keys, then shuffled, partly duplicated and cut into batches."""
     n = draw(st.integers(1, 40))
-    events = [event(seq, draw(st.sampled_from(["insert", "update", "update", "delete"])),
-                    draw(st.integers(1, 6)), draw(st.integers(0, 3)), draw(st.sampled_from("xyz")))
-              for seq in range(1, n + 1)]
+    events = [
+        event(
+            seq,
+            draw(st.sampled_from(["insert", "update", "update", "delete"])),
+            draw(st.integers(1, 6)),
+            draw(st.integers(0, 3)),
+            draw(st.sampled_from("xyz")),
+        )
+        for seq in range(1, n + 1)
+    ]
     delivered = draw(st.permutations(events))
     delivered += draw(st.lists(st.sampled_from(events), max_size=8))  # duplicates, any time
     cuts = sorted(draw(st.lists(st.integers(0, len(delivered)), max_size=3)))
@@ -89,15 +111,12 @@ def cdc_batches(draw):
     return events, [delivered[i:j] for i, j in zip(bounds, bounds[1:], strict=False) if j > i]
 
 
-FUZZ = settings(max_examples=30, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ
 @given(cdc_batches())
-def test_scd1_equals_the_sorted_reference_under_shuffles_duplicates_and_late_events(
-    tmp_path_factory, data
-):
+def test_scd1_equals_the_sorted_reference_under_shuffles_duplicates_and_late_events(tmp_path_factory, data):
     events, batches = data
     engine = apply_batches(tmp_path_factory.mktemp("scd1"), SCD1, batches)
     silver = engine.read("silver/t").select("k", "a", "b", "_seq").sort("k").rows()
@@ -115,23 +134,36 @@ def test_scd2_history_equals_the_sorted_reference(tmp_path_factory, data):
 
 
 def test_scd1_cases_by_name(tmp_path):
-    engine = apply_batches(tmp_path, SCD1, [
-        [event(1, "insert", 1, 10), event(2, "insert", 2, 20), event(3, "update", 1, 11),
-         event(3, "update", 1, 11), event(4, "update", 1, 12)],   # several changes + duplicate
-        [event(6, "delete", 2), event(5, "update", 2, 21)],        # delete, older update after it
-        [event(7, "update", 1, 13), event(4, "update", 1, 12)],    # late duplicate of an old event
-        [event(8, "update", 2, 22)],                               # newer update re-creates key 2
-    ])
+    engine = apply_batches(
+        tmp_path,
+        SCD1,
+        [
+            [
+                event(1, "insert", 1, 10),
+                event(2, "insert", 2, 20),
+                event(3, "update", 1, 11),
+                event(3, "update", 1, 11),
+                event(4, "update", 1, 12),
+            ],  # several changes + duplicate
+            [event(6, "delete", 2), event(5, "update", 2, 21)],  # delete, older update after it
+            [event(7, "update", 1, 13), event(4, "update", 1, 12)],  # late duplicate of an old event
+            [event(8, "update", 2, 22)],  # newer update re-creates key 2
+        ],
+    )
     assert engine.read("silver/t").sort("k").select("k", "a").rows() == [(1, 13), (2, 22)]
 
 
 def test_scd2_delete_closes_the_open_version_and_late_event_is_placed_in_history(tmp_path):
-    engine = apply_batches(tmp_path, SCD2, [
-        [event(1, "insert", 1, a=1), event(5, "update", 1, a=2)],
-        [event(3, "update", 1, a=9)],                       # late: belongs between 1 and 5
-        [event(7, "update", 1, a=2, b="y")],                 # untracked change: in place
-        [event(9, "delete", 1)],
-    ])
+    engine = apply_batches(
+        tmp_path,
+        SCD2,
+        [
+            [event(1, "insert", 1, a=1), event(5, "update", 1, a=2)],
+            [event(3, "update", 1, a=9)],  # late: belongs between 1 and 5
+            [event(7, "update", 1, a=2, b="y")],  # untracked change: in place
+            [event(9, "delete", 1)],
+        ],
+    )
     rows = engine.read("silver/t").sort("_seq").select("a", "b", "_seq", "_end_seq", "is_current")
     assert rows.rows() == [(1, "x", 1, 3, False), (9, "x", 3, 5, False), (2, "y", 5, 9, False)]
 
@@ -147,16 +179,23 @@ def test_rerun_changes_nothing_and_only_new_bronze_rows_are_read(tmp_path):
 
 
 def with_expectations(*expectations):
-    return ApplyChangesSpec("t", "bronze/t", keys=("k",), columns=("k", "a", "b"),
-                            expectations=expectations)
+    return ApplyChangesSpec("t", "bronze/t", keys=("k",), columns=("k", "a", "b"), expectations=expectations)
 
 
 def test_expectation_actions_warn_drop_fail(tmp_path):
     engine = DeltaEngine(str(tmp_path / "lake"))
-    spec = with_expectations(Expectation("small_a", "a < 100", "warn"),
-                             Expectation("b_is_known", "b IN ('x', 'y')", "drop"))
-    append_bronze(engine, [event(1, "insert", 1, a=500), event(2, "insert", 2, b="bad"),
-                           event(3, "insert", 3), event(4, "insert", 4, b=None)])
+    spec = with_expectations(
+        Expectation("small_a", "a < 100", "warn"), Expectation("b_is_known", "b IN ('x', 'y')", "drop")
+    )
+    append_bronze(
+        engine,
+        [
+            event(1, "insert", 1, a=500),
+            event(2, "insert", 2, b="bad"),
+            event(3, "insert", 3),
+            event(4, "insert", 4, b=None),
+        ],
+    )
     result = apply_changes(engine, spec, batch_id="b1")
     assert result.expectations["small_a"].failed == 1
     assert result.expectations["b_is_known"].failed == 2  # NULL does not meet the predicate
@@ -186,7 +225,7 @@ def test_crash_after_quarantine_before_merge_is_repaired_without_duplicates(tmp_
         raise OSError("killed before the silver MERGE")
 
     monkeypatch.setattr(DeltaEngine, "merge", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="killed before the silver MERGE"):
         apply_changes(engine, spec, batch_id="b1")
     assert engine.row_count(SILVER_QUARANTINE_TABLE) == 1
     monkeypatch.setattr(DeltaEngine, "merge", real_merge)

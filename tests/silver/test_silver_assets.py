@@ -17,8 +17,7 @@ def test_silver_matches_the_source_after_several_incremental_runs(simulated, set
     for days in (0, 4, 3):
         if days:
             simulated.run(days)
-        result = materialize([*BRONZE_CDC_ASSETS, *SILVER_ASSETS], resources=resources,
-                             instance=instance)
+        result = materialize([*BRONZE_CDC_ASSETS, *SILVER_ASSETS], resources=resources, instance=instance)
         assert result.success
         failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed]
         assert failed == []
@@ -28,8 +27,12 @@ def test_silver_matches_the_source_after_several_incremental_runs(simulated, set
         silver = engine.read(f"silver/{name}").select(table.column_names).sort(table.key)
         assert silver.equals(source_rows(simulated.db_path, table), null_equal=True), name
     customers = SOURCE_TABLES_BY_NAME["customers"]
-    current = (engine.read("silver/customers").filter("is_current")
-               .select(customers.column_names).sort("customer_id"))
+    current = (
+        engine.read("silver/customers")
+        .filter("is_current")
+        .select(customers.column_names)
+        .sort("customer_id")
+    )
     assert current.equals(source_rows(simulated.db_path, customers), null_equal=True)
     history = engine.read("silver/customers")
     assert history.filter(~pl.col("is_current")).height > 0  # address changes and erasures

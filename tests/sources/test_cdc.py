@@ -25,7 +25,8 @@ def source_rows(db, table) -> pl.DataFrame:
     frame = pl.DataFrame(rows, schema=table.column_names, orient="row", infer_schema_length=None)
     return frame.with_columns(
         pl.col(name).str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us")
-        for name, kind in table.columns if kind == "ts"
+        for name, kind in table.columns
+        if kind == "ts"
     ).sort(table.key)
 
 
@@ -48,8 +49,9 @@ def assert_exactly_once(engine, db, table):
 
 
 def capture_all(engine, db, **kwargs):
-    return {t.name: capture_to_bronze(engine, ChangeLog(db), t, batch_id="test", **kwargs)
-            for t in SOURCE_TABLES}
+    return {
+        t.name: capture_to_bronze(engine, ChangeLog(db), t, batch_id="test", **kwargs) for t in SOURCE_TABLES
+    }
 
 
 def test_every_change_lands_once_and_bronze_replays_to_the_source_state(simulated, engine):
@@ -92,7 +94,7 @@ def test_failed_commit_loses_nothing_and_retry_duplicates_nothing(simulated, eng
         return real_append(self, *args, **kwargs)
 
     monkeypatch.setattr(DeltaEngine, "append", flaky_append)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk went away"):
         capture_to_bronze(engine, ChangeLog(db), ORDERS, batch_id="a", chunk_rows=500)
     committed = engine.app_transaction_version("bronze/orders", capture_app_id(ORDERS))
     assert engine.read("bronze/orders")["_seq"].max() == committed  # cursor moved with the rows
@@ -109,15 +111,13 @@ def _capture_then_die(lake_root, db, kill_after_chunks):
         if len(result.commits) == kill_after_chunks:
             os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally blocks
 
-    capture_to_bronze(engine, ChangeLog(db), ORDERS, batch_id="killed", chunk_rows=400,
-                      on_chunk=on_chunk)
+    capture_to_bronze(engine, ChangeLog(db), ORDERS, batch_id="killed", chunk_rows=400, on_chunk=on_chunk)
 
 
 @pytest.mark.parametrize("kill_after_chunks", [1, 2])
 def test_sigkill_mid_capture_then_rerun_is_exactly_once(simulated, engine, kill_after_chunks):
     ctx = multiprocessing.get_context("spawn")
-    child = ctx.Process(target=_capture_then_die,
-                        args=(engine.root, simulated.db_path, kill_after_chunks))
+    child = ctx.Process(target=_capture_then_die, args=(engine.root, simulated.db_path, kill_after_chunks))
     child.start()
     child.join(60)
     assert child.exitcode == -signal.SIGKILL
@@ -149,8 +149,9 @@ def test_two_concurrent_captures_never_duplicate(simulated, settings):
     def capture(batch):
         engine = DeltaEngine(settings.lake_root)
         try:
-            return capture_to_bronze(engine, ChangeLog(simulated.db_path), ORDERS, batch_id=batch,
-                                     chunk_rows=300).rows
+            return capture_to_bronze(
+                engine, ChangeLog(simulated.db_path), ORDERS, batch_id=batch, chunk_rows=300
+            ).rows
         except ConcurrentWriteError:
             return "conflict"
 

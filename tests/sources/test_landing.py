@@ -17,8 +17,7 @@ from lakehouse_assets.sources.landing import (
 )
 from lakehouse_assets.tables import LANDING_QUARANTINE_TABLE
 
-GOOD = {"payment_id": "p1", "order_id": 1, "amount": 10.5, "method": "card",
-        "paid_at": "2026-01-01 10:00:00"}
+GOOD = {"payment_id": "p1", "order_id": 1, "amount": 10.5, "method": "card", "paid_at": "2026-01-01 10:00:00"}
 HEADER = "payment_id,order_id,amount,method,paid_at\n"
 
 
@@ -40,17 +39,22 @@ def parse(landing, path):
 
 
 def reasons(parsed) -> dict[int | None, str]:
-    return dict(zip(parsed.quarantine["row_number"].to_list(),
-                    parsed.quarantine["reason"].to_list(), strict=True))
+    return dict(
+        zip(parsed.quarantine["row_number"].to_list(), parsed.quarantine["reason"].to_list(), strict=True)
+    )
 
 
 def test_csv_bad_types_missing_keys_and_truncation_are_quarantined_with_reasons(landing):
-    path = write(landing, "a.csv", HEADER
-                 + "p1,1,10.5,card,2026-01-01 10:00:00\n"
-                 + "p2,ORD-??,3.0,card,2026-01-01 10:00:00\n"
-                 + ",3,twelve euros,card,yesterday\n"
-                 + "p4,4,1.0,card,2026-01-01 10:00:00\n"
-                 + "p5,5,7.2")
+    path = write(
+        landing,
+        "a.csv",
+        HEADER
+        + "p1,1,10.5,card,2026-01-01 10:00:00\n"
+        + "p2,ORD-??,3.0,card,2026-01-01 10:00:00\n"
+        + ",3,twelve euros,card,yesterday\n"
+        + "p4,4,1.0,card,2026-01-01 10:00:00\n"
+        + "p5,5,7.2",
+    )
     parsed = parse(landing, path)
     assert parsed.rows_read == 5
     assert parsed.valid["payment_id"].to_list() == ["p1", "p4"]
@@ -66,8 +70,13 @@ def test_csv_bad_types_missing_keys_and_truncation_are_quarantined_with_reasons(
 
 
 def test_jsonl_invalid_lines_are_quarantined_and_the_rest_land(landing):
-    lines = [json.dumps(GOOD), '{"payment_id": "p2", "order_id": 2, "amo', json.dumps(
-        {**GOOD, "payment_id": "p3", "order_id": None}), "[1, 2]", json.dumps({**GOOD, "x": 1})]
+    lines = [
+        json.dumps(GOOD),
+        '{"payment_id": "p2", "order_id": 2, "amo',
+        json.dumps({**GOOD, "payment_id": "p3", "order_id": None}),
+        "[1, 2]",
+        json.dumps({**GOOD, "x": 1}),
+    ]
     parsed = parse(landing, write(landing, "b.jsonl", "\n".join(lines) + "\n"))
     assert parsed.rows_read == 5
     assert parsed.valid.height == 2
@@ -133,9 +142,7 @@ def test_a_rewritten_file_is_ingested_as_a_new_version(landing, tmp_path):
     assert sorted(engine.read(PAYMENTS.table)["payment_id"].to_list()) == ["p1", "p9"]
 
 
-def test_crash_between_the_two_table_commits_is_repaired_by_a_retry(
-    simulated, engine, settings, monkeypatch
-):
+def test_crash_between_the_two_table_commits_is_repaired_by_a_retry(simulated, engine, settings, monkeypatch):
     landing = settings.landing
     files = [f.path for f in list_landing_files(landing, PAYMENTS)]
     real_append = DeltaEngine.append
@@ -146,7 +153,7 @@ def test_crash_between_the_two_table_commits_is_repaired_by_a_retry(
         return real_append(self, table, *args, **kwargs)
 
     monkeypatch.setattr(DeltaEngine, "append", crash_on_quarantine)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="killed before the quarantine commit"):
         ingest_files(engine, landing, PAYMENTS, files, batch_id="1")
     landed = engine.row_count(PAYMENTS.table)
     assert landed > 0 and engine.row_count(LANDING_QUARANTINE_TABLE) == 0
@@ -154,8 +161,9 @@ def test_crash_between_the_two_table_commits_is_repaired_by_a_retry(
     retry = ingest_files(engine, landing, PAYMENTS, files, batch_id="2")
     assert retry.rows_landed == 0 and retry.rows_quarantined > 0
     assert engine.row_count(PAYMENTS.table) == landed
-    total_read = sum(parse_landing_file(p, p.relative_to(landing).as_posix(), PAYMENTS).rows_read
-                     for p in files)
+    total_read = sum(
+        parse_landing_file(p, p.relative_to(landing).as_posix(), PAYMENTS).rows_read for p in files
+    )
     assert total_read == landed + engine.row_count(LANDING_QUARANTINE_TABLE)
 
 

@@ -55,25 +55,33 @@ def source(server):
         conn.execute(f"CREATE DATABASE {name}")
     yield PostgresSource(server.rsplit("/", 1)[0] + f"/{name}")
     with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                     "WHERE database = %s", (name,))
+        conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = %s",
+            (name,),
+        )
 
 
 def capture_all(engine: DeltaEngine, source: PostgresSource, batch: str = "b1", **kwargs):
-    return {t.name: capture_postgres_to_bronze(engine, SlotStream(source, t), batch_id=batch,
-                                               **kwargs) for t in SOURCE_TABLES}
+    return {
+        t.name: capture_postgres_to_bronze(engine, SlotStream(source, t), batch_id=batch, **kwargs)
+        for t in SOURCE_TABLES
+    }
 
 
 def change_log_frame(log: ChangeLog, table) -> pl.DataFrame:
     frame = pl.from_arrow(log.read_range(table, 0, log.max_seq(table)))
-    return frame.sort("_seq").select("_op", "_commit_ts", *table.column_names).with_columns(
-        pl.from_epoch(pl.col(n), time_unit="s").cast(pl.Datetime("us"))
-        for n in ("_commit_ts", *(n for n, k in table.columns if k == "ts")))
+    return (
+        frame.sort("_seq")
+        .select("_op", "_commit_ts", *table.column_names)
+        .with_columns(
+            pl.from_epoch(pl.col(n), time_unit="s").cast(pl.Datetime("us"))
+            for n in ("_commit_ts", *(n for n, k in table.columns if k == "ts"))
+        )
+    )
 
 
 def bronze_frame(engine: DeltaEngine, table) -> pl.DataFrame:
-    return engine.read(bronze_table_name(table)).sort("_seq").select("_op", "_commit_ts",
-                                                                     *table.column_names)
+    return engine.read(bronze_table_name(table)).sort("_seq").select("_op", "_commit_ts", *table.column_names)
 
 
 def test_every_change_reaches_bronze_exactly_once_in_commit_order(settings, simulator, source):
@@ -141,16 +149,19 @@ def test_a_killed_capture_loses_and_duplicates_nothing(settings, simulator, sour
     simulator.run(4)
     log = ChangeLog(settings.source_db)
     source.mirror(log, batch_changes=200)  # creates the slots first
-    killed = subprocess.run([sys.executable, "-c", KILLER, source.url, settings.lake_root, point],
-                            capture_output=True, text=True, timeout=120)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, source.url, settings.lake_root, point],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     target = bronze_table_name(orders)
     committed = engine.row_count(target) if engine.exists(target) else 0
     assert 0 < committed < change_log_frame(log, orders).height
     stream = SlotStream(source, orders)
     if point == "after_commit":  # the slot was left behind the bronze commit
-        assert stream.confirmed_lsn() < engine.app_transaction_version(target,
-                                                                       stream.app_id)
+        assert stream.confirmed_lsn() < engine.app_transaction_version(target, stream.app_id)
     capture_postgres_to_bronze(engine, stream, batch_id="rerun", max_rows=300)
     assert bronze_frame(engine, orders).equals(change_log_frame(log, orders))
 
@@ -169,18 +180,22 @@ def test_an_added_source_column_flows_into_bronze_and_silver(settings, source):
     assert "supplier" not in engine.read("silver/products").columns
     with source.connect() as conn:  # mid-stream, the source gains a column
         conn.execute("ALTER TABLE products ADD COLUMN supplier TEXT")
-        conn.execute("INSERT INTO products VALUES (2, 'desk', 'home', 90.0, now(), now(), "
-                     "'acme')")
+        conn.execute("INSERT INTO products VALUES (2, 'desk', 'home', 90.0, now(), now(), 'acme')")
         conn.execute("UPDATE products SET supplier = 'zeta' WHERE product_id = 1")
         conn.commit()
     capture_postgres_to_bronze(engine, SlotStream(source, products), batch_id="b2")
     bronze = engine.read(bronze_table_name(products)).sort("_seq")
     assert bronze.select("_op", "product_id", "supplier").rows() == [
-        ("insert", 1, None), ("insert", 2, "acme"), ("update", 1, "zeta")]
+        ("insert", 1, None),
+        ("insert", 2, "acme"),
+        ("update", 1, "zeta"),
+    ]
     apply_changes(engine, spec, batch_id="s2")
     silver = engine.read("silver/products").sort("product_id")
     assert silver.select("product_id", "name", "supplier").rows() == [
-        (1, "lamp", "zeta"), (2, "desk", "acme")]
+        (1, "lamp", "zeta"),
+        (2, "desk", "acme"),
+    ]
 
 
 def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, source):
@@ -190,8 +205,9 @@ def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, sour
     stream = SlotStream(source, customers)
     capture_postgres_to_bronze(engine, stream, batch_id="b1")
     with source.connect() as conn:
-        conn.execute("INSERT INTO customers VALUES (1, 'Ada', 'a@x', 'Berlin', 'DE', "
-                     "'regular', now(), now())")
+        conn.execute(
+            "INSERT INTO customers VALUES (1, 'Ada', 'a@x', 'Berlin', 'DE', 'regular', now(), now())"
+        )
         conn.commit()
     capture_postgres_to_bronze(engine, stream, batch_id="b2")
     lag = stream.lag()
@@ -210,8 +226,9 @@ def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, sour
         conn.execute("INSERT INTO products VALUES (1, 'lamp', 'home', 20.0, now(), now())")
         conn.commit()
     with pytest.raises(CaptureError, match="products already holds 1 rows but has no replication"):
-        capture_postgres_to_bronze(engine, SlotStream(source, SOURCE_TABLES_BY_NAME["products"]),
-                                   batch_id="b5")
+        capture_postgres_to_bronze(
+            engine, SlotStream(source, SOURCE_TABLES_BY_NAME["products"]), batch_id="b5"
+        )
     # the source-changes sensor follows the write-ahead log
     resource = {"source_db": SourceDatabaseResource(path="unused", url=source.url)}
     with build_sensor_context(resources=resource) as context:
@@ -220,8 +237,7 @@ def test_a_dropped_slot_or_an_unreachable_source_is_a_clear_error(settings, sour
     with build_sensor_context(cursor=first.cursor, resources=resource) as context:
         assert not source_changes_sensor(context).run_requests
     with source.connect() as conn:
-        conn.execute("INSERT INTO customers VALUES (2, 'Bo', 'b@x', 'Rome', 'IT', 'regular', "
-                     "now(), now())")
+        conn.execute("INSERT INTO customers VALUES (2, 'Bo', 'b@x', 'Rome', 'IT', 'regular', now(), now())")
         conn.commit()
     with build_sensor_context(cursor=first.cursor, resources=resource) as context:
         assert source_changes_sensor(context).run_requests
@@ -238,8 +254,9 @@ def test_silver_from_postgres_cdc_equals_silver_from_sqlite(tmp_path, source):
     cfg = SMALL_SIMULATION.model_copy(update={"days": 16})  # returns come days later
     home = tmp_path / "home"
     lite = LakehouseSettings(home=home, simulator=cfg, lake_uri=str(tmp_path / "lake_sqlite"))
-    pg = lite.model_copy(update={"lake_uri": str(tmp_path / "lake_postgres"),
-                                 "source_url": SecretStr(source.url)})
+    pg = lite.model_copy(
+        update={"lake_uri": str(tmp_path / "lake_postgres"), "source_url": SecretStr(source.url)}
+    )
     ensure_dirs(lite)
     assets = [*BRONZE_CDC_ASSETS, *SILVER_ASSETS, gold_dbt_models]
     source.create_schema()
@@ -248,18 +265,25 @@ def test_silver_from_postgres_cdc_equals_silver_from_sqlite(tmp_path, source):
     ShopSimulator(lite.source_db, lite.landing, cfg).run()
     source.mirror(ChangeLog(lite.source_db))
     for settings in (lite, pg):
-        result = materialize(assets, resources=build_resources(settings),
-                             instance=DagsterInstance.ephemeral())
+        result = materialize(
+            assets, resources=build_resources(settings), instance=DagsterInstance.ephemeral()
+        )
         assert result.success
         assert all(c.passed for c in result.get_asset_check_evaluations())
     sqlite_lake, pg_lake = DeltaEngine(lite.lake_root), DeltaEngine(pg.lake_root)
     compared = 0
-    for table in ["silver/customers", "silver/products", "silver/orders", "silver/order_items",
-                  "silver/returns", "gold/fct_orders", "gold/customer_daily_features",
-                  "gold/product_daily_features"]:
+    for table in [
+        "silver/customers",
+        "silver/products",
+        "silver/orders",
+        "silver/order_items",
+        "silver/returns",
+        "gold/fct_orders",
+        "gold/customer_daily_features",
+        "gold/product_daily_features",
+    ]:
         a, b = stable(sqlite_lake.read(table), LINEAGE), stable(pg_lake.read(table), LINEAGE)
         assert a.height > 0 and a.equals(b, null_equal=True), table
         compared += 1
     assert compared == 8
     assert pg_lake.read("bronze/orders")["_source"][0].startswith("postgresql:")
-

@@ -84,9 +84,9 @@ def test_deleted_rows_keep_their_image_and_cancelled_orders_lose_their_items(sho
     ids = [order_id for order_id, _, _ in deleted]
     marks = ",".join("?" * len(ids))
     assert conn.execute(f"SELECT COUNT(*) FROM orders WHERE order_id IN ({marks})", ids).fetchone()[0] == 0
-    assert conn.execute(
-        f"SELECT COUNT(*) FROM order_items WHERE order_id IN ({marks})", ids
-    ).fetchone()[0] == 0
+    assert (
+        conn.execute(f"SELECT COUNT(*) FROM order_items WHERE order_id IN ({marks})", ids).fetchone()[0] == 0
+    )
 
 
 def test_returns_arrive_days_after_delivery(shop):
@@ -110,17 +110,22 @@ def test_drift_knobs(shop):
     ).fetchone()[0]
     assert first_new is not None and first_new >= launch
     shift = (cfg.start_date + timedelta(days=cfg.customer_mix_shift_day)).isoformat()
-    share = dict(conn.execute(
-        "SELECT created_at >= ?, AVG(segment = 'bargain') FROM customers "
-        "WHERE created_at >= ? GROUP BY 1", (shift, cfg.start_date.isoformat())
-    ).fetchall())
+    share = dict(
+        conn.execute(
+            "SELECT created_at >= ?, AVG(segment = 'bargain') FROM customers "
+            "WHERE created_at >= ? GROUP BY 1",
+            (shift, cfg.start_date.isoformat()),
+        ).fetchall()
+    )
     assert share[1] > share[0] + 0.2
     promo_start = cfg.start_date + timedelta(days=cfg.promotion_start_day)
-    discounts = dict(conn.execute(
-        "SELECT date(order_ts, 'unixepoch') BETWEEN ? AND ?, AVG(discount) FROM _cdc_orders "
-        "WHERE _op = 'insert' GROUP BY 1",
-        (promo_start.isoformat(), (promo_start + timedelta(days=cfg.promotion_days - 1)).isoformat()),
-    ).fetchall())
+    discounts = dict(
+        conn.execute(
+            "SELECT date(order_ts, 'unixepoch') BETWEEN ? AND ?, AVG(discount) FROM _cdc_orders "
+            "WHERE _op = 'insert' GROUP BY 1",
+            (promo_start.isoformat(), (promo_start + timedelta(days=cfg.promotion_days - 1)).isoformat()),
+        ).fetchall()
+    )
     assert discounts[1] == pytest.approx(cfg.promotion_discount)
     assert discounts[0] < 0.05
 
@@ -130,9 +135,12 @@ def test_landing_files_rotate_formats_and_include_malformed_ones(shop):
     suffixes = {p.rsplit(".", 1)[1] for p in summary.landing_files}
     assert suffixes == {"csv", "jsonl", "parquet"}
     contents = [Path(p).read_bytes() for p in summary.landing_files]
-    truncated = [c for c, p in zip(contents, summary.landing_files, strict=True)
-                 if (p.endswith((".csv", ".jsonl")) and not c.endswith(b"\n"))
-                 or (p.endswith(".parquet") and not c.endswith(b"PAR1"))]
+    truncated = [
+        c
+        for c, p in zip(contents, summary.landing_files, strict=True)
+        if (p.endswith((".csv", ".jsonl")) and not c.endswith(b"\n"))
+        or (p.endswith(".parquet") and not c.endswith(b"PAR1"))
+    ]
     assert truncated, "expected some files truncated mid-write"
     assert any(b"twelve euros" in c or b"yesterday" in c or b"ORD-??" in c for c in contents)
 

@@ -21,7 +21,8 @@ def test_time_split_trains_on_older_orders_and_holds_out_the_newest_mature_ones(
 
 def test_unknown_labels_are_never_training_rows():
     frame = synthetic_training_set().with_columns(
-        pl.when(pl.col("order_id") % 5 == 0).then(None).otherwise(pl.col(LABEL)).alias(LABEL))
+        pl.when(pl.col("order_id") % 5 == 0).then(None).otherwise(pl.col(LABEL)).alias(LABEL)
+    )
     split = time_split(frame, 0.2, 30)
     assert split.train[LABEL].null_count() == split.holdout[LABEL].null_count() == 0
 

@@ -55,16 +55,24 @@ def test_train_and_promote_through_the_server_the_ui_shows_it(tmp_path):
     home = tmp_path / "home"
     port = free_port()
     env = {**os.environ, "LAKEHOUSE_HOME": str(home)}
-    server = subprocess.Popen([sys.executable, "-m", "lakehouse_assets.cli", "mlflow", "--port",
-                               str(port)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lakehouse_assets.cli", "mlflow", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{base}/health", server)
         settings = LakehouseSettings(home=home, mlflow_tracking_uri=base)
-        resource = MlflowResource(tracking_uri=settings.tracking_uri,
-                                  registry_uri=settings.registry_uri,
-                                  artifact_root=str(home / "unused"), experiment="return_risk")
+        resource = MlflowResource(
+            tracking_uri=settings.tracking_uri,
+            registry_uri=settings.registry_uri,
+            artifact_root=str(home / "unused"),
+            experiment="return_risk",
+        )
         resource.activate()
         client = resource.client()
         engine = DeltaEngine(str(home / "lake"))
@@ -72,8 +80,17 @@ def test_train_and_promote_through_the_server_the_ui_shows_it(tmp_path):
         split = time_split(data.frame, 0.2, 30)
         with mlflow.start_run():  # one candidate is enough here; the search is tested elsewhere
             best = train_candidate(candidates(7)[0], split, data, settings.training)
-        register_challenger(client, engine, "return_risk", best.model_uri, best.run_id, {},
-                            split.window(), best.metrics, "test")
+        register_challenger(
+            client,
+            engine,
+            "return_risk",
+            best.model_uri,
+            best.run_id,
+            {},
+            split.window(),
+            best.metrics,
+            "test",
+        )
         evaluation = evaluate(client, "return_risk", split, settings.training)
         apply_decision(client, engine, evaluation, split.window(), "test")
 
@@ -81,8 +98,9 @@ def test_train_and_promote_through_the_server_the_ui_shows_it(tmp_path):
         model = get_json(f"{base}/api/2.0/mlflow/registered-models/get?name=return_risk")
         aliases = {a["alias"]: a["version"] for a in model["registered_model"]["aliases"]}
         assert aliases == {"champion": "1"}
-        experiment = get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name"
-                              f"?experiment_name=return_risk")["experiment"]
+        experiment = get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=return_risk")[
+            "experiment"
+        ]
         runs = mlflow.search_runs([experiment["experiment_id"]])
         runs = runs[runs["run_id"] == best.run_id].reset_index()
         assert best.run_id in set(runs["run_id"])

@@ -29,10 +29,21 @@ from lakehouse_assets.training.evaluation import evaluate
 from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate, train_candidates
 
-METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "calibration_error",
-           "precision_at_threshold", "recall_at_threshold"}
-PLOTS = {"plots/roc_curve.png", "plots/pr_curve.png", "plots/confusion_matrix.png",
-         "plots/feature_importance.png"}
+METRICS = {
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "calibration_error",
+    "precision_at_threshold",
+    "recall_at_threshold",
+}
+PLOTS = {
+    "plots/roc_curve.png",
+    "plots/pr_curve.png",
+    "plots/confusion_matrix.png",
+    "plots/feature_importance.png",
+}
 
 
 @pytest.fixture
@@ -71,10 +82,11 @@ def test_each_candidate_is_a_tracked_run_with_lineage(ml):
         tags = [{t.key: t.value for t in i.tags} for i in inputs]
         assert {t["mlflow.data.context"] for t in tags} == {"training", "validation"}
         assert {t["delta_version"] for t in tags} == {"0"}
-        rows = {t["mlflow.data.context"]: json.loads(i.dataset.profile)["num_rows"]
-                for t, i in zip(tags, inputs, strict=True)}
-        assert rows == {"training": outcome.split.train.height,
-                        "validation": outcome.split.holdout.height}
+        rows = {
+            t["mlflow.data.context"]: json.loads(i.dataset.profile)["num_rows"]
+            for t, i in zip(tags, inputs, strict=True)
+        }
+        assert rows == {"training": outcome.split.train.height, "validation": outcome.split.holdout.height}
         assert json.loads(tags[0]["source_delta_versions"]) == {"gold/fct_orders": 4}
         # MLflow's Delta source drops version 0 from its JSON (a falsy check): hence the tag.
         assert json.loads(inputs[0].dataset.source)["path"] == data.path
@@ -92,9 +104,17 @@ def logged(candidate: Candidate, data, settings):
 
 
 def register(client, engine, run, split, actor="test"):
-    return register_challenger(client, engine, "return_risk", run.model_uri, run.run_id,
-                               tags={"candidate": run.candidate.name}, window=split.window(),
-                               metrics=run.metrics, actor=actor)
+    return register_challenger(
+        client,
+        engine,
+        "return_risk",
+        run.model_uri,
+        run.run_id,
+        tags={"candidate": run.candidate.name},
+        window=split.window(),
+        metrics=run.metrics,
+        actor=actor,
+    )
 
 
 def test_first_model_becomes_champion_better_is_promoted_worse_is_not(ml):
@@ -136,9 +156,14 @@ def test_first_model_becomes_champion_better_is_promoted_worse_is_not(ml):
 
     history = engine.read(ALIAS_HISTORY_TABLE).sort("changed_at")
     assert history.select("alias", "from_version", "to_version").rows() == [
-        (CHALLENGER, None, v1), (CHAMPION, None, v1), (CHALLENGER, v1, None),
-        (CHALLENGER, None, v2), (CHAMPION, v1, v2), (CHALLENGER, v2, None),
-        (CHALLENGER, None, v3)]
+        (CHALLENGER, None, v1),
+        (CHAMPION, None, v1),
+        (CHALLENGER, v1, None),
+        (CHALLENGER, None, v2),
+        (CHAMPION, v1, v2),
+        (CHALLENGER, v2, None),
+        (CHALLENGER, None, v3),
+    ]
     assert history["changed_by"].unique().to_list() == ["test"]
     assert json.loads(history.filter(pl.col("alias") == CHAMPION)["metrics"][1])["roc_auc"] > 0.65
 
@@ -149,13 +174,11 @@ def test_first_model_becomes_champion_better_is_promoted_worse_is_not(ml):
 
 
 def test_gate_margin_and_guards():
-    settings = TrainingSettings(promotion_margin=0.01, log_loss_tolerance=0.01,
-                                calibration_tolerance=0.02)
+    settings = TrainingSettings(promotion_margin=0.01, log_loss_tolerance=0.01, calibration_tolerance=0.02)
     champion = {"roc_auc": 0.70, "log_loss": 0.40, "calibration_error": 0.05}
     assert gate(champion, {**champion, "roc_auc": 0.715}, settings)[0]
     assert not gate(champion, {**champion, "roc_auc": 0.705}, settings)[0]  # under the margin
     passed, reason = gate(champion, {**champion, "roc_auc": 0.75, "log_loss": 0.45}, settings)
     assert not passed and "log_loss" in reason
-    passed, reason = gate(champion, {**champion, "roc_auc": 0.75, "calibration_error": 0.1},
-                          settings)
+    passed, reason = gate(champion, {**champion, "roc_auc": 0.75, "calibration_error": 0.1}, settings)
     assert not passed and "calibration_error" in reason

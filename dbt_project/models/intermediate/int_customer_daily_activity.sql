@@ -3,23 +3,36 @@
 with days as (
     select day from {{ ref('int_calendar_days') }}
 ),
+
 customers as (
-    select customer_id, min(cast(least(created_at, valid_from) as date)) as first_day
+    select
+        customer_id,
+        min(cast(least(created_at, valid_from) as date)) as first_day
     from {{ ref('stg_customer_versions') }}
     group by customer_id
 ),
+
 orders as (
-    select customer_id, order_date as day, count(*) as n_orders, sum(amount) as spend,
-           sum(discount) as discount_sum
+    select
+        customer_id,
+        order_date as day,
+        count(*) as n_orders,
+        sum(amount) as spend,
+        sum(discount) as discount_sum
     from {{ ref('stg_orders') }}
     group by all
 ),
+
 returns as (
-    select o.customer_id, cast(r.return_ts as date) as day, count(*) as n_returns
+    select
+        o.customer_id,
+        cast(r.return_ts as date) as day,
+        count(*) as n_returns
     from {{ ref('stg_returns') }} as r
-    join {{ ref('stg_orders') }} as o using (order_id)
+    inner join {{ ref('stg_orders') }} as o using (order_id)
     group by all
 )
+
 select
     c.customer_id,
     d.day,
@@ -28,6 +41,6 @@ select
     coalesce(o.discount_sum, 0) as discount_sum,
     cast(coalesce(r.n_returns, 0) as bigint) as n_returns
 from customers as c
-join days as d on d.day >= c.first_day
-left join orders as o on o.customer_id = c.customer_id and o.day = d.day
-left join returns as r on r.customer_id = c.customer_id and r.day = d.day
+inner join days as d on c.first_day <= d.day
+left join orders as o on c.customer_id = o.customer_id and d.day = o.day
+left join returns as r on c.customer_id = r.customer_id and d.day = r.day

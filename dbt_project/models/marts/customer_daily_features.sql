@@ -22,6 +22,7 @@ with windows as (
         w90 as (partition by customer_id order by day rows between 89 preceding and current row),
         lifetime as (partition by customer_id order by day rows between unbounded preceding and current row)
 )
+
 select
     w.customer_id,
     w.day as feature_date,
@@ -45,7 +46,8 @@ select
     {{ days_between('w.last_order_day', 'w.day') }} as days_since_last_order
 from windows as w
 -- the customer's version valid at the end of the day (none after a GDPR erasure)
-join {{ ref('stg_customer_versions') }} as v
-    on v.customer_id = w.customer_id
-    and v.valid_from < w.day + interval 1 day
-    and (v.valid_to is null or v.valid_to >= w.day + interval 1 day)
+inner join {{ ref('stg_customer_versions') }} as v
+    on
+        w.customer_id = v.customer_id
+        and v.valid_from < w.day + interval 1 day
+        and (v.valid_to is null or v.valid_to >= w.day + interval 1 day)

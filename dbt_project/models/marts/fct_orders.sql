@@ -2,10 +2,13 @@
 -- time the label became known: at the return if it came within 30 days, else 30 days after the
 -- order. Orders younger than 30 days without a return have no label yet (NULL).
 with first_returns as (
-    select order_id, min(return_ts) as return_ts
+    select
+        order_id,
+        min(return_ts) as return_ts
     from {{ ref('stg_returns') }}
     group by order_id
 ),
+
 labelled as (
     select
         o.*,
@@ -16,6 +19,7 @@ labelled as (
     left join first_returns as r using (order_id)
     cross join {{ ref('int_data_horizon') }} as h
 )
+
 select
     l.order_id,
     l.customer_id,

@@ -13,13 +13,18 @@ with windows as (
         w30 as (partition by product_id order by day rows between 29 preceding and current row),
         w90 as (partition by product_id order by day rows between 89 preceding and current row)
 ),
+
 category_days as (
-    select p.category, a.day, sum(a.units_sold) as units_sold,
+    select
+        p.category,
+        a.day,
+        sum(a.units_sold) as units_sold,
         sum(a.units_returned) as units_returned
     from {{ ref('int_product_daily_activity') }} as a
-    join {{ ref('stg_products') }} as p using (product_id)
+    inner join {{ ref('stg_products') }} as p using (product_id)
     group by p.category, a.day
 ),
+
 -- days of a category are contiguous (every product's grid runs to the horizon), so 90 rows
 -- are 90 days
 category_windows as (
@@ -32,6 +37,7 @@ category_windows as (
     window
         w90 as (partition by category order by day rows between 89 preceding and current row)
 )
+
 select
     w.product_id,
     w.day as feature_date,
@@ -47,5 +53,5 @@ select
     case when c.units_sold_90d > 0 then c.units_returned_90d / c.units_sold_90d end
         as category_return_rate_90d
 from windows as w
-join {{ ref('stg_products') }} as p using (product_id)
-left join category_windows as c on c.category = p.category and c.day = w.day
+inner join {{ ref('stg_products') }} as p using (product_id)
+left join category_windows as c on p.category = c.category and w.day = c.day

@@ -1,2 +1,8 @@
-select order_item_id, order_id, product_id, quantity, unit_price, discount
+select
+    order_item_id,
+    order_id,
+    product_id,
+    quantity,
+    unit_price,
+    discount
 from {{ source('silver', 'order_items') }}

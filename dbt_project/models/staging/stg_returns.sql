@@ -1,2 +1,7 @@
-select return_id, order_id, reason, return_ts, refund_amount
+select
+    return_id,
+    order_id,
+    reason,
+    return_ts,
+    refund_amount
 from {{ source('silver', 'returns') }}
