@@ -10,6 +10,7 @@ Dagster; the definitions here wire them to Dagster.
 import json
 import warnings
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetKey,
@@ -25,7 +26,6 @@ from dagster import (
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    UnresolvedAssetJobDefinition,
     build_last_update_freshness_checks,
     build_sensor_for_freshness_checks,
     define_asset_job,
@@ -34,6 +34,11 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
+
+if TYPE_CHECKING:  # what define_asset_job returns (not exported by dagster itself)
+    from dagster._core.definitions.unresolved_asset_job_definition import (
+        UnresolvedAssetJobDefinition,
+    )
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS, PAYMENTS_KEY, QUARANTINE_KEY
 from lakehouse_assets.monitoring.results import (
@@ -290,7 +295,7 @@ with warnings.catch_warnings():  # superseded by FreshnessPolicy, which the UI s
         freshness_checks=FRESHNESS_CHECKS, name="pipeline_freshness"
     )
 
-JOBS: list[JobDefinition | UnresolvedAssetJobDefinition] = [
+JOBS: list["JobDefinition | UnresolvedAssetJobDefinition"] = [
     every_asset_job,
     landing_ingest_job,
     bronze_cdc_job,

@@ -39,8 +39,6 @@ def ensure_dirs(settings: LakehouseSettings) -> None:
     """Create the local folders and a telemetry-off Dagster instance config."""
     for folder in (settings.home_dir, settings.source_db.parent, settings.landing, settings.dagster_home):
         folder.mkdir(parents=True, exist_ok=True)
-    if "://" not in settings.lake_root:
-        Path(settings.lake_root).mkdir(parents=True, exist_ok=True)
     dagster_yaml = settings.dagster_home / "dagster.yaml"
     if not dagster_yaml.exists():
         dagster_yaml.write_text("telemetry:\n  enabled: false\n")

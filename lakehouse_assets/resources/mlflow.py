@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from mlflow import MlflowClient
 
-from lakehouse_assets.resources.connections import MlflowConnection
+from lakehouse_assets.resources.connections import MlflowConnection, mlflow_connection
 from lakehouse_assets.settings import LakehouseSettings, TrainingSettings
 
 
@@ -43,12 +43,13 @@ class MlflowResource(ConfigurableResource):
 
 
 def mlflow_resource(settings: LakehouseSettings) -> MlflowResource:
-    """The MLflow resource from the settings."""
+    """The MLflow resource of the settings' connection."""
+    connection = mlflow_connection(settings)
     return MlflowResource(
-        tracking_uri=settings.tracking_uri,
-        registry_uri=settings.registry_uri,
-        artifact_root=str(settings.mlflow_dir / "artifacts"),
-        experiment=settings.training.experiment,
-        model_name=settings.training.model_name,
-        training_settings_json=settings.training.model_dump_json(),
+        tracking_uri=connection.tracking_uri,
+        registry_uri=connection.registry_uri,
+        artifact_root=connection.artifact_root,
+        experiment=connection.experiment,
+        model_name=connection.model_name,
+        training_settings_json=connection.training.model_dump_json(),
     )

@@ -67,3 +67,34 @@ def test_merge_upserts_on_keys(tmp_path):
     engine.merge("t", pl.DataFrame({"id": [2, 3], "v": ["B", "c"]}), keys=["id"])
     assert engine.read("t").sort("id").rows() == [(1, "a"), (2, "B"), (3, "c")]
     assert engine.history("t")[0]["operation"] == "MERGE"
+
+
+def test_tables_schema_stats_and_datasets_come_from_the_lake_itself(tmp_path):
+    engine = DeltaEngine(str(tmp_path))
+    assert engine.tables() == []  # an empty (or missing) lake
+    for table in ("silver/orders", "silver/_tombstones/orders", "gold/fct_orders"):
+        engine.append(table, pl.DataFrame({"id": [1, 2], "v": ["a", "b"]}))
+    engine.append("silver/orders", pl.DataFrame({"id": [3], "v": ["c"]}))
+    (tmp_path / "silver" / ".hidden").mkdir()
+    (tmp_path / "notes").mkdir()  # a folder that is not a table
+    assert engine.tables() == ["gold/fct_orders", "silver/_tombstones/orders", "silver/orders"]
+    assert engine.schema("silver/orders").names == ["id", "v"]
+    stats = engine.stats("silver/orders")
+    assert (stats.delta_version, stats.rows, stats.files) == (1, 3, 2) and stats.size_bytes > 0
+    assert engine.dataset("silver/orders", version=0).to_table().num_rows == 2
+    with pytest.raises(TableNotFoundError, match="nope"):
+        engine.stats("silver/nope")
+
+
+def test_change_files_of_marked_commits_are_listed_and_removed(tmp_path):
+    engine = DeltaEngine(str(tmp_path))
+    config = {"delta.enableChangeDataFeed": "true"}
+    engine.append("t", pl.DataFrame({"id": [1, 2, 3]}), configuration=config)
+    engine.delete("t", "id", [2], commit_metadata={"gdpr_erasure": True})
+    engine.delete("t", "id", [3], commit_metadata={"other": True})
+    marked = engine.remove_change_files("t", "gdpr_erasure", dry_run=True)
+    assert len(marked) == 1 and (tmp_path / "t" / marked[0]).exists()
+    assert engine.remove_change_files("t", "gdpr_erasure") == marked
+    assert not (tmp_path / "t" / marked[0]).exists()
+    assert engine.remove_change_files("t", "gdpr_erasure", dry_run=True) == []
+    assert len(engine.remove_change_files("t", "other", dry_run=True)) == 1  # left alone

@@ -46,6 +46,12 @@ def test_landing_files_outside_the_landing_folder_are_refused(simulated, setting
             "LAKEHOUSE_SERVING__PORT: Input should be a valid integer",
         ),
         (["features"], {"LAKEHOUSE_ENGINE": "oracle"}, "LAKEHOUSE_ENGINE"),
+        (
+            ["features"],
+            {"LAKEHOUSE_SERVING__TOKN": "x"},
+            "unknown setting(s) LAKEHOUSE_SERVING__TOKN (did you mean LAKEHOUSE_SERVING__TOKEN",
+        ),
+        (["features"], {"LAKEHOUSE_ENGNE": "spark"}, "LAKEHOUSE_ENGNE (did you mean LAKEHOUSE_ENGINE"),
         (["simulate", "--days", "0"], {}, "0 is not in the range x>=1"),
         (["demo", "--requests", "-5"], {}, "-5 is not in the range x>=0"),
         (["query", "business_daily_orders", "--param", "days"], {}, "--param takes NAME=VALUE"),
