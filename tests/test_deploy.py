@@ -11,6 +11,7 @@ import pytest
 import yaml
 from dagster import DagsterInstance, asset, materialize
 
+from lakehouse_assets.settings import unknown_variables
 from tests.postgres_server import postgres_server
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
@@ -112,3 +113,15 @@ def test_production_dagster_yaml_loads_and_stores_runs_in_postgres(tmp_path, mon
                 assert cursor.fetchone()[0] == 1
         finally:
             instance.dispose()
+
+
+def test_every_setting_the_deployment_names_exists():
+    named = {
+        name
+        for path in DEPLOY.rglob("*")
+        if path.is_file()
+        for name in re.findall(r"LAKEHOUSE_[A-Z0-9_]+", path.read_text(errors="ignore"))
+    }
+    assert {"LAKEHOUSE_ENGINE", "LAKEHOUSE_SERVING__TOKEN"} <= named
+    assert unknown_variables(dict.fromkeys(named, "x")) == []
+    assert unknown_variables({"LAKEHOUSE_SERVING__TOKNE": "x"}) != []  # the check can fail

@@ -21,6 +21,9 @@ from tests.lake_compare import stable
 pytestmark = pytest.mark.spark
 
 VOLATILE = {"_ingested_at", "_batch_id", "_quarantined_at"}
+# Records of the runs rather than data: the bronze versions each batch covered differ between
+# engines (Spark commits one transaction identifier per write, so bronze has more versions).
+RUN_BOOKKEEPING = {"silver/expectation_results"}
 
 
 def test_embedded_and_spark_give_identical_bronze_silver_and_gold(tmp_path, spark_session):
@@ -44,7 +47,7 @@ def test_embedded_and_spark_give_identical_bronze_silver_and_gold(tmp_path, spar
     compared = 0
     gold = ["gold/fct_orders", "gold/customer_daily_features", "gold/product_daily_features"]
     for table in [*maintained_tables(embedded), *gold]:
-        if not embedded.exists(table):
+        if not embedded.exists(table) or table in RUN_BOOKKEEPING:
             continue
         # Each engine reads the other's table: Delta is the contract.
         written_by_embedded = stable(spark.__class__(spark_session, homes["embedded"]).read(table), VOLATILE)

@@ -6,6 +6,7 @@ same code runs on a local folder and on an object store (``s3://``, ``gs://``, `
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +39,7 @@ def filesystem(root: str, storage_options: dict[str, str] | None = None) -> tupl
     """The file system of a lake root and the root's path in it. S3 takes the same storage
     options as delta-rs (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ...)."""
     if "://" not in root:
-        return pafs.LocalFileSystem(), root
+        return pafs.LocalFileSystem(), os.path.abspath(root)
     options = {k.upper(): v for k, v in (storage_options or {}).items()}
     if root.startswith(("s3://", "s3a://")) and options:
         endpoint = options.get("AWS_ENDPOINT_URL") or options.get("AWS_ENDPOINT")
