@@ -29,7 +29,15 @@ from lakehouse_assets.metadata import OWNERS, table_metadata
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.sources import LandingZoneResource, SourceDatabaseResource
 from lakehouse_assets.sources.cdc import CaptureResult, bronze_table_name, capture_to_bronze
-from lakehouse_assets.sources.landing import PAYMENTS, ingest_files, reconcile_files, scan_landing
+from lakehouse_assets.sources.landing import (
+    PAYMENTS,
+    LandingFile,
+    SkippedEntry,
+    ingest_files,
+    landing_entry,
+    reconcile_files,
+    scan_landing,
+)
 from lakehouse_assets.sources.postgres import SlotStream, capture_postgres_to_bronze, int_to_lsn
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
 from lakehouse_assets.tables import LANDING_QUARANTINE_TABLE
@@ -194,7 +202,6 @@ def ingest_payments_files(
 ):
     engine = lake.engine()
     landing = landing_zone.folder
-    files, skipped = scan_landing(landing, PAYMENTS)
     if config.files:
         paths = [landing / rel for rel in config.files]
         outside = [
@@ -204,18 +211,15 @@ def ingest_payments_files(
         ]
         if outside:  # "../" or an absolute path: never read files beyond the landing folder
             raise Failure(f"landing files must be inside {landing}: refused {', '.join(outside)}")
-        regular = {f.relpath for f in files}
-        skipped = [s for s in skipped if s.relpath in set(config.files)]
-        missing = [
-            str(p)
-            for rel, p in zip(config.files, paths, strict=True)
-            if rel not in regular and rel not in {s.relpath for s in skipped}
-        ]
+        missing = [str(p) for p in paths if not p.is_symlink() and not p.exists()]
         if missing:
             raise Failure(f"landing files not found (moved or deleted?): {', '.join(missing)}")
-        paths = [p for rel, p in zip(config.files, paths, strict=True) if rel in regular]
+        entries = [landing_entry(landing, p) for p in paths]  # only the named files
+        files = [e for e in entries if isinstance(e, LandingFile)]
+        skipped = [e for e in entries if isinstance(e, SkippedEntry)]
     else:
-        paths = [f.path for f in files]
+        files, skipped = scan_landing(landing, PAYMENTS)
+    paths = [f.path for f in files]
     for entry in skipped:  # never read; other files keep flowing
         context.log.warning(f"skipped {entry.relpath}: {entry.reason}")
     context.log.info(f"{len(paths)} payments file(s) to check in {landing}")

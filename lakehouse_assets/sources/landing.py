@@ -114,7 +114,8 @@ def scan_landing(landing_dir: Path, dataset: LandingDataset) -> tuple[list[Landi
     folder = dataset.folder(landing_dir)
     if not folder.is_dir():
         return [], []
-    files, skipped = [], []
+    files: list[LandingFile] = []
+    skipped: list[SkippedEntry] = []
     for current, dirs, names in os.walk(folder, followlinks=False):
         base = Path(current)
         linked = [d for d in dirs if (base / d).is_symlink()]  # listed, never entered
@@ -123,23 +124,27 @@ def scan_landing(landing_dir: Path, dataset: LandingDataset) -> tuple[list[Landi
             path = base / name
             if name.startswith((".", "_")):
                 continue
-            relpath = path.relative_to(landing_dir).as_posix()
-            stat = path.lstat()
-            if path.is_symlink():
-                skipped.append(
-                    SkippedEntry(
-                        relpath,
-                        f"a symbolic link (to {os.readlink(path)}): "
-                        "landing files must be regular files in the folder",
-                    )
-                )
-            elif not S_ISREG(stat.st_mode):
-                skipped.append(
-                    SkippedEntry(relpath, "not a regular file (a pipe, socket or device): not read")
-                )
+            entry = landing_entry(landing_dir, path)
+            if isinstance(entry, LandingFile):
+                files.append(entry)
             else:
-                files.append(LandingFile(path, relpath, stat.st_size, stat.st_mtime_ns))
+                skipped.append(entry)
     return sorted(files, key=lambda f: f.relpath), sorted(skipped, key=lambda s: s.relpath)
+
+
+def landing_entry(landing_dir: Path, path: Path) -> LandingFile | SkippedEntry:
+    """One entry of the landing folder: a regular file to read, or why it is skipped (a
+    symbolic link may point anywhere, e.g. out of the folder; a pipe would block the reader)."""
+    relpath = path.relative_to(landing_dir).as_posix()
+    stat = path.lstat()
+    if path.is_symlink():
+        return SkippedEntry(
+            relpath,
+            f"a symbolic link (to {os.readlink(path)}): landing files must be regular files in the folder",
+        )
+    if not S_ISREG(stat.st_mode):
+        return SkippedEntry(relpath, "not a regular file (a pipe, socket or device): not read")
+    return LandingFile(path, relpath, stat.st_size, stat.st_mtime_ns)
 
 
 def list_landing_files(landing_dir: Path, dataset: LandingDataset) -> list[LandingFile]:
