@@ -9,8 +9,9 @@ Dagster; the definitions here wire them to Dagster.
 
 import json
 import warnings
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 
 from dagster import (
     AssetKey,
@@ -18,11 +19,11 @@ from dagster import (
     AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
-    JobDefinition,
     OpExecutionContext,
     RunFailureSensorContext,
     RunRequest,
     ScheduleDefinition,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -34,11 +35,9 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
-
-if TYPE_CHECKING:  # what define_asset_job returns (not exported by dagster itself)
-    from dagster._core.definitions.unresolved_asset_job_definition import (
-        UnresolvedAssetJobDefinition,
-    )
+from dagster._core.definitions.unresolved_asset_job_definition import (  # what define_asset_job returns
+    UnresolvedAssetJobDefinition,
+)
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS, PAYMENTS_KEY, QUARANTINE_KEY
 from lakehouse_assets.monitoring.results import (
@@ -46,6 +45,7 @@ from lakehouse_assets.monitoring.results import (
     monitor_results,
     newest_label_time,
 )
+from lakehouse_assets.products.spec import Product
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.monitoring import AlertNotifier
 from lakehouse_assets.resources.sources import LandingZoneResource, SourceDatabaseResource
@@ -53,9 +53,7 @@ from lakehouse_assets.silver.maintenance import maintain_table, maintained_table
 from lakehouse_assets.sources.landing import PAYMENTS, is_ingested, scan_landing
 from lakehouse_assets.sources.postgres import lsn_to_int
 from lakehouse_assets.sources.schema import SOURCE_TABLES
-from lakehouse_assets.tables import FCT_ORDERS_TABLE
-
-FEATURE_OUTPUTS = AssetSelection.assets(AssetKey("training_set"), AssetKey("online_features"))
+from lakehouse_assets.tables import gold_table
 
 # ---------------------------------------------------------------------------------- jobs
 every_asset_job = define_asset_job(
@@ -73,28 +71,10 @@ bronze_cdc_job = define_asset_job(
     selection=AssetSelection.assets(*BRONZE_CDC_ASSETS),
     description="Capture new source changes into the bronze CDC tables.",
 )
-daily_pipeline_job = define_asset_job(
-    "daily_pipeline_job",
-    selection=FEATURE_OUTPUTS.upstream().materializable()
-    | AssetSelection.assets(AssetKey("customer_erasure")),
-    description="Source changes and landing files into bronze, silver, gold (dbt) and the "
-    "features (online store, training set); then the GDPR erasure of deleted customers.",
-)
 monitoring_job = define_asset_job(
     "monitoring_job",
     selection=AssetSelection.groups("monitoring"),
     description="Drift, model quality and system health of the champion.",
-)
-model_quality_job = define_asset_job(
-    "model_quality_job",
-    selection=AssetSelection.assets(AssetKey("model_quality")),
-    description="Model quality on the labels that arrived.",
-)
-retrain_job = define_asset_job(
-    "retrain_job",
-    selection=AssetSelection.assets(AssetKey("training_set")) | AssetSelection.groups("ml"),
-    description="Rebuild the training set from fresh data, train a challenger, evaluate it "
-    "against the champion and promote it only if the gate passes.",
 )
 notebook_reports_job = define_asset_job(
     "notebook_reports_job",
@@ -126,13 +106,6 @@ bronze_cdc_schedule = ScheduleDefinition(
     cron_schedule="*/15 * * * *",
     default_status=DefaultScheduleStatus.STOPPED,
     description="Capture source changes every 15 minutes (start it in the UI for a live source).",
-)
-daily_pipeline_schedule = ScheduleDefinition(
-    name="daily_pipeline",
-    job=daily_pipeline_job,
-    cron_schedule="0 2 * * *",
-    default_status=DefaultScheduleStatus.STOPPED,
-    description="Every day at 02:00: ingest to gold to features (start it in the UI).",
 )
 monitoring_schedule = ScheduleDefinition(
     name="hourly_monitoring",
@@ -201,49 +174,6 @@ def landing_payments_sensor(
 
 
 @sensor(
-    job=retrain_job,
-    minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Drift detected or model quality below the floor -> one retraining run "
-    "(fresh training set, challenger, evaluation, gated promotion) per failed evaluation.",
-)
-def retrain_on_degradation(context: SensorEvaluationContext, lake: LakeResource):
-    after = datetime.fromisoformat(context.cursor) if context.cursor else None
-    results = monitor_results(lake.engine())
-    failed = failed_monitor_evaluations(results, after)
-    newest = results["computed_at"].max()
-    cursor = str(newest) if newest is not None else context.cursor
-    if not failed:
-        return SensorResult(skip_reason=SkipReason("no failed drift or quality evaluation"), cursor=cursor)
-    # one retraining covers every failure seen in this tick
-    return SensorResult(
-        run_requests=[
-            RunRequest(
-                run_key=f"retrain:{failed[-1]}",
-                tags={"trigger": "monitoring", "failed_evaluation": failed[-1]},
-            )
-        ],
-        cursor=cursor,
-    )
-
-
-@sensor(
-    job=model_quality_job,
-    minimum_interval_seconds=300,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="New return labels in gold (label_known_at moved) -> model quality.",
-)
-def label_arrival_sensor(context: SensorEvaluationContext, lake: LakeResource):
-    engine = lake.engine()
-    if engine.version(FCT_ORDERS_TABLE) is None:
-        return SkipReason("no gold orders yet")
-    newest = newest_label_time(engine, FCT_ORDERS_TABLE)
-    if newest is None or newest == context.cursor:
-        return SensorResult(skip_reason=SkipReason("no new labels"), cursor=context.cursor)
-    return SensorResult(run_requests=[RunRequest(run_key=f"labels:{newest}")], cursor=newest)
-
-
-@sensor(
     job=bronze_cdc_job,
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.STOPPED,
@@ -273,46 +203,147 @@ def run_failure_alert(context: RunFailureSensorContext, alerts: AlertNotifier):
     )
 
 
-# --------------------------------------------------------------------------- freshness
-# The gold marts and the feature outputs must have been updated within a day (plus slack for
-# the 02:00 run); a sensor evaluates the checks.
-FRESH_ASSETS = [
-    AssetKey(name)
-    for name in (
-        "fct_orders",
-        "customer_daily_features",
-        "product_daily_features",
-        "online_features",
-        "training_set",
-    )
-]
-with warnings.catch_warnings():  # superseded by FreshnessPolicy, which the UI shows as health,
-    warnings.simplefilter("ignore")  # not as checks; the checks are what the sensors and CLI read
-    FRESHNESS_CHECKS = build_last_update_freshness_checks(
-        assets=FRESH_ASSETS, lower_bound_delta=timedelta(hours=26)
-    )
-    freshness_sensor = build_sensor_for_freshness_checks(
-        freshness_checks=FRESHNESS_CHECKS, name="pipeline_freshness"
+# ----------------------------------------------------------------- per data product
+
+
+def daily_pipeline_job(products: list[Product]) -> UnresolvedAssetJobDefinition:
+    """Source changes and landing files to gold, the online store and every product's
+    training set; then the GDPR erasure."""
+    outputs = AssetSelection.assets(AssetKey("online_features"), *(training_set_key(p) for p in products))
+    return define_asset_job(
+        "daily_pipeline_job",
+        selection=outputs.upstream().materializable() | AssetSelection.assets(AssetKey("customer_erasure")),
+        description="Source changes and landing files into bronze, silver, gold (dbt) and the "
+        "features (online store, every data product's training set); then the GDPR erasure of "
+        "deleted customers.",
     )
 
-JOBS: list["JobDefinition | UnresolvedAssetJobDefinition"] = [
-    every_asset_job,
-    landing_ingest_job,
-    bronze_cdc_job,
-    daily_pipeline_job,
-    monitoring_job,
-    model_quality_job,
-    retrain_job,
-    notebook_reports_job,
-    lake_maintenance_job,
-]
-SCHEDULES = [bronze_cdc_schedule, daily_pipeline_schedule, monitoring_schedule, lake_maintenance_schedule]
-SENSORS = [
-    landing_payments_sensor,
-    retrain_on_degradation,
-    label_arrival_sensor,
-    source_changes_sensor,
-    run_failure_alert,
-    freshness_sensor,
-    notebook_reports_automation,
-]
+
+def training_set_key(product: Product) -> AssetKey:
+    """The asset key of a product's training set."""
+    return AssetKey(f"{product.name}_training_set")
+
+
+def retrain_on_degradation(product: Product) -> SensorDefinition:
+    """Drift or quality failures of ``product``'s monitors -> one run of its retrain job."""
+
+    @sensor(
+        name=f"{product.name}_retrain_on_degradation",
+        job_name=f"{product.name}_retrain_job",
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING
+        if product.spec.monitoring.retrain_on_failure
+        else DefaultSensorStatus.STOPPED,
+        description=f"Drift detected or {product.name} quality below the floor -> one retraining run "
+        "(fresh training set, challenger, evaluation, gated promotion) per failed evaluation.",
+    )
+    def retrain(context: SensorEvaluationContext, lake: LakeResource):
+        after = datetime.fromisoformat(context.cursor) if context.cursor else None
+        results = monitor_results(lake.engine())
+        failed = failed_monitor_evaluations(results, after)
+        newest = results["computed_at"].max()
+        cursor = str(newest) if newest is not None else context.cursor
+        if not failed:
+            return SensorResult(
+                skip_reason=SkipReason("no failed drift or quality evaluation"), cursor=cursor
+            )
+        # one retraining covers every failure seen in this tick
+        return SensorResult(
+            run_requests=[
+                RunRequest(
+                    run_key=f"retrain:{failed[-1]}",
+                    tags={"trigger": "monitoring", "failed_evaluation": failed[-1]},
+                )
+            ],
+            cursor=cursor,
+        )
+
+    return retrain
+
+
+def label_arrival_sensor(product: Product, job: UnresolvedAssetJobDefinition) -> SensorDefinition:
+    """New labels in ``product``'s gold label table -> ``job`` (its model quality)."""
+    table = gold_table(product.spec.label.table)
+    known_at = product.spec.label.known_at
+
+    @sensor(
+        name=f"{product.name}_label_arrival",
+        job=job,
+        minimum_interval_seconds=300,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"New {product.name} labels in gold {product.spec.label.table} ({known_at} moved) "
+        "-> model quality.",
+    )
+    def labels_arrived(context: SensorEvaluationContext, lake: LakeResource):
+        engine = lake.engine()
+        if engine.version(table) is None:
+            return SkipReason(f"no {table} yet")
+        newest = newest_label_time(engine, table, known_at)
+        if newest is None or newest == context.cursor:
+            return SensorResult(skip_reason=SkipReason("no new labels"), cursor=context.cursor)
+        return SensorResult(run_requests=[RunRequest(run_key=f"labels:{newest}")], cursor=newest)
+
+    return labels_arrived
+
+
+@dataclass
+class Automation:
+    """The jobs, schedules, sensors and freshness checks of the platform for its products."""
+
+    jobs: list[Any]
+    schedules: list[ScheduleDefinition]
+    sensors: list[Any]
+    checks: list[Any]
+
+
+def build_automation(products: list[Product], monitored: Product | None) -> Automation:
+    """Everything above with the products' training sets; the monitoring sensors of the
+    monitored (online) product."""
+    daily = daily_pipeline_job(products)
+    jobs: list[Any] = [
+        every_asset_job,
+        landing_ingest_job,
+        bronze_cdc_job,
+        daily,
+        monitoring_job,
+        notebook_reports_job,
+        lake_maintenance_job,
+    ]
+    sensors: list[Any] = [
+        landing_payments_sensor,
+        source_changes_sensor,
+        run_failure_alert,
+        notebook_reports_automation,
+    ]
+    if monitored is not None:
+        quality = define_asset_job(
+            "model_quality_job",
+            selection=AssetSelection.assets(AssetKey("model_quality")),
+            description=f"Model quality of {monitored.name} on the labels that arrived.",
+        )
+        jobs.append(quality)
+        sensors += [retrain_on_degradation(monitored), label_arrival_sensor(monitored, quality)]
+    fresh = [
+        AssetKey(n)
+        for n in ("fct_orders", "customer_daily_features", "product_daily_features", "online_features")
+    ]
+    fresh += [training_set_key(p) for p in products]
+    with warnings.catch_warnings():  # superseded by FreshnessPolicy, which the UI shows as health,
+        warnings.simplefilter("ignore")  # not as checks; the checks are what the sensors and CLI read
+        # The gold marts and the feature outputs must have been updated within a day (plus slack
+        # for the 02:00 run); a sensor evaluates the checks.
+        checks = build_last_update_freshness_checks(assets=fresh, lower_bound_delta=timedelta(hours=26))
+        sensors.append(build_sensor_for_freshness_checks(freshness_checks=checks, name="pipeline_freshness"))
+    schedules = [
+        bronze_cdc_schedule,
+        ScheduleDefinition(
+            name="daily_pipeline",
+            job=daily,
+            cron_schedule="0 2 * * *",
+            default_status=DefaultScheduleStatus.STOPPED,
+            description="Every day at 02:00: ingest to gold to features (start it in the UI).",
+        ),
+        monitoring_schedule,
+        lake_maintenance_schedule,
+    ]
+    return Automation(jobs, schedules, sensors, list(checks))

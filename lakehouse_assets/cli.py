@@ -114,8 +114,8 @@ def report_run(result: Any) -> bool:
     kept challenger, a monitoring signal or a warning is not a failure)."""
     from dagster import AssetCheckSeverity, DagsterEventType
 
+    from lakehouse_assets.components import PROMOTION_GATE
     from lakehouse_assets.monitoring.assets import MONITORING_CHECKS
-    from lakehouse_assets.training.assets import promotion_gate
 
     table = Table("asset", "rows", "delta version", "this run", title="assets")
     for event in result.all_events:
@@ -146,7 +146,7 @@ def report_run(result: Any) -> bool:
             name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"  # type: ignore[union-attr]
             if evaluation.passed:  # type: ignore[union-attr]
                 checks.add_row(name, "[green]passed[/green]")
-            elif evaluation.check_name == promotion_gate.check_key.name:  # type: ignore[union-attr]
+            elif evaluation.check_name == PROMOTION_GATE:  # type: ignore[union-attr]
                 # A decision, not a fault: the challenger was not good enough and stays one.
                 reason = evaluation.metadata["reason"].value  # type: ignore[union-attr]
                 checks.add_row(name, f"[yellow]challenger kept[/yellow]: {reason}")
@@ -213,11 +213,21 @@ def simulate(days: int | None, seed: int | None, scale: float | None) -> None:
 
 
 @main.command()
-def features() -> None:
+@click.option(
+    "--used-by",
+    "used_by",
+    metavar="FEATURE",
+    default=None,
+    help="list the model versions trained with FEATURE (a model input, `view:feature` or a view)",
+)
+def features(used_by: str | None) -> None:
     """List feature views, their features, types, owners, descriptions and freshness."""
     from lakehouse_assets.features.pipeline import describe
     from lakehouse_assets.features.store import feature_store
 
+    if used_by is not None:
+        _versions_using(used_by)
+        return
     store, _ = feature_store(_settings())
     catalog = describe(store)
     if not catalog["feature_views"]:
@@ -463,7 +473,8 @@ def rollout(mode: str, share: float | None) -> None:
     show_default=True,
     help="recorded in the alias history and on the replaced version",
 )
-def rollback_command(to_version: int | None, reason: str) -> None:
+@click.option("--product", "product_name", default=None, help="data product (default: the online one)")
+def rollback_command(to_version: int | None, reason: str, product_name: str | None) -> None:
     """Move the champion alias back to the previous champion (recorded in ml/alias_history, the
     replaced version tagged rolled_back) and have the running service load it now."""
     import getpass
@@ -472,20 +483,21 @@ def rollback_command(to_version: int | None, reason: str) -> None:
     from lakehouse_assets.resources.connections import embedded_engine, mlflow_connection
 
     settings = _settings()
+    model_name = _product(settings, product_name).spec.model_name
     registry = mlflow_connection(settings)
-    registry.activate()
+    registry.activate(model_name)
     try:
         old, new = rollback(
             registry.client(),
             embedded_engine(settings),
-            registry.model_name,
+            model_name,
             f"lakehouse rollback ({getpass.getuser()})",
             reason,
             to_version,
         )
     except (RollbackError, UntrustedModelError) as error:
         raise click.ClickException(str(error)) from error
-    console.print(f"{registry.model_name}: champion version {old} -> {new} ({reason})")
+    console.print(f"{model_name}: champion version {old} -> {new} ({reason})")
     reloaded = _call_service(settings, "POST", "/v1/reload")
     if reloaded is None:
         console.print(
@@ -703,13 +715,15 @@ def lineage(request_id: str, as_json: bool) -> None:
     from lakehouse_assets.resources.connections import embedded_engine, mlflow_connection
 
     settings = _settings()
+    served = _product(settings, None)
+    services = {o.name: o for o in feature_definitions(settings.lake_root).all()}
     registry = mlflow_connection(settings)
     registry.use()
     try:
         traced = prediction_lineage(
             embedded_engine(settings),
             registry.client(),
-            feature_definitions(settings.lake_root).return_risk_v2,
+            services[served.spec.features.service or ""],
             request_id,
         )
     except LineageError as error:
@@ -745,6 +759,133 @@ def lineage(request_id: str, as_json: bool) -> None:
             console.print(f"  {table}: {frame.height} row(s)")
             if frame.height:
                 console.print(frame.head(20))
+
+
+def _product(settings: LakehouseSettings, name: str | None) -> Any:
+    """A declared product by name, or the online one; a bad declaration is a clean error."""
+    from lakehouse_assets.product_declarations import (
+        DeclarationError,
+        load_products,
+        monitored_product,
+    )
+
+    try:
+        products = load_products(settings)
+        found = {p.name: p for p in products}.get(name) if name else monitored_product(products)
+    except DeclarationError as error:
+        raise click.ClickException(str(error)) from error
+    if found is None:
+        raise click.ClickException(
+            f"no data product {name!r} (declared: {', '.join(p.name for p in products)})"
+            if name
+            else "no data product is served online: name one with --product"
+        )
+    return found
+
+
+def _versions_using(feature: str) -> None:
+    """Print every registered version (of every product) whose feature specification names
+    ``feature``."""
+    import json
+
+    from lakehouse_assets.resources.connections import mlflow_connection
+
+    settings = _settings()
+    client = mlflow_connection(settings).client()
+    table = Table(
+        "model", "version", "aliases", "lifecycle", "matched", title=f"model versions using {feature}"
+    )
+    found = 0
+    for model in client.search_registered_models():
+        for version in client.search_model_versions(f"name = '{model.name}'"):
+            spec = json.loads(version.tags.get("feature_spec", "{}"))
+            names = [*spec.get("inputs", []), *spec.get("row_features", []), *spec.get("line_features", [])]
+            names += version.tags.get("features", "").split(", ")
+            matched = sorted({n for n in names if n and (n == feature or n.split(":")[0] == feature)})
+            if matched:
+                found += 1
+                table.add_row(
+                    model.name,
+                    version.version,
+                    ", ".join(version.aliases or []),
+                    version.tags.get("lifecycle", ""),
+                    ", ".join(matched),
+                )
+    if not found:
+        console.print(f"no registered model version uses {feature}")
+        return
+    console.print(table)
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def products(ctx: click.Context) -> None:
+    """The declared data products with their champion, last training, serving mode and
+    monitoring state (`lakehouse products new NAME` starts a declaration)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from lakehouse_assets.monitoring.results import product_status
+    from lakehouse_assets.product_declarations import DeclarationError, load_products
+    from lakehouse_assets.resources.connections import embedded_engine, mlflow_connection
+
+    settings = _settings()
+    try:
+        declared = load_products(settings)
+    except DeclarationError as error:
+        raise click.ClickException(str(error)) from error
+    client = mlflow_connection(settings).client()
+    engine = embedded_engine(settings)
+    table = Table(
+        "product",
+        "task",
+        "champion",
+        "challenger",
+        "last trained",
+        "serving",
+        "monitoring",
+        title="data products",
+    )
+    for product in declared:
+        status = product_status(client, engine, product)
+        table.add_row(
+            product.name,
+            product.spec.task,
+            status.champion or "-",
+            status.challenger or "-",
+            status.last_trained or "never",
+            product.spec.serving.mode,
+            status.monitoring,
+        )
+    console.print(table)
+
+
+@products.command(name="new")
+@click.argument("name")
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="where the product folder goes (default: the first products_dirs, else lakehouse_assets/products)",
+)
+@click.option(
+    "--task", type=click.Choice(["binary_classification", "regression"]), default="binary_classification"
+)
+def products_new(name: str, folder: Path | None, task: str) -> None:
+    """Write the skeleton of a new product's declaration (<folder>/NAME/defs.yaml) to edit."""
+    from lakehouse_assets.product_declarations import BUILT_IN, DeclarationError, skeleton
+
+    settings = _settings()
+    folder = folder or (settings.products_dirs[0] if settings.products_dirs else BUILT_IN)
+    path = Path(folder).expanduser() / name / "defs.yaml"
+    if path.exists():
+        raise click.ClickException(f"{path} exists already")
+    try:
+        text = skeleton(name, task)
+    except DeclarationError as error:
+        raise click.ClickException(str(error)) from error
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    console.print(f"wrote {path}: edit the label, features and candidates, then `lakehouse products`")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,9 @@
-"""The Dagster code location: collects the stage modules and the resources. Nothing else."""
+"""The code location: collects the stage modules, the declared data products and the
+resources. Nothing else."""
 
 from dagster import Definitions, JobDefinition
 
-from lakehouse_assets.automation import (
-    FRESHNESS_CHECKS,
-    JOBS,
-    SCHEDULES,
-    SENSORS,
-    every_asset_job,
-)
+from lakehouse_assets.automation import build_automation, every_asset_job
 from lakehouse_assets.bronze.assets import (
     BRONZE_CDC_ASSETS,
     PAYMENTS_LANDING,
@@ -16,16 +11,17 @@ from lakehouse_assets.bronze.assets import (
     ingest_payments_files,
 )
 from lakehouse_assets.bronze.checks import BRONZE_CDC_CHECKS
-from lakehouse_assets.features.assets import feature_registry, online_features, training_set
+from lakehouse_assets.components import product_assets
+from lakehouse_assets.features.assets import feature_registry, online_features
 from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.governance.assets import customer_erasure
-from lakehouse_assets.monitoring.assets import MONITORING_ASSETS
+from lakehouse_assets.monitoring.assets import monitoring_assets
 from lakehouse_assets.notebooks.assets import NOTEBOOK_ASSETS
+from lakehouse_assets.product_declarations import load_products, monitored_product
 from lakehouse_assets.queries.assets import build_query_assets
 from lakehouse_assets.resources.sources import build_resources
 from lakehouse_assets.settings import LakehouseSettings, get_settings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
-from lakehouse_assets.training.assets import ML_ASSETS, ML_CHECKS
 
 PIPELINE_ASSETS = [
     SHOP_SOURCE,
@@ -36,25 +32,36 @@ PIPELINE_ASSETS = [
     gold_dbt_models,
     feature_registry,
     online_features,
-    training_set,
-    *ML_ASSETS,
-    *MONITORING_ASSETS,
     customer_erasure,
     *NOTEBOOK_ASSETS,
 ]
-QUERY_ASSETS = build_query_assets(PIPELINE_ASSETS)
 
 
 def build_definitions(settings: LakehouseSettings | None = None) -> Definitions:
-    """The code location's definitions with resources built from ``settings`` (default: the environment)."""
-    return Definitions(
-        assets=[*PIPELINE_ASSETS, *QUERY_ASSETS],
-        asset_checks=[*BRONZE_CDC_CHECKS, *ML_CHECKS, *FRESHNESS_CHECKS],
-        jobs=JOBS,
-        schedules=SCHEDULES,
-        sensors=SENSORS,
-        resources=build_resources(settings or get_settings()),
+    """The code location's definitions, with every data product declared for ``settings``
+    (default: the environment) and resources built from them."""
+    settings = settings or get_settings()
+    products = load_products(settings)
+    monitored = monitored_product(products)
+    per_product = [product_assets(p) for p in products]
+    pipeline = [
+        *PIPELINE_ASSETS,
+        *(a for d in per_product for a in (d.assets or [])),
+        *(monitoring_assets(monitored) if monitored else []),
+    ]
+    automation = build_automation(products, monitored)
+    platform = Definitions(
+        assets=[*pipeline, *build_query_assets(pipeline)],
+        asset_checks=[*BRONZE_CDC_CHECKS, *automation.checks],
+        jobs=automation.jobs,
+        schedules=automation.schedules,
+        sensors=automation.sensors,
+        resources=build_resources(settings),
     )
+    products_only = [
+        Definitions(asset_checks=d.asset_checks, jobs=d.jobs, schedules=d.schedules) for d in per_product
+    ]
+    return Definitions.merge(platform, *products_only)
 
 
 def all_assets_job() -> JobDefinition:

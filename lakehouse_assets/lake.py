@@ -10,8 +10,9 @@ and friends), so a notebook sees exactly what the assets wrote::
     before = lake.read("silver.orders", version=3)  # or as_of="2026-11-25 06:00" (UTC)
     lake.history(SILVER_ORDERS_TABLE)                  # its commits
     lake.sql("select count(*) from gold.fct_orders where amount > $floor", floor=50)
-    lake.features(orders, "return_risk_v1", timestamp="order_ts")  # as of each row's time
+    lake.features(orders, timestamp="order_ts")    # as of each row's time (a product's features)
 
+    lake.product()                                 # the online data product (or product("name"))
     data = lake.training_data()                    # the set the pipeline trains on, versioned
     split = lake.split(data.frame)
     with lake.experiment_run("my idea", data=data, split=split) as run:
@@ -42,11 +43,14 @@ import pyarrow as pa
 from deltalake.exceptions import DeltaError
 
 from lakehouse_assets.engine import LakeEngine, TableNotFoundError
+from lakehouse_assets.products.spec import Product
 from lakehouse_assets.resources.connections import embedded_engine, mlflow_connection
 from lakehouse_assets.settings import LakehouseSettings, get_settings
-from lakehouse_assets.training.dataset import LABEL, TimeSplit, model_input, time_split
-from lakehouse_assets.training.metrics import classification_metrics
-from lakehouse_assets.training.train import TrainingData, log_datasets, log_sklearn_model
+from lakehouse_assets.training.dataset import TimeSplit, time_split
+from lakehouse_assets.training.dataset import model_input as typed_model_input
+from lakehouse_assets.training.metrics import task_metrics
+from lakehouse_assets.training.train import TrainingData, log_datasets, log_sklearn_model, predictions
+from lakehouse_assets.training.train import labels as label_values
 
 __all__ = [
     "LakeNameError",
@@ -59,6 +63,7 @@ __all__ = [
     "labels",
     "log_model",
     "model_input",
+    "product",
     "read",
     "register_challenger",
     "registered_model_metrics",
@@ -255,28 +260,47 @@ def feature_store() -> tuple[Any, Any]:
     return open_store(settings())
 
 
+def product(name: str | None = None) -> Product:
+    """A declared data product (``lakehouse products`` lists them); by default the one served
+    online."""
+    from lakehouse_assets.product_declarations import load_product, load_products, monitored_product
+
+    if name is not None:
+        return load_product(settings(), name)
+    found = monitored_product(load_products(settings()))
+    if found is None:
+        raise LakeNameError("no data product is served online: name one, e.g. lake.product('...')")
+    return found
+
+
 def features(
     entities: pl.DataFrame | pd.DataFrame,
-    names: str | Sequence[str] = "return_risk_v1",
+    names: str | Sequence[str] | None = None,
     *,
     timestamp: str = "event_timestamp",
 ) -> pl.DataFrame:
     """Point-in-time features from Feast's offline store: for each row of ``entities`` (its
     join keys, e.g. ``customer_id``, and the time in ``timestamp``) the values as of that time,
-    never later. ``names``: a feature service name, or ``view:feature`` references."""
+    never later. ``names``: a feature service name, or ``view:feature`` references; by default
+    the online product's row features."""
+    from feast import FeatureService
+
     store, definitions = feature_store()
     frame = entities if isinstance(entities, pl.DataFrame) else pl.from_pandas(entities)
     if timestamp not in frame.columns:
         raise ValueError(
             f"entities lack the time column {timestamp!r} (timestamp=...); columns: {frame.columns}"
         )
-    if isinstance(names, str):
-        services = {s.name: s for s in (definitions.return_risk_service, definitions.return_risk_v2)}
+    wanted: Any
+    if names is None:
+        wanted = list(product().row_features)
+    elif isinstance(names, str):
+        services = {s.name: s for s in definitions.all() if isinstance(s, FeatureService)}
         if names not in services:
             raise LakeNameError(
                 f"no feature service {names!r}; known: {sorted(services)} or 'view:feature' references"
             )
-        wanted: Any = services[names]
+        wanted = services[names]
     else:
         wanted = list(names)
     result = store.get_historical_features(
@@ -290,114 +314,130 @@ def features(
     )
 
 
-def training_set() -> pl.DataFrame:
-    """A fresh point-in-time training set from Feast over the current tables: every labelled
-    order with the customer, request-time and basket features as of its order time (what the
-    ``training_set`` asset builds, without writing it)."""
+def training_set(name: str | None = None) -> pl.DataFrame:
+    """A fresh point-in-time training set of a product from Feast over the current tables
+    (what its ``<product>_training_set`` asset builds, without writing it)."""
     from lakehouse_assets.features.pipeline import build_training_set
 
     store, definitions = feature_store()
-    frame, _ = build_training_set(store, _engine(), definitions)
+    frame, _ = build_training_set(store, _engine(), definitions, product(name))
     return frame
 
 
-def training_data(version: int | None = None) -> TrainingData:
-    """The stored training set (``features/training_set``, the data the pipeline trains and
-    evaluates on; ``version``: as it was then) with its Delta version and the source versions
-    its build recorded."""
-    from lakehouse_assets.tables import TRAINING_SET_TABLE
+def training_data(version: int | None = None, name: str | None = None) -> TrainingData:
+    """A product's stored training set (``features/<product>_training_set``, the data the
+    pipeline trains and evaluates on; ``version``: as it was then) with its Delta version and
+    the source versions its build recorded."""
+    from lakehouse_assets.tables import training_set_table
     from lakehouse_assets.training.challenger import training_data as stored
 
-    with _time_travel(TRAINING_SET_TABLE, version):
-        return stored(_engine(), version)
+    chosen = product(name)
+    with _time_travel(training_set_table(chosen.name), version):
+        return stored(_engine(), chosen, version)
 
 
-def split(frame: pl.DataFrame) -> TimeSplit:
-    """The platform's time-based split (holdout share and label window from the settings)."""
-    training = settings().training
-    return time_split(frame, training.holdout_fraction, training.label_window_days)
+def split(frame: pl.DataFrame, name: str | None = None) -> TimeSplit:
+    """The product's time-based split (holdout share and label window from its declaration)."""
+    return time_split(frame, product(name))
 
 
-def labels(frame: pl.DataFrame) -> np.ndarray:
-    """The label column as 0/1."""
-    return frame[LABEL].cast(pl.Int64).to_numpy()
+def model_input(frame: pl.DataFrame, name: str | None = None) -> pd.DataFrame:
+    """The product's model input columns of ``frame``, typed as its models take them."""
+    return typed_model_input(frame, product(name))
 
 
-def _registry() -> Any:
-    """The platform's MLflow (tracking, registry, experiment), made current in this process."""
+def labels(frame: pl.DataFrame, name: str | None = None) -> np.ndarray:
+    """The product's label column as the task's numbers (0/1 for a classifier)."""
+    return label_values(frame, product(name))
+
+
+def _registry(experiment: str) -> Any:
+    """The platform's MLflow (tracking, registry, the product's experiment), made current."""
     registry = mlflow_connection(settings())
-    registry.activate()
+    registry.activate(experiment)
     return registry
 
 
 @contextlib.contextmanager
 def experiment_run(
-    name: str,
+    run_name: str,
     *,
     data: TrainingData | None = None,
     split: TimeSplit | None = None,
     tags: dict[str, str] | None = None,
+    name: str | None = None,
 ) -> Iterator[Any]:
-    """An MLflow run in the platform's experiment (its tracking and artifact store), tagged as
+    """An MLflow run in the product's experiment (its tracking and artifact store), tagged as
     interactive work; with ``data`` and ``split``, the training and validation data are logged
     as inputs (Delta table and version: the lineage a registered model keeps)."""
-    _registry()
-    with mlflow.start_run(run_name=name) as run:
+    chosen = product(name)
+    _registry(chosen.spec.model_name)
+    with mlflow.start_run(run_name=run_name) as run:
         mlflow.set_tags({"source": "notebook", "user": getpass.getuser(), **(tags or {})})
         if data is not None and split is not None:
             mlflow.set_tag("training_set_version", str(data.version))
-            log_datasets(data, split)
+            log_datasets(data, split, chosen)
         yield run
 
 
-def holdout_metrics(model: Any, split: TimeSplit) -> dict[str, float]:
-    """The platform's metrics of a fitted model on the holdout (the gate's decision threshold);
-    logged to the active run, if any."""
-    probabilities = model.predict_proba(model_input(split.holdout))[:, 1]
-    metrics = classification_metrics(
-        labels(split.holdout), probabilities, settings().training.decision_threshold
+def holdout_metrics(model: Any, split: TimeSplit, name: str | None = None) -> dict[str, float]:
+    """The product's metrics of a fitted model on the holdout; logged to the active run, if any."""
+    chosen = product(name)
+    prediction = predictions(model, typed_model_input(split.holdout, chosen), chosen.spec.task)
+    metrics = task_metrics(
+        chosen.spec.task, label_values(split.holdout, chosen), prediction, chosen.spec.decision_threshold
     )
     if mlflow.active_run() is not None:
         mlflow.log_metrics(metrics)
     return metrics
 
 
-def log_model(model: Any, split: TimeSplit) -> str:
+def log_model(model: Any, split: TimeSplit, name: str | None = None) -> str:
     """Log a fitted scikit-learn pipeline to the active run the way the platform loads models
-    (skops, trusted types only, probabilities, signature); returns its model URI."""
+    (skops, trusted types only, a classifier's probabilities, signature); returns its URI."""
     if mlflow.active_run() is None:
         raise RuntimeError("log_model needs an active run: use `with lake.experiment_run(...)`")
-    return log_sklearn_model(model, model_input(split.train.head(5))).model_uri
+    chosen = product(name)
+    return log_sklearn_model(
+        model, typed_model_input(split.train.head(5), chosen), chosen.spec.task
+    ).model_uri
 
 
 def registered_model_metrics(
-    split: TimeSplit, *, alias: str = "champion", version: int | None = None
+    split: TimeSplit, *, alias: str = "champion", version: int | None = None, name: str | None = None
 ) -> dict[str, float] | None:
-    """The platform's metrics of a registered version (``alias``, or ``version``) on the
+    """The product's metrics of a registered version (``alias``, or ``version``) on the
     holdout, loaded the way serving loads it; None when the alias is not set."""
     from lakehouse_assets.registry.promotion import alias_version
     from lakehouse_assets.training.evaluation import score
 
-    registry = _registry()
+    chosen = product(name)
+    registry = _registry(chosen.spec.model_name)
     if version is None:
-        found = alias_version(registry.client(), registry.model_name, alias)
+        found = alias_version(registry.client(), chosen.spec.model_name, alias)
         if found is None:
             return None
         version = int(found.version)
-    return score(registry.model_name, version, split.holdout, registry.training.decision_threshold)
+    return score(chosen, version, split.holdout)
 
 
 def register_challenger(
-    model_uri: str, *, data: TrainingData, split: TimeSplit, metrics: dict[str, float]
+    model_uri: str,
+    *,
+    data: TrainingData,
+    split: TimeSplit,
+    metrics: dict[str, float],
+    name: str | None = None,
 ) -> Any:
-    """Register the model as a new version with the alias ``challenger`` (replacing the current
-    challenger), with its model card and training-data lineage. The next
-    ``return_risk_evaluation`` compares it with the champion; the gate decides."""
+    """Register the model as a new version of the product with the alias ``challenger``
+    (replacing the current challenger), with its model card and training-data lineage. The
+    product's next evaluation compares it with the champion; the gate decides."""
     from lakehouse_assets.registry.promotion import register_challenger as register
     from lakehouse_assets.registry.promotion import require_skops
     from lakehouse_assets.training.challenger import lineage_tags
 
-    registry = _registry()
+    chosen = product(name)
+    registry = _registry(chosen.spec.model_name)
     require_skops(model_uri)
     run_id = mlflow.models.get_model_info(model_uri).run_id
     client = registry.client()
@@ -405,13 +445,13 @@ def register_challenger(
     return register(
         client,
         _engine(),
-        registry.model_name,
+        chosen.spec.model_name,
         model_uri,
         run_id,
         tags={
             "candidate": client.get_run(run_id).info.run_name or "notebook",
             "source": "notebook",
-            **lineage_tags(data, window),
+            **lineage_tags(data, window, chosen),
         },
         window=window,
         metrics=metrics,

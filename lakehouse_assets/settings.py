@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import date
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "LAKEHOUSE_"
 # Variables of the test harness (crash trials, fuzzing, artifacts): not settings.
 TEST_ENV_PREFIX = "LAKEHOUSE_TEST_"
+# The dbt project of the gold marts (shipped beside the package).
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 
 
 class FrozenModel(BaseModel):
@@ -64,41 +66,6 @@ class SimulatorSettings(FrozenModel):
     malformed_row_share: float = Field(default=0.01, ge=0, le=1)
     malformed_file_share: float = Field(
         default=0.05, ge=0, le=1, description="share of files truncated mid-write"
-    )
-
-
-class TrainingSettings(FrozenModel):
-    """The return-risk model: split, search seed, and the champion/challenger gate."""
-
-    model_name: str = "return_risk"
-    experiment: str = "return_risk"
-    holdout_fraction: float = Field(
-        default=0.2, gt=0, lt=1, description="newest share of labelled orders held out"
-    )
-    label_window_days: int = Field(
-        default=30,
-        ge=0,
-        description="orders younger than this (before the newest order) are left out: their "
-        "label is known early only when they were returned, which would bias the data",
-    )
-    decision_threshold: float = Field(
-        default=0.3, gt=0, lt=1, description="probability above which an order counts as a return"
-    )
-    seed: int = 7
-    promotion_margin: float = Field(
-        default=0.005, ge=0, description="ROC AUC a challenger must gain over the champion"
-    )
-    log_loss_tolerance: float = Field(
-        default=0.01, ge=0, description="guard: log loss may rise at most this much"
-    )
-    calibration_tolerance: float = Field(
-        default=0.05, ge=0, description="guard: calibration error may rise at most this much"
-    )
-    min_online_requests: int = Field(
-        default=0,
-        ge=0,
-        description="live requests the challenger must have scored in shadow or canary before "
-        "the gate lets it replace a champion (0: not required)",
     )
 
 
@@ -164,16 +131,8 @@ class MonitoringSettings(FrozenModel):
     sample_rows: int = Field(
         default=30_000, ge=1_000, description="rows per side Evidently compares (uniform sample)"
     )
-    drift_share: float = Field(
-        default=0.5, gt=0, le=1, description="share of drifted columns that is dataset drift"
-    )
     gold_window_days: int = Field(
         default=7, ge=1, description="newest gold orders compared with the reference"
-    )
-    quality_metric: str = "roc_auc"
-    quality_floor: float = Field(default=0.55, description="fail below this on recent labels")
-    quality_max_drop: float = Field(
-        default=0.05, ge=0, description="fail when this far below the model's holdout value"
     )
     min_labelled_rows: int = Field(
         default=50, ge=2, description="labelled predictions needed to judge quality"
@@ -262,7 +221,16 @@ class LakehouseSettings(BaseSettings):
     )
     serving: ServingSettings = ServingSettings()
     simulator: SimulatorSettings = SimulatorSettings()
-    training: TrainingSettings = TrainingSettings()
+    products_dirs: tuple[Path, ...] = Field(
+        default=(),
+        description="folders of your own data products (<folder>/<name>/defs.yaml), beside the "
+        "built-in ones in lakehouse_assets/products",
+    )
+    product_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='per-environment changes to declarations, JSON: {"return_risk": {"gate": '
+        '{"min_online_requests": 500}}}',
+    )
     monitoring: MonitoringSettings = MonitoringSettings()
 
     @cached_property

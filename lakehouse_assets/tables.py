@@ -26,7 +26,6 @@ CUSTOMER_FEATURES_TABLE = "gold/customer_daily_features"
 PRODUCT_FEATURES_TABLE = "gold/product_daily_features"
 
 # Features, models, serving and monitoring.
-TRAINING_SET_TABLE = "features/training_set"
 ALIAS_HISTORY_TABLE = "ml/alias_history"
 EVALUATIONS_TABLE = "ml/model_evaluations"
 INFERENCE_LOG_TABLE = "serving/inference_log"
@@ -55,6 +54,16 @@ def silver_table(name: str) -> str:
 def tombstones_table(name: str) -> str:
     """The deleted keys of a silver table (so a late update cannot resurrect a deleted row)."""
     return f"silver/_tombstones/{name}"
+
+
+def training_set_table(product: str) -> str:
+    """A data product's point-in-time training set."""
+    return f"features/{product}_training_set"
+
+
+def scores_table(product: str) -> str:
+    """A data product's batch scores (one row per scored entity and time)."""
+    return f"gold/{product}_scores"
 
 
 def gold_table(model: str) -> str:

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).parents[1] / "lakehouse_assets"
 # Lowest first. A package may import its own modules and those of lower layers; two packages of
 # one layer may not import each other (no pair imports both ways).
 LAYERS = [
-    {"settings", "engine", "tables"},
+    {"settings", "engine", "tables", "products"},
     {"runtime", "metadata", "conflicts", "erasure_registry"},
     {"sources"},
     {"resources"},
@@ -24,6 +24,7 @@ LAYERS = [
     {"silver"},
     {"gold"},
     {"features"},
+    {"product_declarations"},
     {"registry"},
     {"training"},
     {"serving"},
@@ -31,7 +32,7 @@ LAYERS = [
     {"governance"},
     {"queries"},
     {"notebooks", "dashboards"},
-    {"automation", "lake"},
+    {"automation", "lake", "components"},
     {"definitions"},
     {"cli"},
 ]

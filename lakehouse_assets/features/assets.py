@@ -1,4 +1,5 @@
-"""Feature assets: the Feast registry, the online store and the training set, downstream of gold."""
+"""Feature assets: the Feast registry and the online store, downstream of gold (each data
+product's training set is built by its component)."""
 
 from dagster import (
     AssetCheckResult,
@@ -12,16 +13,13 @@ from dagster import (
 
 from lakehouse_assets.features.definitions import build_definitions
 from lakehouse_assets.features.pipeline import (
-    LABEL,
     apply_definitions,
-    build_training_set,
     materialize_online,
     online_offline_skew,
 )
-from lakehouse_assets.metadata import OWNERS, table_metadata
+from lakehouse_assets.metadata import OWNERS
 from lakehouse_assets.resources.feast import FeastResource
 from lakehouse_assets.resources.lake import LakeResource
-from lakehouse_assets.tables import TRAINING_SET_TABLE
 
 GOLD_FEATURES = [AssetKey("customer_daily_features"), AssetKey("product_daily_features")]
 
@@ -32,7 +30,7 @@ GOLD_FEATURES = [AssetKey("customer_daily_features"), AssetKey("product_daily_fe
     owners=OWNERS,
     deps=GOLD_FEATURES,
     description="Applies the Feast definitions (entities, feature views over the gold Delta "
-    "marts, the on-demand view, the return_risk services) to the registry.",
+    "marts, the on-demand view, the feature services) to the registry.",
 )
 def feature_registry(context: AssetExecutionContext, feast: FeastResource) -> MaterializeResult:
     store, definitions = feast.store(), build_definitions(feast.lake_root)
@@ -94,32 +92,4 @@ def online_features(context: AssetExecutionContext, lake: LakeResource, feast: F
         check_name="online_matches_offline",
         passed=not skew["mismatches"],
         metadata={k: MetadataValue.json(v) if isinstance(v, dict) else v for k, v in skew.items()},
-    )
-
-
-@asset(
-    group_name="features",
-    kinds={"feast", "delta"},
-    owners=OWNERS,
-    deps=[feature_registry, AssetKey("fct_orders"), AssetKey("silver_order_items"), *GOLD_FEATURES],
-    metadata={"table": TRAINING_SET_TABLE},
-    description="Point-in-time-correct features (return_risk_v2: customer and request-time "
-    "features per order, product features aggregated over the basket) for every order whose "
-    "label is known, joined as of the order time, with the label. The metadata records the Delta "
-    "version of every table read, so the set can be rebuilt exactly by time travel.",
-)
-def training_set(
-    context: AssetExecutionContext, lake: LakeResource, feast: FeastResource
-) -> MaterializeResult:
-    store, definitions = feast.store(), build_definitions(feast.lake_root)
-    engine = lake.engine()
-    frame, versions = build_training_set(store, engine, definitions)
-    engine.overwrite(TRAINING_SET_TABLE, frame, commit_metadata={"source_versions": versions})
-    context.log.info(f"training set: {frame.height:,} labelled orders")
-    return MaterializeResult(
-        metadata={
-            **table_metadata(engine, TRAINING_SET_TABLE),
-            "source_delta_versions": MetadataValue.json(versions),
-            "label_rate": float(frame[LABEL].mean() or 0.0),  # type: ignore[arg-type]
-        }
     )

@@ -20,8 +20,6 @@ from feast.data_format import DeltaFormat
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
-from lakehouse_assets.features.basket import LINE_FEATURES
-
 OWNER = "team:data-platform"
 
 
@@ -151,7 +149,11 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
     )
     return_risk_v2 = FeatureService(
         name="return_risk_v2",
-        features=[customer_features, order_request_features, product_features[LINE_FEATURES]],
+        features=[
+            customer_features,
+            order_request_features,
+            product_features[["return_rate_90d", "category_return_rate_90d"]],
+        ],
         owner=OWNER,
         description="Features of the return-risk model, version 2: version 1 per order, plus "
         "product features per order line, aggregated over the basket "

@@ -8,21 +8,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
-from feast import FeatureStore
+from feast import FeatureStore, FeatureView
 
 from lakehouse_assets.engine import LakeEngine
-from lakehouse_assets.features.basket import LINE_FEATURES, basket_features, empty_basket
+from lakehouse_assets.features.basket import basket_features, empty_basket
 from lakehouse_assets.features.definitions import FeatureDefinitions
 from lakehouse_assets.features.delta_offline_store import pinned_versions
 from lakehouse_assets.features.online_writer import materialize_view
-from lakehouse_assets.tables import (
-    CUSTOMER_FEATURES_TABLE,
-    FCT_ORDERS_TABLE,
-    PRODUCT_FEATURES_TABLE,
-    SILVER_ORDER_ITEMS_TABLE,
-)
+from lakehouse_assets.products.spec import Product
+from lakehouse_assets.tables import CUSTOMER_FEATURES_TABLE, PRODUCT_FEATURES_TABLE, gold_table
 
-LABEL = "returned_within_30d"
 GOLD_TABLES = {
     "customer_daily_features": CUSTOMER_FEATURES_TABLE,
     "product_daily_features": PRODUCT_FEATURES_TABLE,
@@ -107,75 +102,106 @@ def materialize_online(
     return results
 
 
-def order_features(
-    store: FeatureStore, definitions: FeatureDefinitions, orders: pl.DataFrame, lines: pl.DataFrame
+def point_in_time_features(
+    store: FeatureStore, product: Product, rows: pl.DataFrame, lines: pl.DataFrame | None = None
 ) -> pl.DataFrame:
-    """The return_risk_v2 features of ``orders`` (order_id, customer_id, order_ts, amount,
-    discount, any other columns kept) as of each order's time, from the offline store: customer
-    and request-time features per order, product features of its ``lines`` (order_id,
-    product_id, quantity) aggregated over the basket."""
-    product_refs = [f"{definitions.product_features.name}:{f}" for f in LINE_FEATURES]
-    features = store.get_historical_features(
-        entity_df=orders.rename({"order_ts": "event_timestamp"}).to_pandas(),
-        features=definitions.return_risk_service,
-    ).to_df()
-    line_features = store.get_historical_features(
-        entity_df=lines.join(orders.select("order_id", "order_ts"), on="order_id")
-        .rename({"order_ts": "event_timestamp"})
-        .to_pandas(),
-        features=product_refs,
-    ).to_df()
-    baskets = basket_features(pl.from_pandas(line_features).select("order_id", "quantity", *LINE_FEATURES))
-    result = (
-        pl.from_pandas(features)
-        .with_columns(pl.col("event_timestamp").dt.replace_time_zone(None))
-        .rename({"event_timestamp": "order_ts"})
-        .join(baskets, on="order_id", how="left")
+    """The product's features of ``rows`` (its entity keys, event time, the row features' join
+    keys and request columns; any other columns kept) as of each row's event time, from the
+    offline store. With features.lines, the line features of the child ``lines`` (keys, the
+    line entity, the weight) are fetched as of their row's time and aggregated per row."""
+    time, keys = product.time, product.keys
+    result = pl.from_pandas(
+        store.get_historical_features(
+            entity_df=rows.rename({time: "event_timestamp"}).to_pandas(), features=list(product.row_features)
+        ).to_df()
     )
-    return result.with_columns(  # orders without lines (gone from the source)
-        pl.col(c).fill_null(v) for c, v in empty_basket().items() if v is not None
-    ).sort("order_id")
+    result = result.with_columns(pl.col("event_timestamp").dt.replace_time_zone(None)).rename(
+        {"event_timestamp": time}
+    )
+    declared = product.spec.features.lines
+    if product.line_features and declared is not None and lines is not None:
+        names = product.line_feature_names
+        line_features = store.get_historical_features(
+            entity_df=lines.join(rows.select(*keys, time), on=keys)
+            .rename({time: "event_timestamp"})
+            .to_pandas(),
+            features=list(product.line_features),
+        ).to_df()
+        baskets = basket_features(
+            pl.from_pandas(line_features).select(*keys, declared.weight, *names),
+            names,
+            keys[0],
+            declared.weight,
+        )
+        result = result.join(baskets, on=keys, how="left").with_columns(  # rows without lines
+            pl.col(c).fill_null(v) for c, v in empty_basket(names).items() if v is not None
+        )
+    return result.sort(keys)
+
+
+def label_rows_columns(product: Product, definitions: FeatureDefinitions) -> list[str]:
+    """The label table's columns a training set reads: keys, time, the row views' join keys,
+    request columns, the label and when it became known."""
+    objects = {o.name: o for o in definitions.all()}
+    join_keys = [
+        objects[entity].join_key
+        for ref in product.row_features
+        for entity in getattr(objects[ref.split(":")[0]], "entities", [])
+    ]
+    spec = product.spec
+    wanted = [
+        *product.keys,
+        *join_keys,
+        spec.entity.event_time,
+        *spec.features.request,
+        spec.label.column,
+        spec.label.known_at,
+    ]
+    return list(dict.fromkeys(wanted))
 
 
 def build_training_set(
     store: FeatureStore,
     engine: LakeEngine,
     definitions: FeatureDefinitions,
+    product: Product,
     versions: dict[str, int] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Point-in-time features (return_risk_v2) for every order whose label is known, joined as
-    of the order time: the customer and request-time features per order, the product features
-    per order line aggregated over the basket. Returns the Delta versions of every table read
-    too; given those versions, it rebuilds the same training set from the tables as they were
-    then (time travel)."""
-    tables = (FCT_ORDERS_TABLE, SILVER_ORDER_ITEMS_TABLE, *GOLD_TABLES.values())
-    versions = versions or {t: v for t in tables if (v := engine.version(t)) is not None}
-    sources = {
+    """Point-in-time features of every row of the product's label table whose label is known,
+    joined as of the row's event time (line features aggregated per row). Returns the Delta
+    versions of every table read too; given those versions, it rebuilds the same training set
+    from the tables as they were then (time travel)."""
+    spec = product.spec
+    label_table = gold_table(spec.label.table)
+    lines_table = spec.features.lines.table if spec.features.lines else None
+    views = {ref.split(":")[0] for ref in (*product.row_features, *product.line_features)}
+    view_tables = {
         GOLD_TABLES[v.name]: v.batch_source.path  # type: ignore[union-attr]
-        for v in (definitions.customer_features, definitions.product_features)
+        for v in definitions.all()
+        if isinstance(v, FeatureView) and v.name in views and v.name in GOLD_TABLES
     }
-    orders = engine.read(
-        FCT_ORDERS_TABLE,
-        version=versions[FCT_ORDERS_TABLE],
-        columns=[
-            "order_id",
-            "customer_id",
-            "order_ts",
-            "amount",
-            "discount",
-            LABEL,
-            "label_known_at",
-        ],
-    ).filter(pl.col(LABEL).is_not_null())
-    lines = engine.read(
-        SILVER_ORDER_ITEMS_TABLE,
-        version=versions[SILVER_ORDER_ITEMS_TABLE],
-        columns=["order_id", "product_id", "quantity"],
+    tables = (label_table, *([lines_table] if lines_table else []), *view_tables)
+    versions = versions or {t: v for t in tables if (v := engine.version(t)) is not None}
+    missing = [t for t in tables if t not in versions]
+    if missing:
+        raise ValueError(f"{product.name}: tables {missing} do not exist yet: materialize them first")
+    rows = engine.read(
+        label_table, version=versions[label_table], columns=label_rows_columns(product, definitions)
     )
-    with pinned_versions({sources[t]: v for t, v in versions.items() if t in sources}):
-        result = order_features(store, definitions, orders, lines)
-    if result.height != orders.height:
-        raise AssertionError(f"training set has {result.height} rows for {orders.height} orders")
+    rows = rows.filter(pl.col(spec.label.column).is_not_null())
+    lines = None
+    if lines_table and spec.features.lines:
+        lines = engine.read(
+            lines_table,
+            version=versions[lines_table],
+            columns=[*product.keys, product.line_entity or "", spec.features.lines.weight],
+        )
+    with pinned_versions({path: versions[t] for t, path in view_tables.items()}):
+        result = point_in_time_features(store, product, rows, lines)
+    if result.height != rows.height:
+        raise AssertionError(
+            f"{product.name} training set has {result.height} rows for {rows.height} labelled rows"
+        )
     return result, versions
 
 

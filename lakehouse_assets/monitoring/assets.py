@@ -20,6 +20,7 @@ from lakehouse_assets.metadata import OWNERS
 from lakehouse_assets.monitoring import monitors
 from lakehouse_assets.monitoring.monitors import Champion, MonitorOutcome
 from lakehouse_assets.monitoring.online import online_comparison as compare_online
+from lakehouse_assets.products.spec import Product
 from lakehouse_assets.registry.promotion import CHALLENGER, alias_version
 from lakehouse_assets.registry.promotion import CHAMPION as CHAMPION_ALIAS
 from lakehouse_assets.resources.lake import LakeResource
@@ -42,8 +43,6 @@ INFERENCE_LOG = AssetSpec(
     "the service, not by Dagster).",
     metadata={"table": INFERENCE_LOG_TABLE},
 )
-TRAINING_SET = AssetKey("training_set")
-CHAMPION = AssetKey("return_risk_champion")  # the model they watch
 
 
 def _report(
@@ -72,12 +71,15 @@ def _report(
 
 
 def _with_champion(
-    context: AssetExecutionContext, mlflow: MlflowResource, run: Callable[[Champion], MonitorOutcome]
+    context: AssetExecutionContext,
+    mlflow: MlflowResource,
+    product: Product,
+    run: Callable[[Champion], MonitorOutcome],
 ) -> MonitorOutcome:
-    model = monitors.champion(mlflow.client(), mlflow.model_name)
+    model = monitors.champion(mlflow.client(), product.spec.model_name)
     if model is None:
-        return MonitorOutcome(None, note=f"no {mlflow.model_name}@champion yet")
-    mlflow.activate()
+        return MonitorOutcome(None, note=f"no {product.spec.model_name}@champion yet")
+    mlflow.activate(product.spec.model_name)
     context.log.info(f"monitoring {model.name} v{model.version}")
     return run(model)
 
@@ -86,175 +88,191 @@ def _spec(name: str, asset: str, description: str) -> AssetCheckSpec:
     return AssetCheckSpec(name, asset=asset, description=description)
 
 
-@asset(
-    group_name="monitoring",
-    kinds={"evidently", "delta"},
-    owners=OWNERS,
-    deps=[INFERENCE_LOG, TRAINING_SET, CHAMPION, AssetKey("fct_orders")],
-    metadata={"table": DRIFT_TABLE},
-    check_specs=[
-        _spec(
-            "no_dataset_drift",
-            "feature_drift",
-            "The served features (and the newest gold orders) have not drifted "
-            "from the champion's training data (Evidently, share of drifted "
-            "columns below monitoring.drift_share).",
+def monitoring_assets(product: Product) -> list[Any]:
+    """The monitors of an online product's champion (drift, quality, health, online comparison)."""
+    training_set = AssetKey(f"{product.name}_training_set")
+    champion = AssetKey(f"{product.name}_champion")  # the model they watch
+    label_table = AssetKey(product.spec.label.table)
+
+    @asset(
+        group_name="monitoring",
+        kinds={"evidently", "delta"},
+        owners=OWNERS,
+        deps=[INFERENCE_LOG, training_set, champion, label_table],
+        metadata={"table": DRIFT_TABLE},
+        check_specs=[
+            _spec(
+                "no_dataset_drift",
+                "feature_drift",
+                "The served features (and the newest gold orders) have not drifted "
+                "from the champion's training data (Evidently, share of drifted "
+                "columns below monitoring.drift_share).",
+            )
+        ],
+        description="Evidently data drift of the traffic since the last check (inference log) and "
+        "of the newest gold orders against the champion's training data; per-column scores to "
+        "lake/monitoring/drift_metrics, HTML reports under $LAKEHOUSE_HOME/monitoring.",
+    )
+    def feature_drift(
+        context: AssetExecutionContext,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+        monitoring: MonitoringResource,
+        alerts: AlertNotifier,
+    ):
+        outcome = _with_champion(
+            context,
+            mlflow,
+            product,
+            lambda model: monitors.feature_drift(
+                lake.engine(), model, product, monitoring.settings, monitoring.reports
+            ),
         )
-    ],
-    description="Evidently data drift of the traffic since the last check (inference log) and "
-    "of the newest gold orders against the champion's training data; per-column scores to "
-    "lake/monitoring/drift_metrics, HTML reports under $LAKEHOUSE_HOME/monitoring.",
-)
-def feature_drift(
-    context: AssetExecutionContext,
-    lake: LakeResource,
-    mlflow: MlflowResource,
-    monitoring: MonitoringResource,
-    alerts: AlertNotifier,
-):
-    outcome = _with_champion(
-        context,
-        mlflow,
-        lambda model: monitors.feature_drift(lake.engine(), model, monitoring.settings, monitoring.reports),
-    )
-    yield from _report(context, "no_dataset_drift", outcome, alerts, "dataset drift of the model's inputs")
-
-
-@asset(
-    group_name="monitoring",
-    kinds={"evidently", "delta"},
-    owners=OWNERS,
-    deps=[INFERENCE_LOG, TRAINING_SET, CHAMPION],
-    metadata={"table": DRIFT_TABLE},
-    check_specs=[
-        _spec(
-            "no_prediction_drift",
-            "prediction_drift",
-            "The served return probabilities have not drifted from the "
-            "champion's scores on its training data.",
+        yield from _report(
+            context, "no_dataset_drift", outcome, alerts, "dataset drift of the model's inputs"
         )
-    ],
-    description="Drift of the champion's output distribution (Evidently).",
-)
-def prediction_drift(
-    context: AssetExecutionContext,
-    lake: LakeResource,
-    mlflow: MlflowResource,
-    monitoring: MonitoringResource,
-    alerts: AlertNotifier,
-):
-    outcome = _with_champion(
-        context,
-        mlflow,
-        lambda model: monitors.prediction_drift(
-            lake.engine(), model, monitoring.settings, monitoring.reports
-        ),
+
+    @asset(
+        group_name="monitoring",
+        kinds={"evidently", "delta"},
+        owners=OWNERS,
+        deps=[INFERENCE_LOG, training_set, champion],
+        metadata={"table": DRIFT_TABLE},
+        check_specs=[
+            _spec(
+                "no_prediction_drift",
+                "prediction_drift",
+                "The served return probabilities have not drifted from the "
+                "champion's scores on its training data.",
+            )
+        ],
+        description="Drift of the champion's output distribution (Evidently).",
     )
-    yield from _report(context, "no_prediction_drift", outcome, alerts, "drift of the model's predictions")
-
-
-@asset(
-    group_name="monitoring",
-    kinds={"evidently", "delta"},
-    owners=OWNERS,
-    deps=[INFERENCE_LOG, CHAMPION, AssetKey("fct_orders")],
-    metadata={"table": QUALITY_TABLE},
-    check_specs=[
-        _spec(
-            "quality_above_floor",
-            "model_quality",
-            "On labelled live predictions the champion's primary metric is at "
-            "least the floor and within the allowed drop of its holdout value.",
+    def prediction_drift(
+        context: AssetExecutionContext,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+        monitoring: MonitoringResource,
+        alerts: AlertNotifier,
+    ):
+        outcome = _with_champion(
+            context,
+            mlflow,
+            product,
+            lambda model: monitors.prediction_drift(
+                lake.engine(), model, product, monitoring.settings, monitoring.reports
+            ),
         )
-    ],
-    description="Classification quality of the champion on its live predictions whose "
-    "return label is known (30 days after the order); to lake/monitoring/model_quality.",
-)
-def model_quality(
-    context: AssetExecutionContext,
-    lake: LakeResource,
-    mlflow: MlflowResource,
-    monitoring: MonitoringResource,
-    alerts: AlertNotifier,
-):
-    outcome = _with_champion(
-        context,
-        mlflow,
-        lambda model: monitors.model_quality(
-            lake.engine(), model, monitoring.settings, monitoring.reports, mlflow.training.decision_threshold
-        ),
-    )
-    yield from _report(context, "quality_above_floor", outcome, alerts, "model quality on recent labels")
-
-
-@asset(
-    group_name="monitoring",
-    kinds={"delta"},
-    owners=OWNERS,
-    deps=[INFERENCE_LOG],
-    metadata={"table": HEALTH_TABLE},
-    check_specs=[
-        _spec(
-            "serving_within_objectives",
-            "system_health",
-            "Recent p99 latency and the 5xx share of the scoring service meet "
-            "monitoring.latency_p99_ms and monitoring.max_error_rate.",
+        yield from _report(
+            context, "no_prediction_drift", outcome, alerts, "drift of the model's predictions"
         )
-    ],
-    description="Latency percentiles of recent traffic (inference log) and the service's "
-    "error rate (its /metrics); to lake/monitoring/system_health.",
-)
-def system_health(
-    context: AssetExecutionContext, lake: LakeResource, monitoring: MonitoringResource, alerts: AlertNotifier
-):
-    outcome = monitors.system_health(lake.engine(), monitoring.settings)
-    yield from _report(
-        context, "serving_within_objectives", outcome, alerts, "serving latency / error objectives"
+
+    @asset(
+        group_name="monitoring",
+        kinds={"evidently", "delta"},
+        owners=OWNERS,
+        deps=[INFERENCE_LOG, champion, label_table],
+        metadata={"table": QUALITY_TABLE},
+        check_specs=[
+            _spec(
+                "quality_above_floor",
+                "model_quality",
+                "On labelled live predictions the champion's primary metric is at "
+                "least the floor and within the allowed drop of its holdout value.",
+            )
+        ],
+        description="Classification quality of the champion on its live predictions whose "
+        "return label is known (30 days after the order); to lake/monitoring/model_quality.",
     )
-
-
-@asset(
-    group_name="monitoring",
-    kinds={"delta"},
-    owners=OWNERS,
-    deps=[INFERENCE_LOG, CHAMPION, AssetKey("fct_orders")],
-    metadata={"table": ONLINE_COMPARISON_TABLE},
-    check_specs=[
-        _spec(
-            "challenger_not_worse_online",
-            "online_comparison",
-            "On live orders whose label is known, the challenger's ROC AUC is not "
-            "significantly below the champion's (95% interval of the difference "
-            "not entirely below zero).",
+    def model_quality(
+        context: AssetExecutionContext,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+        monitoring: MonitoringResource,
+        alerts: AlertNotifier,
+    ):
+        outcome = _with_champion(
+            context,
+            mlflow,
+            product,
+            lambda model: monitors.model_quality(
+                lake.engine(), model, product, monitoring.settings, monitoring.reports
+            ),
         )
-    ],
-    description="Champion vs challenger on the live traffic both scored (service rollout "
-    "shadow or canary): agreement rate, score distributions and, once labels arrive, ROC AUC "
-    "of each on the same orders with bootstrap intervals; to lake/monitoring/online_comparison."
-    " The promotion gate counts this evidence (training.min_online_requests).",
-)
-def online_comparison(
-    context: AssetExecutionContext,
-    lake: LakeResource,
-    mlflow: MlflowResource,
-    monitoring: MonitoringResource,
-    alerts: AlertNotifier,
-):
-    client = mlflow.client()
-    champion, challenger = (
-        alias_version(client, mlflow.model_name, alias) for alias in (CHAMPION_ALIAS, CHALLENGER)
+        yield from _report(context, "quality_above_floor", outcome, alerts, "model quality on recent labels")
+
+    @asset(
+        group_name="monitoring",
+        kinds={"delta"},
+        owners=OWNERS,
+        deps=[INFERENCE_LOG],
+        metadata={"table": HEALTH_TABLE},
+        check_specs=[
+            _spec(
+                "serving_within_objectives",
+                "system_health",
+                "Recent p99 latency and the 5xx share of the scoring service meet "
+                "monitoring.latency_p99_ms and monitoring.max_error_rate.",
+            )
+        ],
+        description="Latency percentiles of recent traffic (inference log) and the service's "
+        "error rate (its /metrics); to lake/monitoring/system_health.",
     )
-    outcome = compare_online(
-        lake.engine(),
-        int(champion.version) if champion else None,
-        int(challenger.version) if challenger else None,
-        mlflow.training.decision_threshold,
-        monitoring.settings.min_labelled_rows,
+    def system_health(
+        context: AssetExecutionContext,
+        lake: LakeResource,
+        monitoring: MonitoringResource,
+        alerts: AlertNotifier,
+    ):
+        outcome = monitors.system_health(lake.engine(), monitoring.settings)
+        yield from _report(
+            context, "serving_within_objectives", outcome, alerts, "serving latency / error objectives"
+        )
+
+    @asset(
+        group_name="monitoring",
+        kinds={"delta"},
+        owners=OWNERS,
+        deps=[INFERENCE_LOG, champion, label_table],
+        metadata={"table": ONLINE_COMPARISON_TABLE},
+        check_specs=[
+            _spec(
+                "challenger_not_worse_online",
+                "online_comparison",
+                "On live orders whose label is known, the challenger's ROC AUC is not "
+                "significantly below the champion's (95% interval of the difference "
+                "not entirely below zero).",
+            )
+        ],
+        description="Champion vs challenger on the live traffic both scored (service rollout "
+        "shadow or canary): agreement rate, score distributions and, once labels arrive, ROC AUC "
+        "of each on the same orders with bootstrap intervals; to lake/monitoring/online_comparison."
+        " The promotion gate counts this evidence (gate.min_online_requests).",
     )
-    context.log.info(outcome.note)
-    yield from _report(
-        context, "challenger_not_worse_online", outcome, alerts, "champion vs challenger on live traffic"
-    )
+    def online_comparison(
+        context: AssetExecutionContext,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+        monitoring: MonitoringResource,
+        alerts: AlertNotifier,
+    ):
+        client = mlflow.client()
+        current, waiting = (
+            alias_version(client, product.spec.model_name, alias) for alias in (CHAMPION_ALIAS, CHALLENGER)
+        )
+        outcome = compare_online(
+            lake.engine(),
+            product,
+            int(current.version) if current else None,
+            int(waiting.version) if waiting else None,
+            monitoring.settings.min_labelled_rows,
+        )
+        context.log.info(outcome.note)
+        yield from _report(
+            context, "challenger_not_worse_online", outcome, alerts, "champion vs challenger on live traffic"
+        )
+
+    return [INFERENCE_LOG, feature_drift, prediction_drift, model_quality, system_health, online_comparison]
 
 
 # checks whose failure is a signal for the sensors and alerts (drift, decay), not a broken run
@@ -265,11 +283,3 @@ MONITORING_CHECKS = {
     "serving_within_objectives",
     "challenger_not_worse_online",
 }
-MONITORING_ASSETS: list[Any] = [
-    INFERENCE_LOG,
-    feature_drift,
-    prediction_drift,
-    model_quality,
-    system_health,
-    online_comparison,
-]

@@ -18,35 +18,25 @@ import polars as pl
 from mlflow import MlflowClient
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.products.spec import Product
 from lakehouse_assets.registry.promotion import CHAMPION, require_skops
 from lakehouse_assets.serving.inference_log import SCHEMA
 from lakehouse_assets.settings import MonitoringSettings
 from lakehouse_assets.tables import (
     DRIFT_TABLE,
-    FCT_ORDERS_TABLE,
     HEALTH_TABLE,
     INFERENCE_LOG_TABLE,
     QUALITY_TABLE,
-    TRAINING_SET_TABLE,
+    gold_table,
+    training_set_table,
 )
-from lakehouse_assets.training.dataset import (
-    CATEGORICAL_FEATURES,
-    LABEL,
-    NUMERIC_FEATURES,
-    model_input,
-)
+from lakehouse_assets.training.dataset import model_input
 from lakehouse_assets.training.metrics import classification_metrics
 
 if TYPE_CHECKING:  # Evidently takes seconds to import: only the monitors that run load it
     from evidently.core.report import Snapshot
 
     from lakehouse_assets.monitoring.drift import DriftResult
-GOLD_DRIFT_COLUMNS = {
-    "amount": "amount",
-    "discount": "discount",
-    "n_lines": "basket_lines",
-    "n_items": "basket_units",
-}  # gold fct_orders column -> model feature
 
 
 def now() -> datetime:
@@ -80,7 +70,7 @@ def champion(client: MlflowClient, name: str) -> Champion | None:
         raise ValueError(
             f"{name} version {version.version} (the champion) lacks the tags "
             f"{missing}: monitoring needs to know its training data; register "
-            "models through the return_risk_challenger asset"
+            f"models through the {name}_challenger asset"
         )
     metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
     return Champion(
@@ -94,11 +84,11 @@ def champion(client: MlflowClient, name: str) -> Champion | None:
     )
 
 
-def reference_data(engine: LakeEngine, model: Champion) -> pl.DataFrame:
+def reference_data(engine: LakeEngine, model: Champion, product: Product) -> pl.DataFrame:
     """The rows the champion was trained on: its training set version, its training window."""
-    frame = engine.read(TRAINING_SET_TABLE, version=model.training_set_version)
+    frame = engine.read(training_set_table(product.name), version=model.training_set_version)
     start, end = datetime.fromisoformat(model.train_from), datetime.fromisoformat(model.train_to)
-    return frame.filter(pl.col("order_ts").is_between(start, end))
+    return frame.filter(pl.col(product.time).is_between(start, end))
 
 
 @dataclass
@@ -193,10 +183,12 @@ class MonitorOutcome:
     note: str = ""
 
 
-WORKSPACE_PROJECT = "return_risk monitoring"
+def workspace_project(product: str) -> str:
+    """The Evidently UI project of a product's reports."""
+    return f"{product} monitoring"
 
 
-def publish(snapshot: Snapshot, reports_dir: Path, monitor: str, source: str) -> Path:
+def publish(snapshot: Snapshot, reports_dir: Path, monitor: str, source: str, product: str) -> Path:
     """The report as HTML under ``reports_dir/monitor``, and the snapshot in the local Evidently
     workspace (``reports_dir/workspace``) that `lakehouse monitor-ui` shows."""
     path = reports_dir / monitor / f"{now():%Y%m%dT%H%M%S%f}_{source}.html"
@@ -205,12 +197,12 @@ def publish(snapshot: Snapshot, reports_dir: Path, monitor: str, source: str) ->
     from evidently.ui.workspace import Workspace
 
     workspace = Workspace.create(str(reports_dir / "workspace"))
-    found = workspace.search_project(WORKSPACE_PROJECT)
+    found = workspace.search_project(workspace_project(product))
     project = (
         found[0]
         if found
         else workspace.create_project(
-            WORKSPACE_PROJECT, description="Drift and quality of the return-risk champion"
+            workspace_project(product), description=f"Drift and quality of the {product} champion"
         )
     )
     workspace.add_run(project.id, snapshot, name=f"{monitor} {source}")
@@ -218,25 +210,32 @@ def publish(snapshot: Snapshot, reports_dir: Path, monitor: str, source: str) ->
 
 
 def feature_drift(
-    engine: LakeEngine, model: Champion, settings: MonitoringSettings, reports_dir: Path
+    engine: LakeEngine, model: Champion, product: Product, settings: MonitoringSettings, reports_dir: Path
 ) -> MonitorOutcome:
-    """Drift of the served features (and of the newest gold orders) from the training data."""
+    """Drift of the served features (and of the newest gold rows) from the training data."""
     from lakehouse_assets.monitoring.drift import data_drift
 
-    reference = reference_data(engine, model)
+    reference = reference_data(engine, model, product)
+    numeric, categorical = drift_columns(product)
     window = traffic_window(engine, "feature_drift", DRIFT_TABLE, settings.min_window_rows)
     sources: dict[str, tuple[pl.DataFrame, Window, list[str], list[str]]] = {}
     if window.frame.height:
-        sources["inference_log"] = (window.frame, window, NUMERIC_FEATURES, CATEGORICAL_FEATURES)
-    gold = newest_gold_orders(engine, settings.gold_window_days)
-    if gold.frame.height:
-        sources["gold"] = (gold.frame, gold, list(GOLD_DRIFT_COLUMNS.values()), [])
+        sources["inference_log"] = (window.frame, window, numeric, categorical)
+    gold = newest_gold_rows(engine, product, settings.gold_window_days)
+    request = [c for c in product.spec.features.request if c in numeric]
+    if gold.frame.height and request:
+        sources["gold"] = (gold.frame, gold, request, [])
     outcome = MonitorOutcome(None, note=window.note)
     for source, (current, part, numeric, categorical) in sources.items():
         result = data_drift(
-            reference, current, numeric, categorical, settings.sample_rows, drift_share=settings.drift_share
+            reference,
+            current,
+            numeric,
+            categorical,
+            settings.sample_rows,
+            drift_share=product.spec.monitoring.drift_share,
         )
-        path = publish(result.snapshot, reports_dir, "feature_drift", source)
+        path = publish(result.snapshot, reports_dir, "feature_drift", source, product.name)
         engine.append(DRIFT_TABLE, drift_rows("feature_drift", source, result, part, model.version, path))
         outcome.summary[source] = result.summary()
         outcome.reports[source] = path
@@ -244,19 +243,26 @@ def feature_drift(
     return outcome
 
 
-def newest_gold_orders(engine: LakeEngine, days: int) -> Window:
-    """The newest ``days`` days of gold orders, in the model's feature names."""
-    if engine.version(FCT_ORDERS_TABLE) is None:
-        return Window(pl.DataFrame(), None, None, "no gold orders")
-    orders = engine.read(FCT_ORDERS_TABLE, columns=["order_ts", *GOLD_DRIFT_COLUMNS])
-    end = orders["order_ts"].max()
+def drift_columns(product: Product) -> tuple[list[str], list[str]]:
+    """The declared drift columns (default: every model input), numeric and categorical."""
+    watched = product.spec.monitoring.drift_columns or product.features
+    return [c for c in product.numeric if c in watched], [c for c in product.categorical if c in watched]
+
+
+def newest_gold_rows(engine: LakeEngine, product: Product, days: int) -> Window:
+    """The newest ``days`` days of the product's gold label table: its request columns."""
+    table = gold_table(product.spec.label.table)
+    if engine.version(table) is None:
+        return Window(pl.DataFrame(), None, None, f"no {table}")
+    rows = engine.read(table, columns=[product.time, *product.spec.features.request])
+    end = rows[product.time].max()
     start = end - timedelta(days=days)  # type: ignore[operator]
-    frame = orders.filter(pl.col("order_ts") > start).rename(GOLD_DRIFT_COLUMNS)
-    return Window(frame, start, end, f"gold orders after {start}")  # type: ignore[arg-type]
+    frame = rows.filter(pl.col(product.time) > start)
+    return Window(frame, start, end, f"gold rows after {start}")  # type: ignore[arg-type]
 
 
 def prediction_drift(
-    engine: LakeEngine, model: Champion, settings: MonitoringSettings, reports_dir: Path
+    engine: LakeEngine, model: Champion, product: Product, settings: MonitoringSettings, reports_dir: Path
 ) -> MonitorOutcome:
     """Drift of the served probabilities from the champion's scores on its training data."""
     from lakehouse_assets.monitoring.drift import data_drift
@@ -264,13 +270,15 @@ def prediction_drift(
     window = traffic_window(engine, "prediction_drift", DRIFT_TABLE, settings.min_window_rows)
     if not window.frame.height:
         return MonitorOutcome(None, note=window.note)
-    reference = reference_data(engine, model)
+    reference = reference_data(engine, model, product)
     require_skops(model.model_uri)
     pipeline = mlflow.sklearn.load_model(model.model_uri)
-    scored = pl.DataFrame({"return_probability": pipeline.predict_proba(model_input(reference))[:, 1]})
+    scored = pl.DataFrame(
+        {"return_probability": pipeline.predict_proba(model_input(reference, product))[:, 1]}
+    )
     served = window.frame.select(champion_score()).drop_nulls()
     result = data_drift(scored, served, ["return_probability"], [], settings.sample_rows, drift_share=1.0)
-    path = publish(result.snapshot, reports_dir, "prediction_drift", "inference_log")
+    path = publish(result.snapshot, reports_dir, "prediction_drift", "inference_log", product.name)
     engine.append(
         DRIFT_TABLE, drift_rows("prediction_drift", "inference_log", result, window, model.version, path)
     )
@@ -290,10 +298,11 @@ def champion_score() -> pl.Expr:
     )
 
 
-def labelled_predictions(engine: LakeEngine, model_version: int) -> pl.DataFrame:
+def labelled_predictions(engine: LakeEngine, model_version: int, product: Product) -> pl.DataFrame:
     """The model's logged scores (as champion: also of requests a canary challenger answered)
-    whose order has a known label."""
-    if engine.version(INFERENCE_LOG_TABLE) is None or engine.version(FCT_ORDERS_TABLE) is None:
+    whose row has a known label."""
+    table = gold_table(product.spec.label.table)
+    if engine.version(INFERENCE_LOG_TABLE) is None or engine.version(table) is None:
         return pl.DataFrame()
     log = (
         read_inference_log(engine)
@@ -303,36 +312,40 @@ def labelled_predictions(engine: LakeEngine, model_version: int) -> pl.DataFrame
         )
         .filter(
             (pl.col("model_version") == model_version)
-            & pl.col("order_id").is_not_null()
+            & pl.all_horizontal(pl.col(k).is_not_null() for k in product.keys)
             & pl.col("return_probability").is_not_null()
         )
     )
-    labels = engine.read(FCT_ORDERS_TABLE, columns=["order_id", LABEL, "label_known_at"]).filter(
-        pl.col(LABEL).is_not_null()
-    )
-    # the newest prediction per order (a retried request is one order)
-    return log.sort("served_at").unique("order_id", keep="last").join(labels, on="order_id")
+    label, known_at = product.label, product.spec.label.known_at
+    labels = engine.read(table, columns=[*product.keys, label, known_at]).filter(pl.col(label).is_not_null())
+    # the newest prediction per row (a retried request is one row)
+    return log.sort("served_at").unique(product.keys, keep="last").join(labels, on=product.keys)
 
 
 def model_quality(
-    engine: LakeEngine, model: Champion, settings: MonitoringSettings, reports_dir: Path, threshold: float
+    engine: LakeEngine, model: Champion, product: Product, settings: MonitoringSettings, reports_dir: Path
 ) -> MonitorOutcome:
     """Classification quality of the champion on its labelled live predictions, against the
     floor and against its own holdout value."""
-    frame = labelled_predictions(engine, model.version)
-    if frame.height < settings.min_labelled_rows or frame[LABEL].n_unique() < 2:
+    label, declared = product.label, product.spec.monitoring
+    threshold = product.spec.decision_threshold or 0.5
+    frame = labelled_predictions(engine, model.version, product)
+    if frame.height < settings.min_labelled_rows or frame[label].n_unique() < 2:
         return MonitorOutcome(
             None,
             note=f"{frame.height} labelled predictions of version "
             f"{model.version}; at least {settings.min_labelled_rows} with both "
             "outcomes needed",
         )
-    y = frame[LABEL].cast(pl.Int64).to_numpy()
+    y = frame[label].cast(pl.Int64).to_numpy()
     metrics = classification_metrics(y, frame["return_probability"].to_numpy(), threshold)
-    metric = settings.quality_metric
+    metric = product.quality_metric
+    floor = declared.quality_floor
     value, baseline = metrics[metric], model.holdout_metrics.get(metric, np.nan)
-    passed = value >= settings.quality_floor and not (baseline - value > settings.quality_max_drop)
-    path = publish(classification_report(frame), reports_dir, "model_quality", "labels")
+    sign = 1.0 if product.spec.better(metric) == "max" else -1.0
+    dropped = sign * (baseline - value) > declared.quality_max_drop
+    passed = (floor is None or sign * (value - floor) >= 0) and not dropped
+    path = publish(classification_report(frame, label), reports_dir, "model_quality", "labels", product.name)
     engine.append(
         QUALITY_TABLE,
         pl.DataFrame(
@@ -347,8 +360,8 @@ def model_quality(
                     **metrics,
                     "metric": metric,
                     "holdout_value": baseline,
-                    "floor": settings.quality_floor,
-                    "max_drop": settings.quality_max_drop,
+                    "floor": floor,
+                    "max_drop": declared.quality_max_drop,
                     "passed": passed,
                     "report": str(path),
                 }
@@ -362,13 +375,13 @@ def model_quality(
     )
 
 
-def classification_report(frame: pl.DataFrame) -> Snapshot:
+def classification_report(frame: pl.DataFrame, label: str) -> Snapshot:
     """Evidently's classification preset over the labelled predictions."""
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.presets import ClassificationPreset
 
     data = frame.select(
-        pl.col(LABEL).cast(pl.Int64).alias("target"), pl.col("return_probability").alias("prediction")
+        pl.col(label).cast(pl.Int64).alias("target"), pl.col("return_probability").alias("prediction")
     ).to_pandas()
     definition = DataDefinition(
         classification=[BinaryClassification(target="target", prediction_probas="prediction", pos_label=1)]

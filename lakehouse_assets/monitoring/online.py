@@ -15,8 +15,8 @@ from sklearn.metrics import roc_auc_score
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.monitoring.monitors import MonitorOutcome, now, read_inference_log
-from lakehouse_assets.tables import FCT_ORDERS_TABLE, INFERENCE_LOG_TABLE, ONLINE_COMPARISON_TABLE
-from lakehouse_assets.training.dataset import LABEL
+from lakehouse_assets.products.spec import Product
+from lakehouse_assets.tables import INFERENCE_LOG_TABLE, ONLINE_COMPARISON_TABLE, gold_table
 
 Z95 = 1.959964
 
@@ -121,11 +121,12 @@ SCHEMA = pl.Schema(
 
 
 def compare(
-    engine: LakeEngine, champion: int, challenger: int, threshold: float, min_labelled: int
+    engine: LakeEngine, product: Product, champion: int, challenger: int, min_labelled: int
 ) -> Comparison | None:
     """Agreement (same decision at the threshold), score distributions (means, 90th percentile,
     two-sample KS) and, with at least ``min_labelled`` labelled orders of both classes, quality
     on the same orders. None when no request was scored by both."""
+    threshold = product.spec.decision_threshold or 0.5
     pairs = paired_scores(engine, champion, challenger)
     if pairs.is_empty():
         return None
@@ -152,18 +153,17 @@ def compare(
         "labelled_orders": 0,
         **dict.fromkeys(QUALITY_COLUMNS),
     }
-    if engine.version(FCT_ORDERS_TABLE) is not None:
-        labels = engine.read(FCT_ORDERS_TABLE, columns=["order_id", LABEL]).filter(
-            pl.col(LABEL).is_not_null()
-        )
+    table, keys, label = gold_table(product.spec.label.table), product.keys, product.label
+    if engine.version(table) is not None:
+        labels = engine.read(table, columns=[*keys, label]).filter(pl.col(label).is_not_null())
         labelled = (
-            pairs.filter(pl.col("order_id").is_not_null())
+            pairs.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in keys))
             .sort("served_at")
-            .unique("order_id", keep="last")
-            .join(labels, on="order_id")
+            .unique(keys, keep="last")
+            .join(labels, on=keys)
         )
         row["labelled_orders"] = labelled.height
-        y = labelled[LABEL].cast(pl.Int64).to_numpy()
+        y = labelled[label].cast(pl.Int64).to_numpy()
         if labelled.height >= min_labelled and 0 < y.sum() < len(y):
             row.update(
                 paired_auc(
@@ -176,13 +176,13 @@ def compare(
 
 
 def online_comparison(
-    engine: LakeEngine, champion: int | None, challenger: int | None, threshold: float, min_labelled: int
+    engine: LakeEngine, product: Product, champion: int | None, challenger: int | None, min_labelled: int
 ) -> MonitorOutcome:
     """The monitor: compare, append to ``monitoring/online_comparison``; fails only when the
     challenger is significantly worse on labelled live orders."""
     if champion is None or challenger is None or champion == challenger:
         return MonitorOutcome(None, note="no challenger beside the champion")
-    comparison = compare(engine, champion, challenger, threshold, min_labelled)
+    comparison = compare(engine, product, champion, challenger, min_labelled)
     if comparison is None:
         return MonitorOutcome(
             None,

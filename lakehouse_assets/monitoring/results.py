@@ -3,11 +3,15 @@ them: kept apart from the monitors, so readers do not import Evidently."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import polars as pl
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.products.spec import Product
 from lakehouse_assets.tables import DRIFT_TABLE, QUALITY_TABLE
 
 
@@ -38,9 +42,47 @@ def monitor_results(engine: LakeEngine) -> pl.DataFrame:
     return pl.concat(parts)
 
 
-def newest_label_time(engine: LakeEngine, table: str) -> str | None:
-    """When the newest label of ``table`` became known (its ``label_known_at``), as text."""
+def newest_label_time(engine: LakeEngine, table: str, known_at: str = "label_known_at") -> str | None:
+    """When the newest label of ``table`` became known (its ``known_at`` column), as text."""
     if engine.version(table) is None:
         return None
-    newest = engine.read(table, columns=["label_known_at"])["label_known_at"].max()
+    newest = engine.read(table, columns=[known_at])[known_at].max()
     return None if newest is None else str(newest)
+
+
+@dataclass
+class ProductStatus:
+    """Where a data product stands: its aliases, its newest version's time, its monitors."""
+
+    champion: str | None
+    challenger: str | None
+    last_trained: str | None
+    monitoring: str
+
+
+def product_status(client: MlflowClient, engine: LakeEngine, product: Product) -> ProductStatus:
+    """The registry's champion and challenger of ``product``, when its newest version was
+    registered, and the outcome of its newest monitor evaluations."""
+    name = product.spec.model_name
+    aliases: dict[str, str | None] = {}
+    for alias in ("champion", "challenger"):
+        try:
+            aliases[alias] = f"v{client.get_model_version_by_alias(name, alias).version}"
+        except MlflowException:
+            aliases[alias] = None
+    try:
+        newest = max((v.creation_timestamp for v in client.search_model_versions(f"name = '{name}'")), default=None)
+    except MlflowException:
+        newest = None
+    trained = None if newest is None else str(datetime.fromtimestamp(newest / 1000, UTC).replace(tzinfo=None))
+    if not product.spec.serving.online:
+        state = "not monitored online"
+    else:
+        results = monitor_results(engine)
+        if results.height == 0:
+            state = "no evaluations yet"
+        else:
+            latest = results.sort("computed_at").group_by("monitor").last()
+            failing = sorted(latest.filter(~pl.col("ok"))["monitor"].to_list())
+            state = f"failing: {', '.join(failing)}" if failing else f"{latest.height} monitors passing"
+    return ProductStatus(aliases["champion"], aliases["challenger"], trained, state)

@@ -23,11 +23,10 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from lakehouse_assets.engine import LakeEngine
-from lakehouse_assets.settings import TrainingSettings
+from lakehouse_assets.products.spec import ProductSpec
 from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, EVALUATIONS_TABLE
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-PRIMARY_METRIC = "roc_auc"  # the metric the gate compares (guards: log loss, calibration)
 ALIAS_HISTORY_SCHEMA = pl.Schema(
     {
         "model_name": pl.String(),
@@ -156,11 +155,11 @@ def model_card(
 - Training run: {version.run_id}
 - Training set: {tags.get("training_set", "?")} (Delta version {tags.get("training_set_version", "?")})
 - Source tables (Delta versions): {tags.get("source_delta_versions", "{}")}
-- Data window: trained on orders {split_window.get("train_from")} .. {split_window.get("train_to")};
-  validated on the newest orders {split_window.get("holdout_from")} .. {split_window.get("holdout_to")}
-  (time-based split; orders younger than the label window left out)
+- Data window: trained on rows {split_window.get("train_from")} .. {split_window.get("train_to")};
+  validated on the newest rows {split_window.get("holdout_from")} .. {split_window.get("holdout_to")}
+  (time-based split; rows younger than the label window left out)
 - Features: {tags.get("features", "?")}
-- Output: probability that the order is returned within 30 days
+- Task: {tags.get("task", "?")}; output: {tags.get("description", "?")}
 
 ## Holdout metrics
 
@@ -283,28 +282,27 @@ class Evaluation:
         return values
 
 
-def gate(
-    champion: dict[str, float], challenger: dict[str, float], settings: TrainingSettings
-) -> tuple[bool, str]:
-    """Promote only if the primary metric gains at least the margin and no guard regresses."""
-    gain = challenger[PRIMARY_METRIC] - champion[PRIMARY_METRIC]
-    if gain < settings.promotion_margin:
+def gate(champion: dict[str, float], challenger: dict[str, float], spec: ProductSpec) -> tuple[bool, str]:
+    """Promote only if the primary metric improves by at least the margin (in its direction)
+    and no guard metric gets worse by more than its tolerance."""
+    primary, margin = spec.gate.primary_metric, spec.gate.margin
+
+    def gain(metric: str) -> float:  # positive: the challenger is better
+        difference = challenger[metric] - champion[metric]
+        return difference if spec.better(metric) == "max" else -difference
+
+    if gain(primary) < margin:
         return False, (
-            f"{PRIMARY_METRIC} {challenger[PRIMARY_METRIC]:.4f} vs champion "
-            f"{champion[PRIMARY_METRIC]:.4f}: gain {gain:+.4f} below the margin "
-            f"{settings.promotion_margin}"
+            f"{primary} {challenger[primary]:.4f} vs champion {champion[primary]:.4f}: gain "
+            f"{gain(primary):+.4f} below the margin {margin}"
         )
-    guards = (
-        ("log_loss", settings.log_loss_tolerance),
-        ("calibration_error", settings.calibration_tolerance),
-    )
-    for metric, tolerance in guards:
-        if challenger[metric] > champion[metric] + tolerance:
+    for metric, tolerance in spec.gate.guards.items():
+        if -gain(metric) > tolerance:
             return False, (
                 f"guard {metric} regressed: {challenger[metric]:.4f} vs champion "
                 f"{champion[metric]:.4f} (tolerance {tolerance})"
             )
-    return True, f"{PRIMARY_METRIC} gain {gain:+.4f} >= margin {settings.promotion_margin}; guards hold"
+    return True, f"{primary} gain {gain(primary):+.4f} >= margin {margin}; guards hold"
 
 
 class UntrustedModelError(RuntimeError):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import yaml  # type: ignore[import-untyped]
 
 from lakehouse_assets.engine import DeltaEngine, LakeEngine
-from lakehouse_assets.settings import LakehouseSettings, TrainingSettings
+from lakehouse_assets.settings import LakehouseSettings
 
 if TYPE_CHECKING:
     from feast import FeatureStore, RepoConfig
@@ -77,9 +77,6 @@ class MlflowConnection:
     tracking_uri: str
     registry_uri: str
     artifact_root: str
-    experiment: str
-    model_name: str
-    training: TrainingSettings
 
     def client(self) -> MlflowClient:
         from mlflow import MlflowClient
@@ -93,9 +90,10 @@ class MlflowConnection:
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.registry_uri)
 
-    def activate(self) -> str:
-        """Point this process's MLflow at the URIs and return the experiment id (created on
-        first use, with its artifacts under ``artifact_root`` for a local backend)."""
+    def activate(self, experiment: str) -> str:
+        """Point this process's MLflow at the URIs and make ``experiment`` (a data product's)
+        the active one; returns its id (created on first use, with its artifacts under
+        ``artifact_root`` for a local backend)."""
         import mlflow
 
         local = self.tracking_uri.startswith("sqlite:///")
@@ -104,12 +102,12 @@ class MlflowConnection:
             Path(self.artifact_root).mkdir(parents=True, exist_ok=True)
         self.use()
         client = self.client()
-        found = client.get_experiment_by_name(self.experiment)
+        found = client.get_experiment_by_name(experiment)
         if found is not None:
             experiment_id = found.experiment_id
         else:
             experiment_id = client.create_experiment(
-                self.experiment, artifact_location=Path(self.artifact_root).as_uri() if local else None
+                experiment, artifact_location=Path(self.artifact_root).as_uri() if local else None
             )
         mlflow.set_experiment(experiment_id=experiment_id)
         return experiment_id
@@ -121,9 +119,6 @@ def mlflow_connection(settings: LakehouseSettings) -> MlflowConnection:
         tracking_uri=settings.tracking_uri,
         registry_uri=settings.registry_uri,
         artifact_root=str(settings.mlflow_dir / "artifacts"),
-        experiment=settings.training.experiment,
-        model_name=settings.training.model_name,
-        training=settings.training,
     )
 
 

@@ -18,9 +18,8 @@ from typing import Any
 import yaml  # type: ignore[import-untyped]
 from dagster_dbt import DbtCliResource, DbtProject
 
-from lakehouse_assets.settings import LakehouseSettings
+from lakehouse_assets.settings import DBT_PROJECT_DIR, LakehouseSettings
 
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 # The dbt of this environment, whether or not its bin folder is on PATH.
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 

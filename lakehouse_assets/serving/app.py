@@ -37,7 +37,7 @@ from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.registry.promotion import CHALLENGER, UntrustedModelError
 from lakehouse_assets.runtime import is_loopback
 from lakehouse_assets.serving.batching import MicroBatcher
-from lakehouse_assets.serving.inference_log import InferenceLog, record
+from lakehouse_assets.serving.inference_log import InferenceLog, log_schema, record
 from lakehouse_assets.serving.schemas import (
     BatchPrediction,
     BatchRequest,
@@ -169,9 +169,10 @@ class ScoringService:
         except UntrustedModelError:
             log.exception("challenger refused; serving without it")
         self.metrics.show(self.champion, self.challenger, self.rollout)
+        features = self.open_features()
         self._running = _Running(
-            self.open_features(),
-            InferenceLog(self.engine, self.settings.log_flush_seconds),
+            features,
+            InferenceLog(self.engine, log_schema(features.product), self.settings.log_flush_seconds),
             MicroBatcher(self.score, self.settings.batch_window_ms / 1000, max_items=self.settings.max_batch),
         )
 

@@ -20,7 +20,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from lakehouse_assets.training.dataset import model_input
+from lakehouse_assets.training.dataset import typed_input
 
 log = logging.getLogger(__name__)
 Rows = Sequence[Mapping[str, Any]]
@@ -187,10 +187,28 @@ def probe_rows(pipeline: Pipeline, count: int = 64, seed: int = 0) -> list[dict[
     return [{c: rng.choice(v) for c, v in choices.items()} for _ in range(count)]
 
 
-def input_columns(pipeline: Any) -> list[str] | None:
-    """The columns a pipeline was fitted on (an older model may use fewer than FEATURES)."""
+def input_columns(pipeline: Any) -> list[str]:
+    """The columns a pipeline was fitted on (an older model may use fewer than its product's)."""
     names = getattr(pipeline, "feature_names_in_", None)
-    return None if names is None else [str(n) for n in names]
+    if names is None:
+        raise ValueError(f"{type(pipeline).__name__} was not fitted on named columns")
+    return [str(n) for n in names]
+
+
+def categorical_columns(pipeline: Any) -> set[str]:
+    """The input columns a pipeline encodes as categories (its `categorical` transformer)."""
+    steps = getattr(pipeline, "named_steps", {})
+    transformer = steps.get("features")
+    if not isinstance(transformer, ColumnTransformer):
+        return set()
+    return {
+        str(c) for name, _, columns in transformer.transformers_ if name == "categorical" for c in columns
+    }
+
+
+def pipeline_input(frame: pl.DataFrame, pipeline: Any) -> Any:
+    """``frame`` as ``pipeline`` takes it: its fitted columns, categories as strings."""
+    return typed_input(frame, input_columns(pipeline), categorical_columns(pipeline))
 
 
 def fast_scorer(pipeline: Any) -> Scorer | None:
@@ -199,7 +217,7 @@ def fast_scorer(pipeline: Any) -> Scorer | None:
         scorer = compile_pipeline(pipeline)
         rows = probe_rows(pipeline)
         frame = pl.DataFrame(rows, infer_schema_length=None)
-        expected = pipeline.predict_proba(model_input(frame, input_columns(pipeline)))[:, 1]
+        expected = pipeline.predict_proba(pipeline_input(frame, pipeline))[:, 1]
         if np.allclose(scorer(rows), expected, rtol=0, atol=1e-9):
             return scorer
         log.warning("compiled scorer differs from the pipeline; scoring with the pipeline")

@@ -14,9 +14,10 @@ from typing import Any
 import polars as pl
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.products.spec import Product
 from lakehouse_assets.tables import INFERENCE_LOG_TABLE
-from lakehouse_assets.training.dataset import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 
+# Every row's columns, whatever the served product: ids, the request, the answer, the rollout.
 SCHEMA = pl.Schema(
     {
         "request_id": pl.String(),
@@ -28,8 +29,6 @@ SCHEMA = pl.Schema(
         "order_id": pl.Int64(),
         "request": pl.String(),
         "product_features": pl.String(),
-        **{name: pl.Float64() for name in NUMERIC_FEATURES},
-        **{name: pl.String() for name in CATEGORICAL_FEATURES},
         "return_probability": pl.Float64(),
         "latency_ms": pl.Float64(),
         # the rollout: which alias answered, and both models' scores when the challenger took part
@@ -42,6 +41,15 @@ SCHEMA = pl.Schema(
     }
 )
 log = logging.getLogger(__name__)
+
+
+def log_schema(product: Product) -> pl.Schema:
+    """The log's columns for ``product``: every model input beside the common columns (so the
+    monitors compare served inputs with training data column by column)."""
+    features = {name: pl.Float64() for name in product.numeric} | {
+        name: pl.String() for name in product.categorical
+    }
+    return pl.Schema({**SCHEMA, **{k: v for k, v in features.items() if k not in SCHEMA}})
 
 
 def record(
@@ -74,7 +82,7 @@ def record(
         "order_id": request.get("order_id"),
         "request": json.dumps(request),
         "product_features": json.dumps(product_features, default=str),
-        **{name: features.get(name) for name in (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)},
+        **features,  # the log's schema keeps the product's model inputs
         "return_probability": probability,
         "latency_ms": latency_ms,
         "rollout": rollout,
@@ -118,14 +126,17 @@ class InferenceLog:
     """Queue in memory, one commit per batch. A failed commit is retried with the same rows on
     the next flush, never dropped; ``close`` drains the queue."""
 
-    def __init__(self, engine: LakeEngine, flush_seconds: float = 1.0, max_rows: int = 5000):
-        self.engine, self.flush_seconds, self.max_rows = engine, flush_seconds, max_rows
+    def __init__(
+        self, engine: LakeEngine, schema: pl.Schema, flush_seconds: float = 1.0, max_rows: int = 5000
+    ):
+        self.engine, self.schema = engine, schema
+        self.flush_seconds, self.max_rows = flush_seconds, max_rows
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self._pending: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self.rows_written = self.commits = 0
         if engine.exists(INFERENCE_LOG_TABLE):  # a log written before a column existed gains it
-            engine.ensure_table(INFERENCE_LOG_TABLE, pl.DataFrame(schema=SCHEMA).to_arrow().schema)
+            engine.ensure_table(INFERENCE_LOG_TABLE, pl.DataFrame(schema=schema).to_arrow().schema)
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         self._thread.start()
 
@@ -153,7 +164,7 @@ class InferenceLog:
             if not self._pending:
                 return
             score_shadows(self._pending)
-            batch = pl.DataFrame(self._pending, schema=SCHEMA)
+            batch = pl.DataFrame(self._pending, schema=self.schema)
             started = time.perf_counter()
             self.engine.append(INFERENCE_LOG_TABLE, batch)
             seconds = time.perf_counter() - started

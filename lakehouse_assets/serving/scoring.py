@@ -16,12 +16,12 @@ import polars as pl
 from feast import FeatureStore
 from mlflow import MlflowClient
 
-from lakehouse_assets.features.basket import LINE_FEATURES, basket_features
+from lakehouse_assets.features.basket import basket_features
 from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
+from lakehouse_assets.products.spec import Product
 from lakehouse_assets.registry.promotion import CHALLENGER, CHAMPION, require_skops
-from lakehouse_assets.serving.compiled import Scorer, fast_scorer, input_columns
+from lakehouse_assets.serving.compiled import Scorer, categorical_columns, fast_scorer, pipeline_input
 from lakehouse_assets.serving.schemas import Order
-from lakehouse_assets.training.dataset import FEATURES, model_input
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,9 @@ class LoadedModel:
         """P(return) for each feature row, through the same input preparation as training."""
         if self.compiled is not None:
             return self.compiled(features)
-        frame = model_input(
-            pl.DataFrame(features, schema_overrides={"segment": pl.String}, infer_schema_length=None),
-            input_columns(self.model),
-        )
-        return self.model.predict_proba(frame)[:, 1]
+        strings = {c: pl.String for c in categorical_columns(self.model)}
+        frame = pl.DataFrame(features, schema_overrides=strings, infer_schema_length=None)
+        return self.model.predict_proba(pipeline_input(frame, self.model))[:, 1]
 
 
 class AliasedModel:
@@ -130,11 +128,6 @@ class Rollout:
         return self.mode == "canary" and canary_bucket(customer_id) < self.canary_share
 
 
-# keys of a lookup row that come from the request: a row with nothing else is an unknown customer
-REQUEST_KEYS = {"customer_id", "amount", "discount", "amount_vs_avg_basket", "discount_share"}
-LINE_SCHEMA = {"order": pl.Int64, "quantity": pl.Int64, **{f: pl.Float64 for f in LINE_FEATURES}}
-
-
 @dataclass(frozen=True)
 class OrderInput:
     """What the model scores for one order: its features (request values, customer features
@@ -199,13 +192,25 @@ def score_orders(
 
 
 class OrderFeatures:
-    """Online features for orders: the return-risk service (customer features and request-time
-    features) and the products' features."""
+    """Online features for orders of the served product: its row features (customer and
+    request-time features) and the features of the products on the order's lines."""
 
-    def __init__(self, store: FeatureStore):
-        self.store = store
-        self.customers = OnlineFeatureLookup(store)
-        view = store.get_feature_view("product_daily_features")
+    def __init__(self, store: FeatureStore, product: Product):
+        self.store, self.product = store, product
+        self.customers = OnlineFeatureLookup(store, list(product.row_features))
+        on_demand = [r.split(":")[1] for r in product.row_features if r.split(":")[0] in product.on_demand]
+        # keys of a lookup row that come from the request: nothing else means an unknown customer
+        self.request_keys = {"customer_id", *product.spec.features.request, *on_demand}
+        self.line_features = product.line_feature_names
+        self.line_schema = {
+            "order": pl.Int64,
+            "quantity": pl.Int64,
+            **{f: pl.Float64 for f in self.line_features},
+        }
+        view_name = (
+            product.line_features[0].split(":")[0] if product.line_features else "product_daily_features"
+        )
+        view = store.get_feature_view(view_name)
         self.product_refs = [f"{view.name}:{f.name}" for f in view.features]
 
     def lookup(self, orders: list[Order]) -> list[OrderInput | Unscorable]:
@@ -224,13 +229,13 @@ class OrderFeatures:
             unknown = next(
                 (p.product_id for p in order.items if not _known(by_product[p.product_id], set())), None
             )
-            if not _known(row, REQUEST_KEYS):
+            if not _known(row, self.request_keys):
                 out.append(Unscorable(f"unknown customer {order.customer_id}: no online features"))
             elif unknown is not None:
                 out.append(Unscorable(f"unknown product {unknown}: no online features"))
             else:
                 features = {
-                    **{name: row.get(name) for name in FEATURES},
+                    **{name: row.get(name) for name in self.product.features},
                     "amount": order.amount,
                     "discount": order.discount,
                 }
@@ -238,7 +243,7 @@ class OrderFeatures:
                     {
                         "order": len(out),
                         "quantity": p.quantity,
-                        **{f: by_product[p.product_id][f] for f in LINE_FEATURES},
+                        **{f: by_product[p.product_id][f] for f in self.line_features},
                     }
                     for p in order.items
                 )
@@ -246,9 +251,10 @@ class OrderFeatures:
                     OrderInput(features, {p.product_id: by_product[p.product_id] for p in order.items})
                 )
         if lines:  # the basket features of every scorable order, in one call
-            for basket in basket_features(pl.DataFrame(lines, schema=LINE_SCHEMA), key="order").iter_rows(
-                named=True
-            ):
+            baskets = basket_features(
+                pl.DataFrame(lines, schema=self.line_schema), self.line_features, key="order"
+            )
+            for basket in baskets.iter_rows(named=True):
                 scorable = out[basket.pop("order")]
                 if isinstance(scorable, OrderInput):  # always: lines are of scorable orders
                     scorable.features.update(basket)

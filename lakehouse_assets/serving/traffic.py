@@ -41,7 +41,7 @@ def replay(settings: LakehouseSettings, requests: list[dict]) -> dict[int, int]:
     Returns the count of answers by status: 404 for customers the online store does not know."""
     from fastapi.testclient import TestClient
 
-    from lakehouse_assets.serving.server import build_app
+    from lakehouse_assets.serving.server import build_app, online_product
 
     statuses: dict[int, int] = {}
     headers = (
@@ -49,7 +49,7 @@ def replay(settings: LakehouseSettings, requests: list[dict]) -> dict[int, int]:
         if settings.serving.token
         else {}
     )
-    with TestClient(build_app(settings), headers=headers) as client:
+    with TestClient(build_app(settings, online_product(settings)), headers=headers) as client:
         for body in requests:
             status = client.post("/v1/predict", json=body).status_code
             statuses[status] = statuses.get(status, 0) + 1

@@ -1,6 +1,6 @@
-"""Train the candidates on the current training set and register the best as the challenger:
-the logic of the `return_risk_challenger` asset, as a plain function (the crash harness runs it
-too)."""
+"""Train a product's candidates on its current training set and register the best as the
+challenger: the logic of the `<product>_challenger` asset, as a plain function (the crash
+harness runs it too)."""
 
 from __future__ import annotations
 
@@ -13,45 +13,50 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.products.spec import Product
 from lakehouse_assets.registry.promotion import (
     finish_registration,
     register_challenger,
     version_with_fingerprint,
 )
-from lakehouse_assets.settings import TrainingSettings
-from lakehouse_assets.tables import TRAINING_SET_TABLE
-from lakehouse_assets.training.dataset import FEATURES, NotEnoughData
+from lakehouse_assets.tables import training_set_table
+from lakehouse_assets.training.dataset import NotEnoughData
 from lakehouse_assets.training.train import TrainingData, TrainingOutcome, fingerprint, train_candidates
 
 
-def training_data(engine: LakeEngine, version: int | None = None) -> TrainingData:
-    """The training set (the current version, or ``version``) with its Delta version and the
-    source versions its build recorded."""
-    current = engine.version(TRAINING_SET_TABLE)
+def training_data(engine: LakeEngine, product: Product, version: int | None = None) -> TrainingData:
+    """The product's training set (the current version, or ``version``) with its Delta version
+    and the source versions its build recorded."""
+    table = training_set_table(product.name)
+    current = engine.version(table)
     if current is None:
-        raise ValueError(f"{TRAINING_SET_TABLE} does not exist: materialize training_set first")
+        raise ValueError(f"{table} does not exist: materialize {product.name}_training_set first")
     version = current if version is None else version
     # the newest build at or before that version (a later commit may be an erasure's delete)
     commit = next(
-        (c for c in engine.history(TRAINING_SET_TABLE) if c["version"] <= version and "source_versions" in c),
+        (c for c in engine.history(table) if c["version"] <= version and "source_versions" in c),
         {},
     )
     sources = commit.get("source_versions") or "{}"
     return TrainingData(
-        engine.read(TRAINING_SET_TABLE, version=version),
-        engine.table_path(TRAINING_SET_TABLE),
+        engine.read(table, version=version),
+        engine.table_path(table),
         version,
         json.loads(sources) if isinstance(sources, str) else dict(sources),
     )
 
 
-def lineage_tags(data: TrainingData, window: dict[str, str]) -> dict[str, str]:
-    """Registry tags that tie a model version to the data it was trained on (monitoring and
-    `lakehouse lineage` read them)."""
+def lineage_tags(data: TrainingData, window: dict[str, str], product: Product) -> dict[str, str]:
+    """Registry tags that tie a model version to the data and the feature specification it was
+    trained with (serving, monitoring and `lakehouse lineage` read them)."""
     return {
+        "product": product.name,
+        "task": product.spec.task,
+        "description": product.spec.description,
         "training_set": data.path,
         "training_set_version": str(data.version),
-        "features": ", ".join(FEATURES),
+        "features": ", ".join(product.features),
+        "feature_spec": json.dumps(product.feature_spec(), sort_keys=True),
         "source_delta_versions": json.dumps(data.source_versions, sort_keys=True),
         **{f"window_{k}": v for k, v in window.items()},
     }
@@ -72,15 +77,15 @@ class ChallengerResult:
 def train_challenger(
     engine: LakeEngine,
     client: MlflowClient,
-    model_name: str,
-    settings: TrainingSettings,
+    product: Product,
     actor: str,
     log: Callable[[str], Any] = print,
 ) -> ChallengerResult:
     """Unchanged data and settings: the version trained from them (its registration finished if
     a crash cut it short); else train, and register the best candidate as the challenger."""
-    data = training_data(engine)
-    key = fingerprint(data, settings)
+    data = training_data(engine, product)
+    key = fingerprint(data, product)
+    model_name = product.spec.model_name
     existing = version_with_fingerprint(client, model_name, key)
     if existing is not None:
         resumed = finish_registration(client, engine, existing, actor)
@@ -90,7 +95,7 @@ def train_challenger(
         )
         return ChallengerResult(key, existing, resumed=resumed)
     try:
-        outcome = train_candidates(data, settings, log=log)
+        outcome = train_candidates(data, product, log=log)
     except NotEnoughData as reason:
         log(f"not trained: {reason}")
         return ChallengerResult(key, not_trained=str(reason))
@@ -104,7 +109,7 @@ def train_challenger(
         tags={
             "fingerprint": key,
             "candidate": best.candidate.name,
-            **lineage_tags(data, outcome.split.window()),
+            **lineage_tags(data, outcome.split.window(), product),
         },
         window=outcome.split.window(),
         metrics=best.metrics,

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow
-import numpy as np
 import polars as pl
 from mlflow import MlflowClient
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.products.spec import Product
 from lakehouse_assets.registry.promotion import (
     CHALLENGER,
     CHAMPION,
@@ -19,41 +19,49 @@ from lakehouse_assets.registry.promotion import (
     gate,
     require_skops,
 )
-from lakehouse_assets.settings import TrainingSettings
 from lakehouse_assets.tables import INFERENCE_LOG_TABLE
-from lakehouse_assets.training.dataset import LABEL, TimeSplit, model_input
-from lakehouse_assets.training.metrics import classification_metrics
+from lakehouse_assets.training.dataset import TimeSplit, model_input
+from lakehouse_assets.training.metrics import task_metrics
+from lakehouse_assets.training.train import labels, served_predictions
 
 
-def online_evidence(engine: LakeEngine, challenger: int) -> int:
-    """How many logged requests the challenger version scored beside a champion."""
+def online_evidence(engine: LakeEngine, challenger: int, product: str | None = None) -> int:
+    """How many logged requests the challenger version (of ``product``) scored beside a champion."""
     if engine.version(INFERENCE_LOG_TABLE) is None:
         return 0
     columns = ["challenger_version", "challenger_probability"]
-    if not set(columns) <= set(engine.schema(INFERENCE_LOG_TABLE).names):
+    names = set(engine.schema(INFERENCE_LOG_TABLE).names)
+    if not set(columns) <= names:
         return 0  # a log from before rollouts existed
-    return (
-        engine.read(INFERENCE_LOG_TABLE, columns=columns)
-        .filter((pl.col("challenger_version") == challenger) & pl.col("challenger_probability").is_not_null())
-        .height
+    by_product = product is not None and "model_name" in names
+    frame = engine.read(INFERENCE_LOG_TABLE, columns=[*columns, *(["model_name"] if by_product else [])])
+    if by_product:
+        frame = frame.filter(pl.col("model_name") == product)
+    return frame.filter(
+        (pl.col("challenger_version") == challenger) & pl.col("challenger_probability").is_not_null()
+    ).height
+
+
+def score(product: Product, version: int, holdout: pl.DataFrame) -> dict[str, float]:
+    """Metrics of a registered version on the holdout, loaded the way serving loads it, with
+    the feature columns that version was trained on."""
+    uri = f"models:/{product.spec.model_name}/{version}"
+    require_skops(uri)
+    model = mlflow.pyfunc.load_model(uri)
+    columns = [c.name for c in model.metadata.get_input_schema().inputs]
+    prediction = served_predictions(model, model_input(holdout, product, columns), product.spec.task)
+    return task_metrics(
+        product.spec.task, labels(holdout, product), prediction, product.spec.decision_threshold
     )
 
 
-def score(name: str, version: int, holdout: pl.DataFrame, threshold: float) -> dict[str, float]:
-    """Metrics of a registered version on the holdout, loaded the way serving loads it."""
-    require_skops(f"models:/{name}/{version}")
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    probabilities = np.asarray(model.predict(model_input(holdout)))[:, 1]
-    return classification_metrics(holdout[LABEL].cast(pl.Int64).to_numpy(), probabilities, threshold)
-
-
 def evaluate(
-    client: MlflowClient, name: str, split: TimeSplit, settings: TrainingSettings, online_requests: int = 0
+    client: MlflowClient, product: Product, split: TimeSplit, online_requests: int = 0
 ) -> Evaluation:
     """Champion and challenger on the same, most recent holdout, and the gate's decision. With
-    ``settings.min_online_requests``, a challenger that passes offline also needs that many
-    live requests scored in shadow or canary (``online_requests``) before it replaces a
-    champion."""
+    ``gate.min_online_requests``, a challenger that passes offline also needs that many live
+    requests scored in shadow or canary (``online_requests``) before it replaces a champion."""
+    name, spec = product.spec.model_name, product.spec
     challenger, champion = alias_version(client, name, CHALLENGER), alias_version(client, name, CHAMPION)
     holdout = split.holdout
     base: dict[str, Any] = {
@@ -64,7 +72,7 @@ def evaluate(
     }
     if challenger is None:
         return Evaluation(**base, decision="no_challenger", reason="no challenger to evaluate")
-    new = score(name, int(challenger.version), holdout, settings.decision_threshold)
+    new = score(product, int(challenger.version), holdout)
     if champion is None:
         return Evaluation(
             **base, decision="promote", reason="first model: becomes champion", challenger_metrics=new
@@ -77,15 +85,15 @@ def evaluate(
             challenger_metrics=new,
             champion_metrics=new,
         )
-    old = score(name, int(champion.version), holdout, settings.decision_threshold)
-    promote, reason = gate(old, new, settings)
-    if promote and online_requests < settings.min_online_requests:
+    old = score(product, int(champion.version), holdout)
+    promote, reason = gate(old, new, spec)
+    if promote and online_requests < spec.gate.min_online_requests:
         return Evaluation(
             **base,
             decision="awaiting_evidence",
             reason=f"{reason}; but only {online_requests} of the "
-            f"{settings.min_online_requests} live requests in shadow or canary "
-            "the gate requires (training.min_online_requests)",
+            f"{spec.gate.min_online_requests} live requests in shadow or canary "
+            "the gate requires (gate.min_online_requests)",
             challenger_metrics=new,
             champion_metrics=old,
         )

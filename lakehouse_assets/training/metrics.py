@@ -1,4 +1,5 @@
-"""Classification quality of a probability model, and its plots (PNG)."""
+"""Quality of a model on its holdout, per task (probabilities of a binary classifier, or a
+regression's numbers), and its plots (PNG)."""
 
 from __future__ import annotations
 
@@ -52,19 +53,72 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> di
     }
 
 
+def regression_metrics(y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, WAPE (absolute error over the actual total), bias (mean error over the mean
+    actual; positive: over-forecast), its absolute value and R squared."""
+    y, prediction = np.asarray(y, dtype=float), np.asarray(prediction, dtype=float)
+    error = prediction - y
+    total = float(np.abs(y).sum()) or 1.0
+    bias = float(error.sum() / (float(y.sum()) or 1.0))
+    variance = float(((y - y.mean()) ** 2).sum())
+    return {
+        "mae": float(np.abs(error).mean()),
+        "rmse": float(np.sqrt((error**2).mean())),
+        "wape": float(np.abs(error).sum() / total),
+        "bias": bias,
+        "abs_bias": abs(bias),
+        "r2": 1.0 - float((error**2).sum()) / variance if variance else 0.0,
+        "mean_actual": float(y.mean()),
+    }
+
+
+def task_metrics(
+    task: str, y: np.ndarray, prediction: np.ndarray, threshold: float | None
+) -> dict[str, float]:
+    """The metrics of a product's task (products.spec.METRICS names them)."""
+    if task == "binary_classification":
+        return classification_metrics(y.astype(int), prediction, threshold if threshold is not None else 0.5)
+    return regression_metrics(y, prediction)
+
+
+def save_regression_plots(
+    y: np.ndarray, prediction: np.ndarray, importance: dict[str, float], folder: Path
+) -> list[Path]:
+    """Predicted against actual, and feature importance, as PNG files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.scatter(y, prediction, s=4, alpha=0.4)
+    top = float(max(np.max(y), np.max(prediction), 1.0))
+    ax.plot([0, top], [0, top], "--", color="grey")
+    ax.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual")
+    paths = [_save(fig, folder / "predicted_vs_actual.png")]
+    return [*paths, _importance_plot(importance, folder)]
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _importance_plot(importance: dict[str, float], folder: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 4))
+    names = list(importance)[::-1]
+    ax.barh(names, [importance[n] for n in names])
+    ax.set(xlabel="share of importance", title="Feature importance")
+    return _save(fig, folder / "feature_importance.png")
+
+
 def save_plots(
     y: np.ndarray, p: np.ndarray, threshold: float, importance: dict[str, float], folder: Path
 ) -> list[Path]:
     """ROC curve, PR curve, confusion matrix and feature importance as PNG files."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths: list[Path] = []
 
     def save(fig: plt.Figure, name: str) -> None:
-        path = folder / name
-        fig.tight_layout()
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, folder / name))
 
     fpr, tpr, _ = roc_curve(y, p)
     fig, ax = plt.subplots(figsize=(4.5, 4))
@@ -96,9 +150,4 @@ def save_plots(
     )
     save(fig, "confusion_matrix.png")
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    names = list(importance)[::-1]
-    ax.barh(names, [importance[n] for n in names])
-    ax.set(xlabel="share of importance", title="Feature importance")
-    save(fig, "feature_importance.png")
-    return paths
+    return [*paths, _importance_plot(importance, folder)]

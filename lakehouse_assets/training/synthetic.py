@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from lakehouse_assets.training.dataset import LABEL
+LABEL = "returned_within_30d"  # the return-risk label column of gold fct_orders
 
 
 def synthetic_training_set(orders: int = 1500, days: int = 90, seed: int = 3) -> pl.DataFrame:

@@ -20,16 +20,16 @@ from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import infer_signature
 from sklearn.pipeline import Pipeline
 
-from lakehouse_assets.registry.promotion import PRIMARY_METRIC
-from lakehouse_assets.settings import TrainingSettings
+from lakehouse_assets.products.spec import Product
 from lakehouse_assets.training.candidates import (
     TRUSTED_TYPES,
     Candidate,
     candidates,
+    coefficients,
     feature_importance,
 )
-from lakehouse_assets.training.dataset import FEATURES, LABEL, TimeSplit, model_input, time_split
-from lakehouse_assets.training.metrics import classification_metrics, save_plots
+from lakehouse_assets.training.dataset import TimeSplit, model_input, time_split
+from lakehouse_assets.training.metrics import save_plots, save_regression_plots, task_metrics
 
 MODEL_REQUIREMENTS = [
     f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "skops", "lightgbm", "pandas", "numpy")
@@ -68,16 +68,15 @@ class TrainingOutcome:
     fingerprint: str
 
 
-def fingerprint(data: TrainingData, settings: TrainingSettings) -> str:
-    """Same training set version, same sources and same settings give the same models."""
-    grid = [c.name for c in candidates(settings.seed)]
+def fingerprint(data: TrainingData, product: Product) -> str:
+    """Same training set version, same sources and same declaration give the same models."""
     payload = json.dumps(
         {
             "path": data.path,
             "version": data.version,
             "sources": data.source_versions,
-            "settings": settings.model_dump(),
-            "grid": grid,
+            "declaration": product.spec.model_dump(mode="json"),
+            "grid": [c.name for c in candidates(product)],
         },
         sort_keys=True,
     )
@@ -100,17 +99,19 @@ class DeltaSlice(MetaDataset):
         return {**super().to_dict(), "profile": json.dumps(self.profile)}
 
 
-def log_datasets(data: TrainingData, split: TimeSplit) -> None:
+def log_datasets(data: TrainingData, split: TimeSplit, product: Product) -> None:
     """Training and validation data as MLflow inputs: the Delta table and version they were read
     at, their schema and row count. (MLflow's pandas dataset infers its schema cell by cell:
     seconds per million rows; the schema of a sample is the same.)"""
     source = DeltaDatasetSource(path=data.path, delta_table_version=data.version)
     for context, part in (("training", split.train), ("validation", split.holdout)):
-        sample = model_input(part.head(1000)).assign(**{LABEL: part[LABEL].head(1000).to_numpy()})
+        sample = model_input(part.head(1000), product).assign(
+            **{product.label: part[product.label].head(1000).to_numpy()}
+        )
         identity = f"{data.path}@{data.version}:{context}:{split.cutoff}:{part.height}"
         dataset = DeltaSlice(
             source,
-            f"training_set@v{data.version}:{context}",
+            f"{product.name}_training_set@v{data.version}:{context}",
             hashlib.sha256(identity.encode()).hexdigest()[:8],
             infer_signature(sample).inputs,
             part.height,
@@ -126,83 +127,117 @@ def log_datasets(data: TrainingData, split: TimeSplit) -> None:
         )
 
 
+def labels(frame: pl.DataFrame, product: Product) -> np.ndarray:
+    """The label column as the task's numbers (0/1 for a classifier)."""
+    column = frame[product.label]
+    return (
+        column.cast(pl.Int64) if product.spec.task == "binary_classification" else column.cast(pl.Float64)
+    ).to_numpy()
+
+
 def train_candidate(
-    candidate: Candidate, split: TimeSplit, data: TrainingData, settings: TrainingSettings
+    candidate: Candidate, split: TimeSplit, data: TrainingData, product: Product
 ) -> CandidateRun:
     """Fit one candidate and log it as a (nested) MLflow run."""
-    x_train, y_train = model_input(split.train), split.train[LABEL].cast(pl.Int64).to_numpy()
-    x_holdout, y_holdout = model_input(split.holdout), split.holdout[LABEL].cast(pl.Int64).to_numpy()
+    spec = product.spec
+    x_train, y_train = model_input(split.train, product), labels(split.train, product)
+    x_holdout, y_holdout = model_input(split.holdout, product), labels(split.holdout, product)
     with mlflow.start_run(run_name=candidate.name, nested=True) as run:
         model = candidate.build().fit(x_train, y_train)
-        probabilities = model.predict_proba(x_holdout)[:, 1]
-        metrics = classification_metrics(y_holdout, probabilities, settings.decision_threshold)
+        prediction = predictions(model, x_holdout, spec.task)
+        metrics = task_metrics(spec.task, y_holdout, prediction, spec.decision_threshold)
         mlflow.log_params(
             {
                 "family": candidate.family,
                 **candidate.params,
-                "seed": settings.seed,
-                "decision_threshold": settings.decision_threshold,
+                "seed": spec.seed,
+                **({"decision_threshold": spec.decision_threshold} if spec.decision_threshold else {}),
                 "train_rows": len(y_train),
                 "holdout_rows": len(y_holdout),
                 "cutoff": str(split.cutoff),
             }
         )
         mlflow.log_metrics(metrics)
-        importance = feature_importance(model)
+        importance = feature_importance(model, product)
         with tempfile.TemporaryDirectory() as folder:
-            save_plots(y_holdout, probabilities, settings.decision_threshold, importance, Path(folder))
+            if spec.task == "binary_classification":
+                save_plots(y_holdout, prediction, spec.decision_threshold or 0.5, importance, Path(folder))
+            else:
+                save_regression_plots(y_holdout, prediction, importance, Path(folder))
             mlflow.log_artifacts(folder, artifact_path="plots")
         mlflow.log_dict(importance, "feature_importance.json")
-        log_datasets(data, split)
-        info = log_sklearn_model(model, x_train.head(5))
+        linear = coefficients(model)
+        if linear is not None:  # an interpretable model: its coefficients beside it
+            mlflow.log_dict(linear, "coefficients.json")
+        log_datasets(data, split, product)
+        info = log_sklearn_model(model, x_train.head(5), spec.task)
     return CandidateRun(candidate, run.info.run_id, info.model_uri, metrics, model)
 
 
-def log_sklearn_model(model: Pipeline, example: pd.DataFrame) -> Any:
+def log_sklearn_model(model: Pipeline, example: pd.DataFrame, task: str = "binary_classification") -> Any:
     """Log a fitted pipeline to the active run the way serving and the gate load it: skops with
-    the trusted types only, probabilities from predict_proba, signature, input example and
-    pinned requirements. Returns MLflow's ModelInfo."""
+    the trusted types only, a classifier's probabilities from predict_proba, signature, input
+    example and pinned requirements. Returns MLflow's ModelInfo."""
+    method = "predict_proba" if task == "binary_classification" else "predict"
     return mlflow.sklearn.log_model(
         model,
         name="model",
         serialization_format="skops",
         skops_trusted_types=TRUSTED_TYPES,
-        pyfunc_predict_fn="predict_proba",
-        signature=infer_signature(example, model.predict_proba(example)),
+        pyfunc_predict_fn=method,
+        signature=infer_signature(example, getattr(model, method)(example)),
         input_example=example,
         pip_requirements=MODEL_REQUIREMENTS,
     )
 
 
-def train_candidates(data: TrainingData, settings: TrainingSettings, log: Any = None) -> TrainingOutcome:
-    """One parent run for the search, one nested run per candidate; best = highest holdout
-    ROC AUC (ties: lower log loss)."""
-    split = time_split(data.frame, settings.holdout_fraction, settings.label_window_days)
-    key = fingerprint(data, settings)
+def better(product: Product, metrics: dict[str, float]) -> tuple[float, ...]:
+    """Sort key, larger is better: the primary metric (in its direction), then the first guard."""
+    spec = product.spec
+    sign = {
+        m: (1.0 if spec.better(m) == "max" else -1.0) for m in (spec.gate.primary_metric, *spec.gate.guards)
+    }
+    return tuple(sign[m] * metrics[m] for m in sign)
+
+
+def train_candidates(data: TrainingData, product: Product, log: Any = None) -> TrainingOutcome:
+    """One parent run for the search, one nested run per candidate; best = best holdout value of
+    the gate's primary metric (ties: its first guard)."""
+    split = time_split(data.frame, product)
+    key = fingerprint(data, product)
+    primary = product.spec.gate.primary_metric
+    grid = candidates(product)
     runs = []
-    with mlflow.start_run(run_name=f"return_risk search v{data.version}") as parent:
-        mlflow.set_tags({"fingerprint": key, "training_set_version": str(data.version)})
+    with mlflow.start_run(run_name=f"{product.name} search v{data.version}") as parent:
+        mlflow.set_tags(
+            {"fingerprint": key, "training_set_version": str(data.version), "product": product.name}
+        )
         mlflow.log_params(
             {
-                "holdout_fraction": settings.holdout_fraction,
-                "seed": settings.seed,
-                "features": ",".join(FEATURES),
+                "holdout_fraction": product.spec.split.holdout_fraction,
+                "seed": product.spec.seed,
+                "features": ",".join(product.features),
                 **split.window(),
             }
         )
-        for number, candidate in enumerate(candidates(settings.seed), start=1):
-            runs.append(train_candidate(candidate, split, data, settings))
+        for number, candidate in enumerate(grid, start=1):
+            runs.append(train_candidate(candidate, split, data, product))
             if log:
-                log(
-                    f"[{number}/{len(candidates(settings.seed))}] {candidate.name}: "
-                    f"{PRIMARY_METRIC} {runs[-1].metrics[PRIMARY_METRIC]:.4f}"
-                )
-        best = max(runs, key=lambda r: (r.metrics[PRIMARY_METRIC], -r.metrics["log_loss"]))
+                log(f"[{number}/{len(grid)}] {candidate.name}: {primary} {runs[-1].metrics[primary]:.4f}")
+        best = max(runs, key=lambda r: better(product, r.metrics))
         mlflow.log_metrics({f"best_{k}": v for k, v in best.metrics.items()})
         mlflow.set_tags({"best_run_id": best.run_id, "best_candidate": best.candidate.name})
     return TrainingOutcome(parent.info.run_id, runs, best, split, key)
 
 
-def positive_probability(model: Any, frame: pd.DataFrame) -> np.ndarray:
-    """P(return) from a loaded pyfunc model (predict_proba: one column per class)."""
-    return np.asarray(model.predict(frame))[:, 1]
+def predictions(model: Any, frame: pd.DataFrame, task: str) -> np.ndarray:
+    """What a fitted pipeline predicts: P(positive) for a classifier, the number for a regression."""
+    if task == "binary_classification":
+        return np.asarray(model.predict_proba(frame))[:, 1]
+    return np.asarray(model.predict(frame), dtype=float)
+
+
+def served_predictions(model: Any, frame: pd.DataFrame, task: str) -> np.ndarray:
+    """What a loaded pyfunc model predicts (a classifier's pyfunc returns predict_proba)."""
+    output = np.asarray(model.predict(frame))
+    return output[:, 1] if task == "binary_classification" else output.astype(float)

@@ -1,4 +1,4 @@
-{% test label_known_iff_labelled(model) %}
+{% test label_known_iff_labelled(model, label='returned_within_30d', known_at='label_known_at') %}
 select * from {{ model }}
-where (returned_within_30d is null) != (label_known_at is null)
+where ({{ label }} is null) != ({{ known_at }} is null)
 {% endtest %}
