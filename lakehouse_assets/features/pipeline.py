@@ -143,11 +143,8 @@ def label_rows_columns(product: Product, definitions: FeatureDefinitions) -> lis
     """The label table's columns a training set reads: keys, time, the row views' join keys,
     request columns, the label and when it became known."""
     objects = {o.name: o for o in definitions.all()}
-    join_keys = [
-        objects[entity].join_key
-        for ref in product.row_features
-        for entity in getattr(objects[ref.split(":")[0]], "entities", [])
-    ]
+    views = {objects[ref.split(":")[0]] for ref in product.row_features}
+    join_keys = [objects[e].join_key for v in views if isinstance(v, FeatureView) for e in v.entities]
     spec = product.spec
     wanted = [
         *product.keys,

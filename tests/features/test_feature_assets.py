@@ -1,44 +1,56 @@
-"""Feature and model assets over a simulated shop: registry, online store, training set, skew
-check, then training, the promotion gate and the champion."""
+"""Feature and model assets over a simulated shop: registry, online store, the data products'
+training sets, skew check, then training, the promotion gate, the champion and batch scores."""
+
+from datetime import datetime, timedelta
 
 import polars as pl
 from dagster import DagsterInstance, materialize
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.features.assets import feature_registry, online_features, training_set
+from lakehouse_assets.components import product_assets
+from lakehouse_assets.features.assets import feature_registry, online_features
 from lakehouse_assets.features.pipeline import describe
 from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.resources.sources import build_resources
-from lakehouse_assets.settings import TrainingSettings
+from lakehouse_assets.product_declarations import load_products
 from lakehouse_assets.silver.assets import SILVER_ASSETS
-from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, EVALUATIONS_TABLE, TRAINING_SET_TABLE
-from lakehouse_assets.training.assets import ML_ASSETS, ML_CHECKS
+from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, EVALUATIONS_TABLE, scores_table, training_set_table
 
-PIPELINE = [
-    *BRONZE_CDC_ASSETS,
-    *SILVER_ASSETS,
-    gold_dbt_models,
-    feature_registry,
-    online_features,
-    training_set,
-    *ML_ASSETS,
-    *ML_CHECKS,
-]
+TRAINING_SET_TABLE = training_set_table("return_risk")
+
+
+def pipeline(settings) -> list:
+    """Bronze to gold, the features and every declared product's assets and checks."""
+    products = [product_assets(p) for p in load_products(settings)]
+    return [
+        *BRONZE_CDC_ASSETS,
+        *SILVER_ASSETS,
+        gold_dbt_models,
+        feature_registry,
+        online_features,
+        *(a for d in products for a in d.assets or []),
+        *(c for d in products for c in d.asset_checks or []),
+    ]
 
 
 def test_training_set_is_point_in_time_and_online_matches_offline(simulated, settings):
     # Labels take 30 days to be known: simulate enough days to have matured ones to train on.
     simulated.run(30)
-    settings = settings.model_copy(update={"training": TrainingSettings(holdout_fraction=0.3)})
+    overrides = {"return_risk": {"split": {"holdout_fraction": 0.3}}}
+    settings = settings.model_copy(update={"product_overrides": overrides})
+    PIPELINE = pipeline(settings)
     result = materialize(PIPELINE, resources=build_resources(settings), instance=DagsterInstance.ephemeral())
     assert result.success
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks["online_matches_offline"] and checks["promotion_gate"]
+    checks = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in result.get_asset_check_evaluations()}
+    assert checks[("online_features", "online_matches_offline")]
+    assert checks[("return_risk_evaluation", "promotion_gate")]
+    assert checks[("demand_forecast_evaluation", "promotion_gate")]
 
     engine = DeltaEngine(settings.lake_root)
+    check_demand_forecast(engine, settings)
     training = engine.read(TRAINING_SET_TABLE)
     orders = engine.read("gold/fct_orders").filter(pl.col("returned_within_30d").is_not_null())
     assert training.height == orders.height > 0  # one row per labelled order
@@ -141,3 +153,54 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
     assert decisions[0] == "promote" and decisions[1] in {"promote", "keep"}
     client = mlflow_resource(settings).client()
     assert client.get_model_version_by_alias("return_risk", "champion").version
+
+
+
+def check_demand_forecast(engine: DeltaEngine, settings) -> None:
+    """The regression product: labels and recent sales against a brute force over silver, its
+    training set point in time, its champion registered and its batch scores written."""
+    orders = engine.read("silver/orders", columns=["order_id", "order_ts"])
+    items = engine.read("silver/order_items", columns=["order_id", "product_id", "quantity"])
+    sold = items.join(orders, on="order_id").with_columns(day=pl.col("order_ts").dt.date())
+    demand = engine.read("gold/product_demand_daily")
+    horizon = max(orders["order_ts"].max(), engine.read("silver/returns")["return_ts"].max())
+    sample = demand.filter(pl.col("product_id") % 7 == 1)
+    assert sample.height > 0
+    for row in sample.iter_rows(named=True):
+        mine = sold.filter(pl.col("product_id") == row["product_id"])
+        day = row["forecast_date"]
+        ahead = mine.filter((pl.col("day") > day) & (pl.col("day") <= day + timedelta(days=7)))
+        before = mine.filter((pl.col("day") <= day) & (pl.col("day") > day - timedelta(days=7)))
+        assert row["units_last_7d"] == before["quantity"].sum(), row
+        known = datetime.combine(day + timedelta(days=8), datetime.min.time()) <= horizon
+        assert (row["units_next_7d"] is not None) == known, row  # unknown until 7 whole days passed
+        if known:
+            assert row["units_next_7d"] == ahead["quantity"].sum(), row
+            assert row["label_known_at"] == datetime.combine(day + timedelta(days=8), datetime.min.time())
+
+    training = engine.read(training_set_table("demand_forecast"))
+    labelled = demand.filter(pl.col("units_next_7d").is_not_null())
+    assert training.height == labelled.height > 0
+    # point in time: each row's product features are the newest row at or before its forecast time
+    features = engine.read("gold/product_daily_features").select(
+        "product_id", "feature_ts", pl.col("units_sold_90d").alias("expected_units_sold_90d")
+    )
+    expected = training.sort("forecast_ts").join_asof(
+        features.sort("feature_ts"),
+        left_on="forecast_ts",
+        right_on="feature_ts",
+        by="product_id",
+        strategy="backward",
+        tolerance="2d",
+    )
+    assert expected["units_sold_90d"].equals(expected["expected_units_sold_90d"], null_equal=True)
+
+    client = mlflow_resource(settings).client()
+    champion = client.get_model_version_by_alias("demand_forecast", "champion")
+    assert champion.tags["task"] == "regression"
+    assert "units_last_7d" in champion.tags["features"]
+    scores = engine.read(scores_table("demand_forecast"))
+    newest = demand["forecast_ts"].max()
+    assert scores.height == demand.filter(pl.col("forecast_ts") == newest).height > 0
+    assert (scores["forecast_ts"] == newest).all() and (scores["model_version"] == int(champion.version)).all()
+    assert (scores["prediction"] >= 0).all() and scores["run_id"].n_unique() == 1

@@ -21,13 +21,14 @@ from lakehouse_assets.registry.promotion import (
     register_challenger,
 )
 from lakehouse_assets.resources.mlflow import mlflow_resource
-from lakehouse_assets.settings import LakehouseSettings, TrainingSettings
+from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.tables import ALIAS_HISTORY_TABLE
-from lakehouse_assets.training.candidates import Candidate, _pipeline
+from lakehouse_assets.training.candidates import Candidate, pipeline
 from lakehouse_assets.training.dataset import model_input, time_split
 from lakehouse_assets.training.evaluation import evaluate
 from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate, train_candidates
+from tests.products import product, variant
 
 METRICS = {
     "roc_auc",
@@ -50,11 +51,11 @@ PLOTS = {
 def ml(tmp_path):
     settings = LakehouseSettings(home=tmp_path)
     resource = mlflow_resource(settings)
-    resource.activate()
+    resource.activate("return_risk")
     path = str(tmp_path / "lake" / "features" / "training_set")
     write_deltalake(path, synthetic_training_set().to_arrow())
     data = TrainingData(synthetic_training_set(), path, 0, {"gold/fct_orders": 4})
-    yield resource, resource.client(), DeltaEngine(str(tmp_path / "lake")), data, settings.training
+    yield resource, resource.client(), DeltaEngine(str(tmp_path / "lake")), data, product()
     mlflow.set_tracking_uri(None)
 
 
@@ -97,10 +98,10 @@ def test_each_candidate_is_a_tracked_run_with_lineage(ml):
     assert {c.name for c in model_info.signature.inputs.inputs} >= {"amount", "segment"}
 
 
-def logged(candidate: Candidate, data, settings):
-    split = time_split(data.frame, settings.holdout_fraction, settings.label_window_days)
+def logged(candidate: Candidate, data, declared):
+    split = time_split(data.frame, declared)
     with mlflow.start_run():
-        return train_candidate(candidate, split, data, settings), split
+        return train_candidate(candidate, split, data, declared), split
 
 
 def register(client, engine, run, split, actor="test"):
@@ -118,14 +119,14 @@ def register(client, engine, run, split, actor="test"):
 
 
 def test_first_model_becomes_champion_better_is_promoted_worse_is_not(ml):
-    _, client, engine, data, settings = ml
+    _, client, engine, data, _ = ml
     # The constant baseline is perfectly calibrated on average; the guard is tested below.
-    settings = settings.model_copy(update={"calibration_tolerance": 0.2})
-    weak = Candidate("constant", {}, _pipeline(False, DummyClassifier(strategy="prior")))
+    settings = variant(gate={"guards": {"log_loss": 0.01, "calibration_error": 0.2}})
+    weak = Candidate("constant", {}, pipeline(settings, False, DummyClassifier(strategy="prior")))
     strong = train_candidates(data, settings).best
 
     def decide():
-        evaluation = evaluate(client, "return_risk", split, settings)
+        evaluation = evaluate(client, settings, split)
         apply_decision(client, engine, evaluation, split.window(), "test")
         return evaluation
 
@@ -169,12 +170,12 @@ def test_first_model_becomes_champion_better_is_promoted_worse_is_not(ml):
 
     # The served champion gives the in-memory model's probabilities.
     champion = mlflow.pyfunc.load_model("models:/return_risk@champion")
-    x = model_input(split.holdout)
+    x = model_input(split.holdout, settings)
     assert np.allclose(np.asarray(champion.predict(x)), strong.model.predict_proba(x))
 
 
 def test_gate_margin_and_guards():
-    settings = TrainingSettings(promotion_margin=0.01, log_loss_tolerance=0.01, calibration_tolerance=0.02)
+    settings = variant(gate={"margin": 0.01, "guards": {"log_loss": 0.01, "calibration_error": 0.02}}).spec
     champion = {"roc_auc": 0.70, "log_loss": 0.40, "calibration_error": 0.05}
     assert gate(champion, {**champion, "roc_auc": 0.715}, settings)[0]
     assert not gate(champion, {**champion, "roc_auc": 0.705}, settings)[0]  # under the margin
@@ -182,3 +183,14 @@ def test_gate_margin_and_guards():
     assert not passed and "log_loss" in reason
     passed, reason = gate(champion, {**champion, "roc_auc": 0.75, "calibration_error": 0.1}, settings)
     assert not passed and "calibration_error" in reason
+
+
+def test_a_lower_is_better_primary_metric_must_fall_by_the_margin():
+    settings = variant("demand_forecast", gate={"margin": 0.01, "guards": {"abs_bias": 0.05}}).spec
+    champion = {"wape": 0.40, "abs_bias": 0.02}
+    assert gate(champion, {"wape": 0.38, "abs_bias": 0.02}, settings)[0]
+    passed, reason = gate(champion, {"wape": 0.395, "abs_bias": 0.02}, settings)
+    assert not passed and "below the margin" in reason  # improved, but by less than the margin
+    assert not gate(champion, {"wape": 0.45, "abs_bias": 0.02}, settings)[0]  # worse
+    passed, reason = gate(champion, {"wape": 0.30, "abs_bias": 0.09}, settings)
+    assert not passed and "abs_bias" in reason
