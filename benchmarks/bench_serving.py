@@ -29,6 +29,7 @@ from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.runtime import child_env, disable_telemetry
 from lakehouse_assets.serving.schemas import Order
 from lakehouse_assets.serving.scoring import OrderFeatures
+from lakehouse_assets.serving.server import online_product
 from lakehouse_assets.settings import LakehouseSettings
 
 
@@ -66,7 +67,7 @@ def main() -> None:
         "LAKEHOUSE_SERVING__RELOAD_SECONDS": "3600",
     }
     ours_port, mlflow_port = free_port(), free_port()
-    features = OrderFeatures(feature_store(settings)[0])
+    features = OrderFeatures(feature_store(settings)[0], online_product(settings))
     lookup_seconds: list[float] = []
 
     async def run(process_url: str, measure) -> None:

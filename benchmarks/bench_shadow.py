@@ -43,21 +43,22 @@ def ensure_challenger(home: Path, queue) -> None:
     from lakehouse_assets.training.candidates import preprocessing
 
     settings = LakehouseSettings(home=home)
+    os.environ["LAKEHOUSE_HOME"] = str(settings.home_dir)
+    served = lake.product()  # the product the service scores online
     client = mlflow_resource(settings).client()
-    found = alias_version(client, settings.training.model_name, CHALLENGER)
-    champion = alias_version(client, settings.training.model_name, CHAMPION)
+    found = alias_version(client, served.spec.model_name, CHALLENGER)
+    champion = alias_version(client, served.spec.model_name, CHAMPION)
     if champion is None:
         queue.put("no champion in the registry: run `make demo` first")
         return
     if found is not None and found.version != champion.version:
         queue.put(int(found.version))
         return
-    os.environ["LAKEHOUSE_HOME"] = str(settings.home_dir)
     data = lake.training_data()
     split = lake.split(data.frame)
     model = Pipeline(
         [
-            ("features", preprocessing(scale=False)),
+            ("features", preprocessing(served, scale=False)),
             (
                 "classifier",
                 RandomForestClassifier(

@@ -20,14 +20,18 @@ import mlflow
 import polars as pl
 
 from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.product_declarations import load_product
 from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.runtime import disable_telemetry
 from lakehouse_assets.settings import LakehouseSettings
-from lakehouse_assets.tables import TRAINING_SET_TABLE
+from lakehouse_assets.tables import training_set_table
 from lakehouse_assets.training.candidates import candidates
-from lakehouse_assets.training.dataset import LABEL, model_input, time_split
+from lakehouse_assets.training.dataset import model_input, time_split
 from lakehouse_assets.training.synthetic import synthetic_training_set
-from lakehouse_assets.training.train import TrainingData, train_candidate
+from lakehouse_assets.training.train import TrainingData, labels, train_candidate
+
+PRODUCT = "return_risk"  # the synthetic training set has its columns
+TRAINING_SET_TABLE = training_set_table(PRODUCT)
 
 
 def datasets(demo_home: Path | None, rows: int) -> list[tuple[str, pl.DataFrame]]:
@@ -49,22 +53,23 @@ def main() -> None:
     disable_telemetry()
     with tempfile.TemporaryDirectory() as tmp:
         settings = LakehouseSettings(home=Path(tmp))
-        mlflow_resource(settings).activate()
+        product = load_product(settings, PRODUCT)
+        mlflow_resource(settings).activate(PRODUCT)
         first_of_family = {}
-        for candidate in candidates(settings.training.seed):
+        for candidate in candidates(product):
             first_of_family.setdefault(candidate.family, candidate)
         warm = synthetic_training_set(500)  # first-call costs (imports, store) are not overhead
         with mlflow.start_run(run_name="warm-up"):
             train_candidate(
                 next(iter(first_of_family.values())),
-                time_split(warm, 0.2, settings.training.label_window_days),
+                time_split(warm, product),
                 TrainingData(warm, f"{tmp}/warm", 0),
-                settings.training,
+                product,
             )
         for name, frame in datasets(args.demo_home, args.rows):
-            split = time_split(frame, settings.training.holdout_fraction, settings.training.label_window_days)
+            split = time_split(frame, product)
             data = TrainingData(frame, f"{tmp}/training_set", 0)
-            x, y = model_input(split.train), split.train[LABEL].cast(pl.Int64).to_numpy()
+            x, y = model_input(split.train, product), labels(split.train, product)
             print(f"{name}: {split.train.height:,} training rows, {split.holdout.height:,} holdout rows")
             for family, candidate in first_of_family.items():
                 started = time.perf_counter()
@@ -72,7 +77,7 @@ def main() -> None:
                 plain = time.perf_counter() - started
                 started = time.perf_counter()
                 with mlflow.start_run():
-                    train_candidate(candidate, split, data, settings.training)
+                    train_candidate(candidate, split, data, product)
                 tracked = time.perf_counter() - started
                 print(
                     f"  {family:<20} plain fit {plain:8.2f}s | tracked run {tracked:8.2f}s | "

@@ -48,7 +48,7 @@ from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.mlflow import MlflowResource
 from lakehouse_assets.serving.batch_scores import score_batch
 from lakehouse_assets.settings import get_settings
-from lakehouse_assets.tables import EVALUATIONS_TABLE, scores_table, training_set_table
+from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, EVALUATIONS_TABLE, scores_table, training_set_table
 from lakehouse_assets.training.challenger import train_challenger, training_data
 from lakehouse_assets.training.dataset import NotEnoughData, time_split
 from lakehouse_assets.training.evaluation import evaluate, online_evidence
@@ -237,7 +237,7 @@ def product_assets(product: Product) -> dg.Definitions:
         name=f"{name}_champion",
         kinds={"mlflow", "delta"},
         deps=[evaluation],
-        metadata={"table": "ml/alias_history"},
+        metadata={"table": ALIAS_HISTORY_TABLE},
         description=f"Carries out the gate's decision for {name}: moves the `champion` alias, "
         "records the change in ml/alias_history, tags other versions archived and updates the "
         "model card.",

@@ -1,7 +1,7 @@
 """The code location: collects the stage modules, the declared data products and the
 resources. Nothing else."""
 
-from dagster import Definitions, JobDefinition
+from dagster import AssetKey, Definitions, JobDefinition
 
 from lakehouse_assets.automation import build_automation, every_asset_job
 from lakehouse_assets.bronze.assets import (
@@ -14,7 +14,7 @@ from lakehouse_assets.bronze.checks import BRONZE_CDC_CHECKS
 from lakehouse_assets.components import product_assets
 from lakehouse_assets.features.assets import feature_registry, online_features
 from lakehouse_assets.gold.assets import gold_dbt_models
-from lakehouse_assets.governance.assets import customer_erasure
+from lakehouse_assets.governance.assets import customer_erasure_asset
 from lakehouse_assets.monitoring.assets import monitoring_assets
 from lakehouse_assets.notebooks.assets import NOTEBOOK_ASSETS
 from lakehouse_assets.product_declarations import load_products, monitored_product
@@ -32,7 +32,6 @@ PIPELINE_ASSETS = [
     gold_dbt_models,
     feature_registry,
     online_features,
-    customer_erasure,
     *NOTEBOOK_ASSETS,
 ]
 
@@ -47,6 +46,7 @@ def build_definitions(settings: LakehouseSettings | None = None) -> Definitions:
     pipeline = [
         *PIPELINE_ASSETS,
         *(a for d in per_product for a in (d.assets or [])),
+        customer_erasure_asset([AssetKey(f"{p.name}_training_set") for p in products]),
         *(monitoring_assets(monitored) if monitored else []),
     ]
     automation = build_automation(products, monitored)

@@ -20,7 +20,7 @@ def test_simulate_then_demo_end_to_end(demo_home):
     assert (lake / "bronze" / "orders" / "_delta_log").is_dir()
     # The run is recorded in the Dagster instance under the same home folder (seen by `ui`).
     assert (demo_home.home / "dagster" / "history").is_dir()
-    assert (lake / "features" / "training_set" / "_delta_log").is_dir()
+    assert (lake / "features" / "return_risk_training_set" / "_delta_log").is_dir()
     # Checkout traffic was scored by the champion and monitored.
     assert "checkout traffic: 0 scored" not in demo.output
     engine = DeltaEngine(str(lake))
@@ -73,7 +73,7 @@ def test_lineage_of_a_served_prediction_names_its_source_rows(demo_home):
     assert result.exit_code == 0, result.output
     lineage = json.loads(result.output)
     assert lineage["model_version"] == served["model_version"] and lineage["model_run_id"]
-    assert lineage["training_set"]["table"].endswith("features/training_set")
+    assert lineage["training_set"]["table"].endswith("features/return_risk_training_set")
     assert "gold/fct_orders" in lineage["training_set"]["source_delta_versions"]
     assert "customer_daily_features" in lineage["feature_views"]
     (customer,) = lineage["feature_rows"][CUSTOMER_FEATURES_TABLE]

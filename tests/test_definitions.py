@@ -27,7 +27,18 @@ def test_definitions_load_with_bronze_assets_checks_jobs_and_sensor():
     assert AssetKey("customer_daily_features") in {
         d.asset_key for d in specs[AssetKey("feature_registry")].deps
     }
-    assert AssetKey("fct_orders") in {d.asset_key for d in specs[AssetKey("training_set")].deps}
+    assert AssetKey("fct_orders") in {d.asset_key for d in specs[AssetKey("return_risk_training_set")].deps}
+    assert AssetKey("product_demand_daily") in {
+        d.asset_key for d in specs[AssetKey("demand_forecast_training_set")].deps
+    }
+    # every declared product's assets, grouped under its name, with the gate check on its evaluation
+    for name in ("return_risk", "demand_forecast"):
+        for stage in ("training_set", "challenger", "evaluation", "champion"):
+            assert specs[AssetKey(f"{name}_{stage}")].group_name == name
+        assert defs.resolve_job_def(f"{name}_retrain_job")
+    assert AssetKey("demand_forecast_batch_scores") in specs  # batch serving declared
+    assert AssetKey("return_risk_batch_scores") not in specs  # online only
+    assert defs.resolve_schedule_def("demand_forecast_batch_scoring").cron_schedule == "0 6 * * *"
     assert specs[AssetKey("online_features")].group_name == "features"
     for key in ("fct_orders", "customer_daily_features", "product_daily_features"):
         assert specs[AssetKey(key)].group_name == "gold"
@@ -64,7 +75,9 @@ def test_definitions_load_with_bronze_assets_checks_jobs_and_sensor():
     daily = defs.resolve_job_def("daily_pipeline_job").asset_layer.asset_graph
     assert AssetKey("customer_erasure") in daily.get_all_asset_keys()
     assert AssetKey("inference_log") in {d.asset_key for d in specs[AssetKey("feature_drift")].deps}
-    assert defs.resolve_job_def("retrain_job") and defs.resolve_job_def("daily_pipeline_job")
+    assert defs.resolve_job_def("daily_pipeline_job")
+    daily_keys = daily.get_all_asset_keys()
+    assert {AssetKey("return_risk_training_set"), AssetKey("demand_forecast_training_set")} <= daily_keys
     assert defs.resolve_sensor_def("landing_payments_sensor")
     assert defs.resolve_job_def("landing_ingest_job")
     assert defs.resolve_schedule_def("bronze_cdc_every_15_minutes")

@@ -110,7 +110,7 @@ def test_the_lake_api_reads_every_table_the_pipeline_wrote(demo_home, monkeypatc
         "bronze/orders",
         "silver/orders",
         "gold/fct_orders",
-        "features/training_set",
+        "features/return_risk_training_set",
         "serving/inference_log",
         "ml/alias_history",
     } <= set(written)
@@ -134,11 +134,11 @@ def test_the_lake_api_reads_every_table_the_pipeline_wrote(demo_home, monkeypatc
     )
     # the training set the pipeline trains on, also as it was at an earlier version
     data = lake.training_data()
-    assert data.version == DeltaTable(f"{root}/features/training_set").version()
+    assert data.version == DeltaTable(f"{root}/features/return_risk_training_set").version()
     assert set(data.source_versions) >= {"gold/fct_orders", "silver/order_items"}
     first = lake.training_data(version=0)
     assert (
         first.frame.height
-        == DeltaTable(f"{root}/features/training_set", version=0).to_pyarrow_table().num_rows
+        == DeltaTable(f"{root}/features/return_risk_training_set", version=0).to_pyarrow_table().num_rows
     )
     assert set(first.source_versions) == set(data.source_versions)

@@ -84,8 +84,8 @@ def test_ui_serves_the_lineage_graph_checks_and_sensor(settings):
         )
         assert {
             "landing_payments_sensor",
-            "retrain_on_degradation",
-            "label_arrival_sensor",
+            "return_risk_retrain_on_degradation",
+            "return_risk_label_arrival",
             "source_changes_sensor",
             "run_failure_alert",
             "pipeline_freshness",
@@ -95,7 +95,7 @@ def test_ui_serves_the_lineage_graph_checks_and_sensor(settings):
         assert checks[("prediction_drift",)] == {"no_prediction_drift"}
         assert checks[("model_quality",)] == {"quality_above_floor"}
         assert checks[("system_health",)] == {"serving_within_objectives"}
-        assert any("freshness" in name for name in checks[("training_set",)])
+        assert any("freshness" in name for name in checks[("return_risk_training_set",)])
         schedules = graphql(
             port,
             "{ schedulesOrError(repositorySelector: "

@@ -1,5 +1,6 @@
 """Governance assets: GDPR erasure of customers deleted in the source, and its proof."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from dagster import (
@@ -8,6 +9,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -27,44 +29,7 @@ CUSTOMER_VIEW = "customer_daily_features"
 GOLD_DB = "gold.duckdb"  # dbt-duckdb's database in the gold folder (profiles.yml)
 
 
-@asset(
-    group_name="governance",
-    kinds={"delta", "feast", "duckdb"},
-    owners=OWNERS,
-    deps=[
-        *(a.key for a in SILVER_ASSETS),
-        AssetKey("fct_orders"),
-        AssetKey(CUSTOMER_VIEW),
-        AssetKey("online_features"),
-        AssetKey("training_set"),
-        AssetKey("inference_log"),
-    ],
-    metadata={
-        "table": ERASURES_TABLE,
-        "also_writes": MetadataValue.json(
-            {
-                ERASED_ORDERS_TABLE: "Orders of erased customers: rows keyed by these order ids (lines, "
-                "returns, payments) are erased too."
-            }
-        ),
-    },
-    check_specs=[
-        AssetCheckSpec(
-            "erased_customers_unreadable",
-            asset="customer_erasure",
-            blocking=True,
-            description="No row of an erased customer is readable at the current version of any "
-            "Delta table with a customer id, silver quarantine, dbt's DuckDB tables or the online "
-            "store (each read afresh, not taken from the erasure's own counts).",
-        )
-    ],
-    description="GDPR erasure: every customer deleted in the source is removed from every lake "
-    "table with a customer_id (bronze's change log included), silver quarantine, dbt's DuckDB "
-    "tables and the online store; ids are kept in governance/erasures so later rows are erased "
-    "too. After the VACUUM window (lake time_travel_retention_hours) the tables are vacuumed and "
-    "the deletes' change files removed, so no earlier version holds the rows either.",
-)
-def customer_erasure(context: AssetExecutionContext, lake: LakeResource, feast: FeastResource):
+def _erase(context: AssetExecutionContext, lake: LakeResource, feast: FeastResource):
     engine = lake.engine()
     store = feast.store()
     gold_db = Path(lake.gold_dir) / GOLD_DB
@@ -114,3 +79,46 @@ def customer_erasure(context: AssetExecutionContext, lake: LakeResource, feast: 
             "places_checked": len(remaining),
         },
     )
+
+
+def customer_erasure_asset(training_sets: Sequence[AssetKey]) -> AssetsDefinition:
+    """The erasure asset, downstream of every table it erases from (the data products'
+    training sets included, so a rebuilt set is erased in the same run)."""
+    return asset(
+        name="customer_erasure",
+        group_name="governance",
+        kinds={"delta", "feast", "duckdb"},
+        owners=OWNERS,
+        deps=[
+            *(a.key for a in SILVER_ASSETS),
+            AssetKey("fct_orders"),
+            AssetKey(CUSTOMER_VIEW),
+            AssetKey("online_features"),
+            *training_sets,
+            AssetKey("inference_log"),
+        ],
+        metadata={
+            "table": ERASURES_TABLE,
+            "also_writes": MetadataValue.json(
+                {
+                    ERASED_ORDERS_TABLE: "Orders of erased customers: rows keyed by these order ids (lines, "
+                    "returns, payments) are erased too."
+                }
+            ),
+        },
+        check_specs=[
+            AssetCheckSpec(
+                "erased_customers_unreadable",
+                asset="customer_erasure",
+                blocking=True,
+                description="No row of an erased customer is readable at the current version of any "
+                "Delta table with a customer id, silver quarantine, dbt's DuckDB tables or the online "
+                "store (each read afresh, not taken from the erasure's own counts).",
+            )
+        ],
+        description="GDPR erasure: every customer deleted in the source is removed from every lake "
+        "table with a customer_id (bronze's change log included), silver quarantine, dbt's DuckDB "
+        "tables and the online store; ids are kept in governance/erasures so later rows are erased "
+        "too. After the VACUUM window (lake time_travel_retention_hours) the tables are vacuumed and "
+        "the deletes' change files removed, so no earlier version holds the rows either.",
+    )(_erase)

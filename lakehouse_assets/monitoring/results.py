@@ -71,7 +71,8 @@ def product_status(client: MlflowClient, engine: LakeEngine, product: Product) -
         except MlflowException:
             aliases[alias] = None
     try:
-        newest = max((v.creation_timestamp for v in client.search_model_versions(f"name = '{name}'")), default=None)
+        versions = client.search_model_versions(f"name = '{name}'")
+        newest = max((v.creation_timestamp for v in versions), default=None)
     except MlflowException:
         newest = None
     trained = None if newest is None else str(datetime.fromtimestamp(newest / 1000, UTC).replace(tzinfo=None))

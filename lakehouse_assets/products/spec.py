@@ -142,7 +142,9 @@ class GateSpec(Strict):
     margin, without a guard metric regressing by more than its tolerance."""
 
     primary_metric: str
-    margin: float = Field(default=0.0, ge=0)
+    margin: float = Field(
+        default=0.0, description="least gain on the primary metric; negative: a loss it tolerates"
+    )
     guards: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     min_online_requests: int = Field(
         default=0, ge=0, description="live shadow/canary requests required before a promotion"

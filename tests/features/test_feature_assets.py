@@ -7,15 +7,15 @@ import polars as pl
 from dagster import DagsterInstance, materialize
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS
-from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.components import product_assets
+from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.assets import feature_registry, online_features
 from lakehouse_assets.features.pipeline import describe
 from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.gold.assets import gold_dbt_models
+from lakehouse_assets.product_declarations import load_products
 from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.resources.sources import build_resources
-from lakehouse_assets.product_declarations import load_products
 from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, EVALUATIONS_TABLE, scores_table, training_set_table
 
@@ -44,7 +44,9 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
     PIPELINE = pipeline(settings)
     result = materialize(PIPELINE, resources=build_resources(settings), instance=DagsterInstance.ephemeral())
     assert result.success
-    checks = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in result.get_asset_check_evaluations()}
+    checks = {
+        (c.asset_key.to_user_string(), c.check_name): c.passed for c in result.get_asset_check_evaluations()
+    }
     assert checks[("online_features", "online_matches_offline")]
     assert checks[("return_risk_evaluation", "promotion_gate")]
     assert checks[("demand_forecast_evaluation", "promotion_gate")]
@@ -155,7 +157,6 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
     assert client.get_model_version_by_alias("return_risk", "champion").version
 
 
-
 def check_demand_forecast(engine: DeltaEngine, settings) -> None:
     """The regression product: labels and recent sales against a brute force over silver, its
     training set point in time, its champion registered and its batch scores written."""
@@ -202,5 +203,7 @@ def check_demand_forecast(engine: DeltaEngine, settings) -> None:
     scores = engine.read(scores_table("demand_forecast"))
     newest = demand["forecast_ts"].max()
     assert scores.height == demand.filter(pl.col("forecast_ts") == newest).height > 0
-    assert (scores["forecast_ts"] == newest).all() and (scores["model_version"] == int(champion.version)).all()
+    assert (scores["forecast_ts"] == newest).all() and (
+        scores["model_version"] == int(champion.version)
+    ).all()
     assert (scores["prediction"] >= 0).all() and scores["run_id"].n_unique() == 1

@@ -8,6 +8,7 @@ from dagster import (
     EnvVar,
     build_run_status_sensor_context,
     build_sensor_context,
+    define_asset_job,
 )
 
 from lakehouse_assets.automation import (
@@ -19,6 +20,7 @@ from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.resources.monitoring import WEBHOOK_ENV, AlertNotifier, monitoring_resources
 from lakehouse_assets.resources.sources import SOURCE_URL_ENV, build_resources
 from lakehouse_assets.tables import DRIFT_TABLE, QUALITY_TABLE
+from tests.products import product
 
 
 def test_alerts_reach_the_webhook_and_a_broken_webhook_never_raises(webhook):
@@ -91,7 +93,7 @@ def test_retrain_sensor_launches_one_run_per_failed_evaluation(settings):
 
     def tick(cursor):
         with build_sensor_context(cursor=cursor, resources=resources) as context:
-            return retrain_on_degradation(context)
+            return retrain_on_degradation(product())(context)
 
     assert not tick(None).run_requests  # no monitoring table yet
     engine.append(DRIFT_TABLE, drift_rows(t0, drifted=False))
@@ -115,13 +117,14 @@ def test_retrain_sensor_launches_one_run_per_failed_evaluation(settings):
 def test_label_and_source_sensors_keep_cursors(settings, simulator):
     resources = build_resources(settings)
     engine = DeltaEngine(settings.lake_root)
+    labels_arrived = label_arrival_sensor(product(), define_asset_job("quality", selection=["model_quality"]))
     labels = pl.DataFrame({"order_id": [1, 2], "label_known_at": [datetime(2026, 1, 5), None]})
     engine.append("gold/fct_orders", labels)
     with build_sensor_context(resources={"lake": resources["lake"]}) as context:
-        first = label_arrival_sensor(context)
+        first = labels_arrived(context)
     assert first.run_requests[0].run_key == "labels:2026-01-05 00:00:00"
     with build_sensor_context(cursor=first.cursor, resources={"lake": resources["lake"]}) as c:
-        assert not label_arrival_sensor(c).run_requests
+        assert not labels_arrived(c).run_requests
 
     simulator.run(1)
     with build_sensor_context(resources={"source_db": resources["source_db"]}) as context:

@@ -3,25 +3,22 @@ the drift check fails, the sensor launches retraining on fresh data, the gate pr
 challenger only if it beats the champion, and the service follows. Then a challenger that
 cannot beat the champion is kept out."""
 
+import json
 import time
 
 import polars as pl
 from dagster import AssetCheckSeverity, DagsterInstance, DagsterRunStatus, build_sensor_context
 
 from lakehouse_assets.automation import retrain_on_degradation
+from lakehouse_assets.components import latest_evaluation
 from lakehouse_assets.definitions import build_definitions
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.runtime import ensure_dirs
 from lakehouse_assets.serving.traffic import checkout_requests
-from lakehouse_assets.settings import (
-    LakehouseSettings,
-    MonitoringSettings,
-    SimulatorSettings,
-    TrainingSettings,
-)
+from lakehouse_assets.settings import LakehouseSettings, MonitoringSettings, SimulatorSettings
 from lakehouse_assets.sources.simulator import ShopSimulator
 from lakehouse_assets.tables import DRIFT_TABLE
-from lakehouse_assets.training.assets import latest_evaluation
+from tests.products import product
 from tests.serving.conftest import start_service
 
 CALM = SimulatorSettings(
@@ -36,7 +33,9 @@ CALM = SimulatorSettings(
 )
 # a 1,000-row window would take weeks of this shop's traffic; a quarter of the columns drifting
 # is dataset drift here (the default is half)
-MONITORING = MonitoringSettings(min_window_rows=100, drift_share=0.25)
+MONITORING = MonitoringSettings(min_window_rows=100)
+DRIFT_SHARE = {"return_risk": {"monitoring": {"drift_share": 0.25}}}
+RETRAIN = "return_risk_retrain_job"
 
 
 def run_job(settings: LakehouseSettings, instance: DagsterInstance, name: str, **kwargs):
@@ -76,14 +75,16 @@ def drift_of_last_check(engine: DeltaEngine) -> pl.DataFrame:
 def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("LAKEHOUSE_HOME", str(home))
-    settings = LakehouseSettings(home=home, simulator=CALM, monitoring=MONITORING)
+    settings = LakehouseSettings(
+        home=home, simulator=CALM, monitoring=MONITORING, product_overrides=DRIFT_SHARE
+    )
     ensure_dirs(settings)
     instance = DagsterInstance.ephemeral()
     engine = DeltaEngine(settings.lake_root)
     ShopSimulator(settings.source_db, settings.landing, CALM).run(45)
     run_job(settings, instance, "daily_pipeline_job")
-    run_job(settings, instance, "retrain_job")
-    service = start_service(home)
+    run_job(settings, instance, RETRAIN)
+    service = start_service(home, {"LAKEHOUSE_PRODUCT_OVERRIDES": json.dumps(DRIFT_SHARE)})
     try:
         with service.client() as client:
             assert client.get("/ready").json()["model_version"] == 1
@@ -129,16 +130,17 @@ def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
 
         # The sensor asks for one retraining; the run trains on fresh data and the gate decides.
         resources = {"lake": build_definitions(settings).resources["lake"]}
+        sensor = retrain_on_degradation(product())
         with build_sensor_context(cursor=cursor, resources=resources, instance=instance) as context:
-            tick = retrain_on_degradation(context)
+            tick = sensor(context)
         (request,) = tick.run_requests
         assert request.run_key.startswith("retrain:")
-        run_job(settings, instance, "retrain_job", tags=request.tags)
-        decision = latest_evaluation(engine)
+        run_job(settings, instance, RETRAIN, tags=request.tags)
+        decision = latest_evaluation(engine, "return_risk")
         assert (decision.challenger_version, decision.champion_version) == (2, 1)
         gain = decision.challenger_metrics["roc_auc"] - decision.champion_metrics["roc_auc"]
         assert decision.decision == "promote", decision  # more labelled history wins here
-        assert gain >= settings.training.promotion_margin  # the gate's reason, not a default
+        assert gain >= product().spec.gate.margin  # the gate's reason, not a default
         with service.client() as client:
             client.post("/v1/reload")
             answer = client.post("/v1/predict", json=checkout_requests(settings.source_db, 0)[-1])
@@ -147,13 +149,19 @@ def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
         # A challenger that cannot clear the gate (margin 1.0) is kept out.
         ShopSimulator(settings.source_db, settings.landing, drifted).run(2)
         run_job(settings, instance, "daily_pipeline_job")
-        strict = settings.model_copy(update={"training": TrainingSettings(promotion_margin=1.0)})
-        result = run_job(strict, instance, "retrain_job")
+        strict = settings.model_copy(
+            update={
+                "product_overrides": {
+                    "return_risk": {"gate": {"margin": 1.0}, "monitoring": {"drift_share": 0.25}}
+                }
+            }
+        )
+        result = run_job(strict, instance, RETRAIN)
         (gate,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "promotion_gate"]
         assert gate.passed is False and gate.severity == AssetCheckSeverity.WARN
         assert gate.description.startswith("keep: ") and "margin 1.0" in gate.description
         assert instance.get_run_by_id(result.run_id).status == DagsterRunStatus.SUCCESS
-        assert latest_evaluation(engine).decision == "keep"
+        assert latest_evaluation(engine, "return_risk").decision == "keep"
         with service.client() as client:
             client.post("/v1/reload")
             assert client.get("/ready").json()["model_version"] == 2

@@ -14,6 +14,10 @@ from lakehouse_assets.serving.inference_log import SCHEMA
 from lakehouse_assets.serving.scoring import Rollout, canary_bucket
 from lakehouse_assets.tables import INFERENCE_LOG_TABLE, ONLINE_COMPARISON_TABLE
 from lakehouse_assets.training.evaluation import online_evidence
+from tests.products import product
+
+RISK = product()  # decision threshold 0.3
+
 
 T0 = datetime(2026, 3, 1)
 
@@ -58,7 +62,7 @@ def labelled(engine):
 def test_a_better_challenger_is_measured_better_with_an_interval_above_zero(labelled):
     engine, y, informative, noise = labelled
     write_log(engine, noise, informative, y)
-    row = compare(engine, 1, 2, threshold=0.3, min_labelled=50).row
+    row = compare(engine, RISK, 1, 2, min_labelled=50).row
     assert row["requests"] == row["labelled_orders"] == 600
     assert row["champion_auc_low"] <= row["champion_auc"] <= row["champion_auc_high"]
     assert 0.4 < row["champion_auc"] < 0.6 and row["challenger_auc"] > 0.8
@@ -66,7 +70,7 @@ def test_a_better_challenger_is_measured_better_with_an_interval_above_zero(labe
     agreement = np.mean((noise >= 0.3) == (informative >= 0.3))
     assert row["agreement_rate"] == pytest.approx(agreement)
     assert row["ks_pvalue"] < 0.01  # different score distributions
-    outcome = online_comparison(engine, 1, 2, 0.3, 50)
+    outcome = online_comparison(engine, RISK, 1, 2, 50)
     assert outcome.passed is True and "ROC AUC difference +" in outcome.note
     assert engine.read(ONLINE_COMPARISON_TABLE).height == 1
 
@@ -74,7 +78,7 @@ def test_a_better_challenger_is_measured_better_with_an_interval_above_zero(labe
 def test_a_worse_challenger_fails_the_check(labelled):
     engine, y, informative, noise = labelled
     write_log(engine, informative, noise, y)
-    outcome = online_comparison(engine, 1, 2, 0.3, 50)
+    outcome = online_comparison(engine, RISK, 1, 2, 50)
     assert outcome.passed is False
     assert outcome.summary["auc_difference_high"] < 0
 
@@ -82,15 +86,15 @@ def test_a_worse_challenger_fails_the_check(labelled):
 def test_without_enough_labels_quality_is_not_judged(labelled):
     engine, y, informative, noise = labelled
     write_log(engine, noise[:40], informative[:40], y[:40])
-    outcome = online_comparison(engine, 1, 2, 0.3, 50)
+    outcome = online_comparison(engine, RISK, 1, 2, 50)
     assert outcome.passed is True
     assert outcome.summary["auc_difference"] is None and "40 labelled orders" in outcome.note
     assert online_evidence(engine, 2) == 40 and online_evidence(engine, 3) == 0
 
 
 def test_nothing_to_compare_is_a_skip(engine):
-    assert online_comparison(engine, 1, None, 0.3, 50).passed is None
-    assert online_comparison(engine, 1, 2, 0.3, 50).passed is None  # no log yet
+    assert online_comparison(engine, RISK, 1, None, 50).passed is None
+    assert online_comparison(engine, RISK, 1, 2, 50).passed is None  # no log yet
     assert online_evidence(engine, 2) == 0
 
 
@@ -190,6 +194,6 @@ def test_champion_monitoring_reads_its_own_score_where_a_canary_answered(engine)
             }
         ),
     )
-    champion = labelled_predictions(engine, 1).sort("order_id")
+    champion = labelled_predictions(engine, 1, RISK).sort("order_id")
     assert champion["order_id"].to_list() == [1, 2, 4]
     assert champion["return_probability"].to_list() == [0.2, 0.3, 0.4]

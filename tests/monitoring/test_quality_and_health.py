@@ -14,6 +14,9 @@ from lakehouse_assets.monitoring.monitors import Champion
 from lakehouse_assets.serving.inference_log import SCHEMA
 from lakehouse_assets.settings import MonitoringSettings
 from lakehouse_assets.tables import DRIFT_TABLE, HEALTH_TABLE, INFERENCE_LOG_TABLE, QUALITY_TABLE
+from tests.products import product
+
+RISK = product()  # decision threshold 0.3, quality floor 0.55 on ROC AUC
 
 T0 = datetime(2026, 4, 1)
 
@@ -66,9 +69,7 @@ def write_traffic(engine: DeltaEngine, informative: bool, rows: int = 400) -> No
 def test_quality_check_fails_when_the_metric_drops(tmp_path, informative):
     engine = DeltaEngine(str(tmp_path / "lake"))
     write_traffic(engine, informative)
-    outcome = monitors.model_quality(
-        engine, champion(0.8), MonitoringSettings(), tmp_path / "reports", threshold=0.3
-    )
+    outcome = monitors.model_quality(engine, champion(0.8), RISK, MonitoringSettings(), tmp_path / "reports")
     auc = outcome.summary["labels"]["roc_auc"]
     assert outcome.passed is informative
     assert (auc > 0.8) if informative else (auc < 0.6)
@@ -80,9 +81,7 @@ def test_quality_check_fails_when_the_metric_drops(tmp_path, informative):
 def test_quality_needs_enough_labels(tmp_path):
     engine = DeltaEngine(str(tmp_path / "lake"))
     write_traffic(engine, True, rows=30)
-    outcome = monitors.model_quality(
-        engine, champion(0.8), MonitoringSettings(), tmp_path / "reports", threshold=0.3
-    )
+    outcome = monitors.model_quality(engine, champion(0.8), RISK, MonitoringSettings(), tmp_path / "reports")
     assert outcome.passed is None and "30 labelled predictions" in outcome.note
 
 

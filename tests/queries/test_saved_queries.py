@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from dagster import AssetKey, materialize
 
-from lakehouse_assets.definitions import QUERY_ASSETS, build_definitions
+from lakehouse_assets.definitions import build_definitions
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.queries.lake_sql import QueryError, lake_connection, run_sql
 from lakehouse_assets.queries.saved import load_saved_queries, parse_saved_query, run_saved_query
@@ -95,7 +95,7 @@ def test_queries_read_the_current_delta_version_and_cannot_reach_files(engine, s
 
 def test_an_alert_fires_once_and_recovers_once_through_the_notifier(engine, settings, webhook):
     url, received = webhook
-    (asset,) = [a for a in QUERY_ASSETS if a.key == AssetKey("query_business_daily_orders")]
+    asset = build_definitions().get_assets_def(AssetKey("query_business_daily_orders"))
     resources = {"lake": LakeResource(root=settings.lake_root), "alerts": AlertNotifier(webhook_url=url)}
 
     def evaluate(days: dict[date, tuple[int, int]]) -> bool:
@@ -132,7 +132,7 @@ def test_every_saved_query_is_an_asset_downstream_of_the_tables_it_reads(setting
 
 def test_a_query_over_a_table_not_written_yet_waits_instead_of_failing(settings, webhook):
     url, received = webhook
-    (asset,) = [a for a in QUERY_ASSETS if a.key == AssetKey("query_ml_serving_latency")]
+    asset = build_definitions().get_assets_def(AssetKey("query_ml_serving_latency"))
     result = materialize(
         [asset],
         resources={"lake": LakeResource(root=settings.lake_root), "alerts": AlertNotifier(webhook_url=url)},

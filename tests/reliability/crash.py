@@ -43,9 +43,18 @@ IMPORTS = {
     "ingest": ["lakehouse_assets.sources.landing"],
     "apply": ["lakehouse_assets.silver.apply_changes", "lakehouse_assets.silver.specs"],
     "gold": ["lakehouse_assets.resources.dbt"],
-    "features": ["lakehouse_assets.features.store", "lakehouse_assets.features.pipeline"],
-    "register": ["lakehouse_assets.training.challenger", "lakehouse_assets.resources.mlflow"],
+    "features": [
+        "lakehouse_assets.features.store",
+        "lakehouse_assets.features.pipeline",
+        "lakehouse_assets.product_declarations",
+    ],
+    "register": [
+        "lakehouse_assets.training.challenger",
+        "lakehouse_assets.resources.mlflow",
+        "lakehouse_assets.product_declarations",
+    ],
 }
+PRODUCT = "return_risk"  # the data product whose training set and model the trials build
 READY = "ready"  # the child prints it once imported, so kill delays are spent on the work
 
 
@@ -80,24 +89,26 @@ def run_operation(settings: LakehouseSettings, operation: str, batch_id: str = "
             materialize_online,
         )
         from lakehouse_assets.features.store import feature_store
-        from lakehouse_assets.tables import TRAINING_SET_TABLE
+        from lakehouse_assets.product_declarations import load_product
+        from lakehouse_assets.tables import training_set_table
 
         store, definitions = feature_store(settings)
         apply_definitions(store, definitions)
         materialize_online(store, engine, definitions)
-        frame, versions = build_training_set(store, engine, definitions)
-        engine.overwrite(TRAINING_SET_TABLE, frame, commit_metadata={"source_versions": versions})
+        product = load_product(settings, PRODUCT)
+        frame, versions = build_training_set(store, engine, definitions, product)
+        engine.overwrite(training_set_table(PRODUCT), frame, commit_metadata={"source_versions": versions})
     elif operation == "register":
+        from lakehouse_assets.product_declarations import load_product
         from lakehouse_assets.resources.mlflow import mlflow_resource
         from lakehouse_assets.training.challenger import train_challenger
 
         registry = mlflow_resource(settings)
-        registry.activate()
+        registry.activate(PRODUCT)
         train_challenger(
             engine,
             registry.client(),
-            registry.model_name,
-            settings.training,
+            load_product(settings, PRODUCT),
             actor="crash harness",
             log=lambda message: None,
         )
@@ -340,10 +351,12 @@ def trial(base: Path, reference: Path, workdir: Path, operation: str, kill_after
         if state.get(problem):
             result.registry_problems.append(f"{problem}: {state[problem]}")
     if registry_state(reference).get("versions"):  # the operation registers a challenger
+        from lakehouse_assets.product_declarations import load_product
         from lakehouse_assets.training.challenger import training_data
         from lakehouse_assets.training.train import fingerprint
 
-        expected = fingerprint(training_data(engine), settings.training)
+        product = load_product(settings, PRODUCT)
+        expected = fingerprint(training_data(engine, product), product)
         if state.get("challenger_fingerprint") != expected:
             result.registry_problems.append("challenger is not the version trained from this data")
     return result

@@ -70,7 +70,7 @@ def test_bad_command_lines_and_settings_are_named(settings, args, env, message):
 
 def test_a_pickled_model_is_never_loaded(settings):
     registry = mlflow_resource(settings)
-    registry.activate()
+    registry.activate("return_risk")
     model = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
     with mlflow.start_run():
         pickled = mlflow.sklearn.log_model(model, name="model", serialization_format="cloudpickle")

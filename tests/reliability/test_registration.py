@@ -18,7 +18,7 @@ from lakehouse_assets.tables import ALIAS_HISTORY_TABLE
 
 def test_a_pending_registration_is_finished_once(settings, engine, monkeypatch):
     registry = mlflow_resource(settings)
-    registry.activate()
+    registry.activate("return_risk")
     client = registry.client()
     with mlflow.start_run() as run:
         logged = mlflow.sklearn.log_model(

@@ -26,6 +26,9 @@ from lakehouse_assets.training.evaluation import evaluate
 from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate
 from tests.features.gold_fixture import write_gold_features
+from tests.products import product
+
+RISK = product()
 
 TOKEN = "test-token-123"
 
@@ -59,13 +62,11 @@ def free_port() -> int:
 def train_synthetic(settings: LakehouseSettings, candidate: int, seed: int = 3):
     """One candidate (index into the search grid) trained and logged on the synthetic training
     set, in the home's MLflow (left active: callers register it, then reset the URI)."""
-    mlflow_resource(settings).activate()
+    mlflow_resource(settings).activate(RISK.name)
     frame = synthetic_training_set(seed=seed)
-    split = time_split(frame, 0.2, 30)
+    split = time_split(frame, RISK)
     with mlflow.start_run():
-        run = train_candidate(
-            candidates(7)[candidate], split, TrainingData(frame, "synthetic", 0), settings.training
-        )
+        run = train_candidate(candidates(RISK)[candidate], split, TrainingData(frame, "synthetic", 0), RISK)
     return run, split
 
 
@@ -85,9 +86,7 @@ def prepare_home(home: Path, entities: int = 30) -> LakehouseSettings:
     register_challenger(
         client, engine, "return_risk", run.model_uri, run.run_id, {}, split.window(), run.metrics, "test"
     )
-    apply_decision(
-        client, engine, evaluate(client, "return_risk", split, settings.training), split.window(), "test"
-    )
+    apply_decision(client, engine, evaluate(client, RISK, split), split.window(), "test")
     mlflow.set_tracking_uri(None)
     return settings
 

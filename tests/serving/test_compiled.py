@@ -9,8 +9,13 @@ from sklearn.preprocessing import MinMaxScaler
 
 from lakehouse_assets.serving.compiled import compile_pipeline, fast_scorer
 from lakehouse_assets.training.candidates import candidates
-from lakehouse_assets.training.dataset import FEATURES, LABEL, NUMERIC_FEATURES, model_input
+from lakehouse_assets.training.dataset import model_input
 from lakehouse_assets.training.synthetic import synthetic_training_set
+from tests.products import product
+
+RISK = product()
+FEATURES, LABEL, NUMERIC_FEATURES = RISK.features, RISK.label, list(RISK.numeric)
+GRID = candidates(RISK)
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +27,10 @@ def data() -> pl.DataFrame:
     )
 
 
-@pytest.mark.parametrize("index", range(len(candidates(7))), ids=lambda i: candidates(7)[i].name)
+@pytest.mark.parametrize("index", range(len(GRID)), ids=lambda i: GRID[i].name)
 def test_compiled_scorer_equals_the_pipeline(data: pl.DataFrame, index: int):
-    pipeline = candidates(7)[index].build()
-    pipeline.fit(model_input(data), data[LABEL].to_numpy())
+    pipeline = candidates(RISK)[index].build()
+    pipeline.fit(model_input(data, RISK), data[LABEL].to_numpy())
     scorer = fast_scorer(pipeline)
     assert scorer is not None
     # serving rows: real rows with some values knocked out, unseen and missing segments
@@ -35,27 +40,27 @@ def test_compiled_scorer_equals_the_pipeline(data: pl.DataFrame, index: int):
             row["spend_90d"] = None
         if i % 7 == 0:
             row["segment"] = None if i % 2 else "vip"
-    expected = pipeline.predict_proba(model_input(pl.DataFrame(rows, infer_schema_length=None)))
+    expected = pipeline.predict_proba(model_input(pl.DataFrame(rows, infer_schema_length=None), RISK))
     assert np.allclose(scorer(rows), expected[:, 1], rtol=0, atol=1e-9)
     assert scorer(rows[:1]).shape == (1,)
 
 
 def test_other_pipelines_are_scored_by_the_pipeline(data: pl.DataFrame):
-    template = candidates(7)[0].build()
+    template = candidates(RISK)[0].build()
     other = Pipeline(
         [
             ("features", ColumnTransformer([("numeric", MinMaxScaler(), NUMERIC_FEATURES)])),
             ("classifier", template.steps[1][1]),
         ]
     )
-    frame = model_input(data.with_columns(pl.col(NUMERIC_FEATURES).fill_null(0.0)))
+    frame = model_input(data.with_columns(pl.col(NUMERIC_FEATURES).fill_null(0.0)), RISK)
     other.fit(frame, data[LABEL].to_numpy())
     assert fast_scorer(other) is None
 
 
 def test_a_compiled_scorer_that_disagrees_is_not_used(data: pl.DataFrame, monkeypatch):
-    pipeline = candidates(7)[0].build()
-    pipeline.fit(model_input(data), data[LABEL].to_numpy())
+    pipeline = candidates(RISK)[0].build()
+    pipeline.fit(model_input(data, RISK), data[LABEL].to_numpy())
     right = compile_pipeline(pipeline)
     monkeypatch.setattr(
         "lakehouse_assets.serving.compiled.compile_pipeline", lambda p: lambda rows: right(rows) + 1e-6

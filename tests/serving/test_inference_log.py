@@ -8,8 +8,9 @@ from datetime import datetime
 import pytest
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.serving.inference_log import InferenceLog, record
+from lakehouse_assets.serving.inference_log import InferenceLog, log_schema, record
 from lakehouse_assets.tables import INFERENCE_LOG_TABLE
+from tests.products import product
 
 
 def rows(start: int, count: int) -> list[dict]:
@@ -32,7 +33,7 @@ def rows(start: int, count: int) -> list[dict]:
 
 def test_a_busy_service_commits_once_per_interval_and_close_writes_the_rest(tmp_path):
     engine = DeltaEngine(str(tmp_path))
-    log = InferenceLog(engine, flush_seconds=0.5)
+    log = InferenceLog(engine, log_schema(product()), flush_seconds=0.5)
     stop = threading.Event()
     sent = 0
 
@@ -57,7 +58,7 @@ def test_a_busy_service_commits_once_per_interval_and_close_writes_the_rest(tmp_
 
 def test_a_failed_commit_keeps_its_rows_for_the_next_flush(tmp_path, monkeypatch):
     engine = DeltaEngine(str(tmp_path))
-    log = InferenceLog(engine, flush_seconds=3600)
+    log = InferenceLog(engine, log_schema(product()), flush_seconds=3600)
     real_append, calls = engine.append, []
 
     def flaky(table, frame, **kwargs):
@@ -124,7 +125,7 @@ def test_the_model_that_did_not_answer_is_scored_by_the_writer_in_one_call(tmp_p
             shadow=broken,
         )
     )
-    log = InferenceLog(engine, flush_seconds=60)
+    log = InferenceLog(engine, log_schema(product()), flush_seconds=60)
     log.append(logged)
     log.close()
     frame = engine.read(INFERENCE_LOG_TABLE).sort("request_id")

@@ -15,7 +15,7 @@ from dagster import materialize
 
 from lakehouse_assets.cli import main
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.monitoring.assets import online_comparison as online_comparison_asset
+from lakehouse_assets.monitoring.assets import monitoring_assets
 from lakehouse_assets.monitoring.online import compare
 from lakehouse_assets.registry.promotion import (
     CHALLENGER,
@@ -31,7 +31,8 @@ from lakehouse_assets.serving.scoring import canary_bucket
 from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, INFERENCE_LOG_TABLE, ONLINE_COMPARISON_TABLE
 from lakehouse_assets.training.dataset import model_input
 from lakehouse_assets.training.evaluation import evaluate, online_evidence
-from tests.serving.conftest import TOKEN, prepare_home, start_service, train_synthetic
+from tests.products import variant
+from tests.serving.conftest import RISK, TOKEN, prepare_home, start_service, train_synthetic
 
 CUSTOMERS = 400
 
@@ -116,7 +117,7 @@ def test_shadow_answers_with_the_champion_and_logs_both_scores(rollout_service):
     mlflow.set_tracking_uri(service.settings.tracking_uri)
     model = mlflow.sklearn.load_model("models:/return_risk/2")
     mlflow.set_tracking_uri(None)
-    expected = model.predict_proba(model_input(rows))[:, 1]
+    expected = model.predict_proba(model_input(rows, RISK))[:, 1]
     assert np.allclose(rows["challenger_probability"].to_numpy(), expected, atol=1e-9)
     alone_rows = logged(service, [p["request_id"] for p in alone])
     assert alone_rows["challenger_probability"].is_null().all()
@@ -175,15 +176,16 @@ def test_online_evidence_gates_promotion(rollout_service):
     settings = service.settings
     engine = DeltaEngine(settings.lake_root)
     deadline = time.monotonic() + 30  # the log commits every 0.2 s
-    while (evidence := online_evidence(engine, 2)) < 60 + 2 * 2 * CUSTOMERS:
+    while (evidence := online_evidence(engine, 2, RISK.name)) < 60 + 2 * 2 * CUSTOMERS:
         assert time.monotonic() < deadline, evidence  # shadow requests + both canary shares
         time.sleep(0.2)
-    comparison = compare(engine, 1, 2, settings.training.decision_threshold, 50).row
+    comparison = compare(engine, RISK, 1, 2, 50).row
     assert comparison["requests"] == evidence
     assert 0 < comparison["answered_by_challenger"] < evidence
     assert comparison["agreement_low"] <= comparison["agreement_rate"] <= comparison["agreement_high"]
     assert comparison["labelled_orders"] == 0 and comparison["auc_difference"] is None
-    result = materialize([online_comparison_asset], resources=build_resources(settings), raise_on_error=True)
+    (asset,) = [a for a in monitoring_assets(RISK) if a.key.to_user_string() == "online_comparison"]
+    result = materialize([asset], resources=build_resources(settings), raise_on_error=True)
     check = result.get_asset_check_evaluations()[0]
     assert check.passed and check.check_name == "challenger_not_worse_online"
     recorded = engine.read(ONLINE_COMPARISON_TABLE).row(-1, named=True)
@@ -191,17 +193,15 @@ def test_online_evidence_gates_promotion(rollout_service):
     assert recorded["requests"] == evidence
 
     registry = mlflow_resource(settings)
-    registry.activate()
+    registry.activate(RISK.name)
     client = registry.client()
-    eager = settings.training.model_copy(
-        update={"promotion_margin": -1.0, "log_loss_tolerance": 10.0, "calibration_tolerance": 10.0}
-    )
-    strict = eager.model_copy(update={"min_online_requests": evidence + 1})
-    waiting = evaluate(client, "return_risk", service.split, strict, online_requests=evidence)
+    eager = {"margin": -1.0, "guards": {"log_loss": 10.0, "calibration_error": 10.0}}
+    strict = variant(gate={**eager, "min_online_requests": evidence + 1})
+    waiting = evaluate(client, strict, service.split, online_requests=evidence)
     assert waiting.decision == "awaiting_evidence" and not waiting.gate_passed
     assert f"only {evidence} of the {evidence + 1}" in waiting.reason
-    enough = eager.model_copy(update={"min_online_requests": evidence})
-    decision = evaluate(client, "return_risk", service.split, enough, online_requests=evidence)
+    enough = variant(gate={**eager, "min_online_requests": evidence})
+    decision = evaluate(client, enough, service.split, online_requests=evidence)
     assert decision.decision == "promote"
     apply_decision(client, engine, decision, service.split.window(), "test")
     mlflow.set_tracking_uri(None)
@@ -261,7 +261,7 @@ def test_rollback_under_load_moves_the_champion_back_without_failed_requests(rol
     assert last["changed_by"].startswith("lakehouse rollback")
     assert "rollback from version 2: canary complaints" in last["reason"]
     registry = mlflow_resource(settings)
-    registry.activate()
+    registry.activate(RISK.name)
     client = registry.client()
     assert client.get_model_version("return_risk", "2").tags[ROLLED_BACK_TAG] == "canary complaints"
     assert int(alias_version(client, "return_risk", CHAMPION).version) == 1

@@ -12,14 +12,14 @@ import numpy as np
 import polars as pl
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.features.pipeline import order_features
+from lakehouse_assets.features.pipeline import point_in_time_features
 from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.registry.promotion import CHAMPION, move_alias
 from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.tables import INFERENCE_LOG_TABLE
 from lakehouse_assets.training.dataset import model_input
 from tests.features.gold_fixture import T0
-from tests.serving.conftest import TOKEN, train_synthetic
+from tests.serving.conftest import RISK, TOKEN, train_synthetic
 
 NEWEST = T0.replace(day=T0.day + 3)  # gold_rows: days 0..3
 
@@ -51,7 +51,7 @@ def test_predictions_equal_batch_scoring_with_offline_features(service):
 
     # Batch scoring: offline (point-in-time) features at the newest gold time, the registry's
     # champion, the training input preparation.
-    store, definitions = feature_store(service.settings)
+    store, _ = feature_store(service.settings)
     frame = pl.DataFrame(
         [
             {
@@ -65,13 +65,13 @@ def test_predictions_equal_batch_scoring_with_offline_features(service):
         ]
     )
     lines = pl.DataFrame([{"order_id": i, **line} for i, o in enumerate(orders) for line in o["items"]])
-    offline = order_features(store, definitions, frame, lines)
+    offline = point_in_time_features(store, RISK, frame, lines)
     mlflow.set_tracking_uri(service.settings.tracking_uri)
     try:
         model = mlflow.sklearn.load_model("models:/return_risk@champion")
     finally:
         mlflow.set_tracking_uri(None)
-    expected = model.predict_proba(model_input(offline))[:, 1]
+    expected = model.predict_proba(model_input(offline, RISK))[:, 1]
     assert np.allclose([p["return_probability"] for p in served], expected, atol=1e-12)
     assert served[0]["features"]["orders_90d"] == offline["orders_90d"][0]
     # the basket: products 2 and 2 (order of customer 1) -> gold_rows rate 2 + 3/4 on day 3

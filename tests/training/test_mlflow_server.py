@@ -23,6 +23,9 @@ from lakehouse_assets.training.dataset import model_input, time_split
 from lakehouse_assets.training.evaluation import evaluate
 from lakehouse_assets.training.synthetic import synthetic_training_set
 from lakehouse_assets.training.train import TrainingData, train_candidate
+from tests.products import product
+
+RISK = product()
 
 pytestmark = pytest.mark.integration
 
@@ -71,15 +74,14 @@ def test_train_and_promote_through_the_server_the_ui_shows_it(tmp_path):
             tracking_uri=settings.tracking_uri,
             registry_uri=settings.registry_uri,
             artifact_root=str(home / "unused"),
-            experiment="return_risk",
         )
-        resource.activate()
+        resource.activate(RISK.name)
         client = resource.client()
         engine = DeltaEngine(str(home / "lake"))
         data = TrainingData(synthetic_training_set(), str(home / "lake/features/training_set"), 0)
-        split = time_split(data.frame, 0.2, 30)
+        split = time_split(data.frame, RISK)
         with mlflow.start_run():  # one candidate is enough here; the search is tested elsewhere
-            best = train_candidate(candidates(7)[0], split, data, settings.training)
+            best = train_candidate(candidates(RISK)[0], split, data, RISK)
         register_challenger(
             client,
             engine,
@@ -91,7 +93,7 @@ def test_train_and_promote_through_the_server_the_ui_shows_it(tmp_path):
             best.metrics,
             "test",
         )
-        evaluation = evaluate(client, "return_risk", split, settings.training)
+        evaluation = evaluate(client, RISK, split)
         apply_decision(client, engine, evaluation, split.window(), "test")
 
         # What the UI reads: the runs of the experiment and the model with its aliases.
@@ -111,7 +113,7 @@ def test_train_and_promote_through_the_server_the_ui_shows_it(tmp_path):
         card = mlflow.artifacts.load_text(f"runs:/{best.run_id}/model_card.md")
         assert "Promoted to champion" in card
         champion = mlflow.pyfunc.load_model("models:/return_risk@champion")
-        holdout = model_input(split.holdout)
+        holdout = model_input(split.holdout, RISK)
         assert np.allclose(champion.predict(holdout), best.model.predict_proba(holdout))
     finally:
         mlflow.set_tracking_uri(None)
