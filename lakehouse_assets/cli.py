@@ -818,12 +818,15 @@ def _versions_using(feature: str) -> None:
 
 
 @main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="the list as JSON")
 @click.pass_context
-def products(ctx: click.Context) -> None:
+def products(ctx: click.Context, as_json: bool) -> None:
     """The declared data products with their champion, last training, serving mode and
     monitoring state (`lakehouse products new NAME` starts a declaration)."""
     if ctx.invoked_subcommand is not None:
         return
+    from dataclasses import asdict
+
     from lakehouse_assets.monitoring.results import product_status
     from lakehouse_assets.product_declarations import DeclarationError, load_products
     from lakehouse_assets.resources.connections import embedded_engine, mlflow_connection
@@ -835,6 +838,21 @@ def products(ctx: click.Context) -> None:
         raise click.ClickException(str(error)) from error
     client = mlflow_connection(settings).client()
     engine = embedded_engine(settings)
+    if as_json:
+        import json
+
+        rows = [
+            {
+                "product": p.name,
+                "task": p.spec.task,
+                **asdict(product_status(client, engine, p)),
+                "serving": p.spec.serving.mode,
+                "declaration": p.path,
+            }
+            for p in declared
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
     table = Table(
         "product",
         "task",

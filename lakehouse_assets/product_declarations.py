@@ -13,6 +13,7 @@ the field and what is allowed, raised while the code location loads.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, get_args
@@ -111,6 +112,9 @@ def parse_declaration(path: Path, overrides: Mapping[str, Mapping[str, Any]] | N
         first = error.errors()[0]
         message = first["msg"].removeprefix("Value error, ")
         field = _location(first)
+        named = re.match(r"^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*): (.*)$", message, re.DOTALL)
+        if not first["loc"] and named:  # a check across fields names the field it is about
+            field, message = named.groups()
         if first["type"] == "extra_forbidden":
             message = f"unknown field (allowed: {_allowed(_fields_at(first['loc'][:-1]))})"
         elif first["type"] == "missing":

@@ -1,6 +1,7 @@
 """Feature and model assets over a simulated shop: registry, online store, the data products'
 training sets, skew check, then training, the promotion gate, the champion and batch scores."""
 
+import json
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -18,6 +19,7 @@ from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.resources.sources import build_resources
 from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, EVALUATIONS_TABLE, scores_table, training_set_table
+from tests.test_products import BASKET_RETURN, declare
 
 TRAINING_SET_TABLE = training_set_table("return_risk")
 
@@ -36,11 +38,14 @@ def pipeline(settings) -> list:
     ]
 
 
-def test_training_set_is_point_in_time_and_online_matches_offline(simulated, settings):
+def test_training_set_is_point_in_time_and_online_matches_offline(simulated, settings, tmp_path):
     # Labels take 30 days to be known: simulate enough days to have matured ones to train on.
     simulated.run(30)
     overrides = {"return_risk": {"split": {"holdout_fraction": 0.3}}}
-    settings = settings.model_copy(update={"product_overrides": overrides})
+    declare(tmp_path / "products", BASKET_RETURN)  # a third product, declared in a user's folder
+    settings = settings.model_copy(
+        update={"product_overrides": overrides, "products_dirs": (tmp_path / "products",)}
+    )
     PIPELINE = pipeline(settings)
     result = materialize(PIPELINE, resources=build_resources(settings), instance=DagsterInstance.ephemeral())
     assert result.success
@@ -50,9 +55,11 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
     assert checks[("online_features", "online_matches_offline")]
     assert checks[("return_risk_evaluation", "promotion_gate")]
     assert checks[("demand_forecast_evaluation", "promotion_gate")]
+    assert checks[("basket_return_evaluation", "promotion_gate")]
 
     engine = DeltaEngine(settings.lake_root)
     check_demand_forecast(engine, settings)
+    check_declared_product(engine, settings)
     training = engine.read(TRAINING_SET_TABLE)
     orders = engine.read("gold/fct_orders").filter(pl.col("returned_within_30d").is_not_null())
     assert training.height == orders.height > 0  # one row per labelled order
@@ -207,3 +214,19 @@ def check_demand_forecast(engine: DeltaEngine, settings) -> None:
         scores["model_version"] == int(champion.version)
     ).all()
     assert (scores["prediction"] >= 0).all() and scores["run_id"].n_unique() == 1
+
+
+def check_declared_product(engine: DeltaEngine, settings) -> None:
+    """The product declared in YAML only: trained in its own experiment, registered as its own
+    model with its feature specification, promoted and batch-scored."""
+    training = engine.read(training_set_table("basket_return"))
+    assert set(training.columns) >= {"n_items", "n_lines", "orders_90d", "segment", "returned_within_30d"}
+    client = mlflow_resource(settings).client()
+    champion = client.get_model_version_by_alias("basket_return", "champion")
+    spec = json.loads(champion.tags["feature_spec"])
+    assert spec["row_features"] == BASKET_RETURN["features"]["views"] and spec["service"] is None
+    assert spec["inputs"] == ["n_items", "n_lines", "amount", "orders_90d", "returns_90d", "segment"]
+    experiment = client.get_experiment_by_name("basket_return")
+    assert client.search_runs([experiment.experiment_id], "tags.product = 'basket_return'")
+    scores = engine.read(scores_table("basket_return"))
+    assert scores.height > 0 and scores["prediction"].is_between(0, 1).all()
