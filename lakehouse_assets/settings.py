@@ -228,7 +228,7 @@ class LakehouseSettings(BaseSettings):
     )
     product_overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description='per-environment changes to declarations, JSON: {"return_risk": {"gate": '
+        description='per-environment changes to declarations, JSON: {"<product>": {"gate": '
         '{"min_online_requests": 500}}}',
     )
     monitoring: MonitoringSettings = MonitoringSettings()

@@ -32,6 +32,25 @@ def test_simulate_then_demo_end_to_end(demo_home):
     assert "customer_daily_features" in listing.output and "return_risk_v1" in listing.output
 
 
+def test_the_demo_trains_serves_and_batch_scores_both_products(demo_home):
+    listed = demo_home.cli("products", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = {r["product"]: r for r in json.loads(listed.stdout)}
+    assert rows["return_risk"]["champion"] and rows["return_risk"]["serving"] == "online"
+    assert rows["demand_forecast"]["champion"] and rows["demand_forecast"]["serving"] == "batch"
+    engine = DeltaEngine(str(demo_home.home / "lake"))
+    scores = engine.read("gold/demand_forecast_scores")
+    products = engine.read("gold/product_demand_daily")
+    newest = products["forecast_ts"].max()
+    assert scores.height == products.filter(pl.col("forecast_ts") == newest).height > 0
+    forecast = demo_home.cli("query", "business_demand_forecast")
+    assert forecast.exit_code == 0 and "business_demand_forecast:" in forecast.output, forecast.output
+    used = demo_home.cli("features", "--used-by", "units_last_7d")
+    assert used.exit_code == 0 and "demand_forecast" in used.output and "return_risk" not in used.output
+    by_view = demo_home.cli("features", "--used-by", "customer_daily_features")
+    assert "return_risk" in by_view.output and "demand_forecast" not in by_view.output
+
+
 def test_a_saved_query_runs_from_the_command_line(demo_home):
     result = demo_home.cli("query", "business_daily_orders", "--param", "days=3")
     assert result.exit_code == 0, result.output

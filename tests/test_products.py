@@ -125,7 +125,7 @@ BAD = [
     (
         {"candidates": [{"family": "poisson_glm"}]},
         "candidates[0].family",
-        "'poisson_glm' does not fit the task binary_classification (allowed: ['lightgbm', 'logistic_regression'",
+        "'poisson_glm' does not fit the task binary_classification (allowed: ['lightgbm', 'logistic_regr",
     ),
     (
         {"candidates": [{"family": "lightgbm", "search": {"depth": [3]}}]},

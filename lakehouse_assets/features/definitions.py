@@ -1,12 +1,15 @@
 """Feast definitions: entities, feature views over the gold Delta marts, an on-demand feature view
-and the versioned feature service of the return-risk model. Built by a function (paths come from
+and the versioned feature services declared in services.yaml. Built by a function (paths come from
 the settings), so applying them never imports or runs anything else."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
+import yaml  # type: ignore[import-untyped]
 from feast import (
     Entity,
     FeatureService,
@@ -33,8 +36,7 @@ class FeatureDefinitions:
     customer_features: FeatureView
     product_features: FeatureView
     order_request_features: object  # OnDemandFeatureView
-    return_risk_service: FeatureService
-    return_risk_v2: FeatureService
+    services: tuple[FeatureService, ...]  # declared in services.yaml
 
     def all(self) -> list:
         return [
@@ -43,8 +45,7 @@ class FeatureDefinitions:
             self.customer_features,
             self.product_features,
             self.order_request_features,
-            self.return_risk_service,
-            self.return_risk_v2,
+            *self.services,
         ]
 
 
@@ -57,6 +58,41 @@ def _delta_source(name: str, path: str) -> FileSource:
         owner=OWNER,
         description=f"gold Delta mart at {path}",
     )
+
+
+SERVICES_FILE = Path(__file__).with_name("services.yaml")
+
+
+def feature_services(path: Path, views: dict[str, Any]) -> list[FeatureService]:
+    """The feature services declared in ``path`` over ``views`` (an unknown view or feature is a
+    ValueError naming the service)."""
+    services = []
+    for declared in (yaml.safe_load(path.read_text()) or {}).get("services", []):
+        name = declared["name"]
+        projections = []
+        for entry in declared["views"]:
+            view_name, features = (
+                (entry, None) if isinstance(entry, str) else (entry["view"], entry["features"])
+            )
+            if view_name not in views:
+                raise ValueError(
+                    f"{path}: service {name}: no feature view {view_name!r} (views: {sorted(views)})"
+                )
+            view = views[view_name]
+            unknown = sorted(set(features or []) - {f.name for f in view.features})
+            if unknown:
+                raise ValueError(f"{path}: service {name}: {view_name} has no features {unknown}")
+            projections.append(view[features] if features else view)
+        services.append(
+            FeatureService(
+                name=name,
+                features=projections,
+                owner=declared.get("owner", OWNER),
+                description=declared.get("description", ""),
+                tags={str(k): str(v) for k, v in (declared.get("tags") or {}).items()},
+            )
+        )
+    return services
 
 
 def build_definitions(lake_root: str) -> FeatureDefinitions:
@@ -140,32 +176,13 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
         discounts = [None if d is None else float(d) for d in inputs["discount"]]
         return {"amount_vs_avg_basket": ratios, "discount_share": discounts}
 
-    return_risk_service = FeatureService(
-        name="return_risk_v1",
-        features=[customer_features, order_request_features],
-        owner=OWNER,
-        description="Features of the return-risk model, version 1.",
-        tags={"model": "return_risk", "version": "1"},
-    )
-    return_risk_v2 = FeatureService(
-        name="return_risk_v2",
-        features=[
-            customer_features,
-            order_request_features,
-            product_features[["return_rate_90d", "category_return_rate_90d"]],
-        ],
-        owner=OWNER,
-        description="Features of the return-risk model, version 2: version 1 per order, plus "
-        "product features per order line, aggregated over the basket "
-        "(lakehouse_assets.features.basket).",
-        tags={"model": "return_risk", "version": "2"},
-    )
+    views = {v.name: v for v in (customer_features, product_features, order_request_features)}
+    services = tuple(feature_services(SERVICES_FILE, views))
     return FeatureDefinitions(
         customer,
         product,
         customer_features,
         product_features,
         order_request_features,
-        return_risk_service,
-        return_risk_v2,
+        services,
     )
