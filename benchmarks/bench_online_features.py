@@ -30,6 +30,7 @@ from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
 from lakehouse_assets.features.pipeline import materialize_online
 from lakehouse_assets.features.store import feature_store
+from lakehouse_assets.product_declarations import load_products, monitored_product
 from lakehouse_assets.resources.connections import open_feast
 from lakehouse_assets.runtime import disable_telemetry, ensure_dirs
 from lakehouse_assets.settings import LakehouseSettings
@@ -97,7 +98,9 @@ def main() -> None:
             )
         print(f"materialization speed-up vs Feast: {baseline / ours:.2f}x (target >= 100,000 source rows/s)")
 
-        lookup = OnlineFeatureLookup(store)
+        served = monitored_product(load_products(settings))  # the online product's row features
+        assert served is not None, "no data product is served online"
+        lookup = OnlineFeatureLookup(store, list(served.row_features))
         refs = [f"customer_daily_features:{f.name}" for f in definitions.customer_features.features]
         rng = random.Random(7)
         for batch in (1, 100):

@@ -9,10 +9,12 @@ Dagster; the definitions here wire them to Dagster.
 
 import json
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import polars as pl
 from dagster import (
     AssetKey,
     AssetSelection,
@@ -219,13 +221,18 @@ def daily_pipeline_job(products: list[Product]) -> UnresolvedAssetJobDefinition:
     )
 
 
+# the monitors of the online product (drift of its traffic, quality of its live predictions)
+ONLINE_MONITORS = ("feature_drift", "prediction_drift", "model_quality")
+
+
 def training_set_key(product: Product) -> AssetKey:
     """The asset key of a product's training set."""
     return AssetKey(f"{product.name}_training_set")
 
 
-def retrain_on_degradation(product: Product) -> SensorDefinition:
-    """Drift or quality failures of ``product``'s monitors -> one run of its retrain job."""
+def retrain_on_degradation(product: Product, monitors: Collection[str] = ONLINE_MONITORS) -> SensorDefinition:
+    """Failed evaluations of ``product``'s ``monitors`` (drift, quality) -> one run of its
+    retrain job."""
 
     @sensor(
         name=f"{product.name}_retrain_on_degradation",
@@ -239,7 +246,7 @@ def retrain_on_degradation(product: Product) -> SensorDefinition:
     )
     def retrain(context: SensorEvaluationContext, lake: LakeResource):
         after = datetime.fromisoformat(context.cursor) if context.cursor else None
-        results = monitor_results(lake.engine())
+        results = monitor_results(lake.engine()).filter(pl.col("monitor").is_in(list(monitors)))
         failed = failed_monitor_evaluations(results, after)
         newest = results["computed_at"].max()
         cursor = str(newest) if newest is not None else context.cursor
@@ -323,6 +330,17 @@ def build_automation(products: list[Product], monitored: Product | None) -> Auto
         )
         jobs.append(quality)
         sensors += [retrain_on_degradation(monitored), label_arrival_sensor(monitored, quality)]
+    for product in products:
+        if product.spec.serving.batch is None:
+            continue
+        monitor = f"{product.name}_quality"
+        checked = define_asset_job(
+            f"{product.name}_quality_job",
+            selection=AssetSelection.assets(AssetKey(monitor)),
+            description=f"Quality of {product.name}'s batch predictions on the labels that arrived.",
+        )
+        jobs.append(checked)
+        sensors += [retrain_on_degradation(product, [monitor]), label_arrival_sensor(product, checked)]
     fresh = [
         AssetKey(n)
         for n in ("fct_orders", "customer_daily_features", "product_daily_features", "online_features")

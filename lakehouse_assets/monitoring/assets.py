@@ -283,3 +283,47 @@ MONITORING_CHECKS = {
     "serving_within_objectives",
     "challenger_not_worse_online",
 }
+
+
+def batch_quality_asset(product: Product) -> Any:
+    """The quality monitor of a batch-scored product: its champion's scores against the actuals."""
+    check = "quality_above_floor"
+    metric = product.quality_metric
+    floor = product.spec.monitoring.quality_floor
+
+    @asset(
+        name=monitors.batch_quality_monitor(product),
+        group_name=product.name,
+        kinds={"delta"},
+        owners=list(product.spec.owners),
+        deps=[AssetKey(f"{product.name}_batch_scores"), AssetKey(product.spec.label.table)],
+        metadata={"table": QUALITY_TABLE},
+        check_specs=[
+            AssetCheckSpec(
+                check,
+                asset=monitors.batch_quality_monitor(product),
+                description=f"On batch predictions whose actuals arrived, the {product.name} champion's "
+                f"{metric} is within its floor ({floor}) and within "
+                f"{product.spec.monitoring.quality_max_drop} of its holdout value.",
+            )
+        ],
+        description=f"Quality of the {product.name} champion's batch predictions "
+        f"(gold/{product.name}_scores) once their labels ({product.label}) are known, on {metric}; "
+        "to lake/monitoring/model_quality. A failure triggers retraining.",
+    )
+    def quality(
+        context: AssetExecutionContext,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+        monitoring: MonitoringResource,
+        alerts: AlertNotifier,
+    ):
+        outcome = _with_champion(
+            context,
+            mlflow,
+            product,
+            lambda model: monitors.batch_quality(lake.engine(), model, product, monitoring.settings),
+        )
+        yield from _report(context, check, outcome, alerts, f"{product.name} quality on its actuals")
+
+    return quality

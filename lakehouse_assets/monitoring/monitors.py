@@ -28,10 +28,11 @@ from lakehouse_assets.tables import (
     INFERENCE_LOG_TABLE,
     QUALITY_TABLE,
     gold_table,
+    scores_table,
     training_set_table,
 )
 from lakehouse_assets.training.dataset import model_input
-from lakehouse_assets.training.metrics import classification_metrics
+from lakehouse_assets.training.metrics import classification_metrics, task_metrics
 
 if TYPE_CHECKING:  # Evidently takes seconds to import: only the monitors that run load it
     from evidently.core.report import Snapshot
@@ -451,3 +452,65 @@ def system_health(engine: LakeEngine, settings: MonitoringSettings) -> MonitorOu
         "error_rate": errors if errors is not None else counts,
     }
     return MonitorOutcome(passed, {"serving": summary}, note=window.note)
+
+
+def batch_quality_monitor(product: Product) -> str:
+    """The quality monitor's name of a batch-scored product (rows in monitoring/model_quality)."""
+    return f"{product.name}_quality"
+
+
+def batch_quality(
+    engine: LakeEngine, model: Champion, product: Product, settings: MonitoringSettings
+) -> MonitorOutcome:
+    """The champion's batch predictions (gold/<product>_scores) against the labels that have
+    arrived since (the actuals), on the product's quality metric: at least its floor (in the
+    metric's direction) and within the allowed drop of the champion's holdout value."""
+    scores, labels = scores_table(product.name), gold_table(product.spec.label.table)
+    if engine.version(scores) is None or engine.version(labels) is None:
+        return MonitorOutcome(None, note=f"no {scores} yet")
+    keys, label, known_at = [*product.keys, product.time], product.label, product.spec.label.known_at
+    predicted = engine.read(scores, columns=[*keys, "prediction", "model_version"]).filter(
+        pl.col("model_version") == model.version
+    )
+    actual = engine.read(labels, columns=[*keys, label, known_at]).filter(pl.col(label).is_not_null())
+    frame = predicted.join(actual, on=keys)
+    if frame.height < settings.min_labelled_rows:
+        return MonitorOutcome(
+            None,
+            note=f"{frame.height} batch predictions of version {model.version} with known labels; "
+            f"at least {settings.min_labelled_rows} needed",
+        )
+    spec, declared = product.spec, product.spec.monitoring
+    y = frame[label].cast(pl.Float64).to_numpy()
+    metrics = task_metrics(spec.task, y, frame["prediction"].to_numpy(), spec.decision_threshold)
+    metric = product.quality_metric
+    value, baseline = metrics[metric], model.holdout_metrics.get(metric, np.nan)
+    sign = 1.0 if spec.better(metric) == "max" else -1.0
+    dropped = sign * (baseline - value) > declared.quality_max_drop
+    passed = (declared.quality_floor is None or sign * (value - declared.quality_floor) >= 0) and not dropped
+    engine.append(
+        QUALITY_TABLE,
+        pl.DataFrame(
+            [
+                {
+                    "computed_at": now(),
+                    "monitor": batch_quality_monitor(product),
+                    "model_name": spec.model_name,
+                    "model_version": model.version,
+                    "window_start": frame[product.time].min(),
+                    "window_end": frame[product.time].max(),
+                    "labelled_rows": frame.height,
+                    **metrics,
+                    "metric": metric,
+                    "holdout_value": baseline,
+                    "floor": declared.quality_floor,
+                    "max_drop": declared.quality_max_drop,
+                    "passed": passed,
+                    "report": "",
+                }
+            ],
+            schema_overrides={"floor": pl.Float64},
+        ),
+    )
+    summary = {**metrics, "labelled_rows": frame.height, f"holdout_{metric}": baseline}
+    return MonitorOutcome(passed, {"actuals": summary}, note=f"{metric} {value:.4f} on {frame.height} rows")

@@ -11,6 +11,7 @@ from lakehouse_assets.runtime import ensure_dirs
 from lakehouse_assets.settings import LakehouseSettings
 from tests.features.gold_fixture import write_gold_features
 from tests.postgres_server import postgres_server
+from tests.products import product
 from tests.redis_server import redis_server
 
 pytestmark = pytest.mark.integration
@@ -48,6 +49,8 @@ def test_production_registry_in_postgres_and_online_store_in_redis(tmp_path):
             entity_rows=[{"customer_id": 7, "product_id": 8}],
         ).to_dict()
         assert got["orders_90d"] == [7 * 10 + 3] and got["price_band"] == ["s2"]
-        served = OnlineFeatureLookup(reopened).lookup([OrderRequest(7, 50.0, 0.2)])[0]
+        served = OnlineFeatureLookup(reopened, list(product().row_features)).lookup(
+            [OrderRequest(7, 50.0, 0.2)]
+        )[0]
         assert served["amount_vs_avg_basket"] == pytest.approx(50.0 / ((7 + 3 / 4) / (7 * 10 + 3)))
         assert online_offline_skew(reopened, engine, definitions)["mismatches"] == {}

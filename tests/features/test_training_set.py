@@ -10,6 +10,9 @@ from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.pipeline import build_training_set
 from lakehouse_assets.features.store import feature_store
 from tests.features.gold_fixture import T0, gold_rows
+from tests.products import product
+
+RISK = product()
 
 
 def orders(labels: list[bool | None]) -> pl.DataFrame:
@@ -54,7 +57,7 @@ def test_late_labels_and_exact_rebuild_from_recorded_versions(settings):
     store.apply(definitions.all())
     engine = DeltaEngine(lake)
 
-    first, versions = build_training_set(store, engine, definitions)
+    first, versions = build_training_set(store, engine, definitions, RISK)
     assert first["order_id"].to_list() == [1, 3]  # unknown labels are not guessed
     # Order 1 (customer 1, day 1 at 00:00) sees the day-1 row: orders_90d = 1 * 10 + 1.
     assert first.filter(pl.col("order_id") == 1)["orders_90d"].item() == 11
@@ -92,7 +95,7 @@ def test_late_labels_and_exact_rebuild_from_recorded_versions(settings):
         order_items(4).filter((pl.col("order_id") != 1) | (pl.col("product_id") != 3)).to_arrow(),
         mode="overwrite",
     )
-    second, newer = build_training_set(store, engine, definitions)
+    second, newer = build_training_set(store, engine, definitions, RISK)
     assert second["order_id"].to_list() == [1, 2, 3]
     assert second.filter(pl.col("order_id") == 2)["returned_within_30d"].to_list() == [True]
     assert second.filter(pl.col("order_id") == 1)["orders_90d"].item() == 11 + 1000
@@ -100,6 +103,6 @@ def test_late_labels_and_exact_rebuild_from_recorded_versions(settings):
     assert newer["gold/fct_orders"] > versions["gold/fct_orders"]
 
     # The first training set comes back exactly from the versions it recorded.
-    rebuilt, same = build_training_set(store, engine, definitions, versions=versions)
+    rebuilt, same = build_training_set(store, engine, definitions, RISK, versions=versions)
     assert same == versions
     assert rebuilt.equals(first)

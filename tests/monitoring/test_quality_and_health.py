@@ -145,3 +145,65 @@ def test_the_traffic_window_starts_where_the_last_traffic_window_ended(tmp_path)
     assert window.frame.height == 300 and window.start == T0 + timedelta(seconds=100)
     short = monitors.traffic_window(engine, "feature_drift", DRIFT_TABLE, min_rows=350)
     assert short.frame.height == 350 and "extended to the latest 350" in short.note
+
+
+def write_forecasts(engine: DeltaEngine, error: float, rows: int = 200) -> None:
+    """Batch forecasts of demand_forecast version 2 and the actuals that arrived for them:
+    ``error`` is the relative over-forecast (0.1: 10% too high)."""
+    rng = np.random.default_rng(4)
+    actual = rng.poisson(20, rows)
+    days = [T0 + timedelta(days=i % 20) for i in range(rows)]
+    keys = {"product_id": [i // 20 for i in range(rows)], "forecast_ts": days}
+    engine.append(
+        "gold/demand_forecast_scores",
+        pl.DataFrame({**keys, "prediction": actual * (1 + error), "model_version": [2] * rows}),
+    )
+    engine.append(
+        "gold/product_demand_daily",
+        pl.DataFrame(
+            {**keys, "units_next_7d": actual, "label_known_at": [d + timedelta(days=7) for d in days]}
+        ),
+    )
+
+
+@pytest.mark.parametrize(("error", "passes"), [(0.05, True), (0.9, False)])
+def test_batch_forecasts_are_judged_on_their_actuals_and_a_failure_retrains_that_product(
+    settings, error, passes
+):
+    from dagster import build_sensor_context
+
+    from lakehouse_assets.automation import retrain_on_degradation
+    from lakehouse_assets.resources.sources import build_resources
+
+    engine = DeltaEngine(settings.lake_root)
+    demand = product("demand_forecast")  # quality on WAPE, floor 0.8, at most 0.05 above holdout
+    write_forecasts(engine, error)
+    model = Champion("demand_forecast", 2, 0, "2026-01-01", "2026-02-01", {"wape": 0.1}, "models:/d/2")
+    outcome = monitors.batch_quality(engine, model, demand, MonitoringSettings())
+    assert outcome.passed is passes
+    assert outcome.summary["actuals"]["wape"] == pytest.approx(error, rel=1e-6)
+    row = engine.read(QUALITY_TABLE).row(-1, named=True)
+    assert (row["monitor"], row["model_name"], row["metric"], row["passed"]) == (
+        "demand_forecast_quality",
+        "demand_forecast",
+        "wape",
+        passes,
+    )
+    resources = {"lake": build_resources(settings)["lake"]}
+    for name, monitors_of in (("demand_forecast", ["demand_forecast_quality"]), ("return_risk", None)):
+        sensor = retrain_on_degradation(product(name), *([monitors_of] if monitors_of else []))
+        with build_sensor_context(resources=resources) as context:
+            asked = bool(sensor(context).run_requests)
+        # only the failing product retrains; the other product's sensor ignores its monitors
+        assert asked is (name == "demand_forecast" and not passes), name
+
+
+def test_batch_quality_waits_for_actuals(settings):
+    engine = DeltaEngine(settings.lake_root)
+    model = Champion("demand_forecast", 2, 0, "2026-01-01", "2026-02-01", {"wape": 0.1}, "models:/d/2")
+    assert (
+        monitors.batch_quality(engine, model, product("demand_forecast"), MonitoringSettings()).passed is None
+    )
+    write_forecasts(engine, 0.0, rows=20)
+    outcome = monitors.batch_quality(engine, model, product("demand_forecast"), MonitoringSettings())
+    assert outcome.passed is None and "20 batch predictions" in outcome.note
