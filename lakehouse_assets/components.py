@@ -332,13 +332,27 @@ def product_assets(product: Product) -> dg.Definitions:
     return dg.Definitions(assets=assets, asset_checks=[promotion_gate], jobs=jobs, schedules=schedules)
 
 
-class DataProduct(dg.Component, dg.Resolvable, ProductSpec):
-    """A data product declared in YAML (`type: lakehouse_assets.components.DataProduct`): the
-    platform builds its training set, training, evaluation, gated promotion and batch scoring.
-    `build_definitions` loads every declaration with the settings; Dagster's component loader
-    can load one too."""
+class DataProduct(dg.Component):
+    """A data product declared in YAML (`type: lakehouse_assets.components.DataProduct`, its
+    `attributes` a ProductSpec): the platform builds its training set, training, evaluation,
+    gated promotion, batch scoring and monitors. `build_definitions` loads every declaration
+    with the settings; Dagster's component loader can load one too."""
+
+    def __init__(self, spec: ProductSpec, path: str = "defs.yaml"):
+        self.spec, self.path = spec, path
+
+    @classmethod
+    def get_model_cls(cls) -> type[ProductSpec]:
+        return ProductSpec
+
+    @classmethod
+    def load(cls, attributes: Any, context: dg.ComponentLoadContext) -> "DataProduct":
+        spec = (
+            attributes
+            if isinstance(attributes, ProductSpec)
+            else ProductSpec.model_validate(attributes or {})
+        )
+        return cls(spec, str(Path(getattr(context, "path", "") or ".") / "defs.yaml"))
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        spec = ProductSpec.model_validate(self.model_dump())
-        path = Path(getattr(context, "path", "") or "") / "defs.yaml"
-        return product_assets(resolve(spec, path, get_settings().lake_root))
+        return product_assets(resolve(self.spec, self.path, get_settings().lake_root))

@@ -259,3 +259,21 @@ def test_products_lists_every_product_with_its_state(tmp_path):
     assert rows["return_risk"]["serving"] == "online" and rows["demand_forecast"]["serving"] == "batch"
     assert rows["basket_return"]["champion"] is None and rows["basket_return"]["last_trained"] is None
     assert rows["basket_return"]["declaration"].endswith("basket_return/defs.yaml")
+
+
+def test_the_declaration_is_a_dagster_component(tmp_path):
+    import dagster as dg
+
+    from lakehouse_assets.components import DataProduct
+    from lakehouse_assets.products.spec import ProductSpec
+
+    assert DataProduct.get_model_cls() is ProductSpec  # the YAML's attributes schema
+    path = declare(tmp_path, BASKET_RETURN)
+    attributes = yaml.safe_load(path.read_text())["attributes"]
+    component = DataProduct(ProductSpec.model_validate(attributes), str(path))
+    built = dg.build_defs_for_component(component)
+    keys = {key.to_user_string() for a in built.assets or [] for key in a.keys}  # type: ignore[union-attr]
+    assert keys == {
+        f"basket_return_{s}"
+        for s in ("training_set", "challenger", "evaluation", "champion", "batch_scores", "quality")
+    }

@@ -68,6 +68,9 @@ class TrainingOutcome:
     fingerprint: str
 
 
+TRAINING_FIELDS = {"task", "entity", "label", "features", "split", "candidates", "seed", "decision_threshold"}
+
+
 def fingerprint(data: TrainingData, product: Product) -> str:
     """Same training set version, same sources and same declaration give the same models."""
     payload = json.dumps(
@@ -75,7 +78,9 @@ def fingerprint(data: TrainingData, product: Product) -> str:
             "path": data.path,
             "version": data.version,
             "sources": data.source_versions,
-            "declaration": product.spec.model_dump(mode="json"),
+            # what shapes the models (not the gate, serving or monitoring: changing those retrains nothing)
+            "declaration": product.spec.model_dump(mode="json", include=TRAINING_FIELDS),
+            "inputs": product.features,
             "grid": [c.name for c in candidates(product)],
         },
         sort_keys=True,
