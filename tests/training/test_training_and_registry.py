@@ -194,3 +194,17 @@ def test_a_lower_is_better_primary_metric_must_fall_by_the_margin():
     assert not gate(champion, {"wape": 0.45, "abs_bias": 0.02}, settings)[0]  # worse
     passed, reason = gate(champion, {"wape": 0.30, "abs_bias": 0.09}, settings)
     assert not passed and "abs_bias" in reason
+
+
+def test_only_what_shapes_the_models_changes_the_fingerprint():
+    from lakehouse_assets.training.train import fingerprint
+
+    data = TrainingData(synthetic_training_set(orders=50), "somewhere", 3, {"gold/fct_orders": 4})
+    base = fingerprint(data, product())
+    assert fingerprint(data, variant(gate={"margin": 0.5})) == base  # a new gate re-decides, not retrains
+    assert fingerprint(data, variant(serving={"batch": {"cron": "0 1 * * *"}})) == base
+    assert (
+        fingerprint(data, variant(candidates=[{"family": "lightgbm", "search": {"num_leaves": [7]}}])) != base
+    )
+    assert fingerprint(data, variant(split={"holdout_fraction": 0.3})) != base
+    assert fingerprint(TrainingData(data.frame, "somewhere", 4, data.source_versions), product()) != base
