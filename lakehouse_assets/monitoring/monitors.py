@@ -354,6 +354,7 @@ def model_quality(
                 {
                     "computed_at": now(),
                     "monitor": "model_quality",
+                    "model_name": product.spec.model_name,
                     "model_version": model.version,
                     "window_start": frame["served_at"].min(),
                     "window_end": frame["served_at"].max(),
