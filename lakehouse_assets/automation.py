@@ -333,14 +333,14 @@ def build_automation(products: list[Product], monitored: Product | None) -> Auto
     for product in products:
         if product.spec.serving.batch is None:
             continue
-        monitor = f"{product.name}_quality"
+        own_monitors = [f"{product.name}_quality", f"{product.name}_feature_drift"]
         checked = define_asset_job(
             f"{product.name}_quality_job",
-            selection=AssetSelection.assets(AssetKey(monitor)),
+            selection=AssetSelection.assets(AssetKey(own_monitors[0])),
             description=f"Quality of {product.name}'s batch predictions on the labels that arrived.",
         )
         jobs.append(checked)
-        sensors += [retrain_on_degradation(product, [monitor]), label_arrival_sensor(product, checked)]
+        sensors += [retrain_on_degradation(product, own_monitors), label_arrival_sensor(product, checked)]
     fresh = [
         AssetKey(n)
         for n in ("fct_orders", "customer_daily_features", "product_daily_features", "online_features")

@@ -33,7 +33,7 @@ from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.features.definitions import build_definitions
 from lakehouse_assets.features.pipeline import GOLD_TABLES, build_training_set
 from lakehouse_assets.metadata import table_metadata
-from lakehouse_assets.monitoring.assets import batch_quality_asset
+from lakehouse_assets.monitoring.assets import batch_drift_asset, batch_quality_asset
 from lakehouse_assets.product_declarations import resolve
 from lakehouse_assets.products.spec import Product, ProductSpec
 from lakehouse_assets.registry.promotion import (
@@ -313,7 +313,7 @@ def product_assets(product: Product) -> dg.Definitions:
                 }
             )
 
-        assets += [batch_scores, batch_quality_asset(product)]
+        assets += [batch_scores, batch_quality_asset(product), batch_drift_asset(product)]
         scoring = define_asset_job(
             f"{name}_batch_scoring_job",
             selection=AssetSelection.assets(batch_scores),

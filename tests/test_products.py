@@ -275,5 +275,13 @@ def test_the_declaration_is_a_dagster_component(tmp_path):
     keys = {key.to_user_string() for a in built.assets or [] for key in a.keys}  # type: ignore[union-attr]
     assert keys == {
         f"basket_return_{s}"
-        for s in ("training_set", "challenger", "evaluation", "champion", "batch_scores", "quality")
+        for s in (
+            "training_set",
+            "challenger",
+            "evaluation",
+            "champion",
+            "batch_scores",
+            "quality",
+            "feature_drift",
+        )
     }

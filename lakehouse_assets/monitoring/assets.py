@@ -327,3 +327,48 @@ def batch_quality_asset(product: Product) -> Any:
         yield from _report(context, check, outcome, alerts, f"{product.name} quality on its actuals")
 
     return quality
+
+
+def batch_drift_asset(product: Product) -> Any:
+    """The drift monitor of a batch-scored product: the inputs it scored against its training data."""
+    check, name = "no_dataset_drift", monitors.batch_drift_monitor(product)
+
+    @asset(
+        name=name,
+        group_name=product.name,
+        kinds={"evidently", "delta"},
+        owners=list(product.spec.owners),
+        deps=[AssetKey(f"{product.name}_batch_scores"), AssetKey(f"{product.name}_training_set")],
+        metadata={"table": DRIFT_TABLE},
+        check_specs=[
+            AssetCheckSpec(
+                check,
+                asset=name,
+                description=f"The inputs {product.name} scored in batch recently have not drifted from "
+                "its champion's training data (share of drifted columns below "
+                f"{product.spec.monitoring.drift_share}).",
+            )
+        ],
+        description=f"Evidently data drift of the inputs the {product.name} champion scored in batch "
+        "(gold scores of the newest days) against its training data; to lake/monitoring/drift_metrics. "
+        "A drift triggers retraining.",
+    )
+    def drift(
+        context: AssetExecutionContext,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+        monitoring: MonitoringResource,
+        alerts: AlertNotifier,
+    ):
+        engine = lake.engine()
+        outcome = _with_champion(
+            context,
+            mlflow,
+            product,
+            lambda model: monitors.batch_feature_drift(
+                engine, model, product, monitoring.settings, monitoring.reports
+            ),
+        )
+        yield from _report(context, check, outcome, alerts, f"drift of {product.name}'s batch inputs")
+
+    return drift

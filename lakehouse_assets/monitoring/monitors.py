@@ -515,3 +515,47 @@ def batch_quality(
     )
     summary = {**metrics, "labelled_rows": frame.height, f"holdout_{metric}": baseline}
     return MonitorOutcome(passed, {"actuals": summary}, note=f"{metric} {value:.4f} on {frame.height} rows")
+
+
+def batch_drift_monitor(product: Product) -> str:
+    """The drift monitor's name of a batch-scored product (rows in monitoring/drift_metrics)."""
+    return f"{product.name}_feature_drift"
+
+
+def batch_feature_drift(
+    engine: LakeEngine, model: Champion, product: Product, settings: MonitoringSettings, reports_dir: Path
+) -> MonitorOutcome:
+    """Drift of the inputs the champion scored in batch over the newest
+    ``settings.gold_window_days`` days from the data it was trained on."""
+    from lakehouse_assets.monitoring.drift import data_drift
+
+    scores = scores_table(product.name)
+    if engine.version(scores) is None:
+        return MonitorOutcome(None, note=f"no {scores} yet")
+    frame = engine.read(scores).filter(pl.col("model_version") == model.version)
+    if frame.height == 0:
+        return MonitorOutcome(None, note=f"no batch scores of version {model.version} yet")
+    end = frame[product.time].max()
+    start = end - timedelta(days=settings.gold_window_days)  # type: ignore[operator]
+    current = frame.filter(pl.col(product.time) > start)
+    if current.height < settings.min_window_rows:
+        return MonitorOutcome(
+            None,
+            note=f"{current.height} rows scored since {start}; at least {settings.min_window_rows} needed",
+        )
+    numeric, categorical = drift_columns(product)
+    result = data_drift(
+        reference_data(engine, model, product),
+        current,
+        [c for c in numeric if c in current.columns],
+        [c for c in categorical if c in current.columns],
+        settings.sample_rows,
+        drift_share=product.spec.monitoring.drift_share,
+    )
+    monitor = batch_drift_monitor(product)
+    window = Window(current, start, end, f"rows scored after {start}")  # type: ignore[arg-type]
+    path = publish(result.snapshot, reports_dir, monitor, "batch_scores", product.name)
+    engine.append(DRIFT_TABLE, drift_rows(monitor, "batch_scores", result, window, model.version, path))
+    return MonitorOutcome(
+        not result.dataset_drift, {"batch_scores": result.summary()}, {"batch_scores": path}, window.note
+    )

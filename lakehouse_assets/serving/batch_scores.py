@@ -1,6 +1,7 @@
 """Batch scoring: a product's champion scores every entity at the newest event time of its
 label table, with point-in-time features, into gold/<product>_scores (MERGE on the entity keys
-and the time, so a rerun replaces rather than duplicates)."""
+and the time, so a rerun replaces rather than duplicates). Every row keeps the model's inputs
+as scored."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ def score_batch(
     features = point_in_time_features(store, product, rows)
     prediction = served_predictions(model, model_input(features, product, inputs), product.spec.task)
     scored_at = datetime.now(UTC).replace(tzinfo=None)
+    categorical = set(product.categorical)
     out = features.select(
         *product.keys,
         product.time,
@@ -75,6 +77,8 @@ def score_batch(
         pl.col(product.time).alias("features_as_of"),
         pl.lit(scored_at).alias("scored_at"),
         pl.lit(run_id).alias("run_id"),
+        # the model's inputs as scored: the drift monitor compares them with the training data
+        *(pl.col(c).cast(pl.String if c in categorical else pl.Float64) for c in inputs),
     )
     engine.merge(
         scores_table(product.name),

@@ -14,7 +14,7 @@ from lakehouse_assets.monitoring.monitors import Champion
 from lakehouse_assets.serving.inference_log import SCHEMA
 from lakehouse_assets.settings import MonitoringSettings
 from lakehouse_assets.tables import DRIFT_TABLE, HEALTH_TABLE, INFERENCE_LOG_TABLE, QUALITY_TABLE
-from tests.products import product
+from tests.products import product, variant
 
 RISK = product()  # decision threshold 0.3, quality floor 0.55 on ROC AUC
 
@@ -207,3 +207,56 @@ def test_batch_quality_waits_for_actuals(settings):
     write_forecasts(engine, 0.0, rows=20)
     outcome = monitors.batch_quality(engine, model, product("demand_forecast"), MonitoringSettings())
     assert outcome.passed is None and "20 batch predictions" in outcome.note
+
+
+def demand_inputs(rng: np.random.Generator, rows: int, shift: float) -> dict:
+    """Model inputs of demand_forecast; ``shift`` moves recent sales (a promotion's surge)."""
+    return {
+        "units_last_7d": rng.poisson(10 * (1 + shift), rows).astype(float),
+        "units_last_28d": rng.poisson(40 * (1 + shift), rows).astype(float),
+        "units_sold_90d": rng.poisson(120, rows).astype(float),
+        "return_rate_90d": rng.random(rows) * 0.1,
+        "price": rng.gamma(2, 20, rows),
+        "price_band": rng.choice(["low", "mid", "high"], rows),
+        "category": rng.choice(["apparel", "home"], rows),
+    }
+
+
+@pytest.mark.parametrize(("shift", "drifts"), [(0.0, False), (2.0, True)])
+def test_batch_inputs_are_checked_for_drift_against_the_training_data(settings, shift, drifts):
+    engine = DeltaEngine(settings.lake_root)
+    demand = variant("demand_forecast", monitoring={"drift_share": 0.25})  # 2 of its 7 inputs
+    rng = np.random.default_rng(8)
+    train_days = [T0 + timedelta(hours=i) for i in range(2000)]
+    engine.append(
+        "features/demand_forecast_training_set",
+        pl.DataFrame(
+            {
+                "product_id": [i % 50 for i in range(2000)],
+                "forecast_ts": train_days,
+                **demand_inputs(rng, 2000, 0.0),
+            }
+        ),
+    )
+    scored_at = T0 + timedelta(days=120)
+    engine.append(
+        "gold/demand_forecast_scores",
+        pl.DataFrame(
+            {
+                "product_id": list(range(300)),
+                "forecast_ts": [scored_at] * 300,
+                "prediction": [10.0] * 300,
+                "model_version": [2] * 300,
+                **demand_inputs(rng, 300, shift),
+            }
+        ),
+    )
+    window = (str(train_days[0]), str(train_days[-1]))
+    model = Champion("demand_forecast", 2, 0, *window, {"wape": 0.1}, "models:/d/2")
+    outcome = monitors.batch_feature_drift(
+        engine, model, demand, MonitoringSettings(), settings.home_dir / "reports"
+    )
+    assert outcome.passed is (not drifts), outcome.summary
+    rows = engine.read(DRIFT_TABLE).filter(pl.col("monitor") == "demand_forecast_feature_drift")
+    assert set(rows["column"]) == set(demand.features) and (rows["source"] == "batch_scores").all()
+    assert ("units_last_7d" in set(rows.filter("drifted")["column"])) is drifts
