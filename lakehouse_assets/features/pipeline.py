@@ -143,7 +143,7 @@ def label_rows_columns(product: Product, definitions: FeatureDefinitions) -> lis
     """The label table's columns a training set reads: keys, time, the row views' join keys,
     request columns, the label and when it became known."""
     objects = {o.name: o for o in definitions.all()}
-    views = {objects[ref.split(":")[0]] for ref in product.row_features}
+    views = [objects[name] for name in dict.fromkeys(ref.split(":")[0] for ref in product.row_features)]
     join_keys = [objects[e].join_key for v in views if isinstance(v, FeatureView) for e in v.entities]
     spec = product.spec
     wanted = [
@@ -155,6 +155,15 @@ def label_rows_columns(product: Product, definitions: FeatureDefinitions) -> lis
         spec.label.known_at,
     ]
     return list(dict.fromkeys(wanted))
+
+
+def child_lines(engine: LakeEngine, product: Product, version: int | None = None) -> pl.DataFrame | None:
+    """The child rows (keys, line entity, weight) of a product with features.lines, else None."""
+    declared = product.spec.features.lines
+    if declared is None:
+        return None
+    columns = [*product.keys, product.line_entity or "", declared.weight]
+    return engine.read(declared.table, version=version, columns=columns)
 
 
 def build_training_set(
@@ -186,13 +195,7 @@ def build_training_set(
         label_table, version=versions[label_table], columns=label_rows_columns(product, definitions)
     )
     rows = rows.filter(pl.col(spec.label.column).is_not_null())
-    lines = None
-    if lines_table and spec.features.lines:
-        lines = engine.read(
-            lines_table,
-            version=versions[lines_table],
-            columns=[*product.keys, product.line_entity or "", spec.features.lines.weight],
-        )
+    lines = child_lines(engine, product, versions.get(lines_table or ""))
     with pinned_versions({path: versions[t] for t, path in view_tables.items()}):
         result = point_in_time_features(store, product, rows, lines)
     if result.height != rows.height:

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.features.definitions import FeatureDefinitions
-from lakehouse_assets.features.pipeline import label_rows_columns, point_in_time_features
+from lakehouse_assets.features.pipeline import child_lines, label_rows_columns, point_in_time_features
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.registry.promotion import CHAMPION, alias_version, require_skops
 from lakehouse_assets.tables import gold_table, scores_table
@@ -65,7 +65,10 @@ def score_batch(
     require_skops(uri)
     model = mlflow.pyfunc.load_model(uri)
     inputs = [c.name for c in model.metadata.get_input_schema().inputs]
-    features = point_in_time_features(store, product, rows)
+    lines = child_lines(engine, product)
+    if lines is not None:
+        lines = lines.join(rows.select(product.keys), on=product.keys)
+    features = point_in_time_features(store, product, rows, lines)
     prediction = served_predictions(model, model_input(features, product, inputs), product.spec.task)
     scored_at = datetime.now(UTC).replace(tzinfo=None)
     categorical = set(product.categorical)

@@ -41,7 +41,10 @@ def pipeline(settings) -> list:
 def test_training_set_is_point_in_time_and_online_matches_offline(simulated, settings, tmp_path):
     # Labels take 30 days to be known: simulate enough days to have matured ones to train on.
     simulated.run(30)
-    overrides = {"return_risk": {"split": {"holdout_fraction": 0.3}}}
+    # return_risk scored in batch too: its basket features come from the orders' lines
+    overrides = {
+        "return_risk": {"split": {"holdout_fraction": 0.3}, "serving": {"batch": {"cron": "0 4 * * *"}}}
+    }
     declare(tmp_path / "products", BASKET_RETURN)  # a third product, declared in a user's folder
     settings = settings.model_copy(
         update={"product_overrides": overrides, "products_dirs": (tmp_path / "products",)}
@@ -60,6 +63,8 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
     engine = DeltaEngine(settings.lake_root)
     check_demand_forecast(engine, settings)
     check_declared_product(engine, settings)
+    risk_scores = engine.read(scores_table("return_risk"))
+    assert risk_scores.height > 0 and risk_scores["basket_lines"].min() >= 1  # type: ignore[operator]
     training = engine.read(TRAINING_SET_TABLE)
     orders = engine.read("gold/fct_orders").filter(pl.col("returned_within_30d").is_not_null())
     assert training.height == orders.height > 0  # one row per labelled order
