@@ -806,7 +806,7 @@ def _versions_using(feature: str) -> None:
                 found += 1
                 table.add_row(
                     model.name,
-                    version.version,
+                    str(version.version),
                     ", ".join(version.aliases or []),
                     version.tags.get("lifecycle", ""),
                     ", ".join(matched),

@@ -107,7 +107,7 @@ def test_every_example_notebook_runs_on_the_demo(demo_home, name):
     settings = LakehouseSettings(home=demo_home.home)
     if name.startswith("03"):  # the experiment was registered as the challenger
         client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
-        challenger = client.get_model_version_by_alias(settings.training.model_name, "challenger")
+        challenger = client.get_model_version_by_alias("return_risk", "challenger")
         assert challenger.tags["source"] == "notebook"
         assert challenger.tags["registration"] == "complete"
         run_info = client.get_run(challenger.run_id)
