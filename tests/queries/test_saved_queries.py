@@ -125,7 +125,12 @@ def test_every_saved_query_is_an_asset_downstream_of_the_tables_it_reads(setting
     assert {f"query_{n}" for n in names} <= set(specs)
     deps = {k: {d.asset_key.to_user_string() for d in specs[k].deps} for k in specs}
     assert deps["query_business_daily_orders"] == {"fct_orders"}
-    assert deps["query_ml_drift_scores"] == {"feature_drift", "prediction_drift"}
+    # every writer of monitoring/drift_metrics: the online monitors and the batch product's drift monitor
+    assert deps["query_ml_drift_scores"] == {
+        "feature_drift",
+        "prediction_drift",
+        "demand_forecast_feature_drift",
+    }
     assert "silver_orders" in deps["query_data_expectation_pass_rates"]
     assert {"bronze_orders", "fct_orders"} <= deps["query_data_table_freshness"]  # reads all
 
