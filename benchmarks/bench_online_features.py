@@ -27,10 +27,10 @@ from common import percentiles
 from deltalake import write_deltalake
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
+from lakehouse_assets.features.online import OnlineFeatureLookup
 from lakehouse_assets.features.pipeline import materialize_online
 from lakehouse_assets.features.store import feature_store
-from lakehouse_assets.product_declarations import load_products, monitored_product
+from lakehouse_assets.product_declarations import default_product, load_products
 from lakehouse_assets.resources.connections import open_feast
 from lakehouse_assets.runtime import disable_telemetry, ensure_dirs
 from lakehouse_assets.settings import LakehouseSettings
@@ -98,7 +98,9 @@ def main() -> None:
             )
         print(f"materialization speed-up vs Feast: {baseline / ours:.2f}x (target >= 100,000 source rows/s)")
 
-        served = monitored_product(load_products(settings))  # the online product's row features
+        served = default_product(
+            load_products(settings), settings.serving.default_product
+        )  # the online product's row features
         assert served is not None, "no data product is served online"
         lookup = OnlineFeatureLookup(store, list(served.row_features))
         refs = [f"customer_daily_features:{f.name}" for f in definitions.customer_features.features]
@@ -107,7 +109,7 @@ def main() -> None:
             ours, plain = [], []
             for _ in range(args.calls):
                 ids = [rng.randint(1, args.customers) for _ in range(batch)]
-                orders = [OrderRequest(i, 100.0, 0.1) for i in ids]
+                orders = [{"customer_id": i, "amount": 100.0, "discount": 0.1} for i in ids]
                 t = time.perf_counter()
                 lookup.lookup(orders)
                 ours.append(time.perf_counter() - t)

@@ -27,9 +27,8 @@ from common import CLIENTS, closed_loop, free_port, open_loop, percentiles, star
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.runtime import child_env, disable_telemetry
-from lakehouse_assets.serving.schemas import Order
-from lakehouse_assets.serving.scoring import OrderFeatures
-from lakehouse_assets.serving.server import online_product
+from lakehouse_assets.serving.scoring import ProductFeatures
+from lakehouse_assets.serving.server import served_products
 from lakehouse_assets.settings import LakehouseSettings
 
 
@@ -67,7 +66,8 @@ def main() -> None:
         "LAKEHOUSE_SERVING__RELOAD_SECONDS": "3600",
     }
     ours_port, mlflow_port = free_port(), free_port()
-    features = OrderFeatures(feature_store(settings)[0], online_product(settings))
+    served = {p.name: p for p in served_products(settings)}
+    features = ProductFeatures(feature_store(settings)[0], served[settings.serving.default_product])
     lookup_seconds: list[float] = []
 
     async def run(process_url: str, measure) -> None:
@@ -93,7 +93,7 @@ def main() -> None:
     async def measure_baseline(client: httpx.AsyncClient, url: str) -> None:
         async def call(body: dict) -> None:
             started = time.perf_counter()
-            row = features.lookup([Order(**body)])[0].features  # the service's own lookup code
+            row = features.lookup([body])[0].features  # the service's own lookup code
             lookup_seconds.append(time.perf_counter() - started)
             r = await client.post(f"{url}/invocations", json={"dataframe_records": [row]})
             r.raise_for_status()

@@ -42,11 +42,13 @@ from dagster._core.definitions.unresolved_asset_job_definition import (  # what 
 )
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS, PAYMENTS_KEY, QUARANTINE_KEY
+from lakehouse_assets.monitoring.assets import online_prefix
 from lakehouse_assets.monitoring.results import (
     failed_monitor_evaluations,
     monitor_results,
     newest_label_time,
 )
+from lakehouse_assets.product_declarations import online_products
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.monitoring import AlertNotifier
@@ -303,9 +305,10 @@ class Automation:
     checks: list[Any]
 
 
-def build_automation(products: list[Product], monitored: Product | None) -> Automation:
-    """Everything above with the products' training sets; the monitoring sensors of the
-    monitored (online) product."""
+def build_automation(products: list[Product], default: Product | None) -> Automation:
+    """Everything above with the products' training sets; each product's own quality job,
+    label-arrival and retrain sensors (``default``: the online product whose monitors keep
+    their first names)."""
     daily = daily_pipeline_job(products)
     jobs: list[Any] = [
         every_asset_job,
@@ -322,14 +325,16 @@ def build_automation(products: list[Product], monitored: Product | None) -> Auto
         run_failure_alert,
         notebook_reports_automation,
     ]
-    if monitored is not None:
+    for product in online_products(products):
+        prefix = online_prefix(product, default)
         quality = define_asset_job(
-            "model_quality_job",
-            selection=AssetSelection.assets(AssetKey("model_quality")),
-            description=f"Model quality of {monitored.name} on the labels that arrived.",
+            f"{prefix}model_quality_job",
+            selection=AssetSelection.assets(AssetKey(f"{prefix}model_quality")),
+            description=f"Model quality of {product.name} on the labels that arrived.",
         )
         jobs.append(quality)
-        sensors += [retrain_on_degradation(monitored), label_arrival_sensor(monitored, quality)]
+        watched = [f"{prefix}{kind}" for kind in ONLINE_MONITORS]
+        sensors += [retrain_on_degradation(product, watched), label_arrival_sensor(product, quality)]
     for product in products:
         if product.spec.serving.batch is None:
             continue

@@ -733,7 +733,7 @@ def lineage(request_id: str, as_json: bool) -> None:
         return
     console.print(
         f"[bold]prediction {traced.request_id}[/bold] at {traced.served_at}: "
-        f"P(return) = {traced.return_probability:.4f} for customer {traced.customer_id}"
+        f"prediction {traced.prediction:.4f} for customer {traced.customer_id}"
         f", order {traced.order_id}, products {traced.product_ids}"
     )
     console.print(
@@ -763,15 +763,15 @@ def lineage(request_id: str, as_json: bool) -> None:
 
 def _product(settings: LakehouseSettings, name: str | None) -> Any:
     """A declared product by name, or the online one; a bad declaration is a clean error."""
-    from lakehouse_assets.product_declarations import (
-        DeclarationError,
-        load_products,
-        monitored_product,
-    )
+    from lakehouse_assets.product_declarations import DeclarationError, default_product, load_products
 
     try:
         products = load_products(settings)
-        found = {p.name: p for p in products}.get(name) if name else monitored_product(products)
+        found = (
+            {p.name: p for p in products}.get(name)
+            if name
+            else default_product(products, settings.serving.default_product)
+        )
     except DeclarationError as error:
         raise click.ClickException(str(error)) from error
     if found is None:

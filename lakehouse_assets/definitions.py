@@ -15,9 +15,9 @@ from lakehouse_assets.components import product_assets
 from lakehouse_assets.features.assets import feature_registry, online_features
 from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.governance.assets import customer_erasure_asset
-from lakehouse_assets.monitoring.assets import monitoring_assets
+from lakehouse_assets.monitoring.assets import monitoring_assets, online_prefix, service_assets
 from lakehouse_assets.notebooks.assets import NOTEBOOK_ASSETS
-from lakehouse_assets.product_declarations import load_products, monitored_product
+from lakehouse_assets.product_declarations import default_product, load_products, online_products
 from lakehouse_assets.queries.assets import build_query_assets
 from lakehouse_assets.resources.sources import build_resources
 from lakehouse_assets.settings import LakehouseSettings, get_settings
@@ -41,15 +41,17 @@ def build_definitions(settings: LakehouseSettings | None = None) -> Definitions:
     (default: the environment) and resources built from them."""
     settings = settings or get_settings()
     products = load_products(settings)
-    monitored = monitored_product(products)
+    online = online_products(products)
+    default = default_product(products, settings.serving.default_product)
     per_product = [product_assets(p) for p in products]
     pipeline = [
         *PIPELINE_ASSETS,
         *(a for d in per_product for a in (d.assets or [])),
         customer_erasure_asset([AssetKey(f"{p.name}_training_set") for p in products]),
-        *(monitoring_assets(monitored) if monitored else []),
+        *(a for p in online for a in monitoring_assets(p, online_prefix(p, default))),
+        *(service_assets() if online else []),
     ]
-    automation = build_automation(products, monitored)
+    automation = build_automation(products, default)
     platform = Definitions(
         assets=[*pipeline, *build_query_assets(pipeline)],
         asset_checks=[*BRONZE_CDC_CHECKS, *automation.checks],

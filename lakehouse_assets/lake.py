@@ -263,11 +263,11 @@ def feature_store() -> tuple[Any, Any]:
 def product(name: str | None = None) -> Product:
     """A declared data product (``lakehouse products`` lists them); by default the one served
     online."""
-    from lakehouse_assets.product_declarations import load_product, load_products, monitored_product
+    from lakehouse_assets.product_declarations import default_product, load_product, load_products
 
     if name is not None:
         return load_product(settings(), name)
-    found = monitored_product(load_products(settings()))
+    found = default_product(load_products(settings()), settings().serving.default_product)
     if found is None:
         raise LakeNameError("no data product is served online: name one, e.g. lake.product('...')")
     return found

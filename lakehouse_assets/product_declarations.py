@@ -221,7 +221,7 @@ def resolve(
             )
     numeric = [c for c in spec.features.request if (columns[c] or "").lower() not in STRING_TYPES]
     categorical = [c for c in spec.features.request if c not in numeric]
-    row, line, on_demand, line_entity = [], [], [], None
+    row, line, on_demand, line_entity, lookup_keys = [], [], [], None, []
     for view, names in projections:
         types = {f.name: f.dtype for f in view.features}
         if isinstance(view, OnDemandFeatureView):
@@ -237,6 +237,7 @@ def resolve(
             keys = [objects[e].join_key for e in view.entities]
         if set(keys) <= set(columns):
             row += [f"{view.name}:{n}" for n in names]
+            lookup_keys += [k for k in keys if k not in lookup_keys]
             numeric += [n for n in names if types[n] != String]
             categorical += [n for n in names if types[n] == String]
         elif line_columns and set(keys) <= set(line_columns):
@@ -267,6 +268,15 @@ def resolve(
             "monitoring.drift_columns",
             f"{unknown} are not model inputs (inputs: {_allowed(numeric + categorical)})",
         )
+    bounded = [c for c in spec.serving.request if c not in numeric or c not in spec.features.request]
+    if bounded:
+        raise DeclarationError(
+            path,
+            "serving.request",
+            f"{bounded} are not numeric request columns "
+            f"(allowed: {_allowed(c for c in spec.features.request if c in numeric)})",
+        )
+    text_keys = [k for k in (*lookup_keys, *spec.entity.keys) if (columns[k] or "").lower() in STRING_TYPES]
     return Product(
         spec,
         str(path),
@@ -277,6 +287,8 @@ def resolve(
         line_entity,
         tuple(on_demand),
         service_version,
+        tuple(lookup_keys),
+        tuple(dict.fromkeys(text_keys)),
     )
 
 
@@ -311,17 +323,17 @@ def load_product(settings: LakehouseSettings, name: str) -> Product:
     return products[name]
 
 
-def monitored_product(products: list[Product]) -> Product | None:
-    """The online product the monitors and the scoring service watch. Today one online
-    product is served and monitored; a second is a declaration error."""
-    online = [p for p in products if p.spec.serving.online]
-    if len(online) > 1:
-        raise DeclarationError(
-            online[1].path,
-            "serving.online",
-            f"only one product can be served online for now ({online[0].name} is); serve this one in batch",
-        )
-    return online[0] if online else None
+def online_products(products: list[Product]) -> list[Product]:
+    """The products the scoring service serves (serving.online), in name order."""
+    return sorted((p for p in products if p.spec.serving.online), key=lambda p: p.name)
+
+
+def default_product(products: list[Product], preferred: str) -> Product | None:
+    """The online product the unversioned routes (/v1/predict), the CLI and the lake API use when
+    none is named: ``preferred`` (settings: serving.default_product) if it is served online,
+    else the first online product; None when nothing is served online."""
+    online = online_products(products)
+    return next((p for p in online if p.name == preferred), online[0] if online else None)
 
 
 SKELETONS = {

@@ -78,6 +78,16 @@ class ServingSettings(FrozenModel):
         default=None,
         description="bearer token for scoring calls; required when host is not a loopback address",
     )
+    products: list[str] = Field(
+        default_factory=list,
+        description="the online products this service serves (default: every product declaring "
+        "serving.online); each at /v1/models/<product>/predict",
+    )
+    default_product: str = Field(
+        default="return_risk",
+        description="the product /v1/predict, /v1/rollout and /v1/reload serve (when it is served "
+        "online; else the first online product)",
+    )
     max_batch: int = Field(default=100, ge=1, description="orders per batch call")
     max_items: int = Field(default=50, ge=1, description="order lines per order")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="largest request body (413 above)")

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).parents[1] / "lakehouse_assets"
 # one layer may not import each other (no pair imports both ways).
 LAYERS = [
     {"settings", "engine", "tables", "products"},
-    {"runtime", "metadata", "conflicts", "erasure_registry"},
+    {"runtime", "metadata", "conflicts", "erasure_registry", "served_log"},
     {"sources"},
     {"resources"},
     {"bronze"},

@@ -17,6 +17,9 @@ from typing import Any
 import polars as pl
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.served_log import current_names
+from lakehouse_assets.serving.inference_log import SCHEMA
+from lakehouse_assets.serving.requests import LINES
 from lakehouse_assets.tables import (
     CUSTOMER_FEATURES_TABLE,
     INFERENCE_LOG_TABLE,
@@ -43,8 +46,8 @@ class PredictionLineage:
     served_at: datetime
     model_name: str
     model_version: int
-    return_probability: float
-    customer_id: int
+    prediction: float
+    customer_id: int | None
     order_id: int | None
     product_ids: list[int]
     model_inputs: dict[str, Any]
@@ -73,21 +76,13 @@ def prediction(engine: LakeEngine, request_id: str) -> PredictionLineage:
     """The inference log's record of one request."""
     if not engine.exists(INFERENCE_LOG_TABLE):
         raise LineageError(f"{INFERENCE_LOG_TABLE} does not exist: nothing was served yet")
-    rows = engine.read(INFERENCE_LOG_TABLE, where_in={"request_id": [request_id]})
+    rows = current_names(engine.read(INFERENCE_LOG_TABLE, where_in={"request_id": [request_id]}))
     if rows.height == 0:
         raise LineageError(f"no prediction with request id {request_id!r} in {INFERENCE_LOG_TABLE}")
     row = rows.sort("served_at").row(-1, named=True)
     request = json.loads(row["request"])
     skip = {
-        "request_id",
-        "served_at",
-        "endpoint",
-        "model_name",
-        "model_version",
-        "request",
-        "product_features",
-        "return_probability",
-        "latency_ms",
+        *SCHEMA,
         "order_id",
         "customer_id",
     }
@@ -96,11 +91,13 @@ def prediction(engine: LakeEngine, request_id: str) -> PredictionLineage:
         served_at=row["served_at"],
         model_name=row["model_name"],
         model_version=int(row["model_version"]),
-        return_probability=row["return_probability"],
-        customer_id=int(row["customer_id"]),
+        prediction=row["prediction"],
+        customer_id=row.get("customer_id"),
         order_id=row.get("order_id"),
-        product_ids=sorted({int(line["product_id"]) for line in request.get("items", [])}),
-        model_inputs={k: v for k, v in row.items() if k not in skip},
+        product_ids=sorted(
+            {int(line["product_id"]) for line in request.get(LINES, []) if "product_id" in line}
+        ),
+        model_inputs={k: v for k, v in row.items() if k not in skip and v is not None},
     )
 
 

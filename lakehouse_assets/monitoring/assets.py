@@ -88,13 +88,25 @@ def _spec(name: str, asset: str, description: str) -> AssetCheckSpec:
     return AssetCheckSpec(name, asset=asset, description=description)
 
 
-def monitoring_assets(product: Product) -> list[Any]:
-    """The monitors of an online product's champion (drift, quality, health, online comparison)."""
+ONLINE_KINDS = ("feature_drift", "prediction_drift", "model_quality", "online_comparison")
+
+
+def online_prefix(product: Product, default: Product | None) -> str:
+    """What an online product's monitor names start with: nothing for the default product (its
+    monitors keep the names they had before products: feature_drift, ...), else ``<product>_``."""
+    return "" if default is not None and product.name == default.name else f"{product.name}_"
+
+
+def monitoring_assets(product: Product, prefix: str = "") -> list[Any]:
+    """The monitors of an online product's champion (drift, quality, online comparison), named
+    ``<prefix><monitor>``."""
+    names = {kind: f"{prefix}{kind}" for kind in ONLINE_KINDS}
     training_set = AssetKey(f"{product.name}_training_set")
     champion = AssetKey(f"{product.name}_champion")  # the model they watch
     label_table = AssetKey(product.spec.label.table)
 
     @asset(
+        name=names["feature_drift"],
         group_name="monitoring",
         kinds={"evidently", "delta"},
         owners=OWNERS,
@@ -103,7 +115,7 @@ def monitoring_assets(product: Product) -> list[Any]:
         check_specs=[
             _spec(
                 "no_dataset_drift",
-                "feature_drift",
+                names["feature_drift"],
                 "The served features (and the newest gold orders) have not drifted "
                 "from the champion's training data (Evidently, share of drifted "
                 "columns below monitoring.drift_share).",
@@ -125,7 +137,7 @@ def monitoring_assets(product: Product) -> list[Any]:
             mlflow,
             product,
             lambda model: monitors.feature_drift(
-                lake.engine(), model, product, monitoring.settings, monitoring.reports
+                lake.engine(), model, product, monitoring.settings, monitoring.reports, names["feature_drift"]
             ),
         )
         yield from _report(
@@ -133,6 +145,7 @@ def monitoring_assets(product: Product) -> list[Any]:
         )
 
     @asset(
+        name=names["prediction_drift"],
         group_name="monitoring",
         kinds={"evidently", "delta"},
         owners=OWNERS,
@@ -141,7 +154,7 @@ def monitoring_assets(product: Product) -> list[Any]:
         check_specs=[
             _spec(
                 "no_prediction_drift",
-                "prediction_drift",
+                names["prediction_drift"],
                 "The served return probabilities have not drifted from the "
                 "champion's scores on its training data.",
             )
@@ -160,7 +173,12 @@ def monitoring_assets(product: Product) -> list[Any]:
             mlflow,
             product,
             lambda model: monitors.prediction_drift(
-                lake.engine(), model, product, monitoring.settings, monitoring.reports
+                lake.engine(),
+                model,
+                product,
+                monitoring.settings,
+                monitoring.reports,
+                names["prediction_drift"],
             ),
         )
         yield from _report(
@@ -168,6 +186,7 @@ def monitoring_assets(product: Product) -> list[Any]:
         )
 
     @asset(
+        name=names["model_quality"],
         group_name="monitoring",
         kinds={"evidently", "delta"},
         owners=OWNERS,
@@ -176,7 +195,7 @@ def monitoring_assets(product: Product) -> list[Any]:
         check_specs=[
             _spec(
                 "quality_above_floor",
-                "model_quality",
+                names["model_quality"],
                 "On labelled live predictions the champion's primary metric is at "
                 "least the floor and within the allowed drop of its holdout value.",
             )
@@ -196,40 +215,13 @@ def monitoring_assets(product: Product) -> list[Any]:
             mlflow,
             product,
             lambda model: monitors.model_quality(
-                lake.engine(), model, product, monitoring.settings, monitoring.reports
+                lake.engine(), model, product, monitoring.settings, monitoring.reports, names["model_quality"]
             ),
         )
         yield from _report(context, "quality_above_floor", outcome, alerts, "model quality on recent labels")
 
     @asset(
-        group_name="monitoring",
-        kinds={"delta"},
-        owners=OWNERS,
-        deps=[INFERENCE_LOG],
-        metadata={"table": HEALTH_TABLE},
-        check_specs=[
-            _spec(
-                "serving_within_objectives",
-                "system_health",
-                "Recent p99 latency and the 5xx share of the scoring service meet "
-                "monitoring.latency_p99_ms and monitoring.max_error_rate.",
-            )
-        ],
-        description="Latency percentiles of recent traffic (inference log) and the service's "
-        "error rate (its /metrics); to lake/monitoring/system_health.",
-    )
-    def system_health(
-        context: AssetExecutionContext,
-        lake: LakeResource,
-        monitoring: MonitoringResource,
-        alerts: AlertNotifier,
-    ):
-        outcome = monitors.system_health(lake.engine(), monitoring.settings)
-        yield from _report(
-            context, "serving_within_objectives", outcome, alerts, "serving latency / error objectives"
-        )
-
-    @asset(
+        name=names["online_comparison"],
         group_name="monitoring",
         kinds={"delta"},
         owners=OWNERS,
@@ -238,7 +230,7 @@ def monitoring_assets(product: Product) -> list[Any]:
         check_specs=[
             _spec(
                 "challenger_not_worse_online",
-                "online_comparison",
+                names["online_comparison"],
                 "On live orders whose label is known, the challenger's ROC AUC is not "
                 "significantly below the champion's (95% interval of the difference "
                 "not entirely below zero).",
@@ -272,7 +264,42 @@ def monitoring_assets(product: Product) -> list[Any]:
             context, "challenger_not_worse_online", outcome, alerts, "champion vs challenger on live traffic"
         )
 
-    return [INFERENCE_LOG, feature_drift, prediction_drift, model_quality, system_health, online_comparison]
+    return [feature_drift, prediction_drift, model_quality, online_comparison]
+
+
+def service_assets() -> list[Any]:
+    """The scoring service's own assets, once for every product it serves: its inference log and
+    its system health."""
+
+    @asset(
+        group_name="monitoring",
+        kinds={"delta"},
+        owners=OWNERS,
+        deps=[INFERENCE_LOG],
+        metadata={"table": HEALTH_TABLE},
+        check_specs=[
+            _spec(
+                "serving_within_objectives",
+                "system_health",
+                "Recent p99 latency and the 5xx share of the scoring service meet "
+                "monitoring.latency_p99_ms and monitoring.max_error_rate.",
+            )
+        ],
+        description="Latency percentiles of recent traffic (inference log) and the service's "
+        "error rate (its /metrics); to lake/monitoring/system_health.",
+    )
+    def system_health(
+        context: AssetExecutionContext,
+        lake: LakeResource,
+        monitoring: MonitoringResource,
+        alerts: AlertNotifier,
+    ):
+        outcome = monitors.system_health(lake.engine(), monitoring.settings)
+        yield from _report(
+            context, "serving_within_objectives", outcome, alerts, "serving latency / error objectives"
+        )
+
+    return [INFERENCE_LOG, system_health]
 
 
 # checks whose failure is a signal for the sensors and alerts (drift, decay), not a broken run

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.registry.promotion import CHAMPION, require_skops
+from lakehouse_assets.served_log import read_served
 from lakehouse_assets.serving.inference_log import SCHEMA
 from lakehouse_assets.settings import MonitoringSettings
 from lakehouse_assets.tables import (
@@ -32,7 +33,7 @@ from lakehouse_assets.tables import (
     training_set_table,
 )
 from lakehouse_assets.training.dataset import model_input
-from lakehouse_assets.training.metrics import classification_metrics, task_metrics
+from lakehouse_assets.training.metrics import task_metrics
 
 if TYPE_CHECKING:  # Evidently takes seconds to import: only the monitors that run load it
     from evidently.core.report import Snapshot
@@ -102,10 +103,12 @@ class Window:
     note: str
 
 
-def read_inference_log(engine: LakeEngine) -> pl.DataFrame:
-    """The inference log with every current column (rows logged before a column was added
-    have it as null)."""
-    frame = engine.read(INFERENCE_LOG_TABLE)
+def read_inference_log(engine: LakeEngine, product: str | None = None) -> pl.DataFrame:
+    """The inference log's rows of ``product`` (all when None) with every current common column
+    (rows logged before a column was added have it as null); empty when nothing was served."""
+    frame = read_served(engine, product)
+    if not frame.columns:
+        return frame
     return frame.with_columns(
         pl.lit(None, dtype).alias(name) for name, dtype in SCHEMA.items() if name not in frame.columns
     )
@@ -122,12 +125,14 @@ def last_window_end(engine: LakeEngine, table: str, monitor: str) -> datetime | 
     return rows["window_end"].max() if rows.height else None  # type: ignore[return-value]
 
 
-def traffic_window(engine: LakeEngine, monitor: str, table: str, min_rows: int) -> Window:
-    """Inference log rows served since this monitor's previous window, extended back to at least
-    ``min_rows`` rows; empty when the whole log is shorter."""
+def traffic_window(
+    engine: LakeEngine, monitor: str, table: str, min_rows: int, product: str | None = None
+) -> Window:
+    """Inference log rows (of ``product``; all when None) served since this monitor's previous
+    window, extended back to at least ``min_rows`` rows; empty when the whole log is shorter."""
     if engine.version(INFERENCE_LOG_TABLE) is None:
         return Window(pl.DataFrame(), None, None, "no inference log yet")
-    log = read_inference_log(engine).sort("served_at")
+    log = read_inference_log(engine, product).sort("served_at")
     if log.height < min_rows:
         return Window(
             pl.DataFrame(), None, None, f"{log.height} predictions logged; at least {min_rows} needed"
@@ -211,14 +216,19 @@ def publish(snapshot: Snapshot, reports_dir: Path, monitor: str, source: str, pr
 
 
 def feature_drift(
-    engine: LakeEngine, model: Champion, product: Product, settings: MonitoringSettings, reports_dir: Path
+    engine: LakeEngine,
+    model: Champion,
+    product: Product,
+    settings: MonitoringSettings,
+    reports_dir: Path,
+    monitor: str = "feature_drift",
 ) -> MonitorOutcome:
     """Drift of the served features (and of the newest gold rows) from the training data."""
     from lakehouse_assets.monitoring.drift import data_drift
 
     reference = reference_data(engine, model, product)
     numeric, categorical = drift_columns(product)
-    window = traffic_window(engine, "feature_drift", DRIFT_TABLE, settings.min_window_rows)
+    window = traffic_window(engine, monitor, DRIFT_TABLE, settings.min_window_rows, product.name)
     sources: dict[str, tuple[pl.DataFrame, Window, list[str], list[str]]] = {}
     if window.frame.height:
         sources["inference_log"] = (window.frame, window, numeric, categorical)
@@ -236,8 +246,8 @@ def feature_drift(
             settings.sample_rows,
             drift_share=product.spec.monitoring.drift_share,
         )
-        path = publish(result.snapshot, reports_dir, "feature_drift", source, product.name)
-        engine.append(DRIFT_TABLE, drift_rows("feature_drift", source, result, part, model.version, path))
+        path = publish(result.snapshot, reports_dir, monitor, source, product.name)
+        engine.append(DRIFT_TABLE, drift_rows(monitor, source, result, part, model.version, path))
         outcome.summary[source] = result.summary()
         outcome.reports[source] = path
         outcome.passed = (outcome.passed is not False) and not result.dataset_drift
@@ -263,26 +273,33 @@ def newest_gold_rows(engine: LakeEngine, product: Product, days: int) -> Window:
 
 
 def prediction_drift(
-    engine: LakeEngine, model: Champion, product: Product, settings: MonitoringSettings, reports_dir: Path
+    engine: LakeEngine,
+    model: Champion,
+    product: Product,
+    settings: MonitoringSettings,
+    reports_dir: Path,
+    monitor: str = "prediction_drift",
 ) -> MonitorOutcome:
-    """Drift of the served probabilities from the champion's scores on its training data."""
+    """Drift of the served scores from the champion's scores on its training data."""
     from lakehouse_assets.monitoring.drift import data_drift
 
-    window = traffic_window(engine, "prediction_drift", DRIFT_TABLE, settings.min_window_rows)
+    window = traffic_window(engine, monitor, DRIFT_TABLE, settings.min_window_rows, product.name)
     if not window.frame.height:
         return MonitorOutcome(None, note=window.note)
     reference = reference_data(engine, model, product)
     require_skops(model.model_uri)
     pipeline = mlflow.sklearn.load_model(model.model_uri)
-    scored = pl.DataFrame(
-        {"return_probability": pipeline.predict_proba(model_input(reference, product))[:, 1]}
+    inputs = model_input(reference, product, [str(c) for c in pipeline.feature_names_in_])
+    predicted = (
+        pipeline.predict_proba(inputs)[:, 1]
+        if product.spec.task == "binary_classification"
+        else pipeline.predict(inputs)
     )
+    scored = pl.DataFrame({"prediction": np.asarray(predicted, dtype=float)})
     served = window.frame.select(champion_score()).drop_nulls()
-    result = data_drift(scored, served, ["return_probability"], [], settings.sample_rows, drift_share=1.0)
-    path = publish(result.snapshot, reports_dir, "prediction_drift", "inference_log", product.name)
-    engine.append(
-        DRIFT_TABLE, drift_rows("prediction_drift", "inference_log", result, window, model.version, path)
-    )
+    result = data_drift(scored, served, ["prediction"], [], settings.sample_rows, drift_share=1.0)
+    path = publish(result.snapshot, reports_dir, monitor, "inference_log", product.name)
+    engine.append(DRIFT_TABLE, drift_rows(monitor, "inference_log", result, window, model.version, path))
     return MonitorOutcome(
         not result.dataset_drift, {"inference_log": result.summary()}, {"inference_log": path}, window.note
     )
@@ -293,9 +310,9 @@ def champion_score() -> pl.Expr:
     when its shadow scoring failed); rows logged before the rollout columns: the served score."""
     return (
         pl.when(pl.col("champion_version").is_null())
-        .then(pl.col("return_probability"))
-        .otherwise(pl.col("champion_probability"))
-        .alias("return_probability")
+        .then(pl.col("prediction"))
+        .otherwise(pl.col("champion_prediction"))
+        .alias("prediction")
     )
 
 
@@ -303,19 +320,16 @@ def labelled_predictions(engine: LakeEngine, model_version: int, product: Produc
     """The model's logged scores (as champion: also of requests a canary challenger answered)
     whose row has a known label."""
     table = gold_table(product.spec.label.table)
-    if engine.version(INFERENCE_LOG_TABLE) is None or engine.version(table) is None:
+    served = read_inference_log(engine, product.name)
+    if served.is_empty() or engine.version(table) is None:
         return pl.DataFrame()
-    log = (
-        read_inference_log(engine)
-        .with_columns(
-            pl.coalesce("champion_version", "model_version").alias("model_version"),
-            champion_score(),
-        )
-        .filter(
-            (pl.col("model_version") == model_version)
-            & pl.all_horizontal(pl.col(k).is_not_null() for k in product.keys)
-            & pl.col("return_probability").is_not_null()
-        )
+    log = served.with_columns(
+        pl.coalesce("champion_version", "model_version").alias("model_version"),
+        champion_score(),
+    ).filter(
+        (pl.col("model_version") == model_version)
+        & pl.all_horizontal(pl.col(k).is_not_null() for k in product.keys)
+        & pl.col("prediction").is_not_null()
     )
     label, known_at = product.label, product.spec.label.known_at
     labels = engine.read(table, columns=[*product.keys, label, known_at]).filter(pl.col(label).is_not_null())
@@ -324,36 +338,47 @@ def labelled_predictions(engine: LakeEngine, model_version: int, product: Produc
 
 
 def model_quality(
-    engine: LakeEngine, model: Champion, product: Product, settings: MonitoringSettings, reports_dir: Path
+    engine: LakeEngine,
+    model: Champion,
+    product: Product,
+    settings: MonitoringSettings,
+    reports_dir: Path,
+    monitor: str = "model_quality",
 ) -> MonitorOutcome:
-    """Classification quality of the champion on its labelled live predictions, against the
-    floor and against its own holdout value."""
+    """Quality of the champion on its labelled live predictions (the task's metrics), against
+    the floor and against its own holdout value."""
     label, declared = product.label, product.spec.monitoring
-    threshold = product.spec.decision_threshold or 0.5
+    classifier = product.spec.task == "binary_classification"
     frame = labelled_predictions(engine, model.version, product)
-    if frame.height < settings.min_labelled_rows or frame[label].n_unique() < 2:
+    if frame.height < settings.min_labelled_rows or (classifier and frame[label].n_unique() < 2):
         return MonitorOutcome(
             None,
             note=f"{frame.height} labelled predictions of version "
-            f"{model.version}; at least {settings.min_labelled_rows} with both "
-            "outcomes needed",
+            f"{model.version}; at least {settings.min_labelled_rows}"
+            + (" with both outcomes" if classifier else "")
+            + " needed",
         )
-    y = frame[label].cast(pl.Int64).to_numpy()
-    metrics = classification_metrics(y, frame["return_probability"].to_numpy(), threshold)
+    y = frame[label].cast(pl.Int64 if classifier else pl.Float64).to_numpy()
+    predicted = frame["prediction"].to_numpy()
+    metrics = task_metrics(product.spec.task, y, predicted, product.spec.decision_threshold)
     metric = product.quality_metric
     floor = declared.quality_floor
     value, baseline = metrics[metric], model.holdout_metrics.get(metric, np.nan)
     sign = 1.0 if product.spec.better(metric) == "max" else -1.0
     dropped = sign * (baseline - value) > declared.quality_max_drop
     passed = (floor is None or sign * (value - floor) >= 0) and not dropped
-    path = publish(classification_report(frame, label), reports_dir, "model_quality", "labels", product.name)
+    reports: dict[str, Path] = {}
+    if classifier:
+        reports["labels"] = publish(
+            classification_report(frame, label), reports_dir, monitor, "labels", product.name
+        )
     engine.append(
         QUALITY_TABLE,
         pl.DataFrame(
             [
                 {
                     "computed_at": now(),
-                    "monitor": "model_quality",
+                    "monitor": monitor,
                     "model_name": product.spec.model_name,
                     "model_version": model.version,
                     "window_start": frame["served_at"].min(),
@@ -365,7 +390,7 @@ def model_quality(
                     "floor": floor,
                     "max_drop": declared.quality_max_drop,
                     "passed": passed,
-                    "report": str(path),
+                    "report": str(reports["labels"]) if reports else None,
                 }
             ]
         ),
@@ -373,7 +398,7 @@ def model_quality(
     return MonitorOutcome(
         passed,
         {"labels": {**metrics, "labelled_rows": frame.height, f"holdout_{metric}": baseline}},
-        {"labels": path},
+        reports,
     )
 
 
@@ -382,9 +407,7 @@ def classification_report(frame: pl.DataFrame, label: str) -> Snapshot:
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.presets import ClassificationPreset
 
-    data = frame.select(
-        pl.col(label).cast(pl.Int64).alias("target"), pl.col("return_probability").alias("prediction")
-    ).to_pandas()
+    data = frame.select(pl.col(label).cast(pl.Int64).alias("target"), pl.col("prediction")).to_pandas()
     definition = DataDefinition(
         classification=[BinaryClassification(target="target", prediction_probas="prediction", pos_label=1)]
     )

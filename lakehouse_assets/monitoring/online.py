@@ -16,20 +16,21 @@ from sklearn.metrics import roc_auc_score
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.monitoring.monitors import MonitorOutcome, now, read_inference_log
 from lakehouse_assets.products.spec import Product
-from lakehouse_assets.tables import INFERENCE_LOG_TABLE, ONLINE_COMPARISON_TABLE, gold_table
+from lakehouse_assets.tables import ONLINE_COMPARISON_TABLE, gold_table
 
 Z95 = 1.959964
 
 
-def paired_scores(engine: LakeEngine, champion: int, challenger: int) -> pl.DataFrame:
-    """Logged requests both versions scored (shadow or canary), one row per request."""
-    if engine.version(INFERENCE_LOG_TABLE) is None:
-        return pl.DataFrame()
-    return read_inference_log(engine).filter(
+def paired_scores(engine: LakeEngine, product: str, champion: int, challenger: int) -> pl.DataFrame:
+    """Logged requests of ``product`` both versions scored (shadow or canary), one row per request."""
+    log = read_inference_log(engine, product)
+    if log.is_empty():
+        return log
+    return log.filter(
         (pl.col("champion_version") == champion)
         & (pl.col("challenger_version") == challenger)
-        & pl.col("champion_probability").is_not_null()
-        & pl.col("challenger_probability").is_not_null()
+        & pl.col("champion_prediction").is_not_null()
+        & pl.col("challenger_prediction").is_not_null()
     )
 
 
@@ -100,6 +101,7 @@ QUALITY_COLUMNS = [
 SCHEMA = pl.Schema(
     {
         "computed_at": pl.Datetime("us"),
+        "model_name": pl.String(),
         "champion_version": pl.Int64(),
         "challenger_version": pl.Int64(),
         "requests": pl.Int64(),
@@ -125,22 +127,25 @@ def compare(
 ) -> Comparison | None:
     """Agreement (same decision at the threshold), score distributions (means, 90th percentile,
     two-sample KS) and, with at least ``min_labelled`` labelled orders of both classes, quality
-    on the same orders. None when no request was scored by both."""
+    on the same orders. A regression product's scores are compared by distribution only. None
+    when no request was scored by both."""
+    classifier = product.spec.task == "binary_classification"
     threshold = product.spec.decision_threshold or 0.5
-    pairs = paired_scores(engine, champion, challenger)
+    pairs = paired_scores(engine, product.name, champion, challenger)
     if pairs.is_empty():
         return None
-    a, b = pairs["champion_probability"].to_numpy(), pairs["challenger_probability"].to_numpy()
+    a, b = pairs["champion_prediction"].to_numpy(), pairs["challenger_prediction"].to_numpy()
     agree = int(((a >= threshold) == (b >= threshold)).sum())
-    low, high = wilson_interval(agree, len(a))
+    low, high = wilson_interval(agree, len(a)) if classifier else (None, None)
     ks = stats.ks_2samp(a, b)
     row: dict[str, Any] = {
         "computed_at": now(),
+        "model_name": product.spec.model_name,
         "champion_version": champion,
         "challenger_version": challenger,
         "requests": len(a),
         "answered_by_challenger": int((pairs["served_by"] == "challenger").sum()),
-        "agreement_rate": agree / len(a),
+        "agreement_rate": agree / len(a) if classifier else None,
         "agreement_low": low,
         "agreement_high": high,
         "mean_abs_difference": float(np.abs(a - b).mean()),
@@ -154,7 +159,7 @@ def compare(
         **dict.fromkeys(QUALITY_COLUMNS),
     }
     table, keys, label = gold_table(product.spec.label.table), product.keys, product.label
-    if engine.version(table) is not None:
+    if classifier and engine.version(table) is not None:
         labels = engine.read(table, columns=[*keys, label]).filter(pl.col(label).is_not_null())
         labelled = (
             pairs.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in keys))
@@ -168,8 +173,8 @@ def compare(
             row.update(
                 paired_auc(
                     y,
-                    labelled["champion_probability"].to_numpy(),
-                    labelled["challenger_probability"].to_numpy(),
+                    labelled["champion_prediction"].to_numpy(),
+                    labelled["challenger_prediction"].to_numpy(),
                 )
             )
     return Comparison(row)
@@ -192,7 +197,10 @@ def online_comparison(
     row = comparison.row
     engine.append(ONLINE_COMPARISON_TABLE, pl.DataFrame([row], schema=SCHEMA))
     labelled = row["labelled_orders"]
-    note = f"{row['requests']} requests scored by both, agreement {row['agreement_rate']:.3f}; " + (
+    agreement = (
+        f"agreement {row['agreement_rate']:.3f}" if row["agreement_rate"] is not None else "regression"
+    )
+    note = f"{row['requests']} requests scored by both, {agreement}; " + (
         f"{labelled} labelled orders, ROC AUC difference {row['auc_difference']:+.3f} "
         f"[{row['auc_difference_low']:+.3f}, {row['auc_difference_high']:+.3f}]"
         if row["auc_difference"] is not None

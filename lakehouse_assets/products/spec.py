@@ -164,11 +164,28 @@ class BatchSpec(Strict):
         return cron
 
 
+class RequestBounds(Strict):
+    """What the scoring service accepts for a numeric request column (422 outside)."""
+
+    min: float | None = None
+    max: float | None = None
+    description: str | None = Field(default=None, description="shown in the OpenAPI document")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RequestBounds:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
 class ServingSpec(Strict):
     """How predictions reach users: online (REST) and/or batch into a gold Delta table."""
 
     online: bool = False
     batch: BatchSpec | None = None
+    request: dict[str, RequestBounds] = Field(
+        default_factory=dict, description="bounds of numeric request columns the service enforces"
+    )
 
     @property
     def mode(self) -> str:
@@ -284,6 +301,8 @@ class Product:
     line_entity: str | None = None  # the child rows' join key of the line features' view
     on_demand: tuple[str, ...] = ()  # on-demand feature views the features use
     feature_service_version: str | None = None
+    lookup_keys: tuple[str, ...] = ()  # join keys of the row features' views (online lookup)
+    text_keys: tuple[str, ...] = ()  # entity / lookup keys that are strings (the rest: integers)
 
     @property
     def name(self) -> str:
@@ -309,6 +328,11 @@ class Product:
     @property
     def quality_metric(self) -> str:
         return self.spec.quality_metric
+
+    @property
+    def request_keys(self) -> list[str]:
+        """The ids a scoring request sends: the lookup keys, then the other entity keys."""
+        return [*self.lookup_keys, *(k for k in self.keys if k not in self.lookup_keys)]
 
     @property
     def line_feature_names(self) -> list[str]:

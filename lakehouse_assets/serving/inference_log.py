@@ -22,46 +22,59 @@ SCHEMA = pl.Schema(
     {
         "request_id": pl.String(),
         "served_at": pl.Datetime("us"),
+        "product": pl.String(),
         "endpoint": pl.String(),
         "model_name": pl.String(),
         "model_version": pl.Int64(),
-        "customer_id": pl.Int64(),
-        "order_id": pl.Int64(),
         "request": pl.String(),
-        "product_features": pl.String(),
-        "return_probability": pl.Float64(),
+        "line_features": pl.String(),
+        "prediction": pl.Float64(),
         "latency_ms": pl.Float64(),
         # the rollout: which alias answered, and both models' scores when the challenger took part
         "rollout": pl.String(),
         "served_by": pl.String(),
         "champion_version": pl.Int64(),
-        "champion_probability": pl.Float64(),
+        "champion_prediction": pl.Float64(),
         "challenger_version": pl.Int64(),
-        "challenger_probability": pl.Float64(),
+        "challenger_prediction": pl.Float64(),
     }
 )
 log = logging.getLogger(__name__)
 
 
-def log_schema(product: Product) -> pl.Schema:
-    """The log's columns for ``product``: every model input beside the common columns (so the
-    monitors compare served inputs with training data column by column)."""
-    features = {name: pl.Float64() for name in product.numeric} | {
-        name: pl.String() for name in product.categorical
-    }
-    return pl.Schema({**SCHEMA, **{k: v for k, v in features.items() if k not in SCHEMA}})
+def log_schema(*products: Product) -> pl.Schema:
+    """The log's columns for the served ``products``: the common columns, each product's request
+    keys and every model input (so the monitors compare served inputs with training data column
+    by column). Two products may share a column only with one type."""
+    columns = dict(SCHEMA)
+    owner: dict[str, str] = {}
+    for product in products:
+        own: dict[str, pl.DataType] = {
+            k: pl.String() if k in product.text_keys else pl.Int64() for k in product.request_keys
+        }
+        own |= {name: pl.Float64() for name in product.numeric}
+        own |= {name: pl.String() for name in product.categorical}
+        for name, dtype in own.items():
+            if name in columns and columns[name] != dtype:
+                raise ValueError(
+                    f"inference log column {name!r} is {columns[name]} for "
+                    f"{owner.get(name, 'the log')} and {dtype} for {product.name}: serve them apart"
+                )
+            columns.setdefault(name, dtype)
+            owner.setdefault(name, product.name)
+    return pl.Schema(columns)
 
 
 def record(
+    product: Product,
     request_id: str,
     served_at: datetime,
     endpoint: str,
-    model_name: str,
-    model_version: int,
+    model: Any,
     request: dict[str, Any],
     features: dict[str, Any],
-    product_features: dict[int, dict[str, Any]],
-    probability: float,
+    line_features: dict[Any, dict[str, Any]],
+    prediction: float,
     latency_ms: float,
     *,
     rollout: str = "champion",
@@ -69,31 +82,32 @@ def record(
     shadow: Any = None,
 ) -> dict[str, Any]:
     """One row of the log: ids, the raw request, every model input, the prediction that was
-    returned. ``shadow``: the other alias's loaded model (shadow, or the champion beside a
-    canary); the writer scores it on the same features before the commit."""
+    returned by ``model`` (a loaded version). ``shadow``: the other alias's loaded model
+    (shadow, or the champion beside a canary); the writer scores it on the same features
+    before the commit."""
     other = "challenger" if served_by == "champion" else "champion"
     row = {
+        **features,  # the log's schema keeps the product's model inputs
+        **{k: request.get(k) for k in product.request_keys},
         "request_id": request_id,
         "served_at": served_at,
+        "product": product.name,
         "endpoint": endpoint,
-        "model_name": model_name,
-        "model_version": model_version,
-        "customer_id": request["customer_id"],
-        "order_id": request.get("order_id"),
+        "model_name": model.name,
+        "model_version": model.version,
         "request": json.dumps(request),
-        "product_features": json.dumps(product_features, default=str),
-        **features,  # the log's schema keeps the product's model inputs
-        "return_probability": probability,
+        "line_features": json.dumps(line_features, default=str),
+        "prediction": prediction,
         "latency_ms": latency_ms,
         "rollout": rollout,
         "served_by": served_by,
-        f"{served_by}_version": model_version,
-        f"{served_by}_probability": probability,
+        f"{served_by}_version": model.version,
+        f"{served_by}_prediction": prediction,
         f"{other}_version": shadow.version if shadow is not None else None,
-        f"{other}_probability": None,
+        f"{other}_prediction": None,
     }
     if shadow is not None:
-        row[SHADOW_KEY] = (shadow, features, f"{other}_probability")
+        row[SHADOW_KEY] = (shadow, features, f"{other}_prediction")
     return row
 
 

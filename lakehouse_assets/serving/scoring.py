@@ -1,13 +1,14 @@
-"""Scoring: the champion model (reloaded when its alias moves), the online features of an order,
-and the model input built from them exactly as in training."""
+"""Scoring: each served product's champion and challenger (reloaded when their aliases move),
+the online features of a request, and the model input built from them exactly as in training."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import mlflow
@@ -17,31 +18,46 @@ from feast import FeatureStore
 from mlflow import MlflowClient
 
 from lakehouse_assets.features.basket import basket_features
-from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
+from lakehouse_assets.features.online import OnlineFeatureLookup
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.registry.promotion import CHALLENGER, CHAMPION, require_skops
 from lakehouse_assets.serving.compiled import Scorer, categorical_columns, fast_scorer, pipeline_input
-from lakehouse_assets.serving.schemas import Order
+from lakehouse_assets.serving.requests import LINES
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A registered version loaded for scoring (with the numpy path when it reproduces the pipeline)."""
+    """A registered version loaded for scoring (with the numpy path when it reproduces the
+    pipeline) and the feature specification it was trained with (its `feature_spec` tag)."""
 
     name: str
     version: int
-    model: Any  # the scikit-learn pipeline (predict_proba)
+    model: Any  # the scikit-learn pipeline
     compiled: Scorer | None = None  # the numpy path, when it reproduces the pipeline
+    feature_spec: dict[str, Any] = field(default_factory=dict)
 
     def predict(self, features: list[dict[str, Any]]) -> np.ndarray:
-        """P(return) for each feature row, through the same input preparation as training."""
+        """The score of each feature row (a classifier's probability of the positive label, a
+        regressor's value), through the same input preparation as training; the model takes
+        the columns it was fitted on."""
         if self.compiled is not None:
             return self.compiled(features)
         strings = {c: pl.String for c in categorical_columns(self.model)}
         frame = pl.DataFrame(features, schema_overrides=strings, infer_schema_length=None)
-        return self.model.predict_proba(pipeline_input(frame, self.model))[:, 1]
+        prepared = pipeline_input(frame, self.model)
+        if hasattr(self.model, "predict_proba"):
+            return self.model.predict_proba(prepared)[:, 1]
+        return np.asarray(self.model.predict(prepared), dtype=float)
+
+    def refs(self, kind: str) -> list[str]:
+        """The `view:feature` references of this version's ``kind`` (row_features, line_features)."""
+        return [str(r) for r in self.feature_spec.get(kind, [])]
+
+
+class UnservableModelError(ValueError):
+    """A version this service cannot feed: it needs request columns the declaration lacks."""
 
 
 class AliasedModel:
@@ -50,21 +66,23 @@ class AliasedModel:
     half-loaded model. The champion keeps serving if its alias disappears; the challenger is
     dropped when its alias is removed (it was promoted or withdrawn)."""
 
-    def __init__(self, client: MlflowClient, name: str, alias: str = CHAMPION):
+    def __init__(self, client: MlflowClient, name: str, alias: str = CHAMPION, request: Sequence[str] = ()):
         self.client, self.name, self.alias = client, name, alias
+        self.request = set(request)  # the request columns the service receives
         self.current: LoadedModel | None = None
         self._lock = threading.Lock()
 
-    def alias_version(self) -> int | None:
+    def alias_version(self) -> Any:
         try:
-            return int(self.client.get_model_version_by_alias(self.name, self.alias).version)
+            return self.client.get_model_version_by_alias(self.name, self.alias)
         except mlflow.exceptions.MlflowException:
             return None
 
     def refresh(self) -> bool:
         """Load the aliased version if the alias moved; returns whether the model changed."""
         with self._lock:
-            version = self.alias_version()
+            found = self.alias_version()
+            version = int(found.version) if found is not None else None
             if version is None:
                 if self.alias == CHAMPION or self.current is None:
                     return False
@@ -75,11 +93,18 @@ class AliasedModel:
                 return True
             if self.current and self.current.version == version:
                 return False
+            spec = json.loads(found.tags.get("feature_spec", "{}"))
+            missing = sorted(set(spec.get("request", [])) - self.request)
+            if missing:  # the loaded version keeps serving
+                raise UnservableModelError(
+                    f"{self.name} version {version} needs request columns {missing} that the "
+                    "declaration does not send; not loaded"
+                )
             uri = f"models:/{self.name}/{version}"
             require_skops(uri)  # never unpickle: a refused version leaves the old one serving
             model = mlflow.sklearn.load_model(uri)
             old = self.current.version if self.current else None
-            self.current = LoadedModel(self.name, version, model, fast_scorer(model))
+            self.current = LoadedModel(self.name, version, model, fast_scorer(model), spec)
             log.info(
                 "%s %s: version %s -> %s (%s)",
                 self.alias,
@@ -91,28 +116,22 @@ class AliasedModel:
             return True
 
 
-class ChampionModel(AliasedModel):
-    """The champion: the model that answers requests."""
-
-    def __init__(self, client: MlflowClient, name: str):
-        super().__init__(client, name, CHAMPION)
-
-
 RolloutMode = Literal["champion", "shadow", "canary"]
 ROLLOUT_MODES: tuple[RolloutMode, ...] = ("champion", "shadow", "canary")
 
 
-def canary_bucket(customer_id: int) -> float:
-    """A customer's fixed place in [0, 1): the canary takes the customers below its share, so a
-    customer always gets the same model, and raising the share only adds customers."""
-    digest = hashlib.blake2b(str(customer_id).encode(), digest_size=8).digest()
+def canary_bucket(entity: int | str) -> float:
+    """An entity's fixed place in [0, 1) (a request's first key, e.g. its customer): the canary
+    takes the entities below its share, so an entity always gets the same model, and raising
+    the share only adds entities."""
+    digest = hashlib.blake2b(str(entity).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
 
 
 @dataclass
 class Rollout:
     """How the challenger takes part: ``champion`` (not at all), ``shadow`` (scores every
-    request; only the champion answers) or ``canary`` (answers ``canary_share`` of customers,
+    request; only the champion answers) or ``canary`` (answers ``canary_share`` of entities,
     sticky; the champion scores those requests too, in the shadow)."""
 
     mode: RolloutMode = "champion"
@@ -124,59 +143,55 @@ class Rollout:
         if not 0 <= self.canary_share <= 1:
             raise ValueError(f"canary_share {self.canary_share} is not between 0 and 1")
 
-    def challenger_answers(self, customer_id: int) -> bool:
-        return self.mode == "canary" and canary_bucket(customer_id) < self.canary_share
+    def challenger_answers(self, entity: int | str) -> bool:
+        return self.mode == "canary" and canary_bucket(entity) < self.canary_share
 
 
 @dataclass(frozen=True)
-class OrderInput:
-    """What the model scores for one order: its features (request values, customer features
-    looked up online, request-time and basket features) and each product's online features."""
+class ScoringInput:
+    """What the models score for one request: its features (request values, features looked up
+    online, request-time and child-row features) and each child entity's online features."""
 
     features: dict[str, Any]
-    product_features: dict[int, dict[str, Any]]
+    line_features: dict[Any, dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Unscorable:
-    """Why an order cannot be scored (an unknown customer or product: no online features)."""
+    """Why a request cannot be scored (an unknown entity: no online features)."""
 
     reason: str
 
 
 @dataclass(frozen=True)
 class Scored:
-    """One scored order: its input, which alias answered with which model and score, and the
+    """One scored request: its input, which alias answered with which model and score, and the
     other model that scores it in the shadow (off the request path), if any."""
 
-    input: OrderInput
+    input: ScoringInput
     served_by: str  # champion | challenger
     model: LoadedModel
-    probability: float
+    score: float
     shadow: LoadedModel | None
 
 
-def _known(values: dict[str, Any], keys: set[str]) -> bool:
-    return any(v is not None for k, v in values.items() if k not in keys)
-
-
-def score_orders(
-    found: Sequence[OrderInput | Unscorable],
-    customer_ids: Sequence[int],
+def score_requests(
+    found: Sequence[ScoringInput | Unscorable],
+    entities: Sequence[int | str],
     champion: LoadedModel,
     challenger: LoadedModel | None,
     rollout: Rollout,
 ) -> list[Scored | Unscorable]:
-    """Score every scorable order with the model that answers it (one call per model): the
-    challenger for canary customers in canary mode, else the champion. The model that does not
+    """Score every scorable request with the model that answers it (one call per model): the
+    challenger for canary entities in canary mode, else the champion. The model that does not
     answer (the challenger in shadow mode, the champion beside a canary) is named as the
-    order's shadow; the inference log writer scores it later."""
+    request's shadow; the inference log writer scores it later."""
     if rollout.mode == "champion" or challenger is None or challenger.version == champion.version:
         challenger = None
-    by_challenger = [challenger is not None and rollout.challenger_answers(c) for c in customer_ids]
+    by_challenger = [challenger is not None and rollout.challenger_answers(e) for e in entities]
     scores: dict[int, float] = {}
     for answering, flag in ((champion, False), (challenger, True)):
-        picked = [i for i, f in enumerate(found) if isinstance(f, OrderInput) and by_challenger[i] == flag]
+        picked = [i for i, f in enumerate(found) if isinstance(f, ScoringInput) and by_challenger[i] == flag]
         if answering is not None and picked:
             predicted = answering.predict([found[i].features for i in picked])  # type: ignore[union-attr]
             scores.update((i, float(p)) for i, p in zip(picked, predicted, strict=True))
@@ -191,71 +206,126 @@ def score_orders(
     return scored
 
 
-class OrderFeatures:
-    """Online features for orders of the served product: its row features (customer and
-    request-time features) and the features of the products on the order's lines."""
+def _by_view(refs: Sequence[str]) -> dict[str, list[str]]:
+    views: dict[str, list[str]] = {}
+    for ref in refs:
+        view, name = ref.split(":")
+        views.setdefault(view, []).append(name)
+    return views
+
+
+class ProductFeatures:
+    """Online features for a product's requests: its row features (entity features and
+    request-time ones) and the features of each child row's entity. It fetches what the
+    declaration names plus what the loaded versions were trained with, so a challenger with a
+    different feature set is fed beside the champion; each model scores its own columns."""
 
     def __init__(self, store: FeatureStore, product: Product):
         self.store, self.product = store, product
-        self.customers = OnlineFeatureLookup(store, list(product.row_features))
-        on_demand = [r.split(":")[1] for r in product.row_features if r.split(":")[0] in product.on_demand]
-        # keys of a lookup row that come from the request: nothing else means an unknown customer
-        self.request_keys = {"customer_id", *product.spec.features.request, *on_demand}
-        self.line_features = product.line_feature_names
-        self.line_schema = {
-            "order": pl.Int64,
-            "quantity": pl.Int64,
-            **{f: pl.Float64 for f in self.line_features},
-        }
-        view_name = (
-            product.line_features[0].split(":")[0] if product.line_features else "product_daily_features"
-        )
-        view = store.get_feature_view(view_name)
-        self.product_refs = [f"{view.name}:{f.name}" for f in view.features]
+        self.request = list(product.spec.features.request)
+        lines = product.spec.features.lines
+        self.weight = lines.weight if lines else None
+        self._inputs: dict[str, list[str]] = {}  # on-demand view -> the request columns it reads
 
-    def lookup(self, orders: list[Order]) -> list[OrderInput | Unscorable]:
-        """Per order: the model's input, or why it cannot be scored."""
-        rows = self.customers.lookup([OrderRequest(o.customer_id, o.amount, o.discount) for o in orders])
-        product_ids = sorted({line.product_id for o in orders for line in o.items})
-        found = self.store.get_online_features(
-            features=self.product_refs, entity_rows=[{"product_id": p} for p in product_ids]
-        ).to_dict()
-        by_product = {
-            pid: {k: found[k][i] for k in found if k != "product_id"} for i, pid in enumerate(product_ids)
-        }
-        out: list[OrderInput | Unscorable] = []
+    def _on_demand(self, models: Sequence[LoadedModel]) -> dict[str, list[str]]:
+        """The on-demand views the product and the loaded versions use, with their inputs."""
+        names = [
+            *self.product.on_demand,
+            *(str(v) for m in models for v in m.feature_spec.get("on_demand", [])),
+        ]
+        for name in names:
+            if name not in self._inputs:
+                view = self.store.get_on_demand_feature_view(name)
+                self._inputs[name] = [f.name for s in view.source_request_sources.values() for f in s.schema]
+        return {n: self._inputs[n] for n in names}
+
+    def _row_refs(self, models: Sequence[LoadedModel]) -> list[str]:
+        refs = dict.fromkeys(self.product.row_features)
+        for model in models:
+            refs.update(dict.fromkeys(model.refs("row_features")))
+        return list(refs)
+
+    def _line_refs(self, models: Sequence[LoadedModel]) -> list[str]:
+        """Every feature of the views the child rows' features come from (shown per child)."""
+        views = dict.fromkeys(r.split(":")[0] for r in self.product.line_features)
+        for model in models:
+            views.update(dict.fromkeys(r.split(":")[0] for r in model.refs("line_features")))
+        return [f"{v}:{f.name}" for v in views for f in self.store.get_feature_view(v).features]
+
+    def _keys(self, view: str) -> list[str]:
+        return [self.store.get_entity(e).join_key for e in self.store.get_feature_view(view).entities]
+
+    def probe(self) -> None:
+        """One online read of a row feature (raises when the store does not answer)."""
+        on_demand = self._on_demand(())
+        view = next(v for v in _by_view(self.product.row_features) if v not in on_demand)
+        ref = next(r for r in self.product.row_features if r.startswith(f"{view}:"))
+        self.store.get_online_features(features=[ref], entity_rows=[dict.fromkeys(self._keys(view), 0)])
+
+    def lookup(
+        self, requests: Sequence[dict[str, Any]], models: Sequence[LoadedModel] = ()
+    ) -> list[ScoringInput | Unscorable]:
+        """Per request (a validated body as a dict): the models' input, or why it cannot be
+        scored. ``models``: the loaded versions, whose own features are fetched too."""
+        product, row_refs, line_refs = self.product, self._row_refs(models), self._line_refs(models)
+        on_demand = self._on_demand(models)
+        inputs = list(dict.fromkeys(c for needed in on_demand.values() for c in needed))
+        entity_rows = [{k: r[k] for k in (*product.lookup_keys, *inputs)} for r in requests]
+        rows = OnlineFeatureLookup(self.store, row_refs).lookup(entity_rows)
+        line_names = sorted(
+            {r.split(":")[1] for r in product.line_features}
+            | {r.split(":")[1] for m in models for r in m.refs("line_features")}
+        )
+        by_child = self._children(requests, line_refs)
+        views = {v: names for v, names in _by_view(row_refs).items() if v not in on_demand}
+        out: list[ScoringInput | Unscorable] = []
         lines: list[dict[str, Any]] = []
-        for order, row in zip(orders, rows, strict=True):
-            unknown = next(
-                (p.product_id for p in order.items if not _known(by_product[p.product_id], set())), None
+        for request, row in zip(requests, rows, strict=True):
+            unknown_view = next(
+                (v for v, names in views.items() if all(row.get(n) is None for n in names)), None
             )
-            if not _known(row, self.request_keys):
-                out.append(Unscorable(f"unknown customer {order.customer_id}: no online features"))
-            elif unknown is not None:
-                out.append(Unscorable(f"unknown product {unknown}: no online features"))
+            children = request.get(LINES) or []
+            entity = product.line_entity
+            unknown_child = next(
+                (c[entity] for c in children if all(v is None for v in by_child[c[entity]].values())), None
+            )
+            if unknown_view is not None:
+                named = ", ".join(f"{k} {request.get(k)}" for k in self._keys(unknown_view))
+                out.append(Unscorable(f"unknown {named}: no online features ({unknown_view})"))
+            elif unknown_child is not None:
+                out.append(Unscorable(f"unknown {entity} {unknown_child}: no online features"))
             else:
-                features = {
-                    **{name: row.get(name) for name in self.product.features},
-                    "amount": order.amount,
-                    "discount": order.discount,
-                }
+                names = [r.split(":")[1] for r in row_refs]
+                features = {**{c: request[c] for c in self.request}, **{n: row.get(n) for n in names}}
                 lines.extend(
                     {
-                        "order": len(out),
-                        "quantity": p.quantity,
-                        **{f: by_product[p.product_id][f] for f in self.line_features},
+                        "row": len(out),
+                        str(self.weight): c[str(self.weight)],
+                        **{f: by_child[c[entity]].get(f) for f in line_names},
                     }
-                    for p in order.items
+                    for c in children
                 )
-                out.append(
-                    OrderInput(features, {p.product_id: by_product[p.product_id] for p in order.items})
-                )
-        if lines:  # the basket features of every scorable order, in one call
+                out.append(ScoringInput(features, {c[entity]: by_child[c[entity]] for c in children}))
+        if lines and self.weight is not None:  # the child-row features of every scorable request
+            schema = {"row": pl.Int64, self.weight: pl.Float64, **{f: pl.Float64 for f in line_names}}
             baskets = basket_features(
-                pl.DataFrame(lines, schema=self.line_schema), self.line_features, key="order"
+                pl.DataFrame(lines, schema=schema), line_names, key="row", weight=self.weight
             )
             for basket in baskets.iter_rows(named=True):
-                scorable = out[basket.pop("order")]
-                if isinstance(scorable, OrderInput):  # always: lines are of scorable orders
+                scorable = out[basket.pop("row")]
+                if isinstance(scorable, ScoringInput):  # always: lines are of scorable requests
                     scorable.features.update(basket)
         return out
+
+    def _children(self, requests: Sequence[dict[str, Any]], refs: list[str]) -> dict[Any, dict[str, Any]]:
+        """The online features of every child entity the requests name, by its id."""
+        entity = self.product.line_entity
+        if entity is None or not refs:
+            return {}
+        ids = sorted({c[entity] for r in requests for c in r.get(LINES) or []})
+        if not ids:
+            return {}
+        found = self.store.get_online_features(
+            features=refs, entity_rows=[{entity: i} for i in ids]
+        ).to_dict()
+        return {i: {k: found[k][n] for k in found if k != entity} for n, i in enumerate(ids)}

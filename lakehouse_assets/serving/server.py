@@ -9,40 +9,47 @@ from fastapi import FastAPI
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.resources.connections import embedded_engine, feast_store, mlflow_connection
 from lakehouse_assets.serving.app import check_exposure, create_app
-from lakehouse_assets.serving.scoring import ChampionModel, OrderFeatures
 from lakehouse_assets.settings import LakehouseSettings
 
 
-def build_app(settings: LakehouseSettings, product: Product) -> FastAPI:
-    """The scoring app of the online ``product`` over the settings' registry, online store and lake."""
+def build_app(settings: LakehouseSettings, products: list[Product] | None = None) -> FastAPI:
+    """The scoring app of the online ``products`` (default: ``served_products``) over the
+    settings' registry, online store and lake."""
     registry = mlflow_connection(settings)
     registry.use()
-    champion = ChampionModel(registry.client(), product.spec.model_name)
     return create_app(
         settings.serving,
-        champion,
-        features=lambda: OrderFeatures(feast_store(settings), product),
+        served_products(settings) if products is None else products,
+        registry.client(),
+        open_store=lambda: feast_store(settings),
         engine=embedded_engine(settings),
     )
 
 
-def online_product(settings: LakehouseSettings) -> Product:
-    """The declared product served online (an error names the declarations when there is none)."""
-    from lakehouse_assets.product_declarations import load_products, monitored_product
+def served_products(settings: LakehouseSettings) -> list[Product]:
+    """The declared online products this service serves (serving.products, default: all of
+    them); an error names the declarations when there is none or a name is not online."""
+    from lakehouse_assets.product_declarations import load_products, online_products
 
-    product = monitored_product(load_products(settings))
-    if product is None:
+    online = {p.name: p for p in online_products(load_products(settings))}
+    if not online:
         raise ValueError("no data product declares serving.online: true; nothing to serve")
-    return product
+    unknown = [n for n in settings.serving.products if n not in online]
+    if unknown:
+        raise ValueError(
+            f"serving.products names {unknown}, which are not served online "
+            f"(online products: {', '.join(online)})"
+        )
+    return [online[n] for n in settings.serving.products] or list(online.values())
 
 
 def serve(settings: LakehouseSettings, host: str | None = None, port: int | None = None) -> None:
-    """Run the scoring app of the online product under uvicorn (refused beyond loopback
+    """Run the scoring app of the online products under uvicorn (refused beyond loopback
     without a token)."""
     host = host or settings.serving.host
     check_exposure(host, settings.serving)
     uvicorn.run(
-        build_app(settings, online_product(settings)),
+        build_app(settings),
         host=host,
         port=port or settings.serving.port,
         log_level="info",

@@ -12,7 +12,7 @@ from lakehouse_assets.settings import LakehouseSettings
 
 
 def checkout_requests(source_db: Path, after_order_id: int = 0, last: int | None = None) -> list[dict]:
-    """``/v1/predict`` bodies for the source orders after ``after_order_id`` (only the ``last``
+    """``/v1/predict`` (return-risk) bodies for the source orders after ``after_order_id`` (only the ``last``
     ones when given), in order id order."""
     with closing(sqlite3.connect(f"file:{source_db}?mode=ro", uri=True)) as conn:
         orders = conn.execute(
@@ -41,7 +41,7 @@ def replay(settings: LakehouseSettings, requests: list[dict]) -> dict[int, int]:
     Returns the count of answers by status: 404 for customers the online store does not know."""
     from fastapi.testclient import TestClient
 
-    from lakehouse_assets.serving.server import build_app, online_product
+    from lakehouse_assets.serving.server import build_app
 
     statuses: dict[int, int] = {}
     headers = (
@@ -49,7 +49,7 @@ def replay(settings: LakehouseSettings, requests: list[dict]) -> dict[int, int]:
         if settings.serving.token
         else {}
     )
-    with TestClient(build_app(settings, online_product(settings)), headers=headers) as client:
+    with TestClient(build_app(settings), headers=headers) as client:
         for body in requests:
             status = client.post("/v1/predict", json=body).status_code
             statuses[status] = statuses.get(status, 0) + 1

@@ -19,7 +19,7 @@ from lakehouse_assets.registry.promotion import (
     gate,
     require_skops,
 )
-from lakehouse_assets.tables import INFERENCE_LOG_TABLE
+from lakehouse_assets.served_log import read_served
 from lakehouse_assets.training.dataset import TimeSplit, model_input
 from lakehouse_assets.training.metrics import task_metrics
 from lakehouse_assets.training.train import labels, served_predictions
@@ -27,18 +27,11 @@ from lakehouse_assets.training.train import labels, served_predictions
 
 def online_evidence(engine: LakeEngine, challenger: int, product: str | None = None) -> int:
     """How many logged requests the challenger version (of ``product``) scored beside a champion."""
-    if engine.version(INFERENCE_LOG_TABLE) is None:
-        return 0
-    columns = ["challenger_version", "challenger_probability"]
-    names = set(engine.schema(INFERENCE_LOG_TABLE).names)
-    if not set(columns) <= names:
-        return 0  # a log from before rollouts existed
-    by_product = product is not None and "model_name" in names
-    frame = engine.read(INFERENCE_LOG_TABLE, columns=[*columns, *(["model_name"] if by_product else [])])
-    if by_product:
-        frame = frame.filter(pl.col("model_name") == product)
+    frame = read_served(engine, product, ["challenger_version", "challenger_prediction"])
+    if not {"challenger_version", "challenger_prediction"} <= set(frame.columns):
+        return 0  # nothing served yet, or a log from before rollouts existed
     return frame.filter(
-        (pl.col("challenger_version") == challenger) & pl.col("challenger_probability").is_not_null()
+        (pl.col("challenger_version") == challenger) & pl.col("challenger_prediction").is_not_null()
     ).height
 
 

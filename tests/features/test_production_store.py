@@ -4,7 +4,7 @@ online store, chosen by settings only (started on 127.0.0.1 by the test)."""
 import pytest
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.features.online import OnlineFeatureLookup, OrderRequest
+from lakehouse_assets.features.online import OnlineFeatureLookup
 from lakehouse_assets.features.pipeline import describe, materialize_online, online_offline_skew
 from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.runtime import ensure_dirs
@@ -50,7 +50,7 @@ def test_production_registry_in_postgres_and_online_store_in_redis(tmp_path):
         ).to_dict()
         assert got["orders_90d"] == [7 * 10 + 3] and got["price_band"] == ["s2"]
         served = OnlineFeatureLookup(reopened, list(product().row_features)).lookup(
-            [OrderRequest(7, 50.0, 0.2)]
+            [{"customer_id": 7, "amount": 50.0, "discount": 0.2}]
         )[0]
         assert served["amount_vs_avg_basket"] == pytest.approx(50.0 / ((7 + 3 / 4) / (7 * 10 + 3)))
         assert online_offline_skew(reopened, engine, definitions)["mismatches"] == {}

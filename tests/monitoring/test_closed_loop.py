@@ -87,7 +87,7 @@ def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
     service = start_service(home, {"LAKEHOUSE_PRODUCT_OVERRIDES": json.dumps(DRIFT_SHARE)})
     try:
         with service.client() as client:
-            assert client.get("/ready").json()["model_version"] == 1
+            assert client.get("/ready").json()["model_versions"] == {"return_risk": 1}
 
         # Calm days: traffic first (checkout), then the daily pipeline, then monitoring.
         last_order = 0
@@ -164,7 +164,7 @@ def test_drift_triggers_retraining_and_the_gate_decides(tmp_path, monkeypatch):
         assert latest_evaluation(engine, "return_risk").decision == "keep"
         with service.client() as client:
             client.post("/v1/reload")
-            assert client.get("/ready").json()["model_version"] == 2
+            assert client.get("/ready").json()["model_versions"] == {"return_risk": 2}
     finally:
         service.stop()
 

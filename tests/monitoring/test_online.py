@@ -10,11 +10,13 @@ import polars as pl
 import pytest
 
 from lakehouse_assets.monitoring.online import compare, online_comparison, paired_auc, wilson_interval
-from lakehouse_assets.serving.inference_log import SCHEMA
+from lakehouse_assets.serving.inference_log import log_schema
 from lakehouse_assets.serving.scoring import Rollout, canary_bucket
 from lakehouse_assets.tables import INFERENCE_LOG_TABLE, ONLINE_COMPARISON_TABLE
 from lakehouse_assets.training.evaluation import online_evidence
 from tests.products import product
+
+LOG_SCHEMA = log_schema(product())  # the online product's inference log columns
 
 RISK = product()  # decision threshold 0.3
 
@@ -25,7 +27,7 @@ T0 = datetime(2026, 3, 1)
 def write_log(engine, champion: np.ndarray, challenger: np.ndarray, labels: np.ndarray) -> None:
     n = len(labels)
     rows = [
-        {name: None for name in SCHEMA}
+        {name: None for name in LOG_SCHEMA}
         | {
             "request_id": f"r{i}",
             "served_at": T0 + timedelta(seconds=i),
@@ -35,15 +37,15 @@ def write_log(engine, champion: np.ndarray, challenger: np.ndarray, labels: np.n
             "order_id": i + 1,
             "rollout": "shadow",
             "served_by": "champion",
-            "return_probability": float(champion[i]),
+            "prediction": float(champion[i]),
             "champion_version": 1,
-            "champion_probability": float(champion[i]),
+            "champion_prediction": float(champion[i]),
             "challenger_version": 2,
-            "challenger_probability": float(challenger[i]),
+            "challenger_prediction": float(challenger[i]),
         }
         for i in range(n)
     ]
-    engine.append(INFERENCE_LOG_TABLE, pl.DataFrame(rows, schema=SCHEMA))
+    engine.append(INFERENCE_LOG_TABLE, pl.DataFrame(rows, schema=LOG_SCHEMA))
     engine.append(
         "gold/fct_orders",
         pl.DataFrame({"order_id": np.arange(1, n + 1), "returned_within_30d": labels.astype(bool)}),
@@ -129,7 +131,7 @@ def test_canary_takes_the_configured_share_of_customers_and_grows_monotonically(
 def test_champion_monitoring_reads_its_own_score_where_a_canary_answered(engine):
     from lakehouse_assets.monitoring.monitors import labelled_predictions
 
-    base = {name: None for name in SCHEMA} | {"model_name": "return_risk", "rollout": "canary"}
+    base = {name: None for name in LOG_SCHEMA} | {"model_name": "return_risk", "rollout": "canary"}
     rows = [
         base
         | {
@@ -139,11 +141,11 @@ def test_champion_monitoring_reads_its_own_score_where_a_canary_answered(engine)
             "customer_id": 1,
             "served_by": "champion",
             "model_version": 1,
-            "return_probability": 0.2,
+            "prediction": 0.2,
             "champion_version": 1,
-            "champion_probability": 0.2,
+            "champion_prediction": 0.2,
             "challenger_version": 2,
-            "challenger_probability": 0.9,
+            "challenger_prediction": 0.9,
         },
         base
         | {
@@ -153,11 +155,11 @@ def test_champion_monitoring_reads_its_own_score_where_a_canary_answered(engine)
             "customer_id": 2,
             "served_by": "challenger",
             "model_version": 2,
-            "return_probability": 0.8,
+            "prediction": 0.8,
             "champion_version": 1,
-            "champion_probability": 0.3,
+            "champion_prediction": 0.3,
             "challenger_version": 2,
-            "challenger_probability": 0.8,
+            "challenger_prediction": 0.8,
         },
         base
         | {
@@ -167,11 +169,11 @@ def test_champion_monitoring_reads_its_own_score_where_a_canary_answered(engine)
             "customer_id": 3,
             "served_by": "challenger",
             "model_version": 2,
-            "return_probability": 0.7,
+            "prediction": 0.7,
             "champion_version": 1,
-            "champion_probability": None,  # shadow failed
+            "champion_prediction": None,  # shadow failed
             "challenger_version": 2,
-            "challenger_probability": 0.7,
+            "challenger_prediction": 0.7,
         },
         base
         | {
@@ -180,10 +182,10 @@ def test_champion_monitoring_reads_its_own_score_where_a_canary_answered(engine)
             "order_id": 4,
             "customer_id": 4,
             "model_version": 1,
-            "return_probability": 0.4,
+            "prediction": 0.4,
         },
     ]  # logged before rollouts
-    engine.append(INFERENCE_LOG_TABLE, pl.DataFrame(rows, schema=SCHEMA))
+    engine.append(INFERENCE_LOG_TABLE, pl.DataFrame(rows, schema=LOG_SCHEMA))
     engine.append(
         "gold/fct_orders",
         pl.DataFrame(
@@ -196,4 +198,4 @@ def test_champion_monitoring_reads_its_own_score_where_a_canary_answered(engine)
     )
     champion = labelled_predictions(engine, 1, RISK).sort("order_id")
     assert champion["order_id"].to_list() == [1, 2, 4]
-    assert champion["return_probability"].to_list() == [0.2, 0.3, 0.4]
+    assert champion["prediction"].to_list() == [0.2, 0.3, 0.4]

@@ -11,10 +11,12 @@ import pytest
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.monitoring import monitors
 from lakehouse_assets.monitoring.monitors import Champion
-from lakehouse_assets.serving.inference_log import SCHEMA
+from lakehouse_assets.serving.inference_log import log_schema
 from lakehouse_assets.settings import MonitoringSettings
 from lakehouse_assets.tables import DRIFT_TABLE, HEALTH_TABLE, INFERENCE_LOG_TABLE, QUALITY_TABLE
 from tests.products import product, variant
+
+LOG_SCHEMA = log_schema(product())  # the online product's inference log columns
 
 RISK = product()  # decision threshold 0.3, quality floor 0.55 on ROC AUC
 
@@ -43,15 +45,15 @@ def write_traffic(engine: DeltaEngine, informative: bool, rows: int = 400) -> No
             "served_at": [T0 + timedelta(seconds=i) for i in range(rows)],
             "model_version": [3] * rows,
             "order_id": list(range(1, rows + 1)),
-            "return_probability": p,
+            "prediction": p,
             "latency_ms": rng.gamma(2, 2, rows),
         }
     )
     engine.append(
         INFERENCE_LOG_TABLE,
         log.with_columns(
-            pl.lit(None, dtype).alias(c) for c, dtype in SCHEMA.items() if c not in log.columns
-        ).select(SCHEMA.names()),
+            pl.lit(None, dtype).alias(c) for c, dtype in LOG_SCHEMA.items() if c not in log.columns
+        ).select(LOG_SCHEMA.names()),
     )
     engine.append(
         "gold/fct_orders",

@@ -13,7 +13,7 @@ from lakehouse_assets.cli import main
 from lakehouse_assets.registry.promotion import UntrustedModelError, require_skops
 from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.resources.sources import build_resources
-from lakehouse_assets.serving.scoring import ChampionModel
+from lakehouse_assets.serving.scoring import AliasedModel
 from tests.reliability.report import record
 
 REFUSED: list[str] = []  # inputs refused with a clear error, for the report
@@ -78,7 +78,7 @@ def test_a_pickled_model_is_never_loaded(settings):
     registry.client().set_registered_model_alias("return_risk", "champion", version.version)
     with pytest.raises(UntrustedModelError, match="'cloudpickle'.*skops models only"):
         require_skops(f"models:/return_risk/{version.version}")
-    champion = ChampionModel(registry.client(), "return_risk")
+    champion = AliasedModel(registry.client(), "return_risk")
     with pytest.raises(UntrustedModelError):
         champion.refresh()
     assert champion.current is None  # nothing was unpickled

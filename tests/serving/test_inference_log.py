@@ -9,6 +9,7 @@ import pytest
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.serving.inference_log import InferenceLog, log_schema, record
+from lakehouse_assets.serving.scoring import LoadedModel
 from lakehouse_assets.tables import INFERENCE_LOG_TABLE
 from tests.products import product
 
@@ -16,11 +17,11 @@ from tests.products import product
 def rows(start: int, count: int) -> list[dict]:
     return [
         record(
+            product(),
             f"r{i}",
             datetime(2026, 1, 1),
             "predict",
-            "m",
-            1,
+            LoadedModel("m", 1, None),
             {"customer_id": i, "items": []},
             {"amount": 1.0, "segment": "regular"},
             {},
@@ -93,11 +94,11 @@ def test_the_model_that_did_not_answer_is_scored_by_the_writer_in_one_call(tmp_p
     shadow, broken = Scorer(2), Scorer(1, fail=True)
     logged = [
         record(
+            product(),
             f"s{i}",
             datetime(2026, 1, 1),
             "predict",
-            "m",
-            1,
+            LoadedModel("m", 1, None),
             {"customer_id": i},
             {"amount": float(i)},
             {},
@@ -110,11 +111,11 @@ def test_the_model_that_did_not_answer_is_scored_by_the_writer_in_one_call(tmp_p
     ]
     logged.append(
         record(
+            product(),
             "c",
             datetime(2026, 1, 1),
             "predict",
-            "m",
-            3,
+            LoadedModel("m", 3, None),
             {"customer_id": 9},
             {"amount": 9.0},
             {},
@@ -131,14 +132,14 @@ def test_the_model_that_did_not_answer_is_scored_by_the_writer_in_one_call(tmp_p
     frame = engine.read(INFERENCE_LOG_TABLE).sort("request_id")
     assert shadow.calls == 1  # every shadow row of the flush in one call
     shadowed = frame.filter(frame["rollout"] == "shadow")
-    assert shadowed["champion_probability"].to_list() == [0.5] * 4
+    assert shadowed["champion_prediction"].to_list() == [0.5] * 4
     assert shadowed["challenger_version"].to_list() == [2] * 4
-    assert shadowed["challenger_probability"].to_list() == [0.0, 0.1, 0.2, 0.3]
+    assert shadowed["challenger_prediction"].to_list() == [0.0, 0.1, 0.2, 0.3]
     canary = frame.filter(frame["rollout"] == "canary").row(0, named=True)
     assert (
         canary["served_by"],
         canary["challenger_version"],
-        canary["challenger_probability"],
+        canary["challenger_prediction"],
         canary["champion_version"],
     ) == ("challenger", 3, 0.7, 1)
-    assert canary["champion_probability"] is None  # the failing model: row kept, score missing
+    assert canary["champion_prediction"] is None  # the failing model: row kept, score missing

@@ -12,8 +12,8 @@ from pydantic import SecretStr, ValidationError
 
 from lakehouse_assets.cli import main
 from lakehouse_assets.serving.app import create_app
-from lakehouse_assets.serving.scoring import AliasedModel
 from lakehouse_assets.settings import LakehouseSettings, ServingSettings
+from tests.products import product
 
 TOKEN = "unit-test-token"
 ORDER = {"customer_id": 1, "items": [{"product_id": 2, "quantity": 1}], "amount": 10.0, "discount": 0.1}
@@ -26,7 +26,7 @@ def _features():
 @pytest.fixture
 def client():
     settings = ServingSettings(token=SecretStr(TOKEN), max_items=5, max_body_bytes=4096)
-    app = create_app(settings, AliasedModel(None, "return_risk"), _features, engine=None)  # type: ignore[arg-type]
+    app = create_app(settings, [product()], None, _features, engine=None)  # type: ignore[arg-type]
     # no `with`: the lifespan (model, store, log) does not run
     with_auth = {"Authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
     return TestClient(app, headers=with_auth, raise_server_exceptions=False)
@@ -68,8 +68,8 @@ def test_a_malformed_line_and_a_boolean_quantity_are_named(client):
     response = client.post("/v1/predict", json={**ORDER, "items": [line]})
     assert response.status_code == 422
     assert ["body", "items", "0", "quantity"] in [p["loc"] for p in response.json()["detail"]]
-    batch = client.post("/v1/predict/batch", content=_raw({"orders": [ORDER]}, "orders", "NaN"))
-    assert batch.status_code == 422 and "orders" in batch.text
+    batch = client.post("/v1/predict/batch", content=_raw({"requests": [ORDER]}, "requests", "NaN"))
+    assert batch.status_code == 422 and "requests" in batch.text
 
 
 def test_bytes_that_are_not_utf8_are_a_client_error(client):
@@ -82,7 +82,7 @@ def test_too_many_lines_is_413_as_documented(client):
     response = client.post("/v1/predict", json={**ORDER, "items": lines})
     assert response.status_code == 413
     assert "at most 5 (serving.max_items)" in response.text
-    batch = client.post("/v1/predict/batch", json={"orders": [{**ORDER, "items": lines}]})
+    batch = client.post("/v1/predict/batch", json={"requests": [{**ORDER, "items": lines}]})
     assert batch.status_code == 413
 
 

@@ -108,19 +108,19 @@ def test_shadow_answers_with_the_champion_and_logs_both_scores(rollout_service):
     assert 'lakehouse_serving_challenger_version{model_name="return_risk"} 2.0' in metrics
     assert {p["model_version"] for p in shadow} == {1} and {p["served_by"] for p in shadow} == {"champion"}
     # the responses are the champion's: the same as with the challenger out of the way
-    assert [p["return_probability"] for p in shadow] == [p["return_probability"] for p in alone]
+    assert [p["prediction"] for p in shadow] == [p["prediction"] for p in alone]
 
     rows = logged(service, [b["request_id"] for b in bodies]).sort("request_id")
     assert set(rows["rollout"]) == {"shadow"} and set(rows["served_by"]) == {"champion"}
     assert set(rows["champion_version"]) == {1} and set(rows["challenger_version"]) == {2}
-    assert rows["champion_probability"].to_list() == rows["return_probability"].to_list()
+    assert rows["champion_prediction"].to_list() == rows["prediction"].to_list()
     mlflow.set_tracking_uri(service.settings.tracking_uri)
     model = mlflow.sklearn.load_model("models:/return_risk/2")
     mlflow.set_tracking_uri(None)
     expected = model.predict_proba(model_input(rows, RISK))[:, 1]
-    assert np.allclose(rows["challenger_probability"].to_numpy(), expected, atol=1e-9)
+    assert np.allclose(rows["challenger_prediction"].to_numpy(), expected, atol=1e-9)
     alone_rows = logged(service, [p["request_id"] for p in alone])
-    assert alone_rows["challenger_probability"].is_null().all()
+    assert alone_rows["challenger_prediction"].is_null().all()
 
 
 def test_canary_share_is_configurable_at_run_time_and_sticky_per_customer(rollout_service):
@@ -134,7 +134,7 @@ def test_canary_share_is_configurable_at_run_time_and_sticky_per_customer(rollou
             for _ in range(2):  # every customer twice: the same model both times
                 for start in range(1, CUSTOMERS + 1, 100):
                     batch = [order(c) for c in range(start, min(start + 100, CUSTOMERS + 1))]
-                    answer = client.post("/v1/predict/batch", json={"orders": batch})
+                    answer = client.post("/v1/predict/batch", json={"requests": batch})
                     for body, p in zip(batch, answer.json()["predictions"], strict=True):
                         got = (p["served_by"], p["model_version"])
                         assert served.setdefault(body["customer_id"], got) == got, body

@@ -41,13 +41,13 @@ def test_predictions_equal_batch_scoring_with_offline_features(service):
         order(c, products=(c % 5 + 1, 2), amount=20.0 + 7 * c, discount=c % 3 / 10) for c in range(1, 11)
     ]
     with service.client() as client:
-        batch = client.post("/v1/predict/batch", json={"orders": orders})
+        batch = client.post("/v1/predict/batch", json={"requests": orders})
         single = client.post("/v1/predict", json=orders[3])
     assert batch.status_code == 200, batch.text
     served = batch.json()["predictions"]
-    assert abs(single.json()["return_probability"] - served[3]["return_probability"]) < 1e-12
+    assert abs(single.json()["prediction"] - served[3]["prediction"]) < 1e-12
     assert {p["model_name"] for p in served} == {"return_risk"}
-    assert served[0]["product_features"]["2"]["price_band"] == "s2"  # gold_rows: product 2
+    assert served[0]["line_features"]["2"]["price_band"] == "s2"  # gold_rows: product 2
 
     # Batch scoring: offline (point-in-time) features at the newest gold time, the registry's
     # champion, the training input preparation.
@@ -72,7 +72,7 @@ def test_predictions_equal_batch_scoring_with_offline_features(service):
     finally:
         mlflow.set_tracking_uri(None)
     expected = model.predict_proba(model_input(offline, RISK))[:, 1]
-    assert np.allclose([p["return_probability"] for p in served], expected, atol=1e-12)
+    assert np.allclose([p["prediction"] for p in served], expected, atol=1e-12)
     assert served[0]["features"]["orders_90d"] == offline["orders_90d"][0]
     # the basket: products 2 and 2 (order of customer 1) -> gold_rows rate 2 + 3/4 on day 3
     assert served[0]["features"]["basket_max_return_rate_90d"] == 2.75
@@ -81,16 +81,16 @@ def test_predictions_equal_batch_scoring_with_offline_features(service):
 
 def test_bad_input_gets_a_documented_4xx(service):
     cases = [
-        ("/v1/predict", order(99_999), 404, "unknown customer 99999"),
-        ("/v1/predict", order(1, products=(12_345,)), 404, "unknown product 12345"),
+        ("/v1/predict", order(99_999), 404, "unknown customer_id 99999"),
+        ("/v1/predict", order(1, products=(12_345,)), 404, "unknown product_id 12345"),
         ("/v1/predict", {k: v for k, v in order(1).items() if k != "amount"}, 422, "amount"),
         ("/v1/predict", {**order(1), "customer_id": "abc"}, 422, "customer_id"),
         ("/v1/predict", {**order(1), "discount": 1.5}, 422, "discount"),
         ("/v1/predict", {**order(1), "items": []}, 422, "items"),
         ("/v1/predict", {**order(1), "items": [{"product_id": 1, "quantity": -2}]}, 422, "quantity"),
         ("/v1/predict", {**order(1), "coupon": "X"}, 422, "coupon"),
-        ("/v1/predict/batch", {"orders": [order(1)] * 101}, 413, "at most 100"),
-        ("/v1/predict/batch", {"orders": []}, 422, "orders"),
+        ("/v1/predict/batch", {"requests": [order(1)] * 101}, 413, "at most 100"),
+        ("/v1/predict/batch", {"requests": []}, 422, "requests"),
     ]
     with service.client() as client:
         for path, body, status, named in cases:
@@ -124,7 +124,9 @@ def test_exposed_without_a_token_refuses_to_start(service_home):
 def test_health_ready_metrics_and_openapi(service):
     with service.client(token=None) as client:
         ready = client.get("/ready").json()
-        assert ready["ready"] and ready["online_store"] is True and ready["model_version"] == 1
+        assert (
+            ready["ready"] and ready["online_store"] is True and ready["model_versions"] == {"return_risk": 1}
+        )
         client.post("/v1/predict", json=order(1))
         metrics = client.get("/metrics").text
         schema = client.get("/openapi.json").json()
