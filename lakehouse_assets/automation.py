@@ -43,6 +43,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (  # what 
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS, PAYMENTS_KEY, QUARANTINE_KEY
 from lakehouse_assets.monitoring.assets import online_prefix
+from lakehouse_assets.monitoring.monitors import batch_drift_monitor, batch_quality_monitor
 from lakehouse_assets.monitoring.results import (
     failed_monitor_evaluations,
     monitor_results,
@@ -325,27 +326,27 @@ def build_automation(products: list[Product], default: Product | None) -> Automa
         run_failure_alert,
         notebook_reports_automation,
     ]
-    for product in online_products(products):
-        prefix = online_prefix(product, default)
-        quality = define_asset_job(
-            f"{prefix}model_quality_job",
-            selection=AssetSelection.assets(AssetKey(f"{prefix}model_quality")),
-            description=f"Model quality of {product.name} on the labels that arrived.",
-        )
-        jobs.append(quality)
-        watched = [f"{prefix}{kind}" for kind in ONLINE_MONITORS]
-        sensors += [retrain_on_degradation(product, watched), label_arrival_sensor(product, quality)]
+    online = {p.name for p in online_products(products)}
     for product in products:
-        if product.spec.serving.batch is None:
+        watched, quality = [], []  # the product's monitors; those judged on labels
+        if product.name in online:
+            prefix = online_prefix(product, default)
+            watched += [f"{prefix}{kind}" for kind in ONLINE_MONITORS]
+            quality.append(f"{prefix}model_quality")
+            job_name = f"{prefix}model_quality_job"
+        if product.spec.serving.batch is not None:
+            watched += [batch_quality_monitor(product), batch_drift_monitor(product)]
+            quality.append(batch_quality_monitor(product))
+            job_name = job_name if product.name in online else f"{product.name}_batch_quality_job"
+        if not watched:
             continue
-        own_monitors = [f"{product.name}_quality", f"{product.name}_feature_drift"]
         checked = define_asset_job(
-            f"{product.name}_quality_job",
-            selection=AssetSelection.assets(AssetKey(own_monitors[0])),
-            description=f"Quality of {product.name}'s batch predictions on the labels that arrived.",
+            job_name,
+            selection=AssetSelection.assets(*(AssetKey(q) for q in quality)),
+            description=f"Quality of {product.name}'s predictions on the labels that arrived.",
         )
         jobs.append(checked)
-        sensors += [retrain_on_degradation(product, own_monitors), label_arrival_sensor(product, checked)]
+        sensors += [retrain_on_degradation(product, watched), label_arrival_sensor(product, checked)]
     fresh = [
         AssetKey(n)
         for n in ("fct_orders", "customer_daily_features", "product_daily_features", "online_features")

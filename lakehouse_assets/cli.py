@@ -436,16 +436,20 @@ def _call_service(
     "--share",
     type=click.FloatRange(0, 1),
     default=None,
-    help="canary: share of customers the challenger answers (sticky per customer)",
+    help="canary: share of entities (e.g. customers) the challenger answers (sticky per entity)",
 )
-def rollout(mode: str, share: float | None) -> None:
-    """Set how the challenger takes part in the running service: champion (not at all), shadow
-    (scores every request, the champion answers) or canary (answers --share of customers). No
-    restart; the service's LAKEHOUSE_SERVING__ROLLOUT is where it starts."""
+@click.option("--product", "product_name", default=None, help="data product (default: the online one)")
+def rollout(mode: str, share: float | None, product_name: str | None) -> None:
+    """Set how a product's challenger takes part in the running service: champion (not at
+    all), shadow (scores every request, the champion answers) or canary (answers --share of
+    entities). No restart; the service's LAKEHOUSE_SERVING__ROLLOUT is where it starts."""
     settings = _settings()
     if mode == "canary" and share is None:
         raise click.UsageError("canary needs --share (e.g. --share 0.1)")
-    state = _call_service(settings, "PUT", "/v1/rollout", {"mode": mode, "canary_share": share or 0.0})
+    name = _product(settings, product_name).name
+    state = _call_service(
+        settings, "PUT", f"/v1/models/{name}/rollout", {"mode": mode, "canary_share": share or 0.0}
+    )
     if state is None:
         raise click.ClickException(
             f"the scoring service at {settings.monitoring.serving_url} is "
@@ -498,7 +502,7 @@ def rollback_command(to_version: int | None, reason: str, product_name: str | No
     except (RollbackError, UntrustedModelError) as error:
         raise click.ClickException(str(error)) from error
     console.print(f"{model_name}: champion version {old} -> {new} ({reason})")
-    reloaded = _call_service(settings, "POST", "/v1/reload")
+    reloaded = _call_service(settings, "POST", f"/v1/models/{model_name}/reload")
     if reloaded is None:
         console.print(
             f"the scoring service at {settings.monitoring.serving_url} is not reachable;"

@@ -24,7 +24,7 @@ from lakehouse_assets.product_declarations import (
 from lakehouse_assets.settings import LakehouseSettings
 
 # A third product, declared the way a user declares one: which orders come back, from the
-# basket's size and the customer's history only, scored in batch.
+# basket's size and the customer's history only, scored online and in batch.
 BASKET_RETURN = {
     "name": "basket_return",
     "description": "Whether an order comes back, from its basket size and the customer's history.",
@@ -48,7 +48,7 @@ BASKET_RETURN = {
     "candidates": [{"family": "logistic_regression", "search": {"C": [1.0]}}],
     "gate": {"primary_metric": "pr_auc", "margin": 0.0, "guards": {"brier": 0.05}},
     "decision_threshold": 0.5,
-    "serving": {"batch": {"cron": "30 5 * * *"}},
+    "serving": {"online": True, "batch": {"cron": "30 5 * * *"}, "request": {"amount": {"min": 0}}},
 }
 
 
@@ -223,6 +223,16 @@ def test_a_declared_product_becomes_assets_checks_jobs_and_a_schedule(tmp_path):
     assert ("basket_return_training_set", "freshness_check") in checks
     assert defs.resolve_job_def("basket_return_retrain_job")
     assert defs.resolve_schedule_def("basket_return_batch_scoring").cron_schedule == "30 5 * * *"
+    # served online beside return_risk: its own monitors, quality job and sensors
+    for monitor in ("feature_drift", "prediction_drift", "model_quality", "online_comparison"):
+        assert specs[f"basket_return_{monitor}"].group_name == "monitoring"
+        assert specs[monitor].group_name == "monitoring"  # return_risk's keep their names
+    assert defs.resolve_job_def("basket_return_model_quality_job")
+    sensors = {s.name for s in defs.resolve_all_sensor_defs()} if hasattr(defs, "resolve_all_sensor_defs") else {
+        s.name for s in defs.sensors or []
+    }
+    assert {"basket_return_retrain_on_degradation", "basket_return_label_arrival"} <= sensors
+    assert {"return_risk_retrain_on_degradation", "return_risk_label_arrival"} <= sensors
     erasure = {d.asset_key.to_user_string() for d in specs["customer_erasure"].deps}
     assert "basket_return_training_set" in erasure  # erased in the same run as it is rebuilt
 
@@ -281,7 +291,7 @@ def test_the_declaration_is_a_dagster_component(tmp_path):
             "evaluation",
             "champion",
             "batch_scores",
-            "quality",
-            "feature_drift",
+            "batch_quality",
+            "batch_drift",
         )
     }

@@ -480,7 +480,7 @@ def system_health(engine: LakeEngine, settings: MonitoringSettings) -> MonitorOu
 
 def batch_quality_monitor(product: Product) -> str:
     """The quality monitor's name of a batch-scored product (rows in monitoring/model_quality)."""
-    return f"{product.name}_quality"
+    return f"{product.name}_batch_quality"
 
 
 def batch_quality(
@@ -542,7 +542,7 @@ def batch_quality(
 
 def batch_drift_monitor(product: Product) -> str:
     """The drift monitor's name of a batch-scored product (rows in monitoring/drift_metrics)."""
-    return f"{product.name}_feature_drift"
+    return f"{product.name}_batch_drift"
 
 
 def batch_feature_drift(

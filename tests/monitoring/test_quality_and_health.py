@@ -186,13 +186,13 @@ def test_batch_forecasts_are_judged_on_their_actuals_and_a_failure_retrains_that
     assert outcome.summary["actuals"]["wape"] == pytest.approx(error, rel=1e-6)
     row = engine.read(QUALITY_TABLE).row(-1, named=True)
     assert (row["monitor"], row["model_name"], row["metric"], row["passed"]) == (
-        "demand_forecast_quality",
+        "demand_forecast_batch_quality",
         "demand_forecast",
         "wape",
         passes,
     )
     resources = {"lake": build_resources(settings)["lake"]}
-    for name, monitors_of in (("demand_forecast", ["demand_forecast_quality"]), ("return_risk", None)):
+    for name, monitors_of in (("demand_forecast", ["demand_forecast_batch_quality"]), ("return_risk", None)):
         sensor = retrain_on_degradation(product(name), *([monitors_of] if monitors_of else []))
         with build_sensor_context(resources=resources) as context:
             asked = bool(sensor(context).run_requests)
@@ -259,6 +259,6 @@ def test_batch_inputs_are_checked_for_drift_against_the_training_data(settings, 
         engine, model, demand, MonitoringSettings(), settings.home_dir / "reports"
     )
     assert outcome.passed is (not drifts), outcome.summary
-    rows = engine.read(DRIFT_TABLE).filter(pl.col("monitor") == "demand_forecast_feature_drift")
+    rows = engine.read(DRIFT_TABLE).filter(pl.col("monitor") == "demand_forecast_batch_drift")
     assert set(rows["column"]) == set(demand.features) and (rows["source"] == "batch_scores").all()
     assert ("units_last_7d" in set(rows.filter("drifted")["column"])) is drifts

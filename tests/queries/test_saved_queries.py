@@ -129,7 +129,7 @@ def test_every_saved_query_is_an_asset_downstream_of_the_tables_it_reads(setting
     assert deps["query_ml_drift_scores"] == {
         "feature_drift",
         "prediction_drift",
-        "demand_forecast_feature_drift",
+        "demand_forecast_batch_drift",
     }
     assert "silver_orders" in deps["query_data_expectation_pass_rates"]
     assert {"bronze_orders", "fct_orders"} <= deps["query_data_table_freshness"]  # reads all

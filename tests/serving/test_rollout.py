@@ -98,13 +98,13 @@ def test_shadow_answers_with_the_champion_and_logs_both_scores(rollout_service):
         alone = [
             client.post("/v1/predict", json={**b, "request_id": uuid.uuid4().hex}).json() for b in bodies
         ]
-    assert ready["rollout"] == {
+    assert ready["rollout"]["return_risk"] == {
         "mode": "shadow",
         "canary_share": 0.0,
         "champion_version": 1,
         "challenger_version": 2,
     }
-    assert 'lakehouse_serving_rollout_mode{mode="shadow"} 1.0' in metrics
+    assert 'lakehouse_serving_rollout_mode{mode="shadow",product="return_risk"} 1.0' in metrics
     assert 'lakehouse_serving_challenger_version{model_name="return_risk"} 2.0' in metrics
     assert {p["model_version"] for p in shadow} == {1} and {p["served_by"] for p in shadow} == {"champion"}
     # the responses are the champion's: the same as with the challenger out of the way
@@ -161,9 +161,10 @@ def test_canary_share_is_configurable_at_run_time_and_sticky_per_customer(rollou
     with service.client() as client:
         metrics = client.get("/metrics").text
         ready = client.get("/ready").json()
-    assert "lakehouse_serving_canary_share 0.5" in metrics
-    assert 'lakehouse_serving_answers_total{served_by="challenger"}' in metrics
-    assert ready["rollout"]["mode"] == "canary" and ready["rollout"]["canary_share"] == 0.5
+    assert 'lakehouse_serving_canary_share{product="return_risk"} 0.5' in metrics
+    assert 'lakehouse_serving_answers_total{product="return_risk",served_by="challenger"}' in metrics
+    assert ready["rollout"]["return_risk"]["mode"] == "canary"
+    assert ready["rollout"]["return_risk"]["canary_share"] == 0.5
     with service.client() as client:
         bad = client.put("/v1/rollout", json={"mode": "canary", "canary_share": 1.5})
         anonymous = service.client(token=None).put("/v1/rollout", json={"mode": "shadow"})
