@@ -228,9 +228,11 @@ def test_a_declared_product_becomes_assets_checks_jobs_and_a_schedule(tmp_path):
         assert specs[f"basket_return_{monitor}"].group_name == "monitoring"
         assert specs[monitor].group_name == "monitoring"  # return_risk's keep their names
     assert defs.resolve_job_def("basket_return_model_quality_job")
-    sensors = {s.name for s in defs.resolve_all_sensor_defs()} if hasattr(defs, "resolve_all_sensor_defs") else {
-        s.name for s in defs.sensors or []
-    }
+    sensors = (
+        {s.name for s in defs.resolve_all_sensor_defs()}
+        if hasattr(defs, "resolve_all_sensor_defs")
+        else {s.name for s in defs.sensors or []}
+    )
     assert {"basket_return_retrain_on_degradation", "basket_return_label_arrival"} <= sensors
     assert {"return_risk_retrain_on_degradation", "return_risk_label_arrival"} <= sensors
     erasure = {d.asset_key.to_user_string() for d in specs["customer_erasure"].deps}

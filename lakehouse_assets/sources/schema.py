@@ -159,7 +159,8 @@ COLUMN_GLOSSARY: dict[str, str] = {
     "_end_seq": "SCD2: sequence of the event that closed this version (NULL: open).",
     "request_id": "Scoring request id (client's or generated).",
     "model_version": "Registered model version that scored the request.",
-    "return_probability": "Predicted probability that the order is returned within 30 days.",
+    "prediction": "The model's answer: a classifier's P(positive), a regressor's value.",
+    "product": "Data product (registered model) the row belongs to.",
     "latency_ms": "Time to score the request, in milliseconds.",
 }
 TABLE_COLUMN_GLOSSARY: dict[str, dict[str, str]] = {

@@ -4,8 +4,11 @@ training sets, skew check, then training, the promotion gate, the champion and b
 import json
 from datetime import datetime, timedelta
 
+import mlflow
+import numpy as np
 import polars as pl
-from dagster import DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, materialize
+from fastapi.testclient import TestClient
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS
 from lakehouse_assets.components import product_assets
@@ -17,8 +20,17 @@ from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.product_declarations import load_products
 from lakehouse_assets.resources.mlflow import mlflow_resource
 from lakehouse_assets.resources.sources import build_resources
+from lakehouse_assets.serving.server import build_app
+from lakehouse_assets.settings import ServingSettings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
-from lakehouse_assets.tables import ALIAS_HISTORY_TABLE, EVALUATIONS_TABLE, scores_table, training_set_table
+from lakehouse_assets.tables import (
+    ALIAS_HISTORY_TABLE,
+    EVALUATIONS_TABLE,
+    INFERENCE_LOG_TABLE,
+    scores_table,
+    training_set_table,
+)
+from lakehouse_assets.training.dataset import model_input
 from tests.test_products import BASKET_RETURN, declare
 
 TRAINING_SET_TABLE = training_set_table("return_risk")
@@ -167,6 +179,42 @@ def test_training_set_is_point_in_time_and_online_matches_offline(simulated, set
     assert decisions[0] == "promote" and decisions[1] in {"promote", "keep"}
     client = mlflow_resource(settings).client()
     assert client.get_model_version_by_alias("return_risk", "champion").version
+    one_product_failing(PIPELINE, settings)
+
+
+def one_product_failing(assets: list, settings) -> None:
+    """basket_return's MLflow experiment deleted (its challenger cannot log): in a run of two
+    products, its steps fail or skip and demand_forecast's succeed; restored, it runs again."""
+    client = mlflow_resource(settings).client()
+    experiment = client.get_experiment_by_name("basket_return").experiment_id
+    keys = [
+        AssetKey(f"{name}_{stage}")
+        for name in ("basket_return", "demand_forecast")
+        for stage in ("challenger", "evaluation", "champion")
+    ]
+    client.delete_experiment(experiment)
+    try:
+        run = materialize(
+            assets,
+            selection=keys,
+            resources=build_resources(settings),
+            instance=DagsterInstance.ephemeral(),
+            raise_on_error=False,
+        )
+    finally:
+        client.restore_experiment(experiment)
+    failed = {e.step_key for e in run.get_step_failure_events()}
+    done = {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()}
+    assert failed == {"basket_return_challenger"}, failed
+    assert {"demand_forecast_challenger", "demand_forecast_evaluation", "demand_forecast_champion"} <= done
+    assert not any(k.startswith("basket_return") for k in done)
+    retried = materialize(
+        assets,
+        selection=keys[:3],
+        resources=build_resources(settings),
+        instance=DagsterInstance.ephemeral(),
+    )
+    assert retried.success
 
 
 def check_demand_forecast(engine: DeltaEngine, settings) -> None:
@@ -235,3 +283,64 @@ def check_declared_product(engine: DeltaEngine, settings) -> None:
     assert client.search_runs([experiment.experiment_id], "tags.product = 'basket_return'")
     scores = engine.read(scores_table("basket_return"))
     assert scores.height > 0 and scores["prediction"].is_between(0, 1).all()
+    serve_declared_product(engine, settings, int(champion.version))
+
+
+def serve_declared_product(engine: DeltaEngine, settings, version: int) -> None:
+    """The YAML-only product is served at its own route, beside return_risk, with the request
+    body its declaration defines; its predictions are its champion's on the features it was
+    trained with, looked up online, and its inference log rows name it."""
+    customers = engine.read("gold/customer_daily_features", columns=["customer_id"])["customer_id"]
+    ids = sorted(set(customers.to_list()))[:5]
+    product_id = engine.read("gold/product_daily_features", columns=["product_id"])["product_id"].min()
+    bodies = [
+        {"customer_id": c, "n_items": 1 + c % 3, "n_lines": 1, "amount": 20.0 + c, "order_id": 10_000 + c}
+        for c in ids
+    ]
+    app = build_app(settings.model_copy(update={"serving": ServingSettings(reload_seconds=3600)}))
+    with TestClient(app) as client:
+        listed = {m["name"]: m for m in client.get("/v1/models").json()}
+        answers = [client.post("/v1/models/basket_return/predict", json=b) for b in bodies]
+        batch = client.post("/v1/models/basket_return/predict/batch", json={"requests": bodies})
+        wrong = client.post("/v1/models/basket_return/predict", json={**bodies[0], "discount": 0.1})
+        unknown = client.post("/v1/models/basket_return/predict", json={**bodies[0], "customer_id": 999_999})
+        schema = client.get("/openapi.json").json()["components"]["schemas"]["BasketReturnRequest"]
+        other = client.post(
+            "/v1/predict",
+            json={
+                "customer_id": ids[0],
+                "items": [{"product_id": product_id, "quantity": 1}],
+                "amount": 5.0,
+                "discount": 0.0,
+            },
+        )
+    mlflow.set_tracking_uri(None)
+    assert set(listed) == {"return_risk", "basket_return"}
+    assert listed["basket_return"]["champion_version"] == version
+    assert listed["basket_return"]["path"] == "/v1/models/basket_return/predict"
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    served = [a.json() for a in answers]
+    assert {(p["model_name"], p["model_version"]) for p in served} == {("basket_return", version)}
+    assert [p["prediction"] for p in batch.json()["predictions"]] == [p["prediction"] for p in served]
+    assert wrong.status_code == 422 and "discount" in wrong.text  # not a field of this product
+    assert unknown.status_code == 404 and "customer_id 999999" in unknown.text
+    assert set(schema["required"]) == {"customer_id", "n_items", "n_lines", "amount"}
+    assert other.status_code == 200 and other.json()["model_name"] == "return_risk"
+    # the online values are the store's, and the score is the champion's on them
+    store, _ = feature_store(settings)
+    online = store.get_online_features(
+        features=BASKET_RETURN["features"]["views"], entity_rows=[{"customer_id": c} for c in ids]
+    ).to_dict()
+    assert [p["features"]["orders_90d"] for p in served] == online["orders_90d"]
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    try:
+        model = mlflow.sklearn.load_model(f"models:/basket_return/{version}")
+    finally:
+        mlflow.set_tracking_uri(None)
+    product = {p.name: p for p in load_products(settings)}["basket_return"]
+    inputs = model_input(pl.DataFrame([p["features"] for p in served]), product)
+    assert np.allclose([p["prediction"] for p in served], model.predict_proba(inputs)[:, 1], atol=1e-12)
+    logged = engine.read(INFERENCE_LOG_TABLE).filter(pl.col("product") == "basket_return")
+    assert logged.height == 2 * len(bodies)
+    assert sorted(set(logged["order_id"].to_list())) == [b["order_id"] for b in bodies]
+    assert logged["n_items"].drop_nulls().len() == logged.height

@@ -133,8 +133,9 @@ def test_health_ready_metrics_and_openapi(service):
     assert 'lakehouse_serving_model_version{model_name="return_risk"} 1.0' in metrics
     assert 'lakehouse_serving_requests_total{path="/v1/predict",status="401"}' in metrics
     assert "lakehouse_serving_request_seconds_bucket" in metrics
-    assert schema["paths"]["/v1/models/return_risk/predict"]["post"]["requestBody"] == (
-        schema["paths"]["/v1/predict"]["post"]["requestBody"]
+    assert (
+        schema["paths"]["/v1/models/return_risk/predict"]["post"]["requestBody"]
+        == (schema["paths"]["/v1/predict"]["post"]["requestBody"])
     )  # /v1/predict is return_risk's route
     for name in ("ReturnRiskRequest", "ReturnRiskLine", "Prediction", "ReturnRiskBatchRequest", "ModelState"):
         for field, spec in schema["components"]["schemas"][name]["properties"].items():
