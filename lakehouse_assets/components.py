@@ -87,6 +87,16 @@ def _upstream(product: Product) -> list[AssetKey]:
     return list(dict.fromkeys(keys))
 
 
+def decision_metadata(decided: Evaluation) -> dict[str, Any]:
+    """What the evaluation and its gate check show of a decision (-1: no such version)."""
+    return {
+        "decision": decided.decision,
+        "reason": decided.reason,
+        "challenger_version": decided.challenger_version or -1,
+        "champion_version": decided.champion_version or -1,
+    }
+
+
 def product_assets(product: Product) -> dg.Definitions:
     """Every asset, check, job and schedule of one data product."""
     spec, name = product.spec, product.name
@@ -197,10 +207,7 @@ def product_assets(product: Product) -> dg.Definitions:
         context.log.info(f"decision: {decided.decision} ({decided.reason})")
         return MaterializeResult(
             metadata={
-                "decision": decided.decision,
-                "reason": decided.reason,
-                "challenger_version": decided.challenger_version or -1,
-                "champion_version": decided.champion_version or -1,
+                **decision_metadata(decided),
                 "holdout_rows": decided.holdout_rows,
                 "online_requests": online,
                 "challenger_metrics": MetadataValue.json(decided.challenger_metrics),
@@ -226,12 +233,7 @@ def product_assets(product: Product) -> dg.Definitions:
             passed=decided.gate_passed,
             severity=AssetCheckSeverity.WARN,
             description=f"{decided.decision}: {decided.reason}",
-            metadata={
-                "decision": decided.decision,
-                "reason": decided.reason,
-                "challenger_version": decided.challenger_version or -1,
-                "champion_version": decided.champion_version or -1,
-            },
+            metadata=decision_metadata(decided),
         )
 
     @asset(

@@ -336,8 +336,7 @@ def default_product(products: list[Product], preferred: str) -> Product | None:
     return next((p for p in online if p.name == preferred), online[0] if online else None)
 
 
-SKELETONS = {
-    "binary_classification": """\
+SKELETON_HEAD = """\
 # {name}: a data product declaration (schema: lakehouse_assets/products/spec.py). It starts as
 # a working example over the shop's gold tables: change the label, features and candidates.
 type: {component}
@@ -346,6 +345,14 @@ attributes:
   description: >-
     What the model predicts, for whom, and who acts on it.
   owners: [team:ml]
+"""
+SKELETON_TAIL = """\
+  serving:
+    batch: {{cron: "0 6 * * *"}}
+"""
+# what differs per task: a working example over the shop's gold marts
+SKELETONS = {
+    "binary_classification": """\
   task: binary_classification
   entity:
     keys: [order_id]
@@ -371,18 +378,8 @@ attributes:
     margin: 0.005
     guards: {{log_loss: 0.01}}
   decision_threshold: 0.5
-  serving:
-    batch: {{cron: "0 6 * * *"}}
 """,
     "regression": """\
-# {name}: a data product declaration (schema: lakehouse_assets/products/spec.py). It starts as
-# a working example over the shop's gold tables: change the label, features and candidates.
-type: {component}
-attributes:
-  name: {name}
-  description: >-
-    What the model predicts, for whom, and who acts on it.
-  owners: [team:ml]
   task: regression
   entity:
     keys: [product_id]
@@ -403,15 +400,13 @@ attributes:
   gate:
     primary_metric: mae
     margin: 0.01
-  serving:
-    batch: {{cron: "0 6 * * *"}}
 """,
 }
 
 
 def skeleton(name: str, task: str) -> str:
     """The YAML of a new, valid declaration of ``task`` named ``name``, to edit."""
-    text = SKELETONS[task].format(name=name, component=COMPONENT_TYPE)
+    text = (SKELETON_HEAD + SKELETONS[task] + SKELETON_TAIL).format(name=name, component=COMPONENT_TYPE)
     try:
         ProductSpec.model_validate(yaml.safe_load(text)["attributes"])
     except ValidationError as error:

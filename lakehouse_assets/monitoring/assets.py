@@ -3,6 +3,7 @@ asset check. A failing check alerts through the notifier; the retrain sensor rea
 monitoring tables they append to."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
@@ -16,6 +17,7 @@ from dagster import (
     asset,
 )
 
+from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.metadata import OWNERS
 from lakehouse_assets.monitoring import monitors
 from lakehouse_assets.monitoring.monitors import Champion, MonitorOutcome
@@ -97,6 +99,52 @@ def online_prefix(product: Product, default: Product | None) -> str:
     return "" if default is not None and product.name == default.name else f"{product.name}_"
 
 
+@dataclass(frozen=True)
+class MonitorSpec:
+    """How one champion monitor appears in Dagster: asset and check, what it reads and writes."""
+
+    name: str
+    check: str
+    check_description: str
+    description: str
+    what: str  # the alert's one-line subject
+    deps: list[AssetKey | AssetSpec]
+    table: str
+    group: str = "monitoring"
+    kinds: frozenset[str] = frozenset({"evidently", "delta"})
+
+
+Run = Callable[[LakeEngine, Champion, MonitoringResource], MonitorOutcome]
+
+
+def champion_monitor(product: Product, spec: MonitorSpec, run: Run) -> Any:
+    """The asset (with its check) of a monitor of ``product``'s champion: ``run`` judges it;
+    skipped before the first promotion; a failure alerts."""
+
+    @asset(
+        name=spec.name,
+        group_name=spec.group,
+        kinds=set(spec.kinds),
+        owners=OWNERS if spec.group == "monitoring" else list(product.spec.owners),
+        deps=spec.deps,
+        metadata={"table": spec.table},
+        check_specs=[AssetCheckSpec(spec.check, asset=spec.name, description=spec.check_description)],
+        description=spec.description,
+    )
+    def monitor(
+        context: AssetExecutionContext,
+        lake: LakeResource,
+        mlflow: MlflowResource,
+        monitoring: MonitoringResource,
+        alerts: AlertNotifier,
+    ):
+        engine = lake.engine()
+        outcome = _with_champion(context, mlflow, product, lambda model: run(engine, model, monitoring))
+        yield from _report(context, spec.check, outcome, alerts, spec.what)
+
+    return monitor
+
+
 def monitoring_assets(product: Product, prefix: str = "") -> list[Any]:
     """The monitors of an online product's champion (drift, quality, online comparison), named
     ``<prefix><monitor>``."""
@@ -104,121 +152,58 @@ def monitoring_assets(product: Product, prefix: str = "") -> list[Any]:
     training_set = AssetKey(f"{product.name}_training_set")
     champion = AssetKey(f"{product.name}_champion")  # the model they watch
     label_table = AssetKey(product.spec.label.table)
-
-    @asset(
-        name=names["feature_drift"],
-        group_name="monitoring",
-        kinds={"evidently", "delta"},
-        owners=OWNERS,
-        deps=[INFERENCE_LOG, training_set, champion, label_table],
-        metadata={"table": DRIFT_TABLE},
-        check_specs=[
-            _spec(
-                "no_dataset_drift",
-                names["feature_drift"],
-                "The served features (and the newest gold orders) have not drifted "
-                "from the champion's training data (Evidently, share of drifted "
-                "columns below monitoring.drift_share).",
-            )
-        ],
-        description="Evidently data drift of the traffic since the last check (inference log) and "
-        "of the newest gold orders against the champion's training data; per-column scores to "
-        "lake/monitoring/drift_metrics, HTML reports under $LAKEHOUSE_HOME/monitoring.",
+    feature_drift = champion_monitor(
+        product,
+        MonitorSpec(
+            names["feature_drift"],
+            "no_dataset_drift",
+            f"The served {product.name} features (and the newest gold rows) have not drifted from "
+            "the champion's training data (Evidently, share of drifted columns below "
+            f"{product.spec.monitoring.drift_share}).",
+            f"Evidently data drift of the {product.name} traffic since the last check (inference "
+            "log) and of the newest gold rows against the champion's training data; per-column "
+            "scores to lake/monitoring/drift_metrics, HTML reports under $LAKEHOUSE_HOME/monitoring.",
+            "dataset drift of the model's inputs",
+            [INFERENCE_LOG, training_set, champion, label_table],
+            DRIFT_TABLE,
+        ),
+        lambda engine, model, monitoring: monitors.feature_drift(
+            engine, model, product, monitoring.settings, monitoring.reports, names["feature_drift"]
+        ),
     )
-    def feature_drift(
-        context: AssetExecutionContext,
-        lake: LakeResource,
-        mlflow: MlflowResource,
-        monitoring: MonitoringResource,
-        alerts: AlertNotifier,
-    ):
-        outcome = _with_champion(
-            context,
-            mlflow,
-            product,
-            lambda model: monitors.feature_drift(
-                lake.engine(), model, product, monitoring.settings, monitoring.reports, names["feature_drift"]
-            ),
-        )
-        yield from _report(
-            context, "no_dataset_drift", outcome, alerts, "dataset drift of the model's inputs"
-        )
-
-    @asset(
-        name=names["prediction_drift"],
-        group_name="monitoring",
-        kinds={"evidently", "delta"},
-        owners=OWNERS,
-        deps=[INFERENCE_LOG, training_set, champion],
-        metadata={"table": DRIFT_TABLE},
-        check_specs=[
-            _spec(
-                "no_prediction_drift",
-                names["prediction_drift"],
-                "The served return probabilities have not drifted from the "
-                "champion's scores on its training data.",
-            )
-        ],
-        description="Drift of the champion's output distribution (Evidently).",
+    prediction_drift = champion_monitor(
+        product,
+        MonitorSpec(
+            names["prediction_drift"],
+            "no_prediction_drift",
+            f"The served {product.name} predictions have not drifted from the champion's "
+            "predictions on its training data.",
+            f"Drift of the {product.name} champion's output distribution (Evidently).",
+            "drift of the model's predictions",
+            [INFERENCE_LOG, training_set, champion],
+            DRIFT_TABLE,
+        ),
+        lambda engine, model, monitoring: monitors.prediction_drift(
+            engine, model, product, monitoring.settings, monitoring.reports, names["prediction_drift"]
+        ),
     )
-    def prediction_drift(
-        context: AssetExecutionContext,
-        lake: LakeResource,
-        mlflow: MlflowResource,
-        monitoring: MonitoringResource,
-        alerts: AlertNotifier,
-    ):
-        outcome = _with_champion(
-            context,
-            mlflow,
-            product,
-            lambda model: monitors.prediction_drift(
-                lake.engine(),
-                model,
-                product,
-                monitoring.settings,
-                monitoring.reports,
-                names["prediction_drift"],
-            ),
-        )
-        yield from _report(
-            context, "no_prediction_drift", outcome, alerts, "drift of the model's predictions"
-        )
-
-    @asset(
-        name=names["model_quality"],
-        group_name="monitoring",
-        kinds={"evidently", "delta"},
-        owners=OWNERS,
-        deps=[INFERENCE_LOG, champion, label_table],
-        metadata={"table": QUALITY_TABLE},
-        check_specs=[
-            _spec(
-                "quality_above_floor",
-                names["model_quality"],
-                "On labelled live predictions the champion's primary metric is at "
-                "least the floor and within the allowed drop of its holdout value.",
-            )
-        ],
-        description="Classification quality of the champion on its live predictions whose "
-        "return label is known (30 days after the order); to lake/monitoring/model_quality.",
+    model_quality = champion_monitor(
+        product,
+        MonitorSpec(
+            names["model_quality"],
+            "quality_above_floor",
+            f"On labelled live predictions the {product.name} champion's {product.quality_metric} "
+            "is within the floor and within the allowed drop of its holdout value.",
+            f"Quality of the {product.name} champion on its live predictions whose label "
+            f"({product.label}) is known; to lake/monitoring/model_quality.",
+            "model quality on recent labels",
+            [INFERENCE_LOG, champion, label_table],
+            QUALITY_TABLE,
+        ),
+        lambda engine, model, monitoring: monitors.model_quality(
+            engine, model, product, monitoring.settings, monitoring.reports, names["model_quality"]
+        ),
     )
-    def model_quality(
-        context: AssetExecutionContext,
-        lake: LakeResource,
-        mlflow: MlflowResource,
-        monitoring: MonitoringResource,
-        alerts: AlertNotifier,
-    ):
-        outcome = _with_champion(
-            context,
-            mlflow,
-            product,
-            lambda model: monitors.model_quality(
-                lake.engine(), model, product, monitoring.settings, monitoring.reports, names["model_quality"]
-            ),
-        )
-        yield from _report(context, "quality_above_floor", outcome, alerts, "model quality on recent labels")
 
     @asset(
         name=names["online_comparison"],
@@ -314,88 +299,46 @@ MONITORING_CHECKS = {
 
 def batch_quality_asset(product: Product) -> Any:
     """The quality monitor of a batch-scored product: its champion's scores against the actuals."""
-    check = "quality_above_floor"
-    metric = product.quality_metric
-    floor = product.spec.monitoring.quality_floor
-
-    @asset(
-        name=monitors.batch_quality_monitor(product),
-        group_name=product.name,
-        kinds={"delta"},
-        owners=list(product.spec.owners),
-        deps=[AssetKey(f"{product.name}_batch_scores"), AssetKey(product.spec.label.table)],
-        metadata={"table": QUALITY_TABLE},
-        check_specs=[
-            AssetCheckSpec(
-                check,
-                asset=monitors.batch_quality_monitor(product),
-                description=f"On batch predictions whose actuals arrived, the {product.name} champion's "
-                f"{metric} is within its floor ({floor}) and within "
-                f"{product.spec.monitoring.quality_max_drop} of its holdout value.",
-            )
-        ],
-        description=f"Quality of the {product.name} champion's batch predictions "
-        f"(gold/{product.name}_scores) once their labels ({product.label}) are known, on {metric}; "
-        "to lake/monitoring/model_quality. A failure triggers retraining.",
+    metric, floor = product.quality_metric, product.spec.monitoring.quality_floor
+    return champion_monitor(
+        product,
+        MonitorSpec(
+            monitors.batch_quality_monitor(product),
+            "quality_above_floor",
+            f"On batch predictions whose actuals arrived, the {product.name} champion's {metric} is "
+            f"within its floor ({floor}) and within {product.spec.monitoring.quality_max_drop} of "
+            "its holdout value.",
+            f"Quality of the {product.name} champion's batch predictions (gold/{product.name}_scores) "
+            f"once their labels ({product.label}) are known, on {metric}; to "
+            "lake/monitoring/model_quality. A failure triggers retraining.",
+            f"{product.name} quality on its actuals",
+            [AssetKey(f"{product.name}_batch_scores"), AssetKey(product.spec.label.table)],
+            QUALITY_TABLE,
+            group=product.name,
+            kinds=frozenset({"delta"}),
+        ),
+        lambda engine, model, monitoring: monitors.batch_quality(engine, model, product, monitoring.settings),
     )
-    def quality(
-        context: AssetExecutionContext,
-        lake: LakeResource,
-        mlflow: MlflowResource,
-        monitoring: MonitoringResource,
-        alerts: AlertNotifier,
-    ):
-        outcome = _with_champion(
-            context,
-            mlflow,
-            product,
-            lambda model: monitors.batch_quality(lake.engine(), model, product, monitoring.settings),
-        )
-        yield from _report(context, check, outcome, alerts, f"{product.name} quality on its actuals")
-
-    return quality
 
 
 def batch_drift_asset(product: Product) -> Any:
     """The drift monitor of a batch-scored product: the inputs it scored against its training data."""
-    check, name = "no_dataset_drift", monitors.batch_drift_monitor(product)
-
-    @asset(
-        name=name,
-        group_name=product.name,
-        kinds={"evidently", "delta"},
-        owners=list(product.spec.owners),
-        deps=[AssetKey(f"{product.name}_batch_scores"), AssetKey(f"{product.name}_training_set")],
-        metadata={"table": DRIFT_TABLE},
-        check_specs=[
-            AssetCheckSpec(
-                check,
-                asset=name,
-                description=f"The inputs {product.name} scored in batch recently have not drifted from "
-                "its champion's training data (share of drifted columns below "
-                f"{product.spec.monitoring.drift_share}).",
-            )
-        ],
-        description=f"Evidently data drift of the inputs the {product.name} champion scored in batch "
-        "(gold scores of the newest days) against its training data; to lake/monitoring/drift_metrics. "
-        "A drift triggers retraining.",
+    return champion_monitor(
+        product,
+        MonitorSpec(
+            monitors.batch_drift_monitor(product),
+            "no_dataset_drift",
+            f"The inputs {product.name} scored in batch recently have not drifted from its champion's "
+            f"training data (share of drifted columns below {product.spec.monitoring.drift_share}).",
+            f"Evidently data drift of the inputs the {product.name} champion scored in batch (gold "
+            "scores of the newest days) against its training data; to lake/monitoring/drift_metrics. "
+            "A drift triggers retraining.",
+            f"drift of {product.name}'s batch inputs",
+            [AssetKey(f"{product.name}_batch_scores"), AssetKey(f"{product.name}_training_set")],
+            DRIFT_TABLE,
+            group=product.name,
+        ),
+        lambda engine, model, monitoring: monitors.batch_feature_drift(
+            engine, model, product, monitoring.settings, monitoring.reports
+        ),
     )
-    def drift(
-        context: AssetExecutionContext,
-        lake: LakeResource,
-        mlflow: MlflowResource,
-        monitoring: MonitoringResource,
-        alerts: AlertNotifier,
-    ):
-        engine = lake.engine()
-        outcome = _with_champion(
-            context,
-            mlflow,
-            product,
-            lambda model: monitors.batch_feature_drift(
-                engine, model, product, monitoring.settings, monitoring.reports
-            ),
-        )
-        yield from _report(context, check, outcome, alerts, f"drift of {product.name}'s batch inputs")
-
-    return drift

@@ -408,61 +408,39 @@ def add_product_routes(
         return served.rollout_state()
 
     guarded = [Depends(authorized)]
-    app.add_api_route(
-        prefix + "/predict",
-        predict,
-        methods=["POST"],
-        response_model=Prediction,
-        responses=ERRORS,
-        dependencies=guarded,
-        summary=f"Score one {name} request",
-        tags=tags,
-        description=served.product.spec.description,
-    )
-    app.add_api_route(
-        prefix + "/predict/batch",
-        predict_batch,
-        methods=["POST"],
-        response_model=BatchPrediction,
-        responses=ERRORS,
-        dependencies=guarded,
-        summary=f"Score many {name} requests in one call",
-        tags=tags,
-    )
-    app.add_api_route(
-        prefix + "/reload",
-        reload,
-        methods=["POST"],
-        dependencies=guarded,
-        responses={
-            **ERRORS,
-            409: {
-                "model": Problem,
-                "description": "the new champion or challenger is refused (not a skops model, or "
-                "it needs request columns the declaration does not send)",
-            },
-        },
-        summary=f"Load the {name} champion and challenger now if their aliases moved",
-        tags=tags,
-    )
-    app.add_api_route(
-        prefix + "/rollout",
-        get_rollout,
-        methods=["GET"],
-        response_model=RolloutState,
-        summary=f"How the {name} challenger takes part",
-        tags=tags,
-    )
-    app.add_api_route(
-        prefix + "/rollout",
-        put_rollout,
-        methods=["PUT"],
-        response_model=RolloutState,
-        dependencies=guarded,
-        responses=ERRORS,
-        summary=f"Change the {name} rollout mode or canary share (no restart)",
-        tags=tags,
-    )
+    refused: dict[int | str, dict[str, Any]] = {
+        409: {
+            "model": Problem,
+            "description": "the new champion or challenger is refused (not a skops model, or "
+            "it needs request columns the declaration does not send)",
+        }
+    }
+    routes: list[tuple[str, str, Callable[..., Any], Any, str]] = [
+        ("POST", "/predict", predict, Prediction, f"Score one {name} request"),
+        ("POST", "/predict/batch", predict_batch, BatchPrediction, f"Score many {name} requests in one call"),
+        (
+            "POST",
+            "/reload",
+            reload,
+            None,
+            f"Load the {name} champion and challenger now if their aliases moved",
+        ),
+        ("GET", "/rollout", get_rollout, RolloutState, f"How the {name} challenger takes part"),
+        ("PUT", "/rollout", put_rollout, RolloutState, f"Change the {name} rollout mode or canary share"),
+    ]
+    for method, path, endpoint, response, summary in routes:
+        reading = method == "GET"  # reads need no token
+        app.add_api_route(
+            prefix + path,
+            endpoint,
+            methods=[method],
+            response_model=response,
+            responses={} if reading else {**ERRORS, **(refused if path == "/reload" else {})},
+            dependencies=[] if reading else guarded,
+            summary=summary,
+            description=served.product.spec.description if path == "/predict" else "",
+            tags=tags,
+        )
 
 
 def create_app(

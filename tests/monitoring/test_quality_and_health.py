@@ -43,6 +43,7 @@ def write_traffic(engine: DeltaEngine, informative: bool, rows: int = 400) -> No
         {
             "request_id": [f"r{i}" for i in range(rows)],
             "served_at": [T0 + timedelta(seconds=i) for i in range(rows)],
+            "model_name": ["return_risk"] * rows,
             "model_version": [3] * rows,
             "order_id": list(range(1, rows + 1)),
             "prediction": p,
