@@ -42,12 +42,13 @@ from dagster._core.definitions.unresolved_asset_job_definition import (  # what 
 )
 
 from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS, PAYMENTS_KEY, QUARANTINE_KEY
-from lakehouse_assets.monitoring.assets import online_prefix
-from lakehouse_assets.monitoring.monitors import batch_drift_monitor, batch_quality_monitor
 from lakehouse_assets.monitoring.results import (
+    batch_drift_monitor,
+    batch_quality_monitor,
     failed_monitor_evaluations,
     monitor_results,
     newest_label_time,
+    online_prefix,
 )
 from lakehouse_assets.product_declarations import online_products
 from lakehouse_assets.products.spec import Product

@@ -831,8 +831,8 @@ def products(ctx: click.Context, as_json: bool) -> None:
         return
     from dataclasses import asdict
 
-    from lakehouse_assets.monitoring.results import product_status
-    from lakehouse_assets.product_declarations import DeclarationError, load_products
+    from lakehouse_assets.monitoring.results import product_monitors, product_status
+    from lakehouse_assets.product_declarations import DeclarationError, default_product, load_products
     from lakehouse_assets.resources.connections import embedded_engine, mlflow_connection
 
     settings = _settings()
@@ -842,6 +842,8 @@ def products(ctx: click.Context, as_json: bool) -> None:
         raise click.ClickException(str(error)) from error
     client = mlflow_connection(settings).client()
     engine = embedded_engine(settings)
+    default = default_product(declared, settings.serving.default_product)
+    statuses = {p.name: product_status(client, engine, p, product_monitors(p, default)) for p in declared}
     if as_json:
         import json
 
@@ -849,7 +851,7 @@ def products(ctx: click.Context, as_json: bool) -> None:
             {
                 "product": p.name,
                 "task": p.spec.task,
-                **asdict(product_status(client, engine, p)),
+                **asdict(statuses[p.name]),
                 "serving": p.spec.serving.mode,
                 "declaration": p.path,
             }
@@ -868,7 +870,7 @@ def products(ctx: click.Context, as_json: bool) -> None:
         title="data products",
     )
     for product in declared:
-        status = product_status(client, engine, product)
+        status = statuses[product.name]
         table.add_row(
             product.name,
             product.spec.task,

@@ -15,7 +15,8 @@ from lakehouse_assets.components import product_assets
 from lakehouse_assets.features.assets import feature_registry, online_features
 from lakehouse_assets.gold.assets import gold_dbt_models
 from lakehouse_assets.governance.assets import customer_erasure_asset
-from lakehouse_assets.monitoring.assets import monitoring_assets, online_prefix, service_assets
+from lakehouse_assets.monitoring.assets import monitoring_assets, service_assets
+from lakehouse_assets.monitoring.results import online_prefix
 from lakehouse_assets.notebooks.assets import NOTEBOOK_ASSETS
 from lakehouse_assets.product_declarations import default_product, load_products, online_products
 from lakehouse_assets.queries.assets import build_query_assets

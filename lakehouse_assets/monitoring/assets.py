@@ -22,6 +22,7 @@ from lakehouse_assets.metadata import OWNERS
 from lakehouse_assets.monitoring import monitors
 from lakehouse_assets.monitoring.monitors import Champion, MonitorOutcome
 from lakehouse_assets.monitoring.online import online_comparison as compare_online
+from lakehouse_assets.monitoring.results import ONLINE_KINDS
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.registry.promotion import CHALLENGER, alias_version
 from lakehouse_assets.registry.promotion import CHAMPION as CHAMPION_ALIAS
@@ -88,15 +89,6 @@ def _with_champion(
 
 def _spec(name: str, asset: str, description: str) -> AssetCheckSpec:
     return AssetCheckSpec(name, asset=asset, description=description)
-
-
-ONLINE_KINDS = ("feature_drift", "prediction_drift", "model_quality", "online_comparison")
-
-
-def online_prefix(product: Product, default: Product | None) -> str:
-    """What an online product's monitor names start with: nothing for the default product (its
-    monitors keep the names they had before products: feature_drift, ...), else ``<product>_``."""
-    return "" if default is not None and product.name == default.name else f"{product.name}_"
 
 
 @dataclass(frozen=True)

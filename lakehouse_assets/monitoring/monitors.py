@@ -18,6 +18,7 @@ import polars as pl
 from mlflow import MlflowClient
 
 from lakehouse_assets.engine import LakeEngine
+from lakehouse_assets.monitoring.results import batch_drift_monitor, batch_quality_monitor
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.registry.promotion import CHAMPION, require_skops
 from lakehouse_assets.served_log import read_served
@@ -478,11 +479,6 @@ def system_health(engine: LakeEngine, settings: MonitoringSettings) -> MonitorOu
     return MonitorOutcome(passed, {"serving": summary}, note=window.note)
 
 
-def batch_quality_monitor(product: Product) -> str:
-    """The quality monitor's name of a batch-scored product (rows in monitoring/model_quality)."""
-    return f"{product.name}_batch_quality"
-
-
 def batch_quality(
     engine: LakeEngine, model: Champion, product: Product, settings: MonitoringSettings
 ) -> MonitorOutcome:
@@ -538,11 +534,6 @@ def batch_quality(
     )
     summary = {**metrics, "labelled_rows": frame.height, f"holdout_{metric}": baseline}
     return MonitorOutcome(passed, {"actuals": summary}, note=f"{metric} {value:.4f} on {frame.height} rows")
-
-
-def batch_drift_monitor(product: Product) -> str:
-    """The drift monitor's name of a batch-scored product (rows in monitoring/drift_metrics)."""
-    return f"{product.name}_batch_drift"
 
 
 def batch_feature_drift(

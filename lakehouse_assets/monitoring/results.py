@@ -14,6 +14,34 @@ from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.tables import DRIFT_TABLE, QUALITY_TABLE
 
+ONLINE_KINDS = ("feature_drift", "prediction_drift", "model_quality", "online_comparison")
+
+
+def online_prefix(product: Product, default: Product | None) -> str:
+    """What an online product's monitor names start with: nothing for the default product (its
+    monitors keep the names they had before products: feature_drift, ...), else ``<product>_``."""
+    return "" if default is not None and product.name == default.name else f"{product.name}_"
+
+
+def batch_quality_monitor(product: Product) -> str:
+    """The quality monitor's name of a batch-scored product (rows in monitoring/model_quality)."""
+    return f"{product.name}_batch_quality"
+
+
+def batch_drift_monitor(product: Product) -> str:
+    """The drift monitor's name of a batch-scored product (rows in monitoring/drift_metrics)."""
+    return f"{product.name}_batch_drift"
+
+
+def product_monitors(product: Product, default: Product | None) -> list[str]:
+    """The names of ``product``'s monitors: those of its online traffic and of its batch scores."""
+    names = []
+    if product.spec.serving.online:
+        names += [f"{online_prefix(product, default)}{kind}" for kind in ONLINE_KINDS]
+    if product.spec.serving.batch is not None:
+        names += [batch_quality_monitor(product), batch_drift_monitor(product)]
+    return names
+
 
 def failed_monitor_evaluations(frame: pl.DataFrame, after: datetime | None) -> list[str]:
     """Times of monitor evaluations after ``after`` that failed (drift or quality)."""
@@ -60,9 +88,11 @@ class ProductStatus:
     monitoring: str
 
 
-def product_status(client: MlflowClient, engine: LakeEngine, product: Product) -> ProductStatus:
+def product_status(
+    client: MlflowClient, engine: LakeEngine, product: Product, monitors: list[str]
+) -> ProductStatus:
     """The registry's champion and challenger of ``product``, when its newest version was
-    registered, and the outcome of its newest monitor evaluations."""
+    registered, and the outcome of the newest evaluations of its ``monitors``."""
     name = product.spec.model_name
     aliases: dict[str, str | None] = {}
     for alias in ("champion", "challenger"):
@@ -76,10 +106,10 @@ def product_status(client: MlflowClient, engine: LakeEngine, product: Product) -
     except MlflowException:
         newest = None
     trained = None if newest is None else str(datetime.fromtimestamp(newest / 1000, UTC).replace(tzinfo=None))
-    if not product.spec.serving.online:
-        state = "not monitored online"
+    if not monitors:
+        state = "not monitored (neither online nor batch)"
     else:
-        results = monitor_results(engine)
+        results = monitor_results(engine).filter(pl.col("monitor").is_in(monitors))
         if results.height == 0:
             state = "no evaluations yet"
         else:
