@@ -155,6 +155,21 @@ BAD = [
         "features",
         "view product_daily_features is keyed by ['product_id']: neither a column of fct_orders",
     ),
+    (
+        {"serving": {"online": True, "request": {"segment": {"min": 0}}}},
+        "serving.request",
+        "['segment'] are not numeric request columns (allowed: amount, n_items, n_lines)",
+    ),
+    (
+        {"serving": {"request": {"amount": {"min": 5, "max": 1}}}},
+        "serving.request.amount",
+        "min 5.0 is above max 1.0",
+    ),
+    (
+        {"monitoring": {"alert_webhook_env": "growth-alerts"}},
+        "monitoring.alert_webhook_env",
+        "'growth-alerts' is not an environment variable name",
+    ),
 ]
 
 

@@ -2,6 +2,8 @@
 asset check. A failing check alerts through the notifier; the retrain sensor reads the
 monitoring tables they append to."""
 
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,7 @@ from lakehouse_assets.tables import (
     QUALITY_TABLE,
 )
 
+log = logging.getLogger(__name__)
 INFERENCE_LOG = AssetSpec(
     "inference_log",
     group_name="serving",
@@ -48,10 +51,26 @@ INFERENCE_LOG = AssetSpec(
 )
 
 
+def product_alerts(product: Product, alerts: AlertNotifier) -> AlertNotifier:
+    """Where ``product``'s alerts go: the webhook in its declared environment variable
+    (monitoring.alert_webhook_env), else the platform's."""
+    env = product.spec.monitoring.alert_webhook_env
+    url = os.environ.get(env, "").strip() if env else ""
+    if env and not url:
+        log.warning("%s: %s is not set; alerting through the platform's webhook", product.name, env)
+    return AlertNotifier(webhook_url=url, timeout_seconds=alerts.timeout_seconds) if url else alerts
+
+
 def _report(
-    context: AssetExecutionContext, check: str, outcome: MonitorOutcome, alerts: AlertNotifier, what: str
+    context: AssetExecutionContext,
+    check: str,
+    outcome: MonitorOutcome,
+    alerts: AlertNotifier,
+    what: str,
+    product: Product | None = None,
 ):
-    """The materialization and the check result of one monitor run; a failure alerts."""
+    """The materialization and the check result of one monitor run; a failure alerts (the
+    product's owners named, through its own webhook when it declares one)."""
     metadata: dict[str, Any] = {
         "note": outcome.note or "-",
         "skipped": outcome.passed is None,
@@ -61,9 +80,10 @@ def _report(
         metadata[f"report_{source}"] = MetadataValue.path(str(path))
     yield MaterializeResult(metadata=metadata)
     if outcome.passed is False:
-        alerts.send(
+        owners = f"\nowners: {', '.join(product.spec.owners)}" if product else ""
+        (product_alerts(product, alerts) if product else alerts).send(
             f"{context.asset_key.to_user_string()}: {check} failed",
-            f"{what}\n{outcome.summary}\nreports: {', '.join(map(str, outcome.reports.values()))}",
+            f"{what}\n{outcome.summary}\nreports: {', '.join(map(str, outcome.reports.values()))}{owners}",
         )
     yield AssetCheckResult(
         check_name=check,
@@ -132,7 +152,7 @@ def champion_monitor(product: Product, spec: MonitorSpec, run: Run) -> Any:
     ):
         engine = lake.engine()
         outcome = _with_champion(context, mlflow, product, lambda model: run(engine, model, monitoring))
-        yield from _report(context, spec.check, outcome, alerts, spec.what)
+        yield from _report(context, spec.check, outcome, alerts, spec.what, product)
 
     return monitor
 
@@ -238,7 +258,12 @@ def monitoring_assets(product: Product, prefix: str = "") -> list[Any]:
         )
         context.log.info(outcome.note)
         yield from _report(
-            context, "challenger_not_worse_online", outcome, alerts, "champion vs challenger on live traffic"
+            context,
+            "challenger_not_worse_online",
+            outcome,
+            alerts,
+            "champion vs challenger on live traffic",
+            product,
         )
 
     return [feature_drift, prediction_drift, model_quality, online_comparison]

@@ -201,6 +201,18 @@ class MonitoringSpec(Strict):
     quality_floor: float | None = Field(default=None, description="fail beyond this on fresh labels")
     quality_max_drop: float = Field(default=0.05, ge=0, description="fail this far worse than holdout")
     retrain_on_failure: bool = True
+    alert_webhook_env: str | None = Field(
+        default=None,
+        description="environment variable holding this product's alert webhook (a secret, so "
+        "not in the YAML); default: the platform's (monitoring.alert_webhook_url)",
+    )
+
+    @field_validator("alert_webhook_env")
+    @classmethod
+    def _env_name(cls, name: str | None) -> str | None:
+        if name is not None and not re.fullmatch(r"[A-Z_][A-Z0-9_]*", name):
+            raise ValueError(f"{name!r} is not an environment variable name (A-Z, 0-9, _)")
+        return name
 
 
 class ProductSpec(Strict):

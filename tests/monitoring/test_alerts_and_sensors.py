@@ -17,10 +17,11 @@ from lakehouse_assets.automation import (
     source_changes_sensor,
 )
 from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.monitoring.assets import product_alerts
 from lakehouse_assets.resources.monitoring import WEBHOOK_ENV, AlertNotifier, monitoring_resources
 from lakehouse_assets.resources.sources import SOURCE_URL_ENV, build_resources
 from lakehouse_assets.tables import DRIFT_TABLE, QUALITY_TABLE
-from tests.products import product
+from tests.products import product, variant
 
 
 def test_alerts_reach_the_webhook_and_a_broken_webhook_never_raises(webhook):
@@ -30,6 +31,21 @@ def test_alerts_reach_the_webhook_and_a_broken_webhook_never_raises(webhook):
     assert not AlertNotifier(webhook_url=f"{url}/fail").send("x", "y")
     assert not AlertNotifier(webhook_url="http://127.0.0.1:9/nothing", timeout_seconds=1).send("x", "y")
     assert not AlertNotifier().send("x", "no webhook: logged only")
+
+
+def test_a_product_declaring_its_webhook_alerts_there_and_the_others_through_the_platform(
+    webhook, monkeypatch
+):
+    url, received = webhook
+    platform = AlertNotifier(webhook_url=f"{url}/platform")
+    growth = variant("return_risk", monitoring={"alert_webhook_env": "GROWTH_ALERTS"})
+    monkeypatch.delenv("GROWTH_ALERTS", raising=False)
+    assert product_alerts(growth, platform) is platform  # declared but unset: not lost
+    monkeypatch.setenv("GROWTH_ALERTS", f"{url}/growth")
+    assert product_alerts(growth, platform).webhook_url == f"{url}/growth"
+    assert product_alerts(growth, platform).send("return_risk_feature_drift", "segment drifted")
+    assert product_alerts(product(), platform) is platform  # declares none
+    assert received == [{"text": "[error] return_risk_feature_drift\nsegment drifted"}]
 
 
 def test_the_webhook_secret_comes_from_the_environment_not_the_config(settings, monkeypatch):
