@@ -226,6 +226,7 @@ class ProductFeatures:
         lines = product.spec.features.lines
         self.weight = lines.weight if lines else None
         self._inputs: dict[str, list[str]] = {}  # on-demand view -> the request columns it reads
+        self._views: dict[str, list[str]] = {}  # feature view -> its `view:feature` references
 
     def _on_demand(self, models: Sequence[LoadedModel]) -> dict[str, list[str]]:
         """The on-demand views the product and the loaded versions use, with their inputs."""
@@ -250,7 +251,13 @@ class ProductFeatures:
         views = dict.fromkeys(r.split(":")[0] for r in self.product.line_features)
         for model in models:
             views.update(dict.fromkeys(r.split(":")[0] for r in model.refs("line_features")))
-        return [f"{v}:{f.name}" for v in views for f in self.store.get_feature_view(v).features]
+        return [ref for v in views for ref in self._view_refs(v)]
+
+    def _view_refs(self, view: str) -> list[str]:
+        """Every feature of ``view`` (read from the registry once)."""
+        if view not in self._views:
+            self._views[view] = [f"{view}:{f.name}" for f in self.store.get_feature_view(view).features]
+        return self._views[view]
 
     def _keys(self, view: str) -> list[str]:
         return [self.store.get_entity(e).join_key for e in self.store.get_feature_view(view).entities]
