@@ -25,7 +25,7 @@ class RequestModels:
 
 
 def camel(name: str) -> str:
-    """``return_risk`` -> ``ReturnRisk`` (the schema names in the OpenAPI document)."""
+    """``basket_return`` -> ``BasketReturn`` (the schema names in the OpenAPI document)."""
     return "".join(part.capitalize() for part in name.split("_"))
 
 
