@@ -2,11 +2,11 @@
 
 Every online data product has its routes under /v1/models/<product>/ (predict, predict/batch,
 rollout, reload) with the request body its declaration defines; /v1/predict, /v1/rollout and
-/v1/reload are the same routes of the default product (serving.default_product). Unknown entities get 404 (no fallback score: a made-up customer id must not be scored
-as if it were a new one); malformed bodies get 422 naming the field (also for numbers that are
-not finite and text that is not valid Unicode); batches larger than ``serving.max_batch``,
-requests with more than ``serving.max_items`` child rows and bodies over
-``serving.max_body_bytes`` get 413.
+/v1/reload are the same routes of the default product (serving.default_product). Unknown
+entities get 404 (no fallback score: a made-up customer id must not be scored as if it were a
+new one); malformed bodies get 422 naming the field (also for numbers that are not finite and
+text that is not valid Unicode); batches larger than ``serving.max_batch``, requests with more
+than ``serving.max_items`` child rows and bodies over ``serving.max_body_bytes`` get 413.
 """
 
 import asyncio
