@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -207,9 +208,106 @@ def demo(days: int | None, requests: int) -> None:
 @click.option("--days", type=click.IntRange(min=1), default=None, help="days to simulate (default: settings)")
 @click.option("--seed", type=int, default=None)
 @click.option("--scale", type=float, default=None, help="multiplies customers and orders")
-def simulate(days: int | None, seed: int | None, scale: float | None) -> None:
-    """Simulate more days of shop activity (continues where the last run stopped)."""
-    run_simulation(_settings(seed=seed, scale=scale), days)
+@click.option(
+    "--live", is_flag=True, help="write shop activity in real time instead (for `lakehouse stream`)"
+)
+@click.option(
+    "--rate", type=click.FloatRange(min=0.1), default=100.0, show_default=True, help="--live: changes/s"
+)
+@click.option(
+    "--seconds", type=click.FloatRange(min=0.1), default=60.0, show_default=True, help="--live: how long"
+)
+def simulate(
+    days: int | None, seed: int | None, scale: float | None, live: bool, rate: float, seconds: float
+) -> None:
+    """Simulate more days of shop activity (continues where the last run stopped), or with
+    --live write new orders and shipments at wall-clock time, --rate changes a second."""
+    settings = _settings(seed=seed, scale=scale)
+    if not live:
+        run_simulation(settings, days)
+        return
+    from lakehouse_assets.sources.simulator import ShopSimulator
+
+    simulator = ShopSimulator(settings.source_db, settings.landing, settings.simulator)
+    with Progress(
+        TextColumn("[bold]live shop"),
+        BarColumn(),
+        TextColumn("{task.fields[changes]:,} changes"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("live", total=seconds, changes=0)
+        try:
+            written = simulator.live(
+                rate, seconds, progress=lambda n, t: progress.update(task, completed=t, changes=n)
+            )
+        except ValueError as error:
+            raise click.ClickException(str(error)) from error
+    console.print(f"wrote {written:,} changes in {seconds:g} s -> {settings.source_db}")
+
+
+@main.command()
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="stop after this long (default: run until SIGTERM)",
+)
+@click.option("--once", is_flag=True, help="one micro-batch, then exit")
+def stream(seconds: float | None, once: bool) -> None:
+    """Follow the source continuously: its changes to bronze and silver in micro-batches,
+    exactly once (kill it at any point: a restart resumes from the committed cursors). SIGTERM
+    or Ctrl-C stops it after the micro-batch in progress. Each batch's lag is appended to
+    monitoring/stream_lag."""
+    from dagster import DagsterInstance
+
+    from lakehouse_assets.resources.connections import embedded_engine
+    from lakehouse_assets.runtime import ensure_dirs
+    from lakehouse_assets.sources.cdc import ChangeLog
+    from lakehouse_assets.streaming.observe import StreamMetrics, report_to_dagster
+    from lakehouse_assets.streaming.runner import StreamRunner, Tick, stopping_on_signals
+
+    settings = _settings()
+    ensure_dirs(settings)
+    if settings.source_url is not None:
+        raise click.ClickException(
+            "lakehouse stream follows the SQLite source only for now; unset LAKEHOUSE_SOURCE_URL"
+        )
+    config = settings.stream
+    runner = StreamRunner(
+        embedded_engine(settings),
+        ChangeLog(settings.source_db),
+        max_batch_rows=config.max_batch_rows,
+        compact_every_ticks=config.compact_every_batches,
+    )
+    deadline = None if seconds is None else time.monotonic() + seconds
+    instance = DagsterInstance.from_config(str(settings.dagster_home))  # what `lakehouse ui` shows
+    metrics = StreamMetrics()
+    if config.metrics_port:
+        metrics.serve(config.metrics_host, config.metrics_port)
+
+    def report(tick: Tick) -> None:
+        metrics.observe(tick)
+        if tick.changes:
+            report_to_dagster(instance, runner, tick)
+            row = tick.lag_row()
+            late = row["lag_p99_seconds"] > config.lag_objective_seconds  # type: ignore[operator]
+            console.print(
+                f"{tick.batch_id}: {tick.changes:,} changes -> silver "
+                f"{sum(tick.applied.values()):,} events in {tick.seconds:.2f}s; "
+                f"lag p50 {row['lag_p50_seconds']:.2f}s p99 {row['lag_p99_seconds']:.2f}s"
+                + (f" [red](objective {config.lag_objective_seconds:g}s)[/red]" if late else "")
+            )
+
+    with stopping_on_signals(runner):
+        ticks = runner.run(
+            config.interval_seconds,
+            until=lambda: (
+                once and runner.ticks >= 1 or (deadline is not None and time.monotonic() > deadline)
+            ),
+            on_tick=report,
+        )
+    console.print(f"stream stopped after {ticks} micro-batch(es); every batch is committed")
 
 
 @main.command()

@@ -5,11 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
-from dagster import MetadataValue
+from dagster import AssetKey, MetadataValue
 
 from lakehouse_assets.engine import LakeEngine
 
 OWNERS = ["team:data-platform"]
+
+
+def bronze_asset_key(source_table: str) -> AssetKey:
+    """The Dagster asset key of a source table's bronze change events."""
+    return AssetKey(f"bronze_{source_table}")
+
+
+def silver_asset_key(name: str) -> AssetKey:
+    """The Dagster asset key of a silver table (its apply-changes spec's name)."""
+    return AssetKey(f"silver_{name}")
 
 
 def markdown_preview(df: pl.DataFrame, rows: int = 10) -> str:

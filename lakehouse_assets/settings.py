@@ -129,6 +129,23 @@ def _non_empty_secret(value: SecretStr | None, name: str) -> SecretStr | None:
     return value
 
 
+class StreamSettings(FrozenModel):
+    """The continuous pipeline (`lakehouse stream`)."""
+
+    interval_seconds: float = Field(default=1.0, gt=0, description="how often a micro-batch starts")
+    max_batch_rows: int = Field(
+        default=10_000, ge=1, description="changes per table and commit: a burst is taken in chunks this size"
+    )
+    lag_objective_seconds: float = Field(
+        default=5.0, gt=0, description="source commit -> silver within this, at the 99th percentile"
+    )
+    compact_every_batches: int = Field(
+        default=600, ge=1, description="OPTIMIZE the streamed tables after this many micro-batches"
+    )
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=8075, ge=0, description="Prometheus /metrics of the stream (0: off)")
+
+
 class MonitoringSettings(FrozenModel):
     """Drift, model quality, system health and alerts."""
 
@@ -231,6 +248,7 @@ class LakehouseSettings(BaseSettings):
     )
     serving: ServingSettings = ServingSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    stream: StreamSettings = StreamSettings()
     products_dirs: tuple[Path, ...] = Field(
         default=(),
         description="folders of your own data products (<folder>/<name>/defs.yaml), beside the "

@@ -32,6 +32,7 @@ INFERENCE_LOG_TABLE = "serving/inference_log"
 DRIFT_TABLE = "monitoring/drift_metrics"
 QUALITY_TABLE = "monitoring/model_quality"
 HEALTH_TABLE = "monitoring/system_health"
+STREAM_LAG_TABLE = "monitoring/stream_lag"  # `lakehouse stream`: lag of each micro-batch
 ONLINE_COMPARISON_TABLE = "monitoring/online_comparison"
 
 # Governance, saved queries and notebook reports.
@@ -77,4 +78,5 @@ APPEND_LOG_TABLES: dict[str, list[str]] = {
     DRIFT_TABLE: [],
     QUALITY_TABLE: [],
     HEALTH_TABLE: [],
+    STREAM_LAG_TABLE: [],
 }

@@ -22,6 +22,7 @@ LAYERS = [
     {"resources"},
     {"bronze"},
     {"silver"},
+    {"streaming"},
     {"gold"},
     {"features"},
     {"product_declarations"},

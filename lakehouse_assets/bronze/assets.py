@@ -25,7 +25,7 @@ from dagster import (
 from pydantic import Field
 
 from lakehouse_assets.conflicts import retry_on_conflict
-from lakehouse_assets.metadata import OWNERS, table_metadata
+from lakehouse_assets.metadata import OWNERS, bronze_asset_key, table_metadata
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.sources import LandingZoneResource, SourceDatabaseResource
 from lakehouse_assets.sources.cdc import CaptureResult, bronze_table_name, capture_to_bronze
@@ -61,7 +61,7 @@ PAYMENTS_LANDING = AssetSpec(
 
 def cdc_asset_key(table: SourceTable) -> AssetKey:
     """The Dagster asset key of a source table's bronze change events."""
-    return AssetKey(f"bronze_{table.name}")
+    return bronze_asset_key(table.name)
 
 
 def _build_cdc_asset(table: SourceTable) -> AssetsDefinition:

@@ -16,6 +16,7 @@ from dagster import (
 
 from lakehouse_assets.conflicts import retry_on_conflict
 from lakehouse_assets.metadata import OWNERS, table_metadata
+from lakehouse_assets.metadata import silver_asset_key as silver_key
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.silver.apply_changes import ApplyChangesSpec, ApplyResult, Expectation, apply_changes
 from lakehouse_assets.silver.specs import SILVER_SPECS
@@ -40,7 +41,7 @@ def secondary_tables(spec: ApplyChangesSpec) -> dict[str, str]:
 
 def silver_asset_key(spec: ApplyChangesSpec) -> AssetKey:
     """The Dagster asset key of a silver table."""
-    return AssetKey(f"silver_{spec.name}")
+    return silver_key(spec.name)
 
 
 def expectation_check_name(expectation: Expectation) -> str:

@@ -27,6 +27,7 @@ import math
 import os
 import random
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -230,6 +231,73 @@ class ShopSimulator:
                 if progress:
                     progress(i + 1, days, summary)
             return summary
+        finally:
+            conn.close()
+
+    def live(
+        self,
+        rate: float,
+        seconds: float,
+        progress: Callable[[int, float], None] | None = None,
+        step_seconds: float = 0.1,
+    ) -> int:
+        """Shop activity in real time, for the stream to follow: about ``rate`` source changes a
+        second for ``seconds`` (new orders of existing customers with their lines, and the
+        shipping of earlier live orders), each step one transaction committed at wall-clock
+        time. Returns the changes written. Needs an earlier `simulate` (the shop's customers
+        and products)."""
+        conn = self.connect()
+        try:
+            self._create_schema(conn)
+            state = self._state(conn)
+            if "next_day" not in state:
+                raise ValueError("no shop yet: run `lakehouse simulate` before the live mode")
+            world = _World.load(conn, state)
+            rng = random.Random(f"{self.cfg.seed}/live/{state['next_order_id']}")
+            written, owed = 0, 0.0
+            placed: list[int] = []  # live orders not shipped yet
+            started = time.monotonic()
+            while (elapsed := time.monotonic() - started) < seconds:
+                owed += rate * step_seconds
+                conn.execute("BEGIN")
+                now = int(time.time())
+                conn.execute("UPDATE _cdc_clock SET ts = ?", (now,))
+                while owed >= 1:
+                    if placed and rng.random() < 0.2:  # an earlier live order ships
+                        order_id = placed.pop(0)
+                        conn.execute(
+                            "UPDATE orders SET status = 'shipped', updated_at = ? WHERE order_id = ?",
+                            (_ts(now), order_id),
+                        )
+                        owed, written = owed - 1, written + 1
+                        continue
+                    cid = world.random_customer(rng)
+                    if cid is None:
+                        break
+                    order_id = state["next_order_id"]
+                    state["next_order_id"] += 1
+                    items, gross = [], 0.0
+                    for _ in range(1 + int(rng.expovariate(1.5))):
+                        pid = rng.choice(world.product_ids)
+                        qty = rng.choice((1, 1, 2))
+                        items.append(
+                            (state["next_order_item_id"], order_id, pid, qty, world.products[pid][0], 0.0)
+                        )
+                        state["next_order_item_id"] += 1
+                        gross += qty * world.products[pid][0]
+                    conn.execute(
+                        "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (order_id, cid, "placed", _ts(now), round(gross, 2), 0.0, _ts(now)),
+                    )
+                    conn.executemany("INSERT INTO order_items VALUES (?, ?, ?, ?, ?, ?)", items)
+                    placed.append(order_id)
+                    owed, written = owed - 1 - len(items), written + 1 + len(items)
+                self._save_state(conn, state)
+                conn.execute("COMMIT")
+                if progress:
+                    progress(written, elapsed)
+                time.sleep(max(0.0, started + elapsed + step_seconds - time.monotonic()))
+            return written
         finally:
             conn.close()
 
