@@ -33,6 +33,8 @@ FIXED = [
     ("gold", 0.5),
     ("features", 0.5),
     ("register", 0.6),
+    ("stream", 0.3),
+    ("stream", 0.7),
 ]
 RANDOM_TRIALS = int(os.environ.get("LAKEHOUSE_TEST_VERIFY_TRIALS", "0"))
 
