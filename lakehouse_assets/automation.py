@@ -79,8 +79,8 @@ bronze_cdc_job = define_asset_job(
 )
 monitoring_job = define_asset_job(
     "monitoring_job",
-    selection=AssetSelection.groups("monitoring"),
-    description="Drift, model quality and system health of the champion.",
+    selection=AssetSelection.groups("monitoring") | AssetSelection.checks_for_assets(AssetKey("stream_lag")),
+    description="Drift, model quality and system health of the champions; the stream's lag objective.",
 )
 notebook_reports_job = define_asset_job(
     "notebook_reports_job",

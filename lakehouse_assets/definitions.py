@@ -23,6 +23,7 @@ from lakehouse_assets.queries.assets import build_query_assets
 from lakehouse_assets.resources.sources import build_resources
 from lakehouse_assets.settings import LakehouseSettings, get_settings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
+from lakehouse_assets.streaming.assets import STREAM_LAG, stream_lag_check
 
 PIPELINE_ASSETS = [
     SHOP_SOURCE,
@@ -51,11 +52,16 @@ def build_definitions(settings: LakehouseSettings | None = None) -> Definitions:
         customer_erasure_asset([AssetKey(f"{p.name}_training_set") for p in products]),
         *(a for p in online for a in monitoring_assets(p, online_prefix(p, default))),
         *(service_assets() if online else []),
+        STREAM_LAG,
     ]
     automation = build_automation(products, default)
     platform = Definitions(
         assets=[*pipeline, *build_query_assets(pipeline)],
-        asset_checks=[*BRONZE_CDC_CHECKS, *automation.checks],
+        asset_checks=[
+            *BRONZE_CDC_CHECKS,
+            *automation.checks,
+            stream_lag_check(settings.stream.lag_objective_seconds),
+        ],
         jobs=automation.jobs,
         schedules=automation.schedules,
         sensors=automation.sensors,

@@ -8,17 +8,21 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import httpx
 import polars as pl
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
+from lakehouse_assets.definitions import build_definitions
 from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.silver.apply_changes import apply_changes
 from lakehouse_assets.silver.specs import SILVER_SPECS
 from lakehouse_assets.sources.cdc import ChangeLog, bronze_table_name, capture_to_bronze
 from lakehouse_assets.sources.schema import SOURCE_TABLES
-from lakehouse_assets.streaming.runner import StreamRunner
+from lakehouse_assets.streaming.assets import lag_verdict
+from lakehouse_assets.streaming.runner import LAG_SCHEMA, StreamRunner
 from lakehouse_assets.tables import STREAM_LAG_TABLE
 from tests.lake_compare import stable
 
@@ -117,3 +121,29 @@ def scrape(url: str, needle: str, timeout: float = 30) -> str:
             pass
         assert time.monotonic() < deadline, f"{needle} never appeared at {url}"
         time.sleep(0.2)
+
+
+def test_the_lag_objective_fails_when_a_recent_batch_was_late(tmp_path):
+    engine = DeltaEngine(str(tmp_path))
+    assert lag_verdict(engine, 5.0)["passed"] is None  # nothing streamed yet: not a failure
+    rows = [
+        {"computed_at": datetime(2026, 12, 1, 12, 0, i), "lag_p99_seconds": p99}
+        for i, p99 in enumerate([0.8, 1.2])
+    ]
+
+    def append(batch: list[dict]) -> None:
+        frame = pl.DataFrame(batch).with_columns(
+            pl.lit(None, dtype).alias(c) for c, dtype in LAG_SCHEMA.items() if c not in batch[0]
+        )
+        engine.append(STREAM_LAG_TABLE, frame.select(LAG_SCHEMA.names()).cast(dict(LAG_SCHEMA)))
+
+    append(rows)
+    assert lag_verdict(engine, 5.0)["passed"] is True
+    append([{"computed_at": datetime(2026, 12, 1, 12, 1), "lag_p99_seconds": 7.5}])
+    verdict = lag_verdict(engine, 5.0)
+    assert verdict["passed"] is False and verdict["worst_p99_seconds"] == 7.5
+    assert "1 of the newest 3 micro-batches over 5s" in verdict["note"]
+    # the check is in the definitions, run by the monitoring job
+    defs = build_definitions(LakehouseSettings(home=tmp_path / "home"))
+    checks = defs.resolve_job_def("monitoring_job").asset_layer.asset_graph.asset_check_keys
+    assert AssetCheckKey(AssetKey("stream_lag"), "stream_lag_within_objective") in checks
