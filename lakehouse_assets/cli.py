@@ -264,19 +264,21 @@ def stream(seconds: float | None, once: bool) -> None:
     from lakehouse_assets.resources.connections import embedded_engine
     from lakehouse_assets.runtime import ensure_dirs
     from lakehouse_assets.sources.cdc import ChangeLog
-    from lakehouse_assets.streaming.observe import StreamMetrics, report_to_dagster
-    from lakehouse_assets.streaming.runner import StreamRunner, Tick, stopping_on_signals
+    from lakehouse_assets.sources.postgres import PostgresSource
+    from lakehouse_assets.streaming.observe import DagsterReporter, StreamMetrics
+    from lakehouse_assets.streaming.runner import StreamRunner, Tick, postgres_capture, stopping_on_signals
 
     settings = _settings()
     ensure_dirs(settings)
-    if settings.source_url is not None:
-        raise click.ClickException(
-            "lakehouse stream follows the SQLite source only for now; unset LAKEHOUSE_SOURCE_URL"
-        )
     config = settings.stream
+    source = (
+        postgres_capture(PostgresSource(settings.source_url.get_secret_value()))
+        if settings.source_url is not None
+        else ChangeLog(settings.source_db)
+    )
     runner = StreamRunner(
         embedded_engine(settings),
-        ChangeLog(settings.source_db),
+        source,
         max_batch_rows=config.max_batch_rows,
         compact_every_ticks=config.compact_every_batches,
     )
@@ -286,10 +288,12 @@ def stream(seconds: float | None, once: bool) -> None:
     if config.metrics_port:
         metrics.serve(config.metrics_host, config.metrics_port)
 
+    dagster = DagsterReporter(instance, runner)
+
     def report(tick: Tick) -> None:
         metrics.observe(tick)
+        dagster.observe(tick)
         if tick.changes:
-            report_to_dagster(instance, runner, tick)
             row = tick.lag_row()
             late = row["lag_p99_seconds"] > config.lag_objective_seconds  # type: ignore[operator]
             console.print(
@@ -307,6 +311,7 @@ def stream(seconds: float | None, once: bool) -> None:
             ),
             on_tick=report,
         )
+        dagster.flush()
     console.print(f"stream stopped after {ticks} micro-batch(es); every batch is committed")
 
 

@@ -31,6 +31,7 @@ from lakehouse_assets.registry.promotion import CHAMPION as CHAMPION_ALIAS
 from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.resources.mlflow import MlflowResource
 from lakehouse_assets.resources.monitoring import AlertNotifier, MonitoringResource
+from lakehouse_assets.streaming.assets import CHECK as STREAM_LAG_CHECK
 from lakehouse_assets.tables import (
     DRIFT_TABLE,
     HEALTH_TABLE,
@@ -311,6 +312,7 @@ MONITORING_CHECKS = {
     "quality_above_floor",
     "serving_within_objectives",
     "challenger_not_worse_online",
+    STREAM_LAG_CHECK,
 }
 
 

@@ -4,9 +4,9 @@ shows them fresh, with their Delta version and lag) and Prometheus metrics on 12
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
 
-from dagster import AssetKey, AssetMaterialization, DagsterInstance, MetadataValue
+from dagster import AssetMaterialization, DagsterInstance, MetadataValue
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from lakehouse_assets.metadata import bronze_asset_key, silver_asset_key
@@ -16,36 +16,55 @@ from lakehouse_assets.streaming.runner import StreamRunner, Tick
 log = logging.getLogger(__name__)
 
 
-def report_to_dagster(instance: DagsterInstance, runner: StreamRunner, tick: Tick) -> int:
-    """One runless materialization per table the tick wrote; returns how many were reported."""
-    row = tick.lag_row()
-    common: dict[str, Any] = {
-        "writer": "lakehouse stream",
-        "batch_id": tick.batch_id,
-        "lag_p99_seconds": MetadataValue.float(float(row["lag_p99_seconds"])),  # type: ignore[arg-type]
-    }
-    events: list[tuple[AssetKey, str, int]] = []
-    for source in runner.tables:
-        if source.name in tick.captured:
-            events.append(
-                (bronze_asset_key(source.name), bronze_table_name(source), tick.captured[source.name])
+class DagsterReporter:
+    """Runless materializations of the tables the stream wrote, at most one per table every
+    ``every_seconds`` (the changes of the batches between are summed): Dagster shows the tables
+    fresh without an event-log write per micro-batch. ``flush`` reports what is pending."""
+
+    def __init__(self, instance: DagsterInstance, runner: StreamRunner, every_seconds: float = 10.0):
+        self.instance, self.runner, self.every_seconds = instance, runner, every_seconds
+        self.pending: dict[str, int] = {}  # lake table -> changes since the last report
+        self.last_tick: Tick | None = None
+        self.reported_at = time.monotonic()
+        self.keys = {bronze_table_name(t): bronze_asset_key(t.name) for t in runner.tables}
+        self.keys |= {s.table: silver_asset_key(s.name) for s in runner.specs}
+
+    def observe(self, tick: Tick) -> int:
+        """Count the tick's writes; report when the interval has passed. Returns events written."""
+        if not tick.changes:
+            return 0
+        for source in self.runner.tables:
+            if source.name in tick.captured:
+                table = bronze_table_name(source)
+                self.pending[table] = self.pending.get(table, 0) + tick.captured[source.name]
+        for table, events in tick.applied.items():
+            self.pending[table] = self.pending.get(table, 0) + events
+        self.last_tick = tick
+        if time.monotonic() - self.reported_at < self.every_seconds:
+            return 0
+        return self.flush()
+
+    def flush(self) -> int:
+        if not self.pending or self.last_tick is None:
+            return 0
+        row = self.last_tick.lag_row()
+        for table, changes in self.pending.items():
+            self.instance.report_runless_asset_event(
+                AssetMaterialization(
+                    asset_key=self.keys[table],
+                    metadata={
+                        "writer": "lakehouse stream",
+                        "batch_id": self.last_tick.batch_id,
+                        "lag_p99_seconds": MetadataValue.float(float(row["lag_p99_seconds"])),  # type: ignore[arg-type]
+                        "table": table,
+                        "delta_version": self.runner.engine.version(table) or 0,
+                        "changes": changes,
+                    },
+                )
             )
-    for spec in runner.specs:
-        if spec.table in tick.applied:
-            events.append((silver_asset_key(spec.name), spec.table, tick.applied[spec.table]))
-    for key, table, changes in events:
-        instance.report_runless_asset_event(
-            AssetMaterialization(
-                asset_key=key,
-                metadata={
-                    **common,
-                    "table": table,
-                    "delta_version": runner.engine.version(table) or 0,
-                    "changes": changes,
-                },
-            )
-        )
-    return len(events)
+        reported, self.pending = len(self.pending), {}
+        self.reported_at = time.monotonic()
+        return reported
 
 
 class StreamMetrics:

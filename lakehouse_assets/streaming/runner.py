@@ -1,5 +1,6 @@
-"""The continuous pipeline (`lakehouse stream`): micro-batches of the source's changes to bronze
-and on to silver, with the same exactly-once functions the Dagster assets run.
+"""The continuous pipeline (`lakehouse stream`): micro-batches of the source's changes (SQLite
+change tables, or PostgreSQL's replication stream) to bronze and on to silver, with the same
+exactly-once functions the Dagster assets run.
 
 Each tick captures the changes committed since bronze's cursor (at most ``max_batch_rows`` per
 table and commit, so a burst is taken in bounded chunks, never buffered whole), then applies the
@@ -27,7 +28,8 @@ import polars as pl
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.silver.apply_changes import ApplyChangesSpec, apply_changes
 from lakehouse_assets.silver.specs import SILVER_SPECS
-from lakehouse_assets.sources.cdc import ChangeLog, bronze_table_name, capture_to_bronze
+from lakehouse_assets.sources.cdc import CaptureResult, ChangeLog, bronze_table_name, capture_to_bronze
+from lakehouse_assets.sources.postgres import PostgresSource, SlotStream, capture_postgres_to_bronze
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
 from lakehouse_assets.tables import STREAM_LAG_TABLE
 
@@ -73,6 +75,25 @@ class Tick:
         }
 
 
+# (engine, source table, batch id, rows per commit) -> the changes it committed to bronze
+Capture = Callable[[LakeEngine, SourceTable, str, int], CaptureResult]
+
+
+def sqlite_capture(changes: ChangeLog) -> Capture:
+    """Capture from the SQLite source's change tables (trigger-based)."""
+    return lambda engine, table, batch_id, rows: capture_to_bronze(
+        engine, changes, table, batch_id=batch_id, chunk_rows=rows
+    )
+
+
+def postgres_capture(source: PostgresSource) -> Capture:
+    """Capture from PostgreSQL's replication stream (one logical slot per table)."""
+    streams = {t.name: SlotStream(source, t) for t in SOURCE_TABLES}
+    return lambda engine, table, batch_id, rows: capture_postgres_to_bronze(
+        engine, streams[table.name], batch_id=batch_id, max_rows=rows
+    )
+
+
 def _specs_of(tables: list[SourceTable]) -> list[ApplyChangesSpec]:
     sources = {bronze_table_name(t) for t in tables}
     return [s for s in SILVER_SPECS if s.source in sources]
@@ -84,13 +105,14 @@ class StreamRunner:
     def __init__(
         self,
         engine: LakeEngine,
-        changes: ChangeLog,
+        source: ChangeLog | Capture,
         *,
         max_batch_rows: int = 10_000,
         tables: list[SourceTable] | None = None,
         compact_every_ticks: int = 600,
     ):
-        self.engine, self.changes, self.max_batch_rows = engine, changes, max_batch_rows
+        self.engine, self.max_batch_rows = engine, max_batch_rows
+        self.capture = sqlite_capture(source) if isinstance(source, ChangeLog) else source
         self.compact_every_ticks = compact_every_ticks
         self.tables = list(tables or SOURCE_TABLES)
         self.specs = _specs_of(self.tables)
@@ -104,9 +126,7 @@ class StreamRunner:
         commit_times: list[np.ndarray] = []
         for table in self.tables:
             before = self.engine.version(bronze_table_name(table))
-            result = capture_to_bronze(
-                self.engine, self.changes, table, batch_id=tick.batch_id, chunk_rows=self.max_batch_rows
-            )
+            result = self.capture(self.engine, table, tick.batch_id, self.max_batch_rows)
             if result.rows:
                 tick.captured[table.name] = result.rows
                 commit_times.append(self._commit_times(table, before))
