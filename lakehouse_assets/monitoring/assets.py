@@ -125,6 +125,7 @@ class MonitorSpec:
     table: str
     group: str = "monitoring"
     kinds: frozenset[str] = frozenset({"evidently", "delta"})
+    owners: tuple[str, ...] = tuple(OWNERS)
 
 
 Run = Callable[[LakeEngine, Champion, MonitoringResource], MonitorOutcome]
@@ -138,7 +139,7 @@ def champion_monitor(product: Product, spec: MonitorSpec, run: Run) -> Any:
         name=spec.name,
         group_name=spec.group,
         kinds=set(spec.kinds),
-        owners=OWNERS if spec.group == "monitoring" else list(product.spec.owners),
+        owners=list(spec.owners),
         deps=spec.deps,
         metadata={"table": spec.table},
         check_specs=[AssetCheckSpec(spec.check, asset=spec.name, description=spec.check_description)],
@@ -335,6 +336,7 @@ def batch_quality_asset(product: Product) -> Any:
             QUALITY_TABLE,
             group=product.name,
             kinds=frozenset({"delta"}),
+            owners=tuple(product.spec.owners),
         ),
         lambda engine, model, monitoring: monitors.batch_quality(engine, model, product, monitoring.settings),
     )
@@ -356,6 +358,7 @@ def batch_drift_asset(product: Product) -> Any:
             [AssetKey(f"{product.name}_batch_scores"), AssetKey(f"{product.name}_training_set")],
             DRIFT_TABLE,
             group=product.name,
+            owners=tuple(product.spec.owners),
         ),
         lambda engine, model, monitoring: monitors.batch_feature_drift(
             engine, model, product, monitoring.settings, monitoring.reports

@@ -285,6 +285,7 @@ class ProductFeatures:
         )
         by_child = self._children(requests, line_refs)
         views = {v: names for v, names in _by_view(row_refs).items() if v not in on_demand}
+        row_names = [r.split(":")[1] for r in row_refs]
         out: list[ScoringInput | Unscorable] = []
         lines: list[dict[str, Any]] = []
         for request, row in zip(requests, rows, strict=True):
@@ -302,8 +303,7 @@ class ProductFeatures:
             elif unknown_child is not None:
                 out.append(Unscorable(f"unknown {entity} {unknown_child}: no online features"))
             else:
-                names = [r.split(":")[1] for r in row_refs]
-                features = {**{c: request[c] for c in self.request}, **{n: row.get(n) for n in names}}
+                features = {**{c: request[c] for c in self.request}, **{n: row.get(n) for n in row_names}}
                 lines.extend(
                     {
                         "row": len(out),
