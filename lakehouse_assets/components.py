@@ -31,7 +31,7 @@ from dagster import (
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.features.definitions import build_definitions
-from lakehouse_assets.features.pipeline import GOLD_TABLES, build_training_set
+from lakehouse_assets.features.pipeline import VIEW_TABLES, build_training_set
 from lakehouse_assets.metadata import table_metadata
 from lakehouse_assets.monitoring.assets import batch_drift_asset, batch_quality_asset
 from lakehouse_assets.product_declarations import resolve
@@ -81,7 +81,7 @@ def _upstream(product: Product) -> list[AssetKey]:
     """The gold marts, silver tables and feature registry a product's training set reads."""
     views = {ref.split(":")[0] for ref in (*product.row_features, *product.line_features)}
     keys = [AssetKey("feature_registry"), AssetKey(product.spec.label.table)]
-    keys += [AssetKey(GOLD_TABLES[v].split("/")[1]) for v in sorted(views) if v in GOLD_TABLES]
+    keys += [AssetKey(VIEW_TABLES[v].split("/")[1]) for v in sorted(views) if v in VIEW_TABLES]
     if product.spec.features.lines is not None:
         keys.append(AssetKey(product.spec.features.lines.table.replace("/", "_")))
     return list(dict.fromkeys(keys))

@@ -23,7 +23,7 @@ from lakehouse_assets.queries.assets import build_query_assets
 from lakehouse_assets.resources.sources import build_resources
 from lakehouse_assets.settings import LakehouseSettings, get_settings
 from lakehouse_assets.silver.assets import SILVER_ASSETS
-from lakehouse_assets.streaming.assets import STREAM_LAG, stream_lag_check
+from lakehouse_assets.streaming.assets import REALTIME_FEATURES, STREAM_LAG, stream_lag_check
 
 PIPELINE_ASSETS = [
     SHOP_SOURCE,
@@ -53,6 +53,7 @@ def build_definitions(settings: LakehouseSettings | None = None) -> Definitions:
         *(a for p in online for a in monitoring_assets(p, online_prefix(p, default))),
         *(service_assets() if online else []),
         STREAM_LAG,
+        REALTIME_FEATURES,
     ]
     automation = build_automation(products, default)
     platform = Definitions(

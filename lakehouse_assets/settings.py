@@ -137,10 +137,15 @@ class StreamSettings(FrozenModel):
         default=10_000, ge=1, description="changes per table and commit: a burst is taken in chunks this size"
     )
     lag_objective_seconds: float = Field(
-        default=5.0, gt=0, description="source commit -> silver within this, at the 99th percentile"
+        default=5.0,
+        gt=0,
+        description="source commit -> silver and -> online features within this, at the 99th percentile",
     )
     compact_every_batches: int = Field(
         default=600, ge=1, description="OPTIMIZE the streamed tables after this many micro-batches"
+    )
+    features: bool = Field(
+        default=True, description="compute the streamed feature view and push it to the online store"
     )
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=8075, ge=0, description="Prometheus /metrics of the stream (0: off)")

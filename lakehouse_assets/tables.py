@@ -26,6 +26,7 @@ CUSTOMER_FEATURES_TABLE = "gold/customer_daily_features"
 PRODUCT_FEATURES_TABLE = "gold/product_daily_features"
 
 # Features, models, serving and monitoring.
+REALTIME_CUSTOMER_FEATURES_TABLE = "features/customer_realtime_features"  # written by `lakehouse stream`
 ALIAS_HISTORY_TABLE = "ml/alias_history"
 EVALUATIONS_TABLE = "ml/model_evaluations"
 INFERENCE_LOG_TABLE = "serving/inference_log"

@@ -23,6 +23,8 @@ from feast.data_format import DeltaFormat
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
+from lakehouse_assets.tables import REALTIME_CUSTOMER_FEATURES_TABLE
+
 OWNER = "team:data-platform"
 
 
@@ -35,6 +37,7 @@ class FeatureDefinitions:
     product: Entity
     customer_features: FeatureView
     product_features: FeatureView
+    customer_realtime_features: FeatureView  # pushed by `lakehouse stream`
     order_request_features: object  # OnDemandFeatureView
     services: tuple[FeatureService, ...]  # declared in services.yaml
 
@@ -44,19 +47,20 @@ class FeatureDefinitions:
             self.product,
             self.customer_features,
             self.product_features,
+            self.customer_realtime_features,
             self.order_request_features,
             *self.services,
         ]
 
 
-def _delta_source(name: str, path: str) -> FileSource:
+def _delta_source(name: str, path: str, what: str = "gold Delta mart") -> FileSource:
     return FileSource(
         name=name,
         path=path,
         timestamp_field="feature_ts",
         file_format=DeltaFormat(),
         owner=OWNER,
-        description=f"gold Delta mart at {path}",
+        description=f"{what} at {path}",
     )
 
 
@@ -149,6 +153,30 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
         description="Product sales and returns as of the end of each day.",
         tags={"layer": "gold"},
     )
+    customer_realtime_features = FeatureView(
+        name="customer_realtime_features",
+        entities=[customer],
+        ttl=timedelta(days=30),
+        schema=[
+            Field(name="orders_1h", dtype=Int64),
+            Field(name="orders_24h", dtype=Int64),
+            Field(name="spend_1h", dtype=Float64),
+            Field(name="spend_24h", dtype=Float64),
+            Field(name="open_orders", dtype=Int64),
+            Field(name="minutes_since_last_order", dtype=Float64),
+        ],
+        source=_delta_source(
+            "customer_realtime_features_source",
+            f"{lake_root}/{REALTIME_CUSTOMER_FEATURES_TABLE}",
+            "history of the streamed features",
+        ),
+        owner=OWNER,
+        description="A customer's orders and spend in the last hour and 24 hours, open (placed, "
+        "not shipped) orders and minutes since the last order, as of each row's time: computed "
+        "by `lakehouse stream` from the change stream and pushed online within seconds of a "
+        "source commit; every pushed row is kept in Delta for point-in-time training sets.",
+        tags={"layer": "streaming"},
+    )
     order_request = RequestSource(
         name="order_request",
         schema=[Field(name="amount", dtype=Float64), Field(name="discount", dtype=Float64)],
@@ -176,13 +204,17 @@ def build_definitions(lake_root: str) -> FeatureDefinitions:
         discounts = [None if d is None else float(d) for d in inputs["discount"]]
         return {"amount_vs_avg_basket": ratios, "discount_share": discounts}
 
-    views = {v.name: v for v in (customer_features, product_features, order_request_features)}
+    views = {
+        v.name: v
+        for v in (customer_features, product_features, customer_realtime_features, order_request_features)
+    }
     services = tuple(feature_services(SERVICES_FILE, views))
     return FeatureDefinitions(
         customer,
         product,
         customer_features,
         product_features,
+        customer_realtime_features,
         order_request_features,
         services,
     )

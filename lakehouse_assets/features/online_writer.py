@@ -141,27 +141,33 @@ def materialize_view(
     """Write the newest row per entity of ``frame`` in [start, end] to the online store and
     record the interval. Returns the number of entities written."""
     registered = store.get_feature_view(view.name)
-    key_column = registered.entity_columns[0]
     if registered.batch_source is None:
         raise ValueError(f"feature view {view.name!r} has no batch source to materialize")
     timestamp = registered.batch_source.timestamp_field
-    newest = newest_per_entity(frame, key_column.name, timestamp, start, end)
-    online_store = _online_store(store)
-    if newest.height and isinstance(online_store, SqliteOnlineStore):
-        write_sqlite(store, online_store, registered, newest, key_column.name, timestamp)
-    elif newest.height:
-        keys = entity_keys(newest[key_column.name], key_column.name, key_column.dtype.to_value_type())
-        columns = {
-            f.name: encode_column(newest[f.name], f.dtype.to_value_type()) for f in registered.features
-        }
-        times: list[datetime] = newest[timestamp].to_list()
-        rows: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]] = [
-            (key, {name: values[i] for name, values in columns.items()}, times[i].replace(tzinfo=UTC), None)
-            for i, key in enumerate(keys)
-        ]
-        online_store.online_write_batch(store.config, registered, rows, None)
+    newest = newest_per_entity(frame, registered.entity_columns[0].name, timestamp, start, end)
+    write_online(store, registered, newest, timestamp)
     store.registry.apply_materialization(registered, store.project, start, end)
     return newest.height
+
+
+def write_online(store: FeatureStore, view: FeatureView, rows: pl.DataFrame, timestamp: str) -> None:
+    """Upsert ``rows`` (one per entity: the join key, ``timestamp`` and the view's features)
+    into the online store, stamped with their event time. Also what a stream pushes."""
+    if rows.height == 0:
+        return
+    key_column = view.entity_columns[0]
+    online_store = _online_store(store)
+    if isinstance(online_store, SqliteOnlineStore):
+        write_sqlite(store, online_store, view, rows, key_column.name, timestamp)
+        return
+    keys = entity_keys(rows[key_column.name], key_column.name, key_column.dtype.to_value_type())
+    columns = {f.name: encode_column(rows[f.name], f.dtype.to_value_type()) for f in view.features}
+    times: list[datetime] = rows[timestamp].to_list()
+    batch: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, datetime | None]] = [
+        (key, {name: values[i] for name, values in columns.items()}, times[i].replace(tzinfo=UTC), None)
+        for i, key in enumerate(keys)
+    ]
+    online_store.online_write_batch(store.config, view, batch, None)
 
 
 def delete_entities(store: FeatureStore, view_name: str, ids: list[Any]) -> int:

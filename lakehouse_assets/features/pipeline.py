@@ -16,11 +16,18 @@ from lakehouse_assets.features.definitions import FeatureDefinitions
 from lakehouse_assets.features.delta_offline_store import pinned_versions
 from lakehouse_assets.features.online_writer import materialize_view
 from lakehouse_assets.products.spec import Product
-from lakehouse_assets.tables import CUSTOMER_FEATURES_TABLE, PRODUCT_FEATURES_TABLE, gold_table
+from lakehouse_assets.tables import (
+    CUSTOMER_FEATURES_TABLE,
+    PRODUCT_FEATURES_TABLE,
+    REALTIME_CUSTOMER_FEATURES_TABLE,
+    gold_table,
+)
 
-GOLD_TABLES = {
+# The Delta table behind each feature view (its offline history).
+VIEW_TABLES = {
     "customer_daily_features": CUSTOMER_FEATURES_TABLE,
     "product_daily_features": PRODUCT_FEATURES_TABLE,
+    "customer_realtime_features": REALTIME_CUSTOMER_FEATURES_TABLE,
 }
 
 
@@ -85,7 +92,7 @@ def materialize_online(
     load nothing older."""
     results = []
     for view in (definitions.customer_features, definitions.product_features):
-        table = GOLD_TABLES[view.name]
+        table = VIEW_TABLES[view.name]
         if not engine.exists(table):
             continue
         registered = store.get_feature_view(view.name)
@@ -182,9 +189,9 @@ def build_training_set(
     lines_table = spec.features.lines.table if spec.features.lines else None
     views = {ref.split(":")[0] for ref in (*product.row_features, *product.line_features)}
     view_tables = {
-        GOLD_TABLES[v.name]: v.batch_source.path  # type: ignore[union-attr]
+        VIEW_TABLES[v.name]: v.batch_source.path  # type: ignore[union-attr]
         for v in definitions.all()
-        if isinstance(v, FeatureView) and v.name in views and v.name in GOLD_TABLES
+        if isinstance(v, FeatureView) and v.name in views and v.name in VIEW_TABLES
     }
     tables = (label_table, *([lines_table] if lines_table else []), *view_tables)
     versions = versions or {t: v for t in tables if (v := engine.version(t)) is not None}
@@ -206,27 +213,36 @@ def build_training_set(
 
 
 def online_offline_skew(
-    store: FeatureStore, engine: LakeEngine, definitions: FeatureDefinitions, sample: int = 25
+    store: FeatureStore, engine: LakeEngine, view_name: str, sample: int = 25
 ) -> dict[str, Any]:
-    """Online values vs offline values recomputed at the newest materialized time, for a sample
-    of customers. Returns the mismatches (empty when online serving matches training)."""
-    view = definitions.customer_features
-    table = GOLD_TABLES[view.name]
-    frame = engine.read(table, columns=["customer_id", "feature_ts"])
-    newest = frame["feature_ts"].max()
-    ids = frame.filter(pl.col("feature_ts") == newest)["customer_id"].unique().sort().head(sample).to_list()
+    """Online values vs offline values recomputed at each entity's newest row time, for the
+    ``sample`` entities updated last. Returns the mismatches per feature (empty when online
+    serving matches training)."""
+    view = store.get_feature_view(view_name)
+    key = view.entity_columns[0].name
+    frame = engine.read(VIEW_TABLES[view_name], columns=[key, "feature_ts"])
+    newest = (
+        frame.group_by(key)
+        .agg(pl.col("feature_ts").max())
+        .sort(["feature_ts", key], descending=[True, False])
+        .head(sample)
+    )
+    ids = newest[key].to_list()
     names = [f.name for f in view.features]
-    refs = [f"{view.name}:{n}" for n in names]
+    refs = [f"{view_name}:{n}" for n in names]
     online = pl.DataFrame(
-        store.get_online_features(features=refs, entity_rows=[{"customer_id": i} for i in ids]).to_dict()
+        store.get_online_features(features=refs, entity_rows=[{key: i} for i in ids]).to_dict()
     )
     offline = pl.from_pandas(
         store.get_historical_features(
-            entity_df=pl.DataFrame({"customer_id": ids, "event_timestamp": [newest] * len(ids)}).to_pandas(),
-            features=refs,
+            entity_df=newest.rename({"feature_ts": "event_timestamp"}).to_pandas(), features=refs
         ).to_df()
     )
-    joined = online.join(offline, on="customer_id", suffix="_offline")
+    joined = online.join(offline, on=key, suffix="_offline")
+    if joined.height != len(ids):
+        raise AssertionError(
+            f"{view_name}: {len(ids) - joined.height} sampled entities lost in the comparison"
+        )
     mismatches = {}
     for name in names:
         a, b = joined[name], joined[f"{name}_offline"]
@@ -237,4 +253,9 @@ def online_offline_skew(
             differ = a.cast(pl.String).ne_missing(b.cast(pl.String))
         if differ.any():
             mismatches[name] = int(differ.sum())
-    return {"entities": len(ids), "at": str(newest), "mismatches": mismatches}
+    return {
+        "view": view_name,
+        "entities": len(ids),
+        "newest": str(newest["feature_ts"].max()) if ids else None,
+        "mismatches": mismatches,
+    }

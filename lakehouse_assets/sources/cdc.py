@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import connectorx as cx
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -208,6 +209,16 @@ class CaptureResult:
     cursor_after: int = 0
     ops: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    # source commit time of each change committed, epoch seconds (how late it reached the lake)
+    commit_times: list[np.ndarray] = field(default_factory=list)
+
+    def note_commit(self, commit: CommitResult, rows: pl.DataFrame) -> None:
+        """Count a bronze commit of these change rows."""
+        self.commits.append(commit)
+        self.rows += rows.height
+        for op, count in rows["_op"].value_counts().iter_rows():
+            self.ops[op] = self.ops.get(op, 0) + count
+        self.commit_times.append(rows["_commit_ts"].dt.epoch("us").to_numpy() / 1e6)
 
     @property
     def version(self) -> int | None:
@@ -271,11 +282,7 @@ def capture_to_bronze(
             read_version=read_version,
         )
         read_version = commit.version
-        ops = pl.from_arrow(rows.select(["_op"])).to_series().value_counts()  # type: ignore[union-attr]
-        for op, count in ops.iter_rows():
-            result.ops[op] = result.ops.get(op, 0) + count
-        result.rows += rows.num_rows
-        result.commits.append(commit)
+        result.note_commit(commit, pl.DataFrame(pl.from_arrow(rows.select(["_op", "_commit_ts"]))))
         result.cursor_after = cursor = upper
         if on_chunk:
             on_chunk(result)

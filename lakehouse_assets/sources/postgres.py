@@ -454,10 +454,7 @@ def capture_postgres_to_bronze(
                 read_version=read_version,
             )
             read_version = commit.version
-            result.commits.append(commit)
-            result.rows += frame.height
-            for op, count in frame["_op"].value_counts().iter_rows():
-                result.ops[op] = result.ops.get(op, 0) + count
+            result.note_commit(commit, frame)
         stream.advance(last)  # only after the commit that holds the changes
         result.cursor_after = cursor = last
         if on_batch:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import time
 
-from dagster import AssetMaterialization, DagsterInstance, MetadataValue
+from dagster import AssetKey, AssetMaterialization, DagsterInstance, MetadataValue
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from lakehouse_assets.metadata import bronze_asset_key, silver_asset_key
 from lakehouse_assets.sources.cdc import bronze_table_name
+from lakehouse_assets.streaming.features import VIEW
 from lakehouse_assets.streaming.runner import StreamRunner, Tick
+from lakehouse_assets.tables import REALTIME_CUSTOMER_FEATURES_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +30,11 @@ class DagsterReporter:
         self.reported_at = time.monotonic()
         self.keys = {bronze_table_name(t): bronze_asset_key(t.name) for t in runner.tables}
         self.keys |= {s.table: silver_asset_key(s.name) for s in runner.specs}
+        self.keys[REALTIME_CUSTOMER_FEATURES_TABLE] = AssetKey(VIEW)
 
     def observe(self, tick: Tick) -> int:
         """Count the tick's writes; report when the interval has passed. Returns events written."""
-        if not tick.changes:
+        if not tick.changes and not tick.feature_rows:
             return 0
         for source in self.runner.tables:
             if source.name in tick.captured:
@@ -39,6 +42,9 @@ class DagsterReporter:
                 self.pending[table] = self.pending.get(table, 0) + tick.captured[source.name]
         for table, events in tick.applied.items():
             self.pending[table] = self.pending.get(table, 0) + events
+        if tick.feature_rows:
+            table = REALTIME_CUSTOMER_FEATURES_TABLE
+            self.pending[table] = self.pending.get(table, 0) + tick.feature_rows
         self.last_tick = tick
         if time.monotonic() - self.reported_at < self.every_seconds:
             return 0
@@ -82,6 +88,12 @@ class StreamMetrics:
             ["quantile"],
             registry=self.registry,
         )
+        self.online_lag = Gauge(
+            "lakehouse_stream_online_lag_seconds",
+            "source commit -> online feature store of the last micro-batch that moved a feature",
+            ["quantile"],
+            registry=self.registry,
+        )
         self.tick_seconds = Gauge(
             "lakehouse_stream_batch_seconds", "duration of the last micro-batch", registry=self.registry
         )
@@ -92,8 +104,10 @@ class StreamMetrics:
         if tick.changes:
             self.changes.inc(tick.changes)
             row = tick.lag_row()
-            for quantile, column in (("0.5", "lag_p50_seconds"), ("0.99", "lag_p99_seconds")):
-                self.lag.labels(quantile).set(float(row[column]))  # type: ignore[arg-type]
+            for label, q in (("0.5", 50), ("0.99", 99)):
+                self.lag.labels(label).set(row[f"lag_p{q}_seconds"])  # type: ignore[arg-type]
+                if (online := row[f"online_lag_p{q}_seconds"]) is not None:
+                    self.online_lag.labels(label).set(online)  # type: ignore[arg-type]
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

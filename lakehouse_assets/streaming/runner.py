@@ -31,9 +31,11 @@ from lakehouse_assets.silver.specs import SILVER_SPECS
 from lakehouse_assets.sources.cdc import CaptureResult, ChangeLog, bronze_table_name, capture_to_bronze
 from lakehouse_assets.sources.postgres import PostgresSource, SlotStream, capture_postgres_to_bronze
 from lakehouse_assets.sources.schema import SOURCE_TABLES, SourceTable
-from lakehouse_assets.tables import STREAM_LAG_TABLE
+from lakehouse_assets.streaming.features import RealtimeFeatures
+from lakehouse_assets.tables import REALTIME_CUSTOMER_FEATURES_TABLE, STREAM_LAG_TABLE
 
 log = logging.getLogger(__name__)
+FEATURE_SOURCE = "orders"  # the source table whose changes move the streamed features
 
 LAG_SCHEMA = pl.Schema(
     {
@@ -44,8 +46,15 @@ LAG_SCHEMA = pl.Schema(
         "lag_p99_seconds": pl.Float64(),
         "lag_max_seconds": pl.Float64(),
         "tick_seconds": pl.Float64(),
+        "feature_rows": pl.Int64(),  # customer rows pushed to the online store
+        "online_lag_p50_seconds": pl.Float64(),  # source commit -> online store (orders' changes)
+        "online_lag_p99_seconds": pl.Float64(),
     }
 )
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
 
 
 @dataclass
@@ -56,6 +65,8 @@ class Tick:
     captured: dict[str, int] = field(default_factory=dict)  # source table -> changes
     applied: dict[str, int] = field(default_factory=dict)  # silver table -> events
     lags: list[float] = field(default_factory=list)  # seconds, one per captured change
+    online_lags: list[float] = field(default_factory=list)  # seconds, per change that moved a feature
+    feature_rows: int = 0
     seconds: float = 0.0
 
     @property
@@ -63,15 +74,17 @@ class Tick:
         return sum(self.captured.values())
 
     def lag_row(self) -> dict[str, object]:
-        lags = np.array(self.lags) if self.lags else np.array([np.nan])
         return {
             "computed_at": datetime.now(UTC).replace(tzinfo=None),
             "batch_id": self.batch_id,
             "changes": self.changes,
-            "lag_p50_seconds": float(np.nanpercentile(lags, 50)),
-            "lag_p99_seconds": float(np.nanpercentile(lags, 99)),
-            "lag_max_seconds": float(np.nanmax(lags)),
+            "lag_p50_seconds": _percentile(self.lags, 50),
+            "lag_p99_seconds": _percentile(self.lags, 99),
+            "lag_max_seconds": max(self.lags, default=None),
             "tick_seconds": self.seconds,
+            "feature_rows": self.feature_rows,
+            "online_lag_p50_seconds": _percentile(self.online_lags, 50),
+            "online_lag_p99_seconds": _percentile(self.online_lags, 99),
         }
 
 
@@ -110,33 +123,38 @@ class StreamRunner:
         max_batch_rows: int = 10_000,
         tables: list[SourceTable] | None = None,
         compact_every_ticks: int = 600,
+        features: RealtimeFeatures | None = None,
     ):
         self.engine, self.max_batch_rows = engine, max_batch_rows
         self.capture = sqlite_capture(source) if isinstance(source, ChangeLog) else source
         self.compact_every_ticks = compact_every_ticks
         self.tables = list(tables or SOURCE_TABLES)
         self.specs = _specs_of(self.tables)
+        self.features = features
         self.stop = threading.Event()
         self.ticks = 0
 
     def tick(self) -> Tick:
-        """One micro-batch: capture what is new, apply it to silver, record its lag."""
+        """One micro-batch: capture what is new, apply it to silver, update the streamed
+        features, record the lag."""
         started = time.perf_counter()
         tick = Tick(batch_id=f"stream-{datetime.now(UTC):%Y%m%dT%H%M%S%f}")
-        commit_times: list[np.ndarray] = []
+        commit_times: dict[str, np.ndarray] = {}
         for table in self.tables:
-            before = self.engine.version(bronze_table_name(table))
             result = self.capture(self.engine, table, tick.batch_id, self.max_batch_rows)
             if result.rows:
                 tick.captured[table.name] = result.rows
-                commit_times.append(self._commit_times(table, before))
+                commit_times[table.name] = np.concatenate(result.commit_times)
         for spec in self.specs:
             applied = apply_changes(self.engine, spec, batch_id=tick.batch_id)
             if applied.events_read:
                 tick.applied[spec.table] = applied.events_read
-        done = time.time()
         if commit_times:
-            tick.lags = list(done - np.concatenate(commit_times))
+            tick.lags = list(time.time() - np.concatenate(list(commit_times.values())))
+        if self.features is not None:
+            tick.feature_rows = self.features.update(datetime.now(UTC).replace(tzinfo=None)).height
+            if tick.feature_rows and FEATURE_SOURCE in commit_times:
+                tick.online_lags = list(time.time() - commit_times[FEATURE_SOURCE])
         tick.seconds = time.perf_counter() - started
         if tick.changes:
             self.engine.append(STREAM_LAG_TABLE, pl.DataFrame([tick.lag_row()], schema=LAG_SCHEMA))
@@ -145,7 +163,8 @@ class StreamRunner:
 
     def streamed_tables(self) -> list[str]:
         """The bronze and silver tables the stream writes."""
-        return [*(bronze_table_name(t) for t in self.tables), *(s.table for s in self.specs)]
+        streamed = [*(bronze_table_name(t) for t in self.tables), *(s.table for s in self.specs)]
+        return [*streamed, REALTIME_CUSTOMER_FEATURES_TABLE] if self.features else streamed
 
     def compact(self) -> dict[str, tuple[int, int]]:
         """OPTIMIZE every streamed table (small continuous commits -> few files): per table,
@@ -157,12 +176,6 @@ class StreamRunner:
                 self.engine.optimize(table)
                 counts[table] = (before, self.engine.stats(table).files)
         return counts
-
-    def _commit_times(self, table: SourceTable, before: int | None) -> np.ndarray:
-        """Source commit times (epoch seconds) of the changes bronze gained after ``before``."""
-        changes, _ = self.engine.changes(bronze_table_name(table), -1 if before is None else before)
-        stamps = changes.filter(pl.col("_change_type") == "insert")["_commit_ts"]
-        return stamps.dt.epoch("us").to_numpy() / 1e6
 
     def run(
         self,

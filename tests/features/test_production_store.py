@@ -53,4 +53,4 @@ def test_production_registry_in_postgres_and_online_store_in_redis(tmp_path):
             [{"customer_id": 7, "amount": 50.0, "discount": 0.2}]
         )[0]
         assert served["amount_vs_avg_basket"] == pytest.approx(50.0 / ((7 + 3 / 4) / (7 * 10 + 3)))
-        assert online_offline_skew(reopened, engine, definitions)["mismatches"] == {}
+        assert online_offline_skew(reopened, engine, definitions.customer_features.name)["mismatches"] == {}

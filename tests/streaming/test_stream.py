@@ -16,14 +16,16 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from lakehouse_assets.definitions import build_definitions
 from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.silver.apply_changes import apply_changes
 from lakehouse_assets.silver.specs import SILVER_SPECS
 from lakehouse_assets.sources.cdc import ChangeLog, bronze_table_name, capture_to_bronze
 from lakehouse_assets.sources.schema import SOURCE_TABLES
 from lakehouse_assets.streaming.assets import lag_verdict
+from lakehouse_assets.streaming.features import APP_ID, VIEW
 from lakehouse_assets.streaming.runner import LAG_SCHEMA, StreamRunner
-from lakehouse_assets.tables import STREAM_LAG_TABLE
+from lakehouse_assets.tables import REALTIME_CUSTOMER_FEATURES_TABLE, STREAM_LAG_TABLE
 from tests.lake_compare import stable
 
 # written per run or per micro-batch: not part of what must be equal
@@ -68,7 +70,9 @@ def test_sigterm_stops_after_the_batch_and_a_restart_loses_and_duplicates_nothin
     try:
         scrape(f"http://127.0.0.1:{port}/metrics", "lakehouse_stream_batches_total")  # it is running
         written = simulated.live(rate=300, seconds=3)  # the shop keeps writing while it streams
-        metrics = scrape(f"http://127.0.0.1:{port}/metrics", 'lakehouse_stream_lag_seconds{quantile="0.99"}')
+        metrics = scrape(
+            f"http://127.0.0.1:{port}/metrics", 'lakehouse_stream_online_lag_seconds{quantile="0.99"}'
+        )
         stream.send_signal(signal.SIGTERM)
         output, _ = stream.communicate(timeout=120)
     finally:
@@ -101,6 +105,21 @@ def test_sigterm_stops_after_the_batch_and_a_restart_loses_and_duplicates_nothin
     reported = event.asset_materialization.metadata
     assert reported["writer"].value == "lakehouse stream"
     assert reported["delta_version"].value == engine.version("silver/orders")
+    # and the streamed features reached the online store, as fresh as silver
+    features = engine.read(REALTIME_CUSTOMER_FEATURES_TABLE)
+    assert features["silver_version"].max() == engine.version("silver/orders")
+    assert engine.app_transaction_version(REALTIME_CUSTOMER_FEATURES_TABLE, APP_ID) == engine.version(
+        "silver/orders"
+    )
+    assert (lag["online_lag_p99_seconds"].drop_nulls() >= 0).all() and lag["feature_rows"].sum() > 0
+    store, _ = feature_store(settings)
+    newest = features.sort("feature_ts").unique("customer_id", keep="last").sort("customer_id")
+    online = store.get_online_features(
+        features=[f"{VIEW}:orders_24h", f"{VIEW}:spend_24h"],
+        entity_rows=[{"customer_id": i} for i in newest["customer_id"]],
+    ).to_dict()
+    assert online["orders_24h"] == newest["orders_24h"].to_list()
+    assert online["spend_24h"] == newest["spend_24h"].to_list()
 
 
 def free_port() -> int:
