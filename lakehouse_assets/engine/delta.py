@@ -127,6 +127,8 @@ class DeltaEngine(DeltaLogReader):
         target: str | DeltaTable = self.table_path(table)
         if read_version is not None:
             target = self._delta_table(table, read_version)
+        elif self.exists(table):
+            target = self._delta_table(table)  # the kept state: the write need not read the log again
         try:
             self._write(target, data, partition_by, configuration, transactions, commit_metadata)
         except CommitFailedError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 from lakehouse_assets.engine.base import TableNotFoundError
 
 LOG_FOLDER = "_delta_log"
+_OPENED = threading.local()  # (root, table) -> DeltaTable at its latest version, per thread
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,40 @@ class DeltaLogReader:
         return f"{self.root}/{table}"
 
     def _delta_table(self, table: str, version: int | None = None) -> DeltaTable:
+        """The table at ``version`` (the latest when None). The latest state is kept per thread
+        and brought up to date by reading only the commits since (opening a table reads its
+        log from the last checkpoint: ten times the cost, paid by every call of a busy writer
+        such as the stream)."""
+        opened = _OPENED.__dict__.setdefault("tables", {})
+        key = (self.root, table)
+        cached: DeltaTable | None = opened.get(key)
+        if cached is not None:
+            try:
+                cached.update_incremental()
+                if self._still_there(table, cached.version()):
+                    if version is None or version == cached.version():
+                        return cached
+                else:
+                    cached = opened.pop(key)  # replaced by another table at the same path
+                    cached = None
+            except Exception:  # noqa: BLE001 - anything odd: open it afresh
+                opened.pop(key, None)
+                cached = None
         try:
-            return DeltaTable(self.table_path(table), version=version, storage_options=self.storage_options)
+            fresh = DeltaTable(self.table_path(table), version=version, storage_options=self.storage_options)
         except DeltaTableNotFound as exc:
+            opened.pop(key, None)
             raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}") from exc
+        if version is None:
+            opened[key] = fresh
+        return fresh
+
+    def _still_there(self, table: str, version: int) -> bool:
+        """Whether the commit a cached table is at still exists (a local table deleted and
+        created again starts a new log)."""
+        if "://" in self.root:
+            return True
+        return os.path.exists(f"{self.table_path(table)}/{LOG_FOLDER}/{version:020d}.json")
 
     def tables(self) -> list[str]:
         """Every Delta table under the root as ``layer/name`` (deeper paths kept), sorted."""

@@ -1,6 +1,7 @@
 """Governance assets: GDPR erasure of customers deleted in the source, and its proof."""
 
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from dagster import (
@@ -25,7 +26,7 @@ from lakehouse_assets.resources.lake import LakeResource
 from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.tables import ERASED_ORDERS_TABLE, ERASURES_TABLE
 
-CUSTOMER_VIEW = "customer_daily_features"
+CUSTOMER_VIEWS = ("customer_daily_features", "customer_realtime_features")  # keyed by customer
 GOLD_DB = "gold.duckdb"  # dbt-duckdb's database in the gold folder (profiles.yml)
 
 
@@ -36,10 +37,11 @@ def _erase(context: AssetExecutionContext, lake: LakeResource, feast: FeastResou
 
     def online(action):
         def run(ids: list[int]) -> int:
-            try:
-                return action(store, CUSTOMER_VIEW, ids)
-            except FeastObjectNotFoundException:  # features never registered: nothing online
-                return 0
+            total = 0
+            for view in CUSTOMER_VIEWS:
+                with suppress(FeastObjectNotFoundException):  # never registered: nothing online
+                    total += action(store, view, ids)
+            return total
 
         return run
 
@@ -92,7 +94,7 @@ def customer_erasure_asset(training_sets: Sequence[AssetKey]) -> AssetsDefinitio
         deps=[
             *(a.key for a in SILVER_ASSETS),
             AssetKey("fct_orders"),
-            AssetKey(CUSTOMER_VIEW),
+            *(AssetKey(view) for view in CUSTOMER_VIEWS),
             AssetKey("online_features"),
             *training_sets,
             AssetKey("inference_log"),

@@ -42,6 +42,7 @@ def test_production_registry_in_postgres_and_online_store_in_redis(tmp_path):
         assert set(describe(reopened)["feature_views"]) == {
             "customer_daily_features",
             "product_daily_features",
+            "customer_realtime_features",
             "order_request_features",
         }
         got = reopened.get_online_features(
