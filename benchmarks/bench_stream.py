@@ -6,15 +6,17 @@ path's for the same workload.
 1. A small simulated shop, caught up in bronze and silver.
 2. `lakehouse stream` (its own process, micro-batches every 0.5 s) while this process writes
    live shop activity (`ShopSimulator.live`) at ``--rate`` changes/s for ``--seconds``: changes
-   achieved, lag source commit -> silver per micro-batch (monitoring/stream_lag): the median of
-   the batches' p50 and the largest batch p99 (an upper bound of the p99 over changes), and the
-   stream's peak memory (RSS, sampled every 0.5 s).
+   achieved, lag source commit -> silver and -> online feature per micro-batch
+   (monitoring/stream_lag): the median of the batches' p50 and the largest batch p99 (an upper
+   bound of the p99 over changes), and the stream's peak memory (RSS, sampled every 0.5 s).
+   SQLite's change tables stamp commits in whole seconds: every lag includes 0-1 s of that
+   rounding (they are upper bounds).
 3. The batch path for the same changes (bronze capture + silver apply, run once over all of
    them): a change waits for the next run of the 15-minute CDC schedule, so its freshness is the
    wait (p50 half the interval, p99 0.99 of it) plus the run's duration. Ratio batch / stream.
 4. ``--probe``: shorter runs at each rate; sustainable when the shop reached 95% of the rate and
    the last batches' p99 stayed within the objective (5 s). Prints the highest sustainable rate.
-Target: p99 source commit -> silver at most 5 s at 1,000 changes/s on the 2-core machine.
+Target: p99 source commit -> online feature at most 5 s at 1,000 changes/s on the 2-core machine.
 """
 
 import argparse
@@ -98,7 +100,12 @@ def streamed(settings: LakehouseSettings, simulator: ShopSimulator, rate: float,
         "batches": window.height,
         "p50": float(window["lag_p50_seconds"].median() or 0.0),
         "p99": float(window["lag_p99_seconds"].max() or 0.0),
-        "last_p99": float(window.tail(5)["lag_p99_seconds"].max() or 0.0),
+        "online_p50": float(window["online_lag_p50_seconds"].median() or 0.0),
+        "online_p99": float(window["online_lag_p99_seconds"].max() or 0.0),
+        "last_p99": float(
+            window.tail(5).select(pl.max_horizontal("lag_p99_seconds", "online_lag_p99_seconds")).max().item()
+            or 0.0
+        ),
         "peak_rss_mib": peak[0] / 2**20,
     }
 
@@ -133,8 +140,9 @@ def main() -> None:
         print(
             f"stream: {result['written']:,} changes in {args.seconds:g}s ({result['achieved_rate']:,.0f}/s "
             f"of {args.rate:,.0f}/s asked), {result['batches']} micro-batches; source commit -> silver "
-            f"p50 {result['p50']:.2f}s, p99 <= {result['p99']:.2f}s (target <= {OBJECTIVE_SECONDS:g}s); "
-            f"stream peak RSS {result['peak_rss_mib']:,.0f} MiB"
+            f"p50 {result['p50']:.2f}s, p99 <= {result['p99']:.2f}s; -> online feature p50 "
+            f"{result['online_p50']:.2f}s, p99 <= {result['online_p99']:.2f}s (target <= "
+            f"{OBJECTIVE_SECONDS:g}s); stream peak RSS {result['peak_rss_mib']:,.0f} MiB"
         )
         print(
             f"batch path for the same changes: run {run:.2f}s; with the {SCHEDULE_SECONDS // 60}-minute "
@@ -142,14 +150,16 @@ def main() -> None:
         )
         print(
             f"freshness ratio batch / stream: p50 {batch_p50 / max(result['p50'], 1e-3):,.0f}x, "
-            f"p99 {batch_p99 / max(result['p99'], 1e-3):,.0f}x"
+            f"p99 {batch_p99 / max(result['p99'], 1e-3):,.0f}x (silver); the batch path reaches the online "
+            "store only at the daily feature materialization"
         )
         sustainable = 0.0
         for rate in [float(r) for r in args.probe.split(",") if r]:
             probe = streamed(settings, simulator, rate, args.probe_seconds)
             ok = probe["achieved_rate"] >= 0.95 * rate and probe["last_p99"] <= OBJECTIVE_SECONDS
             print(
-                f"probe {rate:,.0f}/s: achieved {probe['achieved_rate']:,.0f}/s, p99 <= {probe['p99']:.2f}s, "
+                f"probe {rate:,.0f}/s: achieved {probe['achieved_rate']:,.0f}/s, p99 <= {probe['p99']:.2f}s "
+                f"(online {probe['online_p99']:.2f}s), "
                 f"last batches p99 {probe['last_p99']:.2f}s -> {'sustained' if ok else 'not sustained'}"
             )
             sustainable = rate if ok else sustainable

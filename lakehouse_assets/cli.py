@@ -276,19 +276,34 @@ def stream(seconds: float | None, once: bool) -> None:
         if settings.source_url is not None
         else ChangeLog(settings.source_db)
     )
-    engine = embedded_engine(settings)
+    engine = embedded_engine(settings)  # capture and features: a few rows per batch, no JVM
     features = None
     if config.features:
         from lakehouse_assets.features.store import feature_store
         from lakehouse_assets.streaming.features import RealtimeFeatures, online_push
 
         features = RealtimeFeatures(engine, online_push(*feature_store(settings)))
+    spark_silver = None
+    if settings.engine == "spark":  # silver by Structured Streaming queries, in the background
+        from lakehouse_assets.resources.connections import lake_engine
+        from lakehouse_assets.silver.specs import SILVER_SPECS
+        from lakehouse_assets.streaming.spark import SparkSilverStream
+
+        spark_silver = SparkSilverStream(
+            lake_engine(settings),  # type: ignore[arg-type]
+            SILVER_SPECS,
+            str(settings.home_dir / "stream_checkpoints"),
+        )
+        if not once:
+            spark_silver.start(interval_seconds=config.interval_seconds)
+        console.print("silver: Spark Structured Streaming queries (lag below: source -> bronze)")
     runner = StreamRunner(
         engine,
         source,
         max_batch_rows=config.max_batch_rows,
         compact_every_ticks=config.compact_every_batches,
         features=features,
+        apply_silver=spark_silver is None,
     )
     deadline = None if seconds is None else time.monotonic() + seconds
     instance = DagsterInstance.from_config(str(settings.dagster_home))  # what `lakehouse ui` shows
@@ -303,16 +318,16 @@ def stream(seconds: float | None, once: bool) -> None:
         dagster.observe(tick)
         if tick.changes:
             row = tick.lag_row()
-            worst = max(row["lag_p99_seconds"], row["online_lag_p99_seconds"] or 0.0)  # type: ignore[type-var]
+            worst = max(float(row["lag_p99_seconds"] or 0.0), float(row["online_lag_p99_seconds"] or 0.0))  # type: ignore[arg-type]
             late = worst > config.lag_objective_seconds
             online = (
                 f"; online {tick.feature_rows:,} customers, lag p99 {row['online_lag_p99_seconds']:.2f}s"
                 if row["online_lag_p99_seconds"] is not None
                 else ""
             )
+            moved = "bronze" if spark_silver else f"silver {sum(tick.applied.values()):,} events"
             console.print(
-                f"{tick.batch_id}: {tick.changes:,} changes -> silver "
-                f"{sum(tick.applied.values()):,} events in {tick.seconds:.2f}s; "
+                f"{tick.batch_id}: {tick.changes:,} changes -> {moved} in {tick.seconds:.2f}s; "
                 f"lag p50 {row['lag_p50_seconds']:.2f}s p99 {row['lag_p99_seconds']:.2f}s{online}"
                 + (f" [red](objective {config.lag_objective_seconds:g}s)[/red]" if late else "")
             )
@@ -325,6 +340,11 @@ def stream(seconds: float | None, once: bool) -> None:
             ),
             on_tick=report,
         )
+        if spark_silver is not None and once:  # what the batch captured, then stop
+            spark_silver.start()
+            spark_silver.wait()
+        elif spark_silver is not None:
+            spark_silver.stop()
         dagster.flush()
     console.print(f"stream stopped after {ticks} micro-batch(es); every batch is committed")
 

@@ -129,7 +129,11 @@ class SparkEngine(DeltaLogReader):
             for key, value in (configuration or {}).items():
                 if value is not None:
                     builder = builder.property(key, value)
-            builder.execute()
+            try:
+                builder.execute()
+            except Exception as exc:
+                if not self.exists(table):  # only losing the race to another creator is fine
+                    raise self._conflict(table, exc) from exc
         elif missing_columns(self.spark.read.format("delta").load(self.table_path(table)).columns, schema):
             self.append(table, schema.empty_table())  # mergeSchema adds the columns
         version = self.version(table)

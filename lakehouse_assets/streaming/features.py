@@ -79,7 +79,7 @@ def customer_activity(
             silver_version=pl.lit(silver_version, pl.Int64()),
         )
         .select(FEATURE_SCHEMA.names())
-        .cast(dict(FEATURE_SCHEMA))
+        .cast(FEATURE_SCHEMA)
     )
 
 
@@ -92,7 +92,7 @@ def apply_order_changes(orders: pl.DataFrame, changes: pl.DataFrame) -> pl.DataF
         .unique("order_id", keep="last", maintain_order=True)
     )
     kept = orders.filter(~pl.col("order_id").is_in(newest["order_id"].implode()))
-    alive = newest.filter(pl.col("_change_type") != "delete").select(ORDER_COLUMNS).cast(dict(orders.schema))
+    alive = newest.filter(pl.col("_change_type") != "delete").select(ORDER_COLUMNS).cast(orders.schema)
     return pl.concat([kept, alive])
 
 

@@ -124,12 +124,14 @@ class StreamRunner:
         tables: list[SourceTable] | None = None,
         compact_every_ticks: int = 600,
         features: RealtimeFeatures | None = None,
+        apply_silver: bool = True,
     ):
         self.engine, self.max_batch_rows = engine, max_batch_rows
         self.capture = sqlite_capture(source) if isinstance(source, ChangeLog) else source
         self.compact_every_ticks = compact_every_ticks
         self.tables = list(tables or SOURCE_TABLES)
-        self.specs = _specs_of(self.tables)
+        # False: silver is applied elsewhere (Spark Structured Streaming, streaming/spark.py)
+        self.specs = _specs_of(self.tables) if apply_silver else []
         self.features = features
         self.stop = threading.Event()
         self.ticks = 0
@@ -153,7 +155,7 @@ class StreamRunner:
             tick.lags = list(time.time() - np.concatenate(list(commit_times.values())))
         if self.features is not None:
             tick.feature_rows = self.features.update(datetime.now(UTC).replace(tzinfo=None)).height
-            if tick.feature_rows and FEATURE_SOURCE in commit_times:
+            if tick.feature_rows and FEATURE_SOURCE in commit_times and self.specs:  # silver is ours
                 tick.online_lags = list(time.time() - commit_times[FEATURE_SOURCE])
         tick.seconds = time.perf_counter() - started
         if tick.changes:
