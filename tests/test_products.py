@@ -3,6 +3,7 @@ the file, the field and what is allowed (also from `dagster definitions validate
 product's skeleton is valid, and a product declared in a user's folder becomes assets, checks,
 jobs and schedules with no Python written for it."""
 
+import copy
 import json
 import os
 import subprocess
@@ -312,3 +313,16 @@ def test_the_declaration_is_a_dagster_component(tmp_path):
             "batch_drift",
         )
     }
+
+
+def test_a_product_may_use_the_streamed_features(tmp_path):
+    """The streamed view is a feature view like the daily ones: a declaration can list its
+    features, and the training set then waits for the stream's history table."""
+    declared = copy.deepcopy(BASKET_RETURN)
+    declared["features"]["views"].append("customer_realtime_features:orders_24h")
+    declare(tmp_path, declared)
+    defs = build_definitions(LakehouseSettings(home=tmp_path / "home", products_dirs=(tmp_path,)))
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    deps = {d.asset_key.to_user_string() for d in specs["basket_return_training_set"].deps}
+    assert {"customer_daily_features", "customer_realtime_features"} <= deps
+    assert specs["customer_realtime_features"].group_name == "streaming"
