@@ -22,7 +22,7 @@ from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 from lakehouse_assets.engine.base import TableNotFoundError
 
 LOG_FOLDER = "_delta_log"
-_OPENED = threading.local()  # (root, table) -> DeltaTable at its latest version, per thread
+_OPENED = threading.local()  # (root, table, options) -> DeltaTable at its latest version, per thread
 
 
 @dataclass(frozen=True)
@@ -73,24 +73,20 @@ class DeltaLogReader:
         log from the last checkpoint: ten times the cost, paid by every call of a busy writer
         such as the stream)."""
         opened = _OPENED.__dict__.setdefault("tables", {})
-        key = (self.root, table)
-        cached: DeltaTable | None = opened.get(key)
+        key = (self.root, table, tuple(sorted((self.storage_options or {}).items())))
+        cached: DeltaTable | None = opened.pop(key, None)
         if cached is not None:
             try:
                 cached.update_incremental()
-                if self._still_there(table, cached.version()):
-                    if version is None or version == cached.version():
-                        return cached
-                else:
-                    cached = opened.pop(key)  # replaced by another table at the same path
-                    cached = None
             except Exception:  # noqa: BLE001 - anything odd: open it afresh
-                opened.pop(key, None)
                 cached = None
+        if cached is not None and self._still_there(table, cached.version()):
+            opened[key] = cached
+            if version is None or version == cached.version():
+                return cached
         try:
             fresh = DeltaTable(self.table_path(table), version=version, storage_options=self.storage_options)
         except DeltaTableNotFound as exc:
-            opened.pop(key, None)
             raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}") from exc
         if version is None:
             opened[key] = fresh

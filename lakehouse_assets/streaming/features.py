@@ -20,6 +20,7 @@ every row equals ``customer_activity`` over silver/orders at the version it name
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -28,10 +29,14 @@ from feast import FeatureStore
 from feast.errors import FeatureViewNotFoundException
 
 from lakehouse_assets.engine import AppTransaction, LakeEngine
+from lakehouse_assets.erasure_registry import KEY as ERASED_KEY
+from lakehouse_assets.erasure_registry import erased_keys
 from lakehouse_assets.features.definitions import FeatureDefinitions
 from lakehouse_assets.features.online_writer import write_online
 from lakehouse_assets.features.pipeline import apply_definitions
 from lakehouse_assets.tables import REALTIME_CUSTOMER_FEATURES_TABLE, SILVER_ORDERS_TABLE
+
+log = logging.getLogger(__name__)
 
 VIEW = "customer_realtime_features"
 APP_ID = "lakehouse-stream:customer_realtime_features"  # cursor: the silver/orders version covered
@@ -120,9 +125,11 @@ class RealtimeFeatures:
         if self.cursor is None:
             self.orders = self.engine.read(SILVER_ORDERS_TABLE, version=version, columns=ORDER_COLUMNS)
         elif version > self.cursor:
-            changes, version = self.engine.changes(SILVER_ORDERS_TABLE, self.cursor, version)
-            touched = changes[KEY].cast(pl.Int64)
-            self.orders = apply_order_changes(self.orders, changes)
+            touched, deleted = self._catch_up(version)
+            if deleted:  # an erasure deletes silver rows after recording the customers: none of theirs
+                erased = erased_keys(self.engine)[ERASED_KEY]
+                self.orders = self.orders.filter(~pl.col(KEY).is_in(erased))
+                touched = touched.filter(~touched.is_in(erased))
         if self.last_at is None:  # the first batch: every customer
             due = self.orders[KEY]
         else:
@@ -139,6 +146,30 @@ class RealtimeFeatures:
             )
         self.cursor, self.last_at = version, at
         return rows
+
+    def _catch_up(self, version: int) -> tuple[pl.Series, bool]:
+        """Apply silver/orders' change feed (cursor, version] to the state; returns the
+        customers it touched and whether it deleted orders. When the feed cannot be read (the
+        change files of an erasure are purged after its retention), silver at ``version`` is
+        read whole and every customer whose orders differ is touched."""
+        try:
+            changes, _ = self.engine.changes(SILVER_ORDERS_TABLE, self.cursor or 0, version)
+        except Exception as error:  # noqa: BLE001 - any unreadable feed: the whole table says it
+            log.warning("silver/orders change feed unreadable (%s): reading the table", error)
+            current = self.engine.read(SILVER_ORDERS_TABLE, version=version, columns=ORDER_COLUMNS)
+            differ = pl.concat(
+                [
+                    self.orders.join(current, on=ORDER_COLUMNS, how="anti", nulls_equal=True),
+                    current.join(self.orders, on=ORDER_COLUMNS, how="anti", nulls_equal=True),
+                ]
+            )
+            deleted = self.orders.height > 0 and bool(
+                self.orders.join(current, on="order_id", how="anti").height
+            )
+            self.orders = current
+            return differ[KEY].cast(pl.Int64), deleted
+        self.orders = apply_order_changes(self.orders, changes)
+        return changes[KEY].cast(pl.Int64), bool((changes["_change_type"] == "delete").any())
 
     def _left_a_window(self, since: datetime, at: datetime) -> pl.Series:
         """Customers with an order whose window end passed in (since, at]."""

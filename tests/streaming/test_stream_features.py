@@ -21,7 +21,12 @@ from lakehouse_assets.streaming.features import (
     online_push,
 )
 from lakehouse_assets.streaming.runner import StreamRunner
-from lakehouse_assets.tables import REALTIME_CUSTOMER_FEATURES_TABLE, SILVER_ORDERS_TABLE, STREAM_LAG_TABLE
+from lakehouse_assets.tables import (
+    ERASURES_TABLE,
+    REALTIME_CUSTOMER_FEATURES_TABLE,
+    SILVER_ORDERS_TABLE,
+    STREAM_LAG_TABLE,
+)
 
 
 def test_activity_counts_windows_open_orders_and_the_last_order():
@@ -127,3 +132,24 @@ def test_a_restart_resumes_from_the_committed_version(simulated, settings):
     history = engine.read(REALTIME_CUSTOMER_FEATURES_TABLE)
     assert history.height == written + tick.feature_rows and 0 < tick.feature_rows < written
     assert history.sort("feature_ts", "customer_id").equals(reference(engine, history))
+
+
+def test_erased_customers_get_no_new_row_even_when_the_change_feed_is_purged(simulated, settings, caplog):
+    """An erasure records the customers, then deletes their rows: the stream writes nothing
+    for them (the erasure cleans what was written before). When the deletion's change files are
+    purged before the stream reads them, silver is read whole instead."""
+    engine = DeltaEngine(settings.lake_root)
+    features = RealtimeFeatures(engine, lambda rows: None)
+    StreamRunner(engine, ChangeLog(settings.source_db), features=features).tick()
+    first, second = features.orders["customer_id"].unique().sort().head(2).to_list()
+    for customer, purged in ((first, False), (second, True)):
+        engine.append(ERASURES_TABLE, pl.DataFrame({"customer_id": [customer]}))
+        engine.delete(SILVER_ORDERS_TABLE, "customer_id", [customer], commit_metadata={"erasure": True})
+        if purged:
+            assert engine.remove_change_files(SILVER_ORDERS_TABLE, "erasure")
+        rows = features.update(features.last_at + timedelta(seconds=1))  # type: ignore[operator]
+        assert customer not in rows["customer_id"].to_list()
+        assert customer not in features.orders["customer_id"].to_list()
+        assert ("change feed unreadable" in caplog.text) is purged
+    current = engine.read(SILVER_ORDERS_TABLE, columns=ORDER_COLUMNS).sort("order_id")
+    assert features.orders.sort("order_id").equals(current)
