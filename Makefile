@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 
 SPARK_JARS_DIR ?= $(or $(LAKEHOUSE_SPARK_JARS_DIR),$(HOME)/.cache/lakehouse/spark-jars)
 
-.PHONY: demo demo-postgres test verify ui serve dashboards notebook chromium mlflow-ui monitor-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
+.PHONY: demo demo-cluster demo-postgres test verify ui serve dashboards notebook chromium mlflow-ui monitor-ui bench bench-spark lint check-defs install spark-jars demo-spark postgres-server redis-server
 
 .bootstrap/bin/uv:
 	$(PYTHON) -m venv .bootstrap
@@ -69,6 +69,9 @@ verify: install spark-jars postgres-server redis-server chromium  ## full suite 
 
 demo-spark: install spark-jars  ## the end-to-end run on the Spark engine (local[*])
 	LAKEHOUSE_ENGINE=spark $(UV) run --frozen lakehouse demo
+
+demo-cluster: install spark-jars  ## the end-to-end run on a Spark standalone cluster on 127.0.0.1 (master + 2 workers), stopped after
+	$(UV) run --frozen lakehouse spark-cluster --workers 2 -- lakehouse demo
 
 dashboards: install  ## business, data and ML dashboards on 127.0.0.1:8060 over LAKEHOUSE_HOME (after `make demo`)
 	$(UV) run --frozen lakehouse dashboards

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -511,6 +512,34 @@ def postgres_stop() -> None:
 
     pg_server.stop(_settings().home_dir / "postgres")
     console.print("PostgreSQL stopped")
+
+
+@main.command(name="spark-cluster", context_settings={"ignore_unknown_options": True})
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--cores", type=click.IntRange(min=1), default=2, show_default=True, help="per worker")
+@click.option("--memory", default="2g", show_default=True, help="per worker (512m, 2g, ...)")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def spark_cluster(workers: int, cores: int, memory: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND on the Spark engine against a standalone cluster on 127.0.0.1 (a master and
+    WORKERS workers, from the installed PySpark), then stop the cluster, also when COMMAND
+    fails: `lakehouse spark-cluster -- lakehouse demo`."""
+    from lakehouse_assets.resources.spark_cluster import StandaloneCluster
+
+    settings = _settings()
+    ensure_dirs(settings)
+    folder = settings.home_dir / "spark-cluster"
+    cluster = StandaloneCluster(folder, workers=workers, cores=cores, memory=memory)
+    with cluster as master:
+        console.print(f"Spark standalone cluster {master}: {workers} worker(s), logs in {folder}")
+        env = {
+            **child_env(settings),
+            "LAKEHOUSE_ENGINE": "spark",
+            "LAKEHOUSE_SPARK_MASTER": master,
+            "LAKEHOUSE_SPARK_CONF": json.dumps({**cluster.app_conf(), **settings.spark_conf}),
+        }
+        code = run_child(command, env)
+    console.print(f"cluster stopped; {' '.join(command)} exited with {code}")
+    sys.exit(code)
 
 
 @main.command(name="monitor-ui")

@@ -227,6 +227,11 @@ class LakehouseSettings(BaseSettings):
         description="Delta Lake jars fetched by `make spark-jars` (copy it for air-gapped use)",
     )
     spark_driver_memory: str = "4g"
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="more Spark session settings, laid over the platform's (JSON), e.g. "
+        '{"spark.cores.max": "2"} so the engine and dbt-spark share a standalone cluster',
+    )
     feast_registry_url: str | None = Field(
         default=None, description="production: SQL registry URL (postgresql://...)"
     )
@@ -340,7 +345,7 @@ class LakehouseSettings(BaseSettings):
         else:
             config["spark.master"] = self.spark_master
             config["spark.jars"] = ",".join(jars)
-        return config
+        return {**config, **self.spark_conf}
 
     @field_validator("notebook_token")
     @classmethod

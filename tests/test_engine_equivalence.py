@@ -1,22 +1,24 @@
-"""The same simulator input through the embedded engine and through Spark (bronze and silver on
-the Spark engine, gold on dbt-spark) gives identical bronze, silver and gold tables, and each
-engine reads what the other wrote."""
+"""The same simulator input through the embedded engine and through Spark on a standalone cluster
+(a master and two workers on 127.0.0.1: bronze and silver on the Spark engine, gold on
+dbt-spark) gives identical bronze, silver and gold tables, and each engine reads what the other
+wrote."""
+
+import json
+import subprocess
+import sys
 
 import pytest
-from dagster import DagsterInstance, materialize
 
-from lakehouse_assets.bronze.assets import BRONZE_CDC_ASSETS, ingest_payments_files
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.engine.spark import SparkEngine
-from lakehouse_assets.gold.assets import gold_dbt_models
-from lakehouse_assets.resources.sources import build_resources
+from lakehouse_assets.resources.spark_cluster import StandaloneCluster
 from lakehouse_assets.runtime import ensure_dirs
 from lakehouse_assets.settings import LakehouseSettings
-from lakehouse_assets.silver.assets import SILVER_ASSETS
 from lakehouse_assets.silver.maintenance import maintained_tables
 from lakehouse_assets.sources.simulator import ShopSimulator
 from tests.conftest import SMALL_SIMULATION
 from tests.lake_compare import stable
+from tests.pipeline_run import run_pipeline
 
 pytestmark = pytest.mark.spark
 
@@ -26,22 +28,31 @@ VOLATILE = {"_ingested_at", "_batch_id", "_quarantined_at"}
 RUN_BOOKKEEPING = {"silver/expectation_results"}
 
 
-def test_embedded_and_spark_give_identical_bronze_silver_and_gold(tmp_path, spark_session):
+def test_embedded_and_a_spark_cluster_give_identical_bronze_silver_and_gold(tmp_path, spark_session):
     cfg = SMALL_SIMULATION.model_copy(update={"days": 8})
     homes = {}
     for engine in ("embedded", "spark"):
-        home = tmp_path / engine
-        settings = LakehouseSettings(home=home, engine=engine, spark_master="local[2]", simulator=cfg)
+        settings = LakehouseSettings(home=tmp_path / engine, engine=engine, simulator=cfg)
         ensure_dirs(settings)
         ShopSimulator(settings.source_db, settings.landing, cfg).run()
-        result = materialize(
-            [*BRONZE_CDC_ASSETS, ingest_payments_files, *SILVER_ASSETS, gold_dbt_models],
-            resources=build_resources(settings),
-            instance=DagsterInstance.ephemeral(),
-        )
-        assert result.success, engine
-        assert all(c.passed for c in result.get_asset_check_evaluations()), engine
         homes[engine] = settings.lake_root
+    run_pipeline(LakehouseSettings(home=tmp_path / "embedded", simulator=cfg))
+    cluster = StandaloneCluster(tmp_path / "cluster", workers=2, cores=2, memory="2g")
+    with cluster as master:
+        conf = json.dumps(cluster.app_conf())
+        child = subprocess.run(
+            [sys.executable, "-m", "tests.pipeline_run", str(tmp_path / "spark"), master, conf],
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
+        state = cluster.state()
+    apps = {a["name"]: a for a in [*state["completedapps"], *state["activeapps"]]}
+    assert "lakehouse" in apps, state  # the engine's session ran on the cluster
+    assert len(state["workers"]) == 2 and all(w["state"] == "ALIVE" for w in state["workers"])
+    executors = list((tmp_path / "cluster").glob("worker-*/app-*/*"))  # each worker ran executors
+    assert {p.parts[-3] for p in executors} == {"worker-0", "worker-1"}, executors
     embedded = DeltaEngine(homes["embedded"])
     spark = SparkEngine(spark_session, homes["spark"])
     compared = 0
