@@ -55,6 +55,8 @@ class StandaloneCluster:
             "SPARK_HOME": str(spark_home()),
             "SPARK_LOCAL_IP": HOST,
             "SPARK_NO_DAEMONIZE": "1",
+            # no unauthenticated job submission over REST: applications connect to the master
+            "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",
         }
         with open(self.work_dir / f"{name}.log", "ab") as log:
             self.processes.append(
