@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 
 import polars as pl
 from feast import FeatureStore
-from feast.errors import FeatureViewNotFoundException
 
 from lakehouse_assets.engine import AppTransaction, LakeEngine
 from lakehouse_assets.erasure_registry import KEY as ERASED_KEY
@@ -181,11 +180,10 @@ class RealtimeFeatures:
 
 
 def online_push(store: FeatureStore, definitions: FeatureDefinitions) -> Callable[[pl.DataFrame], None]:
-    """Rows -> the Feast online store, stamped with their ``feature_ts`` (the definitions are
-    applied first when the registry lacks the view: a stream on a fresh lake)."""
-    try:
-        view = store.get_feature_view(VIEW)
-    except FeatureViewNotFoundException:
-        apply_definitions(store, definitions)
-        view = store.get_feature_view(VIEW)
+    """Rows -> the Feast online store, stamped with their ``feature_ts``. The definitions are
+    applied first, every start (idempotent): a fresh lake has no view yet, and an apply killed
+    after the registry was written but before the online tables were created leaves a registered
+    view with no table to write to."""
+    apply_definitions(store, definitions)
+    view = store.get_feature_view(VIEW)
     return lambda rows: write_online(store, view, rows, "feature_ts")
