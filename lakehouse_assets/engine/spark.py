@@ -1,6 +1,8 @@
 """Spark engine: Delta Lake through PySpark + delta-spark, behind the same protocol.
 
-Data moves between Spark and the callers' polars frames as Arrow. The Delta log is the contract
+Data moves between Spark and the callers' polars frames as Arrow; callers that keep the work in
+Spark (apply-changes) pass Spark DataFrames to ``append`` / ``merge`` and read lazily with
+``frame`` / ``change_frame``, so nothing is collected to the driver. The Delta log is the contract
 between engines, so small metadata reads (versions, transaction identifiers) use delta-rs on the
 same table; everything that reads or writes data runs in Spark.
 
@@ -44,6 +46,18 @@ MERGE_METRICS = {
 }
 
 
+def is_spark_frame(data: Any) -> bool:
+    """Whether ``data`` is a (classic or Connect) Spark DataFrame, without importing PySpark."""
+    return type(data).__name__ == "DataFrame" and type(data).__module__.startswith("pyspark.")
+
+
+def arrow_schema(frame: Any) -> pa.Schema:
+    """A Spark DataFrame's schema as Arrow (no rows are computed)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(frame.schema)
+
+
 class SparkEngine(DeltaLogReader):
     """The lake engine on a Spark session with delta-spark (metadata reads through delta-rs)."""
 
@@ -65,9 +79,42 @@ class SparkEngine(DeltaLogReader):
             raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}")
         return DeltaTable.forPath(self.spark, self.table_path(table))
 
-    def _to_spark(self, data: pl.DataFrame | pa.Table):
+    def _to_spark(self, data: Any):
+        """A Spark DataFrame as it is; polars or Arrow through Arrow."""
+        if is_spark_frame(data):
+            return data
         arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
         return self.spark.createDataFrame(arrow)
+
+    @staticmethod
+    def _rows(data: Any) -> int:
+        """Rows of an in-memory frame; -1 for a Spark DataFrame (counting would run it again)."""
+        return -1 if is_spark_frame(data) else len(data)
+
+    def frame(self, table: str, version: int | None = None):
+        """The table (at ``version``) as a lazy Spark DataFrame."""
+        if not self.exists(table):
+            raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}")
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(self.table_path(table))
+
+    def change_frame(self, table: str, after_version: int, up_to_version: int | None = None):
+        """``changes`` as a lazy Spark DataFrame (None when there is no new version)."""
+        end = self.version(table) if up_to_version is None else up_to_version
+        if end is None:
+            raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}")
+        if end <= after_version:
+            return None, end
+        frame = (
+            self.spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", after_version + 1)
+            .option("endingVersion", end)
+            .load(self.table_path(table))
+        )
+        return frame, end
 
     @staticmethod
     def _to_polars(frame) -> pl.DataFrame:
@@ -149,12 +196,7 @@ class SparkEngine(DeltaLogReader):
         columns: list[str] | None = None,
         where_in: dict[str, list[Any]] | None = None,
     ) -> pl.DataFrame:
-        if not self.exists(table):
-            raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}")
-        reader = self.spark.read.format("delta")
-        if version is not None:
-            reader = reader.option("versionAsOf", version)
-        frame = reader.load(self.table_path(table))
+        frame = self.frame(table, version)
         for column, values in (where_in or {}).items():
             frame = frame.where(frame[column].isin(list(values)))
         if columns:
@@ -176,12 +218,12 @@ class SparkEngine(DeltaLogReader):
         configuration: dict[str, str | None] | None = None,
         read_version: int | None = None,
     ) -> CommitResult:
-        data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
+        data = self._to_spark(df)
         if configuration and not self.exists(table):
-            self.ensure_table(table, data.schema, configuration=configuration)
+            self.ensure_table(table, arrow_schema(data), configuration=configuration)
         if transactions and len(transactions) > 1:
             raise ValueError("the Spark engine commits one transaction identifier per write")
-        writer = self._to_spark(data).write.format("delta").mode("append").option("mergeSchema", "true")
+        writer = data.write.format("delta").mode("append").option("mergeSchema", "true")
         if transactions:
             writer = writer.option("txnAppId", transactions[0].app_id)
             writer = writer.option("txnVersion", transactions[0].version)
@@ -193,7 +235,7 @@ class SparkEngine(DeltaLogReader):
             writer.save(self.table_path(table))
         except Exception as exc:
             raise self._conflict(table, exc) from exc
-        return CommitResult(table, self.version(table) or 0, data.num_rows, self.table_path(table))
+        return CommitResult(table, self.version(table) or 0, self._rows(df), self.table_path(table))
 
     def overwrite(
         self, table: str, df: pl.DataFrame | pa.Table, *, commit_metadata: dict[str, Any] | None = None
@@ -218,12 +260,12 @@ class SparkEngine(DeltaLogReader):
         commit_metadata: dict[str, Any] | None = None,
         read_version: int | None = None,
     ) -> CommitResult:
-        data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
+        source = self._to_spark(df)
         if not self.exists(table):
-            self.ensure_table(table, data.schema)
+            self.ensure_table(table, arrow_schema(source))
         target = self._delta(table)
         target_columns = target.toDF().columns
-        builder = target.alias("target").merge(self._to_spark(data).alias("source"), merge_predicate(keys))
+        builder = target.alias("target").merge(source.alias("source"), merge_predicate(keys))
         for clause in clauses:
             assignments = clause_assignments(clause, target_columns)
             if (clause.when, clause.action) == ("matched", "update"):
@@ -251,24 +293,14 @@ class SparkEngine(DeltaLogReader):
                 for k, v in (last["operationMetrics"] or {}).items()
                 if k in MERGE_METRICS
             }
-        return CommitResult(table, version, data.num_rows, self.table_path(table), metrics)
+        rows = metrics.get("num_source_rows", -1) if is_spark_frame(df) else len(df)
+        return CommitResult(table, version, rows, self.table_path(table), metrics)
 
     def changes(
         self, table: str, after_version: int, up_to_version: int | None = None
     ) -> tuple[pl.DataFrame, int]:
-        end = self.version(table) if up_to_version is None else up_to_version
-        if end is None:
-            raise TableNotFoundError(f"table {table!r} not found at {self.table_path(table)}")
-        if end <= after_version:
-            return pl.DataFrame(), end
-        frame = (
-            self.spark.read.format("delta")
-            .option("readChangeFeed", "true")
-            .option("startingVersion", after_version + 1)
-            .option("endingVersion", end)
-            .load(self.table_path(table))
-        )
-        return self._to_polars(frame), end
+        frame, end = self.change_frame(table, after_version, up_to_version)
+        return (pl.DataFrame() if frame is None else self._to_polars(frame)), end
 
     def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
         rows = self._delta(table).history(limit).collect()

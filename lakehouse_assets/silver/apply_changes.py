@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import polars as pl
 import pyarrow as pa
@@ -151,19 +151,13 @@ def evaluate_expectations(
     for i, e in enumerate(spec.expectations):
         failed = checked.height - int(checked[f"__ok_{i}"].sum())
         results[e.name] = ExpectationResult(e.action, upserts, failed)
-    failing = [e for e in spec.expectations if e.action == "fail" and results[e.name].failed]
-    if failing:
-        details = []
-        for e in failing:
-            i = spec.expectations.index(e)
-            sample = checked.filter(~pl.col(f"__ok_{i}")).select(spec.keys).head(5).rows()
-            details.append(
-                f"{e.name!r} ({e.predicate}) failed for {results[e.name].failed} "
-                f"row(s), e.g. {list(spec.keys)}={sample}"
-            )
-        raise ExpectationFailedError(
-            f"{spec.table}: " + "; ".join(details) + ". Nothing was committed for this table."
-        )
+    samples = {
+        e.name: checked.filter(~pl.col(f"__ok_{i}")).select(spec.keys).head(5).rows()
+        for i, e in enumerate(spec.expectations)
+        if e.action == "fail" and results[e.name].failed
+    }
+    if samples:
+        raise expectation_failure(spec, results, samples)
     drops = [(i, e) for i, e in enumerate(spec.expectations) if e.action == "drop"]
     violated = pl.concat_str(
         [pl.when(~pl.col(f"__ok_{i}")).then(pl.lit(e.name)) for i, e in drops] or [pl.lit(None)],
@@ -175,6 +169,21 @@ def evaluate_expectations(
     kept = checked.filter(pl.col("_expectations").is_null()).drop(helper, "_expectations")
     dropped = checked.filter(pl.col("_expectations").is_not_null()).drop(helper)
     return kept, dropped, results
+
+
+def expectation_failure(
+    spec: ApplyChangesSpec, results: dict[str, ExpectationResult], samples: dict[str, list[tuple]]
+) -> ExpectationFailedError:
+    """The error for violated ``fail`` expectations: each one's predicate, count and sample keys."""
+    details = [
+        f"{e.name!r} ({e.predicate}) failed for {results[e.name].failed} row(s), "
+        f"e.g. {list(spec.keys)}={samples[e.name]}"
+        for e in spec.expectations
+        if e.name in samples
+    ]
+    return ExpectationFailedError(
+        f"{spec.table}: " + "; ".join(details) + ". Nothing was committed for this table."
+    )
 
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -306,6 +315,112 @@ def _done(engine: LakeEngine, table: str, spec: ApplyChangesSpec, bronze_version
     return applied is not None and applied >= bronze_version
 
 
+def event_columns(spec: ApplyChangesSpec) -> list[str]:
+    """The bronze columns apply-changes reads: sequencing, operation, commit time, the spec's."""
+    return [spec.sequence_by, spec.operation_column, spec.timestamp_column, *spec.columns]
+
+
+class ChangeFrames(Protocol):
+    """apply-changes' data steps on one engine's frames: polars in this process, or Spark
+    DataFrames that stay on the cluster (``spark_changes``). Cursors, the order of commits and
+    the MERGE clauses are shared (``apply_changes``)."""
+
+    def new_events(self, spec: ApplyChangesSpec, cursor: int, up_to: int | None) -> tuple[Any, int, int]:
+        """Bronze's new change events (None when there is no new version), the version read up
+        to, and how many."""
+        ...
+
+    def split(
+        self, events: Any, spec: ApplyChangesSpec
+    ) -> tuple[Any, Any, int, dict[str, ExpectationResult]]:
+        """Kept events, dropped events (with ``_expectations``), how many dropped, and the
+        counts per expectation; raises ExpectationFailedError for a violated ``fail``."""
+        ...
+
+    def quarantine_rows(self, dropped: Any, spec: ApplyChangesSpec, batch_id: str) -> Any: ...
+
+    def scd1_source(self, spec: ApplyChangesSpec, kept: Any, kept_rows: int) -> tuple[Any, Any, int, int]:
+        """The newest event per key not made stale by a tombstone (with ``_is_delete``), its
+        deletes, how many deletes, and how many events were superseded."""
+        ...
+
+    def scd2_source(
+        self, spec: ApplyChangesSpec, kept: Any, kept_rows: int, silver_version: int, bronze_to: int
+    ) -> tuple[Any, int]:
+        """The touched keys' versions rebuilt from their history plus the silver versions to
+        remove (``_remove``), and how many events were superseded (duplicates)."""
+        ...
+
+    def release(self) -> None:
+        """Free what the steps kept (Spark: persisted frames)."""
+        ...
+
+
+class PolarsChanges:
+    """apply-changes' data steps in polars (the embedded engine)."""
+
+    def __init__(self, engine: LakeEngine):
+        self.engine = engine
+
+    def new_events(self, spec: ApplyChangesSpec, cursor: int, up_to: int | None) -> tuple[Any, int, int]:
+        changes, bronze_to = self.engine.changes(spec.source, cursor, up_to)
+        if changes.height == 0:
+            return None, bronze_to, 0
+        events = changes.filter(pl.col("_change_type") == "insert").select(event_columns(spec))
+        return events, bronze_to, events.height
+
+    def split(self, events: pl.DataFrame, spec: ApplyChangesSpec):
+        kept, dropped, results = evaluate_expectations(events, spec)
+        return kept, dropped, dropped.height, results
+
+    def quarantine_rows(self, dropped: pl.DataFrame, spec: ApplyChangesSpec, batch_id: str) -> pl.DataFrame:
+        return _quarantine_rows(dropped, spec, batch_id)
+
+    def scd1_source(self, spec: ApplyChangesSpec, kept: pl.DataFrame, kept_rows: int):
+        keys, seq = list(spec.keys), spec.sequence_by
+        latest = latest_per_key(kept, spec).with_columns(_is_delete=spec.is_delete())
+        if self.engine.exists(spec.tombstones):  # an upsert older than its key's delete is stale
+            tombstones = self.engine.read(
+                spec.tombstones, where_in={keys[0]: latest[keys[0]].unique().to_list()}
+            ).rename({seq: "_deleted_seq"})
+            stale = ~pl.col("_is_delete") & (pl.col("_deleted_seq") >= pl.col(seq))
+            latest = latest.join(tombstones, on=keys, how="left")
+            latest = latest.filter(~stale.fill_null(False)).drop("_deleted_seq")
+        deletes = latest.filter("_is_delete").select([*keys, seq])
+        return latest, deletes, deletes.height, kept_rows - latest.height
+
+    def scd2_source(
+        self, spec: ApplyChangesSpec, kept: pl.DataFrame, kept_rows: int, silver_version: int, bronze_to: int
+    ):
+        keys, seq = list(spec.keys), spec.sequence_by
+        touched = kept[keys[0]].unique().to_list()
+        superseded = kept_rows - kept.unique(subset=[*keys, seq]).height
+        # The touched keys' complete history as of this bronze version (earlier dropped rows are
+        # dropped again, silently: they were counted and quarantined when they arrived).
+        history = self.engine.read(spec.source, version=bronze_to, where_in={keys[0]: touched}).select(
+            kept.columns
+        )
+        history, _, _ = evaluate_expectations(history, spec)
+        versions = build_scd2_versions(history, spec).with_columns(_remove=pl.lit(False))
+        existing = self.engine.read(
+            spec.table, version=silver_version, where_in={keys[0]: touched}, columns=[*keys, seq]
+        )
+        removed = existing.join(versions.select([*keys, seq]), on=[*keys, seq], how="anti")
+        return pl.concat([versions, removed.with_columns(_remove=pl.lit(True))], how="diagonal"), superseded
+
+    def release(self) -> None:
+        pass
+
+
+def change_frames(engine: LakeEngine) -> ChangeFrames:
+    """The data steps for the engine: Spark's keep everything on the cluster."""
+    if engine.name == "spark":
+        from lakehouse_assets.silver.spark_changes import SparkChanges
+
+        return SparkChanges(engine)  # type: ignore[arg-type]
+    return PolarsChanges(engine)
+
+
 def apply_changes(
     engine: LakeEngine,
     spec: ApplyChangesSpec,
@@ -329,137 +444,109 @@ def apply_changes(
     engine.ensure_table(SILVER_QUARANTINE_TABLE, QUARANTINE_SCHEMA, configuration=SILVER_TABLE_CONFIG)
     applied = engine.app_transaction_version(spec.table, spec.app_id, at_version=silver_version)
     cursor = -1 if applied is None else applied
-    changes, bronze_to = engine.changes(spec.source, cursor, up_to_bronze_version)
-    result = ApplyResult(
-        spec.table,
-        bronze_from=cursor,
-        bronze_to=bronze_to,
-        silver_version=silver_version,
-        expectations={e.name: ExpectationResult(e.action) for e in spec.expectations},
-    )
-    if changes.height:
-        changes = changes.filter(pl.col("_change_type") == "insert")  # bronze is append-only
-    result.events_read = changes.height
-    if changes.height == 0:
-        result.seconds = time.perf_counter() - started
-        return result
-    log(f"{spec.table}: {changes.height:,} new change events in bronze versions {cursor + 1}..{bronze_to}")
-    events = changes.select([spec.sequence_by, spec.operation_column, spec.timestamp_column, *spec.columns])
-    kept, dropped, result.expectations = evaluate_expectations(events, spec)
-    result.events_quarantined = dropped.height
-    txn = [AppTransaction(spec.app_id, bronze_to)]
-    if dropped.height and not _done(engine, SILVER_QUARANTINE_TABLE, spec, bronze_to):
-        engine.append(
-            SILVER_QUARANTINE_TABLE,
-            _quarantine_rows(dropped, spec, batch_id),
-            transactions=txn,
-            configuration=SILVER_TABLE_CONFIG,
+    frames = change_frames(engine)
+    try:
+        events, bronze_to, events_read = frames.new_events(spec, cursor, up_to_bronze_version)
+        result = ApplyResult(
+            spec.table,
+            bronze_from=cursor,
+            bronze_to=bronze_to,
+            events_read=events_read,
+            silver_version=silver_version,
+            expectations={e.name: ExpectationResult(e.action) for e in spec.expectations},
         )
-    if spec.expectations and not _done(engine, EXPECTATION_RESULTS_TABLE, spec, bronze_to):
-        engine.append(
-            EXPECTATION_RESULTS_TABLE,
-            _expectation_rows(result.expectations, spec, batch_id, cursor, bronze_to),
-            transactions=txn,
-        )
-    if spec.scd_type == 1:
-        commit = _apply_scd1(engine, spec, kept, result, txn, silver_version)
-    else:
-        commit = _apply_scd2(engine, spec, kept, result, txn, silver_version, bronze_to)
-    result.rows_inserted, result.rows_updated, result.rows_deleted = _merge_counts(commit.metrics)
-    if not _done(engine, spec.table, spec, bronze_to):
-        # A MERGE that changes nothing (only stale or duplicate events) commits nothing: record
-        # the cursor with an empty commit, so the next run does not read these events again.
-        commit = engine.append(spec.table, schema.empty_table(), transactions=txn)
-    result.silver_version = commit.version
+        if events_read:
+            log(
+                f"{spec.table}: {events_read:,} new change events "
+                f"in bronze versions {cursor + 1}..{bronze_to}"
+            )
+            _apply_events(engine, frames, spec, schema, events, result, batch_id)
+    finally:
+        frames.release()
     result.seconds = time.perf_counter() - started
     if not result.reconciled:  # a bug, never bad input: refuse to report success
         raise AssertionError(f"{spec.table}: events do not reconcile: {result}")
     return result
 
 
-def _apply_scd1(
+def _apply_events(
     engine: LakeEngine,
+    frames: ChangeFrames,
     spec: ApplyChangesSpec,
-    kept: pl.DataFrame,
+    schema: pa.Schema,
+    events: Any,
     result: ApplyResult,
-    txn: list[AppTransaction],
-    silver_version: int,
-):
+    batch_id: str,
+) -> None:
+    """Expectations, quarantine, tombstones and the silver MERGE for one batch of new events,
+    each commit carrying the bronze version as its transaction identifier."""
+    silver_version, bronze_to = result.silver_version or 0, result.bronze_to
+    kept, dropped, result.events_quarantined, result.expectations = frames.split(events, spec)
+    kept_rows = result.events_read - result.events_quarantined
+    txn = [AppTransaction(spec.app_id, bronze_to)]
+    if result.events_quarantined and not _done(engine, SILVER_QUARANTINE_TABLE, spec, bronze_to):
+        engine.append(
+            SILVER_QUARANTINE_TABLE,
+            frames.quarantine_rows(dropped, spec, batch_id),
+            transactions=txn,
+            configuration=SILVER_TABLE_CONFIG,
+        )
+    if spec.expectations and not _done(engine, EXPECTATION_RESULTS_TABLE, spec, bronze_to):
+        engine.append(
+            EXPECTATION_RESULTS_TABLE,
+            _expectation_rows(result.expectations, spec, batch_id, result.bronze_from, bronze_to),
+            transactions=txn,
+        )
     keys, seq = list(spec.keys), spec.sequence_by
-    latest = latest_per_key(kept, spec).with_columns(_is_delete=spec.is_delete())
-    superseded = kept.height - latest.height
-    # Tombstones of earlier deletes: an upsert older than its key's delete is stale.
-    if engine.exists(spec.tombstones):
-        tombstones = engine.read(
-            spec.tombstones, where_in={keys[0]: latest[keys[0]].unique().to_list()}
-        ).rename({seq: "_deleted_seq"})
-        latest = latest.join(tombstones, on=keys, how="left")
-        stale = ~pl.col("_is_delete") & (pl.col("_deleted_seq") >= pl.col(seq))
-        superseded += latest.filter(stale).height
-        latest = latest.filter(~stale.fill_null(False)).drop("_deleted_seq")
-    result.events_superseded = superseded
-    result.events_applied = latest.height
-    deletes = latest.filter("_is_delete").select([*keys, seq])
-    if deletes.height and not _done(engine, spec.tombstones, spec, result.bronze_to):
-        engine.merge(  # the first deletes create the table
-            spec.tombstones,
-            deletes,
+    metadata = {"bronze_from": result.bronze_from, "bronze_to": bronze_to}
+    if spec.scd_type == 1:
+        latest, deletes, delete_rows, result.events_superseded = frames.scd1_source(spec, kept, kept_rows)
+        if delete_rows and not _done(engine, spec.tombstones, spec, bronze_to):
+            engine.merge(  # the first deletes create the table
+                spec.tombstones,
+                deletes,
+                keys=keys,
+                transactions=txn,
+                clauses=(
+                    MergeClause("matched", "update", f"source.{seq} > target.{seq}"),
+                    MergeClause("not_matched", "insert"),
+                ),
+            )
+        newer = f"source.{seq} > target.{seq}"
+        commit = engine.merge(
+            spec.table,
+            latest,
             keys=keys,
             transactions=txn,
+            read_version=silver_version,
+            commit_metadata=metadata,
             clauses=(
-                MergeClause("matched", "update", f"source.{seq} > target.{seq}"),
-                MergeClause("not_matched", "insert"),
+                MergeClause("matched", "delete", f"source._is_delete AND {newer}"),
+                MergeClause("matched", "update", f"NOT source._is_delete AND {newer}"),
+                MergeClause("not_matched", "insert", "NOT source._is_delete"),
             ),
         )
-    newer = f"source.{seq} > target.{seq}"
-    return engine.merge(
-        spec.table,
-        latest,
-        keys=keys,
-        transactions=txn,
-        read_version=silver_version,
-        commit_metadata={"bronze_from": result.bronze_from, "bronze_to": result.bronze_to},
-        clauses=(
-            MergeClause("matched", "delete", f"source._is_delete AND {newer}"),
-            MergeClause("matched", "update", f"NOT source._is_delete AND {newer}"),
-            MergeClause("not_matched", "insert", "NOT source._is_delete"),
-        ),
-    )
-
-
-def _apply_scd2(
-    engine: LakeEngine,
-    spec: ApplyChangesSpec,
-    kept: pl.DataFrame,
-    result: ApplyResult,
-    txn: list[AppTransaction],
-    silver_version: int,
-    bronze_to: int,
-):
-    keys, seq = list(spec.keys), spec.sequence_by
-    touched = kept[keys[0]].unique().to_list()
-    result.events_superseded = kept.height - kept.unique(subset=[*keys, seq]).height
-    result.events_applied = kept.height - result.events_superseded
-    # The touched keys' complete history as of this bronze version (earlier dropped rows are
-    # dropped again, silently: they were counted and quarantined when they arrived).
-    history = engine.read(spec.source, version=bronze_to, where_in={keys[0]: touched}).select(kept.columns)
-    history, _, _ = evaluate_expectations(history, spec)
-    versions = build_scd2_versions(history, spec).with_columns(_remove=pl.lit(False))
-    existing = engine.read(
-        spec.table, version=silver_version, where_in={keys[0]: touched}, columns=[*keys, seq]
-    )
-    removed = existing.join(versions.select([*keys, seq]), on=[*keys, seq], how="anti")
-    source = pl.concat([versions, removed.with_columns(_remove=pl.lit(True))], how="diagonal")
-    return engine.merge(
-        spec.table,
-        source,
-        keys=[*keys, seq],
-        transactions=txn,
-        read_version=silver_version,
-        commit_metadata={"bronze_from": result.bronze_from, "bronze_to": result.bronze_to},
-        clauses=(
-            MergeClause("matched", "delete", "source._remove"),
-            MergeClause("matched", "update", "NOT source._remove"),
-            MergeClause("not_matched", "insert", "NOT source._remove"),
-        ),
-    )
+    else:
+        source, result.events_superseded = frames.scd2_source(
+            spec, kept, kept_rows, silver_version, bronze_to
+        )
+        commit = engine.merge(
+            spec.table,
+            source,
+            keys=[*keys, seq],
+            transactions=txn,
+            read_version=silver_version,
+            commit_metadata=metadata,
+            clauses=(
+                MergeClause("matched", "delete", "source._remove"),
+                MergeClause("matched", "update", "NOT source._remove"),
+                MergeClause("not_matched", "insert", "NOT source._remove"),
+            ),
+        )
+    result.events_applied = kept_rows - result.events_superseded
+    result.rows_inserted, result.rows_updated, result.rows_deleted = _merge_counts(commit.metrics)
+    if not _done(engine, spec.table, spec, bronze_to):
+        # A MERGE that changes nothing (only stale or duplicate events) commits nothing: record
+        # the cursor with an empty commit, so the next run does not read these events again.
+        commit = engine.append(spec.table, schema.empty_table(), transactions=txn)
+    result.silver_version = commit.version

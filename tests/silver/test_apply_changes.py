@@ -1,9 +1,11 @@
+import dataclasses
 from datetime import datetime, timedelta
 
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from lakehouse_assets.engine import DeltaEngine
 from lakehouse_assets.silver.apply_changes import (
@@ -13,7 +15,7 @@ from lakehouse_assets.silver.apply_changes import (
     apply_changes,
 )
 from lakehouse_assets.sources.cdc import BRONZE_TABLE_CONFIG
-from lakehouse_assets.tables import SILVER_QUARANTINE_TABLE
+from lakehouse_assets.tables import EXPECTATION_RESULTS_TABLE, SILVER_QUARANTINE_TABLE, tombstones_table
 
 T0 = datetime(2026, 1, 1)
 BRONZE_SCHEMA = {
@@ -41,8 +43,17 @@ def append_bronze(engine, events):
     engine.append("bronze/t", pl.DataFrame(events, schema=BRONZE_SCHEMA))
 
 
-def apply_batches(tmp_path, spec, batches):
-    engine = DeltaEngine(str(tmp_path / "lake"))
+@pytest.fixture(params=["embedded", pytest.param("spark", marks=pytest.mark.spark)])
+def lake_engine(request, tmp_path):
+    """The embedded engine, then the Spark engine (apply-changes in Spark DataFrames)."""
+    if request.param == "embedded":
+        return DeltaEngine(str(tmp_path / "lake"))
+    from lakehouse_assets.engine.spark import SparkEngine
+
+    return SparkEngine(request.getfixturevalue("spark_session"), str(tmp_path / "lake"))
+
+
+def apply_batches(engine, spec, batches):
     for batch in batches:
         append_bronze(engine, batch)
         result = apply_changes(engine, spec, batch_id="test")
@@ -118,7 +129,7 @@ FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthChe
 @given(cdc_batches())
 def test_scd1_equals_the_sorted_reference_under_shuffles_duplicates_and_late_events(tmp_path_factory, data):
     events, batches = data
-    engine = apply_batches(tmp_path_factory.mktemp("scd1"), SCD1, batches)
+    engine = apply_batches(DeltaEngine(str(tmp_path_factory.mktemp("scd1"))), SCD1, batches)
     silver = engine.read("silver/t").select("k", "a", "b", "_seq").sort("k").rows()
     assert silver == scd1_reference(events)
 
@@ -127,15 +138,15 @@ def test_scd1_equals_the_sorted_reference_under_shuffles_duplicates_and_late_eve
 @given(cdc_batches())
 def test_scd2_history_equals_the_sorted_reference(tmp_path_factory, data):
     events, batches = data
-    engine = apply_batches(tmp_path_factory.mktemp("scd2"), SCD2, batches)
+    engine = apply_batches(DeltaEngine(str(tmp_path_factory.mktemp("scd2"))), SCD2, batches)
     expected, columns = scd2_reference(events)
     silver = engine.read("silver/t").select(columns).sort("k", "_seq").rows()
     assert sorted(silver) == expected
 
 
-def test_scd1_cases_by_name(tmp_path):
+def test_scd1_cases_by_name(lake_engine):
     engine = apply_batches(
-        tmp_path,
+        lake_engine,
         SCD1,
         [
             [
@@ -153,9 +164,9 @@ def test_scd1_cases_by_name(tmp_path):
     assert engine.read("silver/t").sort("k").select("k", "a").rows() == [(1, 13), (2, 22)]
 
 
-def test_scd2_delete_closes_the_open_version_and_late_event_is_placed_in_history(tmp_path):
+def test_scd2_delete_closes_the_open_version_and_late_event_is_placed_in_history(lake_engine):
     engine = apply_batches(
-        tmp_path,
+        lake_engine,
         SCD2,
         [
             [event(1, "insert", 1, a=1), event(5, "update", 1, a=2)],
@@ -168,8 +179,8 @@ def test_scd2_delete_closes_the_open_version_and_late_event_is_placed_in_history
     assert rows.rows() == [(1, "x", 1, 3, False), (9, "x", 3, 5, False), (2, "y", 5, 9, False)]
 
 
-def test_rerun_changes_nothing_and_only_new_bronze_rows_are_read(tmp_path):
-    engine = apply_batches(tmp_path, SCD1, [[event(1, "insert", 1), event(2, "insert", 2)]])
+def test_rerun_changes_nothing_and_only_new_bronze_rows_are_read(lake_engine):
+    engine = apply_batches(lake_engine, SCD1, [[event(1, "insert", 1), event(2, "insert", 2)]])
     version = engine.version("silver/t")
     assert apply_changes(engine, SCD1, batch_id="again").events_read == 0
     assert engine.version("silver/t") == version
@@ -182,8 +193,8 @@ def with_expectations(*expectations):
     return ApplyChangesSpec("t", "bronze/t", keys=("k",), columns=("k", "a", "b"), expectations=expectations)
 
 
-def test_expectation_actions_warn_drop_fail(tmp_path):
-    engine = DeltaEngine(str(tmp_path / "lake"))
+def test_expectation_actions_warn_drop_fail(lake_engine):
+    engine = lake_engine
     spec = with_expectations(
         Expectation("small_a", "a < 100", "warn"), Expectation("b_is_known", "b IN ('x', 'y')", "drop")
     )
@@ -215,31 +226,65 @@ def test_expectation_actions_warn_drop_fail(tmp_path):
     assert engine.row_count(SILVER_QUARANTINE_TABLE) == quarantined
 
 
-def test_crash_after_quarantine_before_merge_is_repaired_without_duplicates(tmp_path, monkeypatch):
-    engine = DeltaEngine(str(tmp_path / "lake"))
+def test_crash_after_quarantine_before_merge_is_repaired_without_duplicates(lake_engine, monkeypatch):
+    engine = lake_engine
     spec = with_expectations(Expectation("b_is_x", "b = 'x'", "drop"))
     append_bronze(engine, [event(1, "insert", 1), event(2, "insert", 2, b="y")])
-    real_merge = DeltaEngine.merge
+    real_merge = type(engine).merge
 
     def crash(self, table, *args, **kwargs):
         raise OSError("killed before the silver MERGE")
 
-    monkeypatch.setattr(DeltaEngine, "merge", crash)
+    monkeypatch.setattr(type(engine), "merge", crash)
     with pytest.raises(OSError, match="killed before the silver MERGE"):
         apply_changes(engine, spec, batch_id="b1")
     assert engine.row_count(SILVER_QUARANTINE_TABLE) == 1
-    monkeypatch.setattr(DeltaEngine, "merge", real_merge)
+    monkeypatch.setattr(type(engine), "merge", real_merge)
     apply_changes(engine, spec, batch_id="b2")
     assert engine.row_count(SILVER_QUARANTINE_TABLE) == 1
     assert engine.read("silver/t")["k"].to_list() == [1]
 
 
 @pytest.mark.parametrize("spec", [SCD1, SCD2], ids=["scd1", "scd2"])
-def test_a_batch_of_only_stale_events_still_moves_the_cursor(tmp_path, spec):
-    engine = apply_batches(tmp_path, spec, [[event(5, "insert", 1, 10)]])
-    before = engine.read("silver/t")
+def test_a_batch_of_only_stale_events_still_moves_the_cursor(lake_engine, spec):
+    engine = apply_batches(lake_engine, spec, [[event(5, "insert", 1, 10)]])
+    before = engine.read("silver/t").sort("k", "_seq")
     append_bronze(engine, [event(3, "update", 1, 9), event(5, "insert", 1, 10)])  # older + dup
     assert apply_changes(engine, spec, batch_id="stale").events_read == 2
     assert apply_changes(engine, spec, batch_id="rerun").events_read == 0
     if spec.scd_type == 1:  # stale for the current state (SCD2 files the late event in history)
-        assert engine.read("silver/t").equals(before)
+        assert engine.read("silver/t").sort("k", "_seq").equals(before)
+
+
+CHECKED = (Expectation("b_not_z", "b <> 'z'", "drop"), Expectation("a_small", "a < 3", "warn"))
+SPECS = {
+    "scd1": dataclasses.replace(SCD1, expectations=CHECKED),
+    "scd2": dataclasses.replace(SCD2, expectations=CHECKED),
+}
+
+
+def lake_tables(engine):
+    """Every table apply-changes writes, sorted, without the columns that hold the run's time."""
+    tables = {}
+    for table in ("silver/t", tombstones_table("t"), SILVER_QUARANTINE_TABLE, EXPECTATION_RESULTS_TABLE):
+        if engine.exists(table):
+            frame = engine.read(table).drop("_quarantined_at", "checked_at", strict=False)
+            tables[table] = frame.sort(frame.columns, nulls_last=True)
+    return tables
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("scd", ["scd1", "scd2"])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=cdc_batches())
+def test_spark_writes_the_same_tables_as_the_embedded_engine(tmp_path_factory, spark_session, scd, data):
+    from lakehouse_assets.engine.spark import SparkEngine
+
+    _, batches = data
+    spec = SPECS[scd]
+    embedded = apply_batches(DeltaEngine(str(tmp_path_factory.mktemp("embedded"))), spec, batches)
+    spark = apply_batches(SparkEngine(spark_session, str(tmp_path_factory.mktemp("spark"))), spec, batches)
+    expected, actual = lake_tables(embedded), lake_tables(spark)
+    assert actual.keys() == expected.keys()
+    for table, frame in expected.items():
+        assert_frame_equal(actual[table], frame, check_dtypes=False)
