@@ -31,7 +31,12 @@ from dagster import (
 
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.features.definitions import build_definitions
-from lakehouse_assets.features.pipeline import VIEW_TABLES, build_training_set
+from lakehouse_assets.features.pipeline import (
+    VIEW_TABLES,
+    check_training_set_rows,
+    column_mean,
+    training_set_frame,
+)
 from lakehouse_assets.metadata import table_metadata
 from lakehouse_assets.monitoring.assets import batch_drift_asset, batch_quality_asset
 from lakehouse_assets.product_declarations import resolve
@@ -120,16 +125,16 @@ def product_assets(product: Product) -> dg.Definitions:
     ) -> MaterializeResult:
         store, definitions = feast.store(), build_definitions(feast.lake_root)
         engine = lake.engine()
-        frame, versions = build_training_set(store, engine, definitions, product)
+        frame, versions, labelled = training_set_frame(store, engine, definitions, product)
         table = training_set_table(name)
         engine.overwrite(table, frame, commit_metadata={"source_versions": versions})
-        context.log.info(f"{name} training set: {frame.height:,} labelled rows")
-        label = frame[spec.label.column].cast(float)
+        check_training_set_rows(product, engine.row_count(table), labelled)
+        context.log.info(f"{name} training set: {labelled:,} labelled rows")
         return MaterializeResult(
             metadata={
                 **table_metadata(engine, table),
                 "source_delta_versions": MetadataValue.json(versions),
-                "label_mean": float(label.mean() or 0.0),  # type: ignore[arg-type]
+                "label_mean": column_mean(engine, table, spec.label.column),
             }
         )
 

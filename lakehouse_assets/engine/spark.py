@@ -240,14 +240,11 @@ class SparkEngine(DeltaLogReader):
     def overwrite(
         self, table: str, df: pl.DataFrame | pa.Table, *, commit_metadata: dict[str, Any] | None = None
     ) -> CommitResult:
-        data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
-        writer = (
-            self._to_spark(data).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
-        )
+        writer = self._to_spark(df).write.format("delta").mode("overwrite").option("overwriteSchema", "true")
         if commit_metadata:
             writer = writer.option("userMetadata", json.dumps(commit_metadata))
         writer.save(self.table_path(table))
-        return CommitResult(table, self.version(table) or 0, data.num_rows, self.table_path(table))
+        return CommitResult(table, self.version(table) or 0, self._rows(df), self.table_path(table))
 
     def merge(
         self,

@@ -173,6 +173,57 @@ def child_lines(engine: LakeEngine, product: Product, version: int | None = None
     return engine.read(declared.table, version=version, columns=columns)
 
 
+def training_set_frame(
+    store: FeatureStore,
+    engine: LakeEngine,
+    definitions: FeatureDefinitions,
+    product: Product,
+    versions: dict[str, int] | None = None,
+) -> tuple[Any, dict[str, int], int]:
+    """Point-in-time features of every row of the product's label table whose label is known,
+    joined as of the row's event time (line features aggregated per row), in the engine's own
+    frames: polars on the embedded engine, a lazy Spark DataFrame on Spark (``spark_training``).
+    Returns the frame, the Delta versions of every table read (given those, it rebuilds the same
+    set from the tables as they were then: time travel) and how many labelled rows it must have."""
+    spec = product.spec
+    label_table = gold_table(spec.label.table)
+    lines_table = spec.features.lines.table if spec.features.lines else None
+    views = {ref.split(":")[0] for ref in (*product.row_features, *product.line_features)}
+    view_tables = {
+        v.name: (VIEW_TABLES[v.name], v.batch_source.path)  # type: ignore[union-attr]
+        for v in definitions.all()
+        if isinstance(v, FeatureView) and v.name in views and v.name in VIEW_TABLES
+    }
+    tables = (label_table, *([lines_table] if lines_table else []), *(t for t, _ in view_tables.values()))
+    versions = versions or {t: v for t in tables if (v := engine.version(t)) is not None}
+    missing = [t for t in tables if t not in versions]
+    if missing:
+        raise ValueError(f"{product.name}: tables {missing} do not exist yet: materialize them first")
+    columns = label_rows_columns(product, definitions)
+    if engine.name == "spark":
+        from pyspark.sql import functions as F  # noqa: N812 - PySpark's own convention
+
+        from lakehouse_assets.features.spark_training import spark_point_in_time
+
+        frame = engine.frame  # type: ignore[attr-defined]
+        labelled = frame(label_table, versions[label_table]).select(*columns)
+        labelled = labelled.where(F.col(spec.label.column).isNotNull())
+        line_rows = None
+        if spec.features.lines is not None and lines_table:
+            line_rows = frame(lines_table, versions[lines_table]).select(
+                *product.keys, product.line_entity, spec.features.lines.weight
+            )
+        view_frames = {name: frame(table, versions[table]) for name, (table, _) in view_tables.items()}
+        joined = spark_point_in_time(engine, store, product, labelled, line_rows, view_frames)  # type: ignore[arg-type]
+        return joined.orderBy(*product.keys, product.time), versions, labelled.count()
+    rows = engine.read(label_table, version=versions[label_table], columns=columns)
+    rows = rows.filter(pl.col(spec.label.column).is_not_null())
+    lines = child_lines(engine, product, versions.get(lines_table or ""))
+    with pinned_versions({path: versions[t] for t, path in view_tables.values()}):
+        result = point_in_time_features(store, product, rows, lines)
+    return result, versions, rows.height
+
+
 def build_training_set(
     store: FeatureStore,
     engine: LakeEngine,
@@ -180,36 +231,29 @@ def build_training_set(
     product: Product,
     versions: dict[str, int] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Point-in-time features of every row of the product's label table whose label is known,
-    joined as of the row's event time (line features aggregated per row). Returns the Delta
-    versions of every table read too; given those versions, it rebuilds the same training set
-    from the tables as they were then (time travel)."""
-    spec = product.spec
-    label_table = gold_table(spec.label.table)
-    lines_table = spec.features.lines.table if spec.features.lines else None
-    views = {ref.split(":")[0] for ref in (*product.row_features, *product.line_features)}
-    view_tables = {
-        VIEW_TABLES[v.name]: v.batch_source.path  # type: ignore[union-attr]
-        for v in definitions.all()
-        if isinstance(v, FeatureView) and v.name in views and v.name in VIEW_TABLES
-    }
-    tables = (label_table, *([lines_table] if lines_table else []), *view_tables)
-    versions = versions or {t: v for t in tables if (v := engine.version(t)) is not None}
-    missing = [t for t in tables if t not in versions]
-    if missing:
-        raise ValueError(f"{product.name}: tables {missing} do not exist yet: materialize them first")
-    rows = engine.read(
-        label_table, version=versions[label_table], columns=label_rows_columns(product, definitions)
-    )
-    rows = rows.filter(pl.col(spec.label.column).is_not_null())
-    lines = child_lines(engine, product, versions.get(lines_table or ""))
-    with pinned_versions({path: versions[t] for t, path in view_tables.items()}):
-        result = point_in_time_features(store, product, rows, lines)
-    if result.height != rows.height:
-        raise AssertionError(
-            f"{product.name} training set has {result.height} rows for {rows.height} labelled rows"
-        )
+    """``training_set_frame`` as polars (for notebooks and tests; the training-set asset writes
+    the engine's frame without collecting it)."""
+    frame, versions, labelled = training_set_frame(store, engine, definitions, product, versions)
+    result = frame if isinstance(frame, pl.DataFrame) else pl.DataFrame(pl.from_arrow(frame.toArrow()))
+    check_training_set_rows(product, result.height, labelled)
     return result, versions
+
+
+def check_training_set_rows(product: Product, rows: int, labelled: int) -> None:
+    """A point-in-time join keeps every labelled row exactly once."""
+    if rows != labelled:
+        raise AssertionError(f"{product.name} training set has {rows} rows for {labelled} labelled rows")
+
+
+def column_mean(engine: LakeEngine, table: str, column: str) -> float:
+    """The mean of a numeric or boolean column (0.0 when empty), computed by the engine."""
+    if engine.name == "spark":
+        from pyspark.sql import functions as F  # noqa: N812 - PySpark's own convention
+
+        mean = engine.frame(table).agg(F.avg(F.col(column).cast("double"))).first()[0]  # type: ignore[attr-defined]
+    else:
+        mean = engine.read(table, columns=[column])[column].cast(pl.Float64).mean()
+    return float(mean or 0.0)  # type: ignore[arg-type]
 
 
 def online_offline_skew(

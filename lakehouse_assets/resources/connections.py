@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -64,6 +65,9 @@ def _spark_engine(root: str, spark_config: dict[str, str]) -> LakeEngine:
             "no Delta Lake jars for Spark: run `make spark-jars` (or point "
             "LAKEHOUSE_SPARK_JARS_DIR at a folder of pre-fetched jars)"
         )
+    # Python UDFs (on-demand features, batch scoring) run on the executors with PYSPARK_PYTHON,
+    # which PySpark reads when the context starts: PATH's python3 may lack the platform.
+    os.environ.setdefault("PYSPARK_PYTHON", spark_config.get("spark.pyspark.python", sys.executable))
     resource = PySparkResource(spark_config=spark_config)
     resource.setup_for_execution(None)  # type: ignore[arg-type]
     return SparkEngine(resource.spark_session, root)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import mlflow
 import polars as pl
@@ -54,15 +55,54 @@ def score_batch(
     product: Product,
     run_id: str,
 ) -> BatchScores:
-    """Score the newest rows with the champion and MERGE them into the scores table."""
+    """Score the newest rows with the champion and MERGE them into the scores table (on Spark,
+    a Spark job: ``spark_batch_scores``)."""
     champion = alias_version(client, product.spec.model_name, CHAMPION)
     if champion is None:
         return BatchScores(0, note=f"no {product.spec.model_name}@{CHAMPION} yet")
-    rows = rows_to_score(engine, product, definitions)
-    if rows.height == 0:
-        return BatchScores(0, int(champion.version), note="no rows to score")
+    version = int(champion.version)
     uri = f"models:/{product.spec.model_name}/{champion.version}"
     require_skops(uri)
+    scored_at = datetime.now(UTC).replace(tzinfo=None)
+    out: Any  # polars, or a Spark DataFrame the Spark engine's MERGE takes as it is
+    if engine.name == "spark":
+        from lakehouse_assets.serving.spark_batch_scores import spark_scores
+
+        out, scored_time = spark_scores(engine, store, definitions, product, uri, version, run_id, scored_at)  # type: ignore[arg-type]
+    else:
+        out, scored_time = polars_scores(engine, store, definitions, product, uri, version, run_id, scored_at)
+    if out is None:
+        return BatchScores(0, version, note="no rows to score")
+    commit = engine.merge(
+        scores_table(product.name),
+        out,
+        keys=[*product.keys, product.time],
+        commit_metadata={"model_version": version, "run_id": run_id},
+    )
+    return BatchScores(commit.rows_written, version, scored_time)
+
+
+def scores_columns(product: Product, inputs: list[str]) -> list[tuple[str, pl.DataType]]:
+    """The model's inputs as scored, with their types: the drift monitor compares them with the
+    training data."""
+    categorical = set(product.categorical)
+    return [(c, pl.String() if c in categorical else pl.Float64()) for c in inputs]
+
+
+def polars_scores(
+    engine: LakeEngine,
+    store: FeatureStore,
+    definitions: FeatureDefinitions,
+    product: Product,
+    uri: str,
+    version: int,
+    run_id: str,
+    scored_at: datetime,
+) -> tuple[pl.DataFrame | None, datetime | None]:
+    """The scores rows of the newest label-table rows, scored in this process."""
+    rows = rows_to_score(engine, product, definitions)
+    if rows.height == 0:
+        return None, None
     model = mlflow.pyfunc.load_model(uri)
     inputs = [c.name for c in model.metadata.get_input_schema().inputs]
     lines = child_lines(engine, product)
@@ -70,23 +110,14 @@ def score_batch(
         lines = lines.join(rows.select(product.keys), on=product.keys)
     features = point_in_time_features(store, product, rows, lines)
     prediction = served_predictions(model, model_input(features, product, inputs), product.spec.task)
-    scored_at = datetime.now(UTC).replace(tzinfo=None)
-    categorical = set(product.categorical)
     out = features.select(
         *product.keys,
         product.time,
         pl.Series("prediction", prediction, dtype=pl.Float64),
-        pl.lit(int(champion.version), pl.Int64).alias("model_version"),
+        pl.lit(version, pl.Int64).alias("model_version"),
         pl.col(product.time).alias("features_as_of"),
         pl.lit(scored_at).alias("scored_at"),
         pl.lit(run_id).alias("run_id"),
-        # the model's inputs as scored: the drift monitor compares them with the training data
-        *(pl.col(c).cast(pl.String if c in categorical else pl.Float64) for c in inputs),
+        *(pl.col(c).cast(dtype) for c, dtype in scores_columns(product, inputs)),
     )
-    engine.merge(
-        scores_table(product.name),
-        out,
-        keys=[*product.keys, product.time],
-        commit_metadata={"model_version": int(champion.version), "run_id": run_id},
-    )
-    return BatchScores(out.height, int(champion.version), rows[product.time].max())  # type: ignore[arg-type]
+    return out, rows[product.time].max()  # type: ignore[return-value]

@@ -67,32 +67,43 @@ def test_the_dashboards_refuse_to_bind_beyond_loopback():
 
 
 @pytest.fixture
-def dashboards_server(demo_home):
+def dashboards_server(demo_home, tmp_path):
     port = free_port()
+    # A file, not a pipe: the server logs every request, and a full pipe nobody reads would
+    # block it (also in its shutdown).
+    log = (tmp_path / "dashboards.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "lakehouse_assets.cli", "dashboards", "--port", str(port)],
         env={**os.environ, **demo_home.env},
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+            if process.poll() is not None:
+                pytest.fail(f"dashboards exited: {(tmp_path / 'dashboards.log').read_text()}")
+        else:
+            pytest.fail("dashboards did not answer within 90 s")
+        yield url
+    finally:
+        process.terminate()
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-        if process.poll() is not None:
-            pytest.fail(f"dashboards exited: {process.stdout.read()}")  # type: ignore[union-attr]
-    else:
-        process.kill()
-        pytest.fail("dashboards did not answer within 90 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            log.close()
 
 
 def test_every_dashboard_renders_its_charts_with_live_data_in_chromium(dashboards_server):

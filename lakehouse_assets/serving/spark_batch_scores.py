@@ -1,0 +1,112 @@
+"""Batch scoring as a Spark job: the rows to score, their point-in-time features
+(``spark_training``) and the champion's predictions stay on the executors.
+
+The model's files are shipped to every executor with ``SparkContext.addFile`` (so it works on a
+cluster as in local mode); each Python worker loads the pyfunc model once and scores its Arrow
+batches with the same ``model_input`` and ``served_predictions`` as the embedded path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import pandas as pd
+import polars as pl
+from feast import FeatureStore
+from pyspark import SparkFiles
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F  # noqa: N812 - PySpark's own convention
+from pyspark.sql.types import DoubleType, StructField, StructType
+
+from lakehouse_assets.features.definitions import FeatureDefinitions
+from lakehouse_assets.features.pipeline import VIEW_TABLES, label_rows_columns
+from lakehouse_assets.features.spark_training import spark_point_in_time
+from lakehouse_assets.products.spec import Product
+from lakehouse_assets.tables import gold_table
+from lakehouse_assets.training.dataset import typed_input
+from lakehouse_assets.training.train import served_predictions
+
+if TYPE_CHECKING:
+    from lakehouse_assets.engine.spark import SparkEngine
+
+
+@cache
+def _model(folder: str) -> Any:
+    """The pyfunc model shipped to this executor (loaded once per Python worker)."""
+    return mlflow.pyfunc.load_model(SparkFiles.get(folder))
+
+
+def _predict(folder: str, inputs: list[str], categorical: set[str], task: str):
+    """The mapInPandas function: each batch with the model's ``prediction`` appended."""
+
+    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        model = _model(folder)
+        for batch in batches:
+            frame = typed_input(pl.from_pandas(batch), inputs, categorical)
+            yield batch.assign(prediction=served_predictions(model, frame, task).astype(float))
+
+    return predict
+
+
+def spark_scores(
+    engine: SparkEngine,
+    store: FeatureStore,
+    definitions: FeatureDefinitions,
+    product: Product,
+    uri: str,
+    version: int,
+    run_id: str,
+    scored_at: datetime,
+) -> tuple[DataFrame | None, datetime | None]:
+    """``polars_scores`` as a lazy Spark DataFrame (None when there is nothing to score)."""
+    from lakehouse_assets.serving.batch_scores import scores_columns
+
+    spec, time, keys = product.spec, product.time, product.keys
+    columns = [
+        c
+        for c in label_rows_columns(product, definitions)
+        if c not in (spec.label.column, spec.label.known_at)
+    ]
+    table = engine.frame(gold_table(spec.label.table)).select(*columns)
+    newest = table.agg(F.max(time)).first()[0]  # type: ignore[index]
+    if newest is None:
+        return None, None
+    rows = table.where(F.col(time) == F.lit(newest))
+    lines = None
+    if spec.features.lines is not None:
+        lines = (
+            engine.frame(spec.features.lines.table)
+            .select(*keys, product.line_entity, spec.features.lines.weight)
+            .join(rows.select(*keys), list(keys), "left_semi")
+        )
+    views = {ref.split(":")[0] for ref in (*product.row_features, *product.line_features)}
+    view_frames = {name: engine.frame(VIEW_TABLES[name]) for name in views if name in VIEW_TABLES}
+    features = spark_point_in_time(engine, store, product, rows, lines, view_frames)
+    local = mlflow.artifacts.download_artifacts(uri)
+    engine.spark.sparkContext.addFile(local, recursive=True)
+    model = mlflow.pyfunc.load_model(local)
+    inputs = [c.name for c in model.metadata.get_input_schema().inputs]
+    selected = features.select(*keys, time, *inputs)
+    scored = selected.mapInPandas(
+        _predict(os.path.basename(local.rstrip("/")), inputs, set(product.categorical), spec.task),
+        StructType([*selected.schema.fields, StructField("prediction", DoubleType())]),
+    )
+    out = scored.select(
+        *keys,
+        time,
+        "prediction",
+        F.lit(version).cast("long").alias("model_version"),
+        F.col(time).alias("features_as_of"),
+        F.lit(scored_at).cast("timestamp_ntz").alias("scored_at"),
+        F.lit(run_id).alias("run_id"),
+        *(
+            F.col(c).cast("string" if dtype == pl.String else "double")
+            for c, dtype in scores_columns(product, inputs)
+        ),
+    )
+    return out, newest
