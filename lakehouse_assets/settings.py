@@ -220,7 +220,7 @@ class LakehouseSettings(BaseSettings):
     )
     spark_master: str = Field(
         default="local[*]",
-        description="local[N], spark://host:port, k8s://..., yarn, or a Spark Connect sc:// URL",
+        description="local[N], spark://host:port, k8s://... or yarn (Spark Connect is not supported)",
     )
     spark_jars_dir: Path = Field(
         default=Path("~/.cache/lakehouse/spark-jars"),
@@ -340,12 +340,20 @@ class LakehouseSettings(BaseSettings):
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
         }
-        if self.spark_master.startswith("sc://"):
-            config["spark.remote"] = self.spark_master
-        else:
-            config["spark.master"] = self.spark_master
-            config["spark.jars"] = ",".join(jars)
+        config["spark.master"] = self.spark_master
+        config["spark.jars"] = ",".join(jars)
         return {**config, **self.spark_conf}
+
+    @field_validator("spark_master")
+    @classmethod
+    def _no_spark_connect(cls, master: str) -> str:
+        if master.startswith("sc://"):
+            raise ValueError(
+                f"LAKEHOUSE_SPARK_MASTER={master!r}: Spark Connect is not supported (the engine "
+                "uses delta-spark's DeltaTable on a classic session, which needs the delta-connect "
+                "server plugin over Connect); use local[N], spark://host:port, k8s://... or yarn"
+            )
+        return master
 
     @field_validator("notebook_token")
     @classmethod

@@ -42,7 +42,7 @@ if not dbt_project.manifest_path.exists():  # a fresh checkout that was never pr
 PROFILE = "lakehouse"  # dbt_project.yml's profile
 DUCKDB_FILE = "gold.duckdb"
 # Settings only the engine's own session takes: dbt-spark starts its session itself.
-ENGINE_ONLY = {"spark.app.name", "spark.remote"}
+ENGINE_ONLY = {"spark.app.name"}
 
 
 def dbt_profiles(lake_root: str, gold_dir: Path, spark_config: dict[str, str]) -> dict[str, Any]:

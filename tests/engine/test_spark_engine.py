@@ -96,3 +96,15 @@ def test_delete_opens_an_append_only_table_for_one_commit(spark_engine, settings
     engine.append("log", pl.DataFrame({"id": [4], "name": ["d"]}))  # still appendable...
     with pytest.raises(Exception, match="(?i)append.?only"):  # ...and append-only again
         engine.merge("log", pl.DataFrame({"id": [1], "name": ["z"]}), keys=["id"])
+
+
+def test_a_spark_connect_master_is_refused_with_the_reason():
+    from pydantic import ValidationError
+
+    from lakehouse_assets.settings import LakehouseSettings
+
+    with pytest.raises(ValidationError, match="Spark Connect is not supported.*delta-connect"):
+        LakehouseSettings(engine="spark", spark_master="sc://127.0.0.1:15002")
+    assert LakehouseSettings(spark_master="spark://127.0.0.1:7077").spark_config()["spark.master"] == (
+        "spark://127.0.0.1:7077"
+    )
