@@ -1,6 +1,6 @@
-"""Nothing collected to the driver: apply-changes on Spark completes with a driver that cannot
-take a table (see ``driver_limited_apply``), and writes the same silver tables as the embedded
-engine."""
+"""Nothing collected to the driver: apply-changes and the training set on Spark complete with a
+driver that cannot take a table (see ``driver_limited_apply``), and write the same tables as the
+embedded engine."""
 
 import json
 import shutil
@@ -9,15 +9,26 @@ import sys
 
 import polars as pl
 import pytest
+from deltalake import write_deltalake
+from polars.testing import assert_frame_equal
 
 from lakehouse_assets.engine import DeltaEngine
+from lakehouse_assets.features.pipeline import build_training_set
+from lakehouse_assets.features.store import feature_store
+from lakehouse_assets.runtime import ensure_dirs
+from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.silver.apply_changes import ApplyChangesSpec, Expectation, apply_changes
 from lakehouse_assets.sources.cdc import BRONZE_TABLE_CONFIG
+from lakehouse_assets.tables import training_set_table
+from tests.features.gold_fixture import T0, gold_rows
+from tests.features.test_spark_training_set import comparable
+from tests.products import product
 
 pytestmark = pytest.mark.spark
 
 EVENTS = 400_000
 KEYS = 100_000
+ORDERS, CUSTOMERS, PRODUCTS, DAYS = 300_000, 2_000, 300, 30
 DRIVER_MEMORY = "512m"
 MAX_RESULT_SIZE = "1m"  # the bronze batch is ~20x this, serialized
 CHECKED = (Expectation("b_known", "b IS NOT NULL", "drop"),)
@@ -54,22 +65,63 @@ def bronze_events(n: int) -> pl.DataFrame:
     return frame.sample(fraction=1.0, shuffle=True, seed=2)
 
 
-def test_apply_changes_completes_on_a_driver_that_cannot_hold_the_batch(tmp_path):
-    embedded = DeltaEngine(str(tmp_path / "embedded"))
+def write_gold(settings: LakehouseSettings) -> None:
+    """The return-risk product's inputs: ORDERS labelled orders of CUSTOMERS customers over DAYS
+    days, two lines each, and the customers' and products' daily feature rows."""
+    store, definitions = feature_store(settings)
+    lake = settings.lake_root
+    for view, key, entities in (
+        (definitions.customer_features, "customer_id", CUSTOMERS),
+        (definitions.product_features, "product_id", PRODUCTS),
+    ):
+        write_deltalake(f"{lake}/gold/{view.name}", gold_rows(view, key, entities, DAYS).to_arrow())
+    order = pl.int_range(0, ORDERS, eager=True)
+    orders = pl.DataFrame({"order_id": order}).with_columns(
+        customer_id=1 + pl.col("order_id") % CUSTOMERS,
+        order_ts=T0 + pl.duration(minutes=pl.col("order_id") * DAYS * 1440 // ORDERS),
+        amount=20.0 + pl.col("order_id") % 300,
+        discount=pl.lit(0.1),
+        returned_within_30d=pl.when(pl.col("order_id") % 11 == 0)
+        .then(None)
+        .otherwise(pl.col("order_id") % 3 == 0),
+        label_known_at=T0 + pl.duration(days=DAYS + 30),
+    )
+    write_deltalake(f"{lake}/gold/fct_orders", orders.to_arrow())
+    items = pl.DataFrame({"order_id": pl.concat([order, order])}).with_columns(
+        order_item_id=pl.int_range(0, 2 * ORDERS),
+        product_id=1 + (pl.col("order_id") * 7 + pl.int_range(0, 2 * ORDERS) // ORDERS) % PRODUCTS,
+        quantity=1 + pl.col("order_id") % 3,
+    )
+    write_deltalake(f"{lake}/silver/order_items", items.to_arrow())
+    store.apply(definitions.all())
+
+
+def test_apply_changes_and_the_training_set_complete_on_a_driver_that_cannot_hold_a_table(tmp_path):
+    settings = LakehouseSettings(home=tmp_path / "home")
+    ensure_dirs(settings)
     events = bronze_events(EVENTS).to_arrow()
-    embedded.ensure_table("bronze/limited", events.schema, configuration=BRONZE_TABLE_CONFIG)
-    embedded.append("bronze/limited", events)
-    shutil.copytree(tmp_path / "embedded", tmp_path / "spark")
+    limited = DeltaEngine(settings.lake_root)
+    limited.ensure_table("bronze/limited", events.schema, configuration=BRONZE_TABLE_CONFIG)
+    limited.append("bronze/limited", events)
+    write_gold(settings)
+    shutil.copytree(settings.lake_root, tmp_path / "embedded")
+    embedded = DeltaEngine(str(tmp_path / "embedded"))
     child = subprocess.run(
-        [sys.executable, "-m", "tests.engine.driver_limited_apply", str(tmp_path / "spark"), *SPECS],
+        [sys.executable, "-m", "tests.engine.driver_limited_apply", str(tmp_path / "home")],
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
     report = json.loads(child.stdout.split("REPORT ", 1)[1])
-    assert report["full_read"] == "maxResultSize", report  # the limit would catch a collect
-    spark_lake = DeltaEngine(str(tmp_path / "spark"))
+    # the limit would catch a collect of either input
+    assert report["bronze/limited"] == report["gold/fct_orders"] == "maxResultSize", report
+    store, definitions = feature_store(settings)
+    training, _ = build_training_set(store, DeltaEngine(settings.lake_root), definitions, product())
+    assert report["training_set"] == {"labelled": training.height, "rows": training.height}
+    written = DeltaEngine(settings.lake_root).read(training_set_table("return_risk"))
+    assert_frame_equal(comparable(written).sort("order_id"), comparable(training).sort("order_id"))
+    spark_lake = limited
     for name, spec in SPECS.items():
         expected = apply_changes(embedded, spec, batch_id="embedded")
         assert report[name] == {"applied": expected.events_applied, "read": expected.events_read}
