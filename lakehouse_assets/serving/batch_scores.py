@@ -34,16 +34,20 @@ class BatchScores:
     note: str = ""
 
 
-def rows_to_score(engine: LakeEngine, product: Product, definitions: FeatureDefinitions) -> pl.DataFrame:
-    """Every row of the label table at its newest event time (its label is not known yet)."""
-    table = gold_table(product.spec.label.table)
+def score_row_columns(product: Product, definitions: FeatureDefinitions) -> list[str]:
+    """The label table's columns a scored row needs: a training row's, without the label."""
     spec = product.spec
-    columns = [
+    return [
         c
         for c in label_rows_columns(product, definitions)
         if c not in (spec.label.column, spec.label.known_at)
     ]
-    frame = engine.read(table, columns=columns)
+
+
+def rows_to_score(engine: LakeEngine, product: Product, definitions: FeatureDefinitions) -> pl.DataFrame:
+    """Every row of the label table at its newest event time (its label is not known yet)."""
+    table = gold_table(product.spec.label.table)
+    frame = engine.read(table, columns=score_row_columns(product, definitions))
     return frame.filter(pl.col(product.time) == pl.col(product.time).max())
 
 

@@ -24,7 +24,7 @@ from pyspark.sql import functions as F  # noqa: N812 - PySpark's own convention
 from pyspark.sql.types import DoubleType, StructField, StructType
 
 from lakehouse_assets.features.definitions import FeatureDefinitions
-from lakehouse_assets.features.pipeline import VIEW_TABLES, label_rows_columns
+from lakehouse_assets.features.pipeline import VIEW_TABLES
 from lakehouse_assets.features.spark_training import spark_point_in_time
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.tables import gold_table
@@ -64,15 +64,10 @@ def spark_scores(
     scored_at: datetime,
 ) -> tuple[DataFrame | None, datetime | None]:
     """``polars_scores`` as a lazy Spark DataFrame (None when there is nothing to score)."""
-    from lakehouse_assets.serving.batch_scores import scores_columns
+    from lakehouse_assets.serving.batch_scores import score_row_columns, scores_columns
 
     spec, time, keys = product.spec, product.time, product.keys
-    columns = [
-        c
-        for c in label_rows_columns(product, definitions)
-        if c not in (spec.label.column, spec.label.known_at)
-    ]
-    table = engine.frame(gold_table(spec.label.table)).select(*columns)
+    table = engine.frame(gold_table(spec.label.table)).select(*score_row_columns(product, definitions))
     newest = table.agg(F.max(time)).first()[0]  # type: ignore[index]
     if newest is None:
         return None, None
