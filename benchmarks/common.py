@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from queue import Empty
 from typing import Any
 
 import httpx
@@ -21,9 +22,20 @@ def in_child(target: Callable[..., None], *args: Any) -> Any:
     queue = context.Queue()
     process = context.Process(target=target, args=(*args, queue))
     process.start()
-    outcome = queue.get()
+    while True:
+        try:
+            outcome = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if process.exitcode is not None and queue.empty():  # died without an answer (OOM kill)
+                code = process.exitcode
+                raise ChildDied(f"{target.__name__} exited with {code} before it reported") from None
     process.join()
     return outcome
+
+
+class ChildDied(RuntimeError):
+    """A measured run's process ended without a result (killed for memory, for example)."""
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
