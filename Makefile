@@ -103,8 +103,8 @@ bench: install  ## bronze ingest (1M, 10M events) and silver apply (1M into 10M 
 	$(UV) run --frozen python benchmarks/bench_bronze_ingest.py --events 1000000 10000000
 	$(UV) run --frozen python benchmarks/bench_silver_apply.py --rows 10000000 --events 1000000
 
-bench-spark: install spark-jars  ## silver apply of 1M events into 10M rows: embedded vs Spark local[1], local[2]
-	$(UV) run --frozen python benchmarks/bench_silver_apply.py --spark "local[1]" "local[2]"
+bench-spark: install spark-jars  ## silver apply of 1M events into 10M rows: embedded vs Spark local[2] vs a 2-worker standalone cluster
+	$(UV) run --frozen python benchmarks/bench_silver_apply.py --spark "local[2]" --cluster
 
 LINTED := lakehouse_assets tests benchmarks dbt_project/sqlfluff_libs
 lint: install  ## ruff (lint and format), mypy on the package, sqlfluff on the dbt models

@@ -214,7 +214,7 @@ def training_set_frame(
                 *product.keys, product.line_entity, spec.features.lines.weight
             )
         view_frames = {name: frame(table, versions[table]) for name, (table, _) in view_tables.items()}
-        joined = spark_point_in_time(engine, store, product, labelled, line_rows, view_frames)  # type: ignore[arg-type]
+        joined = spark_point_in_time(store, product, labelled, line_rows, view_frames)
         return joined.orderBy(*product.keys, product.time), versions, labelled.count()
     rows = engine.read(label_table, version=versions[label_table], columns=columns)
     rows = rows.filter(pl.col(spec.label.column).is_not_null())

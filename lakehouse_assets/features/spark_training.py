@@ -12,7 +12,7 @@ line features are fetched as of their row's time and aggregated per row like
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 from feast import FeatureStore, FeatureView, OnDemandFeatureView
@@ -23,9 +23,6 @@ from pyspark.sql.types import StructField, StructType
 
 from lakehouse_assets.features.basket import basket_names, empty_basket
 from lakehouse_assets.products.spec import Product
-
-if TYPE_CHECKING:
-    from lakehouse_assets.engine.spark import SparkEngine
 
 FEAST_ARROW_TYPES = {
     "Int32": pa.int32(),
@@ -102,7 +99,6 @@ def on_demand(frame: DataFrame, odfv: OnDemandFeatureView, requested: list[str])
 
 
 def spark_point_in_time(
-    engine: SparkEngine,
     store: FeatureStore,
     product: Product,
     rows: DataFrame,

@@ -81,7 +81,7 @@ def spark_scores(
         )
     views = {ref.split(":")[0] for ref in (*product.row_features, *product.line_features)}
     view_frames = {name: engine.frame(VIEW_TABLES[name]) for name in views if name in VIEW_TABLES}
-    features = spark_point_in_time(engine, store, product, rows, lines, view_frames)
+    features = spark_point_in_time(store, product, rows, lines, view_frames)
     local = mlflow.artifacts.download_artifacts(uri)
     engine.spark.sparkContext.addFile(local, recursive=True)
     model = mlflow.pyfunc.load_model(local)
