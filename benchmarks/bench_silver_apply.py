@@ -186,6 +186,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--executor-memory", default="6g", help="each cluster worker's memory")
+    parser.add_argument("--driver-memory", default="4g", help="the local[N] session's heap")
     parser.add_argument(
         "--cluster",
         action="store_true",
@@ -205,7 +206,9 @@ def main() -> None:
         work = Path(tmp)
         started = time.perf_counter()
         build(work, args.rows, args.events)
-        masters = {m: (m, {}) for m in args.spark}
+        masters: dict[str, tuple[str, dict[str, str]]] = {
+            m: (m, {"spark.driver.memory": args.driver_memory}) for m in args.spark
+        }
         if args.cluster:
             masters["cluster"] = ("", {})
         for name in masters:  # each Spark run applies the batch to its own copy
@@ -225,13 +228,17 @@ def main() -> None:
             print(f"plain MERGE: did not complete: {died}")
             plain_s, plain_mem = None, None
         spark_runs = []
-        for name, (master, conf) in masters.items():
-            if name != "cluster":
-                spark_runs.append(in_child(run_spark, work, name, master, conf))
-                continue
-            cluster = StandaloneCluster(work / "cluster", workers=2, cores=1, memory=args.executor_memory)
-            with cluster as url:
-                spark_runs.append(in_child(run_spark, work, name, url, cluster.app_conf()))
+        for name, (master, conf) in list(masters.items()):
+            try:
+                if name != "cluster":
+                    spark_runs.append(in_child(run_spark, work, name, master, conf))
+                    continue
+                cluster = StandaloneCluster(work / "cluster", workers=2, cores=1, memory=args.executor_memory)
+                with cluster as url:
+                    spark_runs.append(in_child(run_spark, work, name, url, cluster.app_conf()))
+            except ChildDied as died:  # e.g. the driver JVM out of heap
+                print(f"spark {name}: did not complete: {died}")
+                del masters[name]
         # the reference table: the embedded run's, else the first Spark run's
         reference = "lake" if result else f"lake_{next(iter(masters))}"
         ours_table = DeltaEngine(str(work / reference)).read(ORDERS.table).sort("order_id")
