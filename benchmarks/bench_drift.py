@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import polars as pl
-from common import in_child
+from common import in_child, peak_bytes
 
 from lakehouse_assets.monitoring.drift import DEFAULT_SAMPLE_ROWS, data_drift
 from lakehouse_assets.runtime import disable_telemetry
@@ -47,11 +47,11 @@ def window(rows: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, 
     return make(False, seed * 2 + 1), make(True, seed * 2 + 2), shifts
 
 
-def status_mb(field: str) -> float:
-    """A memory figure of this process from /proc (VmRSS: now, VmHWM: high-water mark)."""
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS)."""
     with open("/proc/self/status") as status:
         fields = dict(line.split(":", 1) for line in status)
-    return int(fields[field].split()[0]) / 1024
+    return int(fields["VmRSS"].split()[0]) / 1024
 
 
 def timed_run(rows: int, sample_rows: int | None, queue) -> None:
@@ -60,11 +60,11 @@ def timed_run(rows: int, sample_rows: int | None, queue) -> None:
     reference, current, _ = window(rows, seed=0)
     with open("/proc/self/clear_refs", "w") as refs:  # reset the high-water mark to now
         refs.write("5")
-    loaded = status_mb("VmRSS")
+    loaded = rss_mb()
     started = time.perf_counter()
     result = data_drift(reference, current, NUMERIC, CATEGORICAL, sample_rows)
     seconds = time.perf_counter() - started
-    queue.put((seconds, status_mb("VmHWM") - loaded, {c.column: c.drifted for c in result.columns}))
+    queue.put((seconds, peak_bytes() / 2**20 - loaded, {c.column: c.drifted for c in result.columns}))
 
 
 def main() -> None:

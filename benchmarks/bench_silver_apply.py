@@ -22,15 +22,13 @@ an engine stops fitting.
 from __future__ import annotations
 
 import argparse
-import re
-import resource
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import polars as pl
-from common import ChildDied, in_child
+from common import ChildDied, in_child, peak_bytes
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse_assets.engine import AppTransaction, DeltaEngine
@@ -113,7 +111,7 @@ def run_ours(work: Path, out) -> None:
         (
             "ours",
             time.perf_counter() - started,
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            peak_bytes(),
             result,
         )
     )
@@ -126,10 +124,10 @@ def executor_peaks() -> int:
         try:
             cmdline = (status.parent / "cmdline").read_bytes()
             if b"CoarseGrainedExecutorBackend" in cmdline:
-                total += int(re.search(r"VmHWM:\s+(\d+)", status.read_text()).group(1))  # type: ignore[union-attr]
-        except (OSError, AttributeError):
+                total += peak_bytes(status.parent.name)
+        except OSError:
             continue
-    return total * 1024
+    return total
 
 
 def run_spark(work: Path, name: str, master: str, conf: dict[str, str], out) -> None:
@@ -145,11 +143,7 @@ def run_spark(work: Path, name: str, master: str, conf: dict[str, str], out) -> 
     result = apply_changes(engine, ORDERS, batch_id="bench")
     seconds = time.perf_counter() - started
     jvm_pid = engine.spark.sparkContext._gateway.proc.pid  # type: ignore[attr-defined]
-    status = Path(f"/proc/{jvm_pid}/status").read_text()
-    driver = (
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        + int(re.search(r"VmHWM:\s+(\d+)", status).group(1))
-    ) * 1024  # type: ignore[union-attr]
+    driver = peak_bytes() + peak_bytes(jvm_pid)
     executors = executor_peaks()
     engine.spark.stop()  # type: ignore[attr-defined]
     out.put((f"spark {name}", seconds, driver, executors, result))
@@ -175,7 +169,7 @@ def run_plain(work: Path, out) -> None:
         (
             "plain",
             time.perf_counter() - started,
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            peak_bytes(),
             None,
         )
     )

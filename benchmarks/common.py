@@ -38,6 +38,14 @@ class ChildDied(RuntimeError):
     """A measured run's process ended without a result (killed for memory, for example)."""
 
 
+def peak_bytes(pid: int | str = "self") -> int:
+    """A process's memory high-water mark (VmHWM). Not ``ru_maxrss``: a spawned child's carries
+    the parent's RSS at the fork over the exec."""
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return int(fields["VmHWM"].split()[0]) * 1024
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     """p50 and p99 in milliseconds of durations in seconds."""
     ordered = sorted(samples)
