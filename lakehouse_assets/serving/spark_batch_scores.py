@@ -8,10 +8,11 @@ batches with the same ``model_input`` and ``served_predictions`` as the embedded
 
 from __future__ import annotations
 
-import os
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
@@ -82,13 +83,17 @@ def spark_scores(
     views = {ref.split(":")[0] for ref in (*product.row_features, *product.line_features)}
     view_frames = {name: engine.frame(VIEW_TABLES[name]) for name in views if name in VIEW_TABLES}
     features = spark_point_in_time(store, product, rows, lines, view_frames)
-    local = mlflow.artifacts.download_artifacts(uri)
+    # a folder name of its own: a session refuses a second file of the same name (the next
+    # day's scoring, another version) under a different path
+    root = Path(tempfile.mkdtemp(prefix="lakehouse-model-"))
+    (root / root.name).mkdir()
+    local = mlflow.artifacts.download_artifacts(uri, dst_path=str(root / root.name))
     engine.spark.sparkContext.addFile(local, recursive=True)
     model = mlflow.pyfunc.load_model(local)
     inputs = [c.name for c in model.metadata.get_input_schema().inputs]
     selected = features.select(*keys, time, *inputs)
     scored = selected.mapInPandas(
-        _predict(os.path.basename(local.rstrip("/")), inputs, set(product.categorical), spec.task),
+        _predict(root.name, inputs, set(product.categorical), spec.task),
         StructType([*selected.schema.fields, StructField("prediction", DoubleType())]),
     )
     out = scored.select(
