@@ -164,12 +164,15 @@ def label_rows_columns(product: Product, definitions: FeatureDefinitions) -> lis
     return list(dict.fromkeys(wanted))
 
 
-def child_lines(engine: LakeEngine, product: Product, version: int | None = None) -> pl.DataFrame | None:
-    """The child rows (keys, line entity, weight) of a product with features.lines, else None."""
+def child_lines(engine: LakeEngine, product: Product, version: int | None = None) -> Any:
+    """The child rows (keys, line entity, weight) of a product with features.lines, else None:
+    polars, or a lazy Spark DataFrame on the Spark engine."""
     declared = product.spec.features.lines
     if declared is None:
         return None
     columns = [*product.keys, product.line_entity or "", declared.weight]
+    if engine.name == "spark":
+        return engine.frame(declared.table, version).select(*columns)  # type: ignore[attr-defined]
     return engine.read(declared.table, version=version, columns=columns)
 
 
@@ -208,11 +211,7 @@ def training_set_frame(
         frame = engine.frame  # type: ignore[attr-defined]
         labelled = frame(label_table, versions[label_table]).select(*columns)
         labelled = labelled.where(F.col(spec.label.column).isNotNull())
-        line_rows = None
-        if spec.features.lines is not None and lines_table:
-            line_rows = frame(lines_table, versions[lines_table]).select(
-                *product.keys, product.line_entity, spec.features.lines.weight
-            )
+        line_rows = child_lines(engine, product, versions.get(lines_table or ""))
         view_frames = {name: frame(table, versions[table]) for name, (table, _) in view_tables.items()}
         joined = spark_point_in_time(store, product, labelled, line_rows, view_frames)
         return joined.orderBy(*product.keys, product.time), versions, labelled.count()

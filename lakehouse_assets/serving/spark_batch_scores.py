@@ -25,7 +25,7 @@ from pyspark.sql import functions as F  # noqa: N812 - PySpark's own convention
 from pyspark.sql.types import DoubleType, StructField, StructType
 
 from lakehouse_assets.features.definitions import FeatureDefinitions
-from lakehouse_assets.features.pipeline import VIEW_TABLES
+from lakehouse_assets.features.pipeline import VIEW_TABLES, child_lines
 from lakehouse_assets.features.spark_training import spark_point_in_time
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.tables import gold_table
@@ -73,13 +73,9 @@ def spark_scores(
     if newest is None:
         return None, None
     rows = table.where(F.col(time) == F.lit(newest))
-    lines = None
-    if spec.features.lines is not None:
-        lines = (
-            engine.frame(spec.features.lines.table)
-            .select(*keys, product.line_entity, spec.features.lines.weight)
-            .join(rows.select(*keys), list(keys), "left_semi")
-        )
+    lines = child_lines(engine, product)
+    if lines is not None:
+        lines = lines.join(rows.select(*keys), list(keys), "left_semi")
     views = {ref.split(":")[0] for ref in (*product.row_features, *product.line_features)}
     view_frames = {name: engine.frame(VIEW_TABLES[name]) for name in views if name in VIEW_TABLES}
     features = spark_point_in_time(store, product, rows, lines, view_frames)
