@@ -16,6 +16,7 @@ class LakeResource(ConfigurableResource):
     engine_name: str = "embedded"
     spark_config: dict[str, str] = {}
     cdc_chunk_rows: int = 250_000
+    silver_max_events_per_apply: int | None = 10_000_000
     time_travel_retention_hours: int = 168
     gold_dir: str = "gold"  # dbt's DuckDB file and external files
 

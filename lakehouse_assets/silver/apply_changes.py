@@ -20,6 +20,7 @@ quarantine -> tombstones -> silver, so a crash at any point is repaired by a rer
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,23 @@ class ApplyResult:
     silver_version: int | None = None
     expectations: dict[str, ExpectationResult] = field(default_factory=dict)
     seconds: float = 0.0
+
+    def followed_by(self, later: ApplyResult) -> ApplyResult:
+        """This run and the next range's as one run."""
+        counts = {
+            f.name: getattr(self, f.name) + getattr(later, f.name)
+            for f in dataclasses.fields(self)
+            if f.name.startswith(("events_", "rows_")) or f.name == "seconds"
+        }
+        expectations = {
+            name: ExpectationResult(
+                result.action,
+                result.checked + later.expectations[name].checked,
+                result.failed + later.expectations[name].failed,
+            )
+            for name, result in self.expectations.items()
+        }
+        return dataclasses.replace(self, bronze_to=later.bronze_to, expectations=expectations, **counts)
 
     @property
     def reconciled(self) -> bool:
@@ -421,16 +439,69 @@ def change_frames(engine: LakeEngine) -> ChangeFrames:
     return PolarsChanges(engine)
 
 
+# What a commit of bronze reads as in the Change Data Feed: rows written, or rows deleted (erasure).
+_FEED_ROW_METRICS = ("num_added_rows", "numOutputRows", "num_deleted_rows", "numDeletedRows")
+
+
+def bronze_ranges(
+    engine: LakeEngine, spec: ApplyChangesSpec, max_events: int, up_to: int | None = None
+) -> list[int | None]:
+    """The bronze versions that end each run of at most ``max_events`` new change events (a
+    single larger commit is a run of its own), from the commits' row counts in the table
+    history: a backlog is applied range by range so memory stays bounded by the range."""
+    newest = engine.version(spec.source)
+    if newest is None:  # no bronze table: the one run reports it
+        return [up_to]
+    last = newest if up_to is None else min(up_to, newest)
+    applied = engine.app_transaction_version(spec.table, spec.app_id) if engine.exists(spec.table) else None
+    cursor = -1 if applied is None else applied
+    if last <= cursor:
+        return [last]
+    rows = {int(c["version"]): _feed_rows(c) for c in engine.history(spec.source, limit=newest - cursor)}
+    ends: list[int | None] = []
+    pending = 0
+    for version in range(cursor + 1, last + 1):
+        count = rows.get(version, max_events)  # a commit the history does not show: its own range
+        if pending and pending + count > max_events:
+            ends.append(version - 1)
+            pending = 0
+        pending += count
+    return [*ends, last]
+
+
+def _feed_rows(commit: dict[str, Any]) -> int:
+    metrics = commit.get("operationMetrics") or {}
+    return sum(int(metrics.get(name) or 0) for name in _FEED_ROW_METRICS)
+
+
 def apply_changes(
     engine: LakeEngine,
     spec: ApplyChangesSpec,
     *,
     batch_id: str,
     up_to_bronze_version: int | None = None,
+    max_events: int | None = None,
     log: Callable[[str], None] = lambda _: None,
 ) -> ApplyResult:
     """Apply the bronze change events after the table's cursor to silver, exactly once (see the module
-    docstring)."""
+    docstring). With ``max_events``, a larger backlog is applied in bronze version ranges of at
+    most that many events, each committed with its own cursor (a crash keeps the ranges done)."""
+    if max_events is None:
+        return _apply_range(engine, spec, batch_id, up_to_bronze_version, log)
+    ranges = bronze_ranges(engine, spec, max_events, up_to_bronze_version)
+    if len(ranges) > 1:
+        log(f"{spec.table}: the backlog is applied in {len(ranges)} ranges of at most {max_events:,} events")
+    parts = [_apply_range(engine, spec, batch_id, upper, log) for upper in ranges]  # in order
+    return functools.reduce(ApplyResult.followed_by, parts)
+
+
+def _apply_range(
+    engine: LakeEngine,
+    spec: ApplyChangesSpec,
+    batch_id: str,
+    up_to_bronze_version: int | None,
+    log: Callable[[str], None],
+) -> ApplyResult:
     started = time.perf_counter()
     bronze_schema = engine.head(spec.source, 0).schema
     added = tuple(

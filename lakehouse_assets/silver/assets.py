@@ -109,7 +109,14 @@ def _build_silver_asset(spec: ApplyChangesSpec) -> AssetsDefinition:
     def _silver(context: AssetExecutionContext, lake: LakeResource):
         engine = lake.engine()
         result = retry_on_conflict(
-            context, lambda: apply_changes(engine, spec, batch_id=context.run.run_id, log=context.log.info)
+            context,
+            lambda: apply_changes(
+                engine,
+                spec,
+                batch_id=context.run.run_id,
+                max_events=lake.silver_max_events_per_apply,
+                log=context.log.info,
+            ),
         )
         context.log.info(
             f"{spec.table}: {result.events_read:,} events -> {result.rows_inserted:,} inserted, "

@@ -13,6 +13,7 @@ from lakehouse_assets.silver.apply_changes import (
     Expectation,
     ExpectationFailedError,
     apply_changes,
+    bronze_ranges,
 )
 from lakehouse_assets.sources.cdc import BRONZE_TABLE_CONFIG
 from lakehouse_assets.tables import EXPECTATION_RESULTS_TABLE, SILVER_QUARANTINE_TABLE, tombstones_table
@@ -271,6 +272,105 @@ def lake_tables(engine):
             frame = engine.read(table).drop("_quarantined_at", "checked_at", strict=False)
             tables[table] = frame.sort(frame.columns, nulls_last=True)
     return tables
+
+
+# Bronze commits of 3, 4, 10, 2 and 2 events (versions 1..5; version 0 creates the table), over
+# keys 1..6 with updates, deletes, late and duplicated events, and rows the expectations drop.
+BACKLOG = [
+    [event(1, "insert", 1), event(2, "insert", 2), event(3, "insert", 3, b="z")],
+    [event(5, "update", 1, 2), event(4, "delete", 2), event(6, "insert", 4), event(2, "insert", 2)],
+    [event(s, "update", 1 + s % 6, a=s % 5, b="xyz"[s % 3]) for s in range(7, 17)],
+    [event(17, "delete", 1), event(3, "update", 4, 1)],  # a late update, older than its key's insert
+    [event(18, "insert", 1, 9), event(19, "update", 3)],
+]
+
+
+def written_backlog(engine):
+    for batch in BACKLOG:
+        append_bronze(engine, batch)
+    return engine
+
+
+def test_a_backlog_is_cut_into_ranges_of_at_most_max_events(tmp_path):
+    engine = written_backlog(DeltaEngine(str(tmp_path / "lake")))
+    assert bronze_ranges(engine, SCD1, 6) == [1, 2, 3, 5]  # the 10-event commit is a range alone
+    assert bronze_ranges(engine, SCD1, 100) == [5]
+    assert bronze_ranges(engine, SCD1, 6, up_to=2) == [1, 2]
+    apply_changes(engine, SCD1, batch_id="first", up_to_bronze_version=2)
+    assert bronze_ranges(engine, SCD1, 6) == [3, 5]  # from the cursor on
+    apply_changes(engine, SCD1, batch_id="rest")
+    assert bronze_ranges(engine, SCD1, 6) == [5]  # nothing new: one empty run
+
+
+@pytest.mark.parametrize(
+    ("lake_engine", "scd"),
+    [("embedded", "scd1"), ("embedded", "scd2"), pytest.param("spark", "scd2", marks=pytest.mark.spark)],
+    indirect=["lake_engine"],
+)
+def test_a_backlog_applied_range_by_range_writes_the_tables_of_one_apply(lake_engine, tmp_path, scd):
+    spec = SPECS[scd]
+    whole = written_backlog(DeltaEngine(str(tmp_path / "whole")))
+    once = apply_changes(whole, spec, batch_id="b")
+    ranged = apply_changes(written_backlog(lake_engine), spec, batch_id="b", max_events=6)
+    assert (ranged.bronze_from, ranged.bronze_to) == (once.bronze_from, once.bronze_to) == (-1, 5)
+    # the inserts, updates and supersessions differ: a key can be inserted in one range and
+    # updated in the next
+    assert (
+        (ranged.events_read, ranged.events_quarantined)
+        == (once.events_read, once.events_quarantined)
+        == (21, 4)
+    )
+    assert ranged.reconciled
+    expected, actual = lake_tables(whole), lake_tables(DeltaEngine(lake_engine.root))
+    # one row per expectation per range (4 ranges), with the counts of the single run summed
+    results = actual.pop(EXPECTATION_RESULTS_TABLE)
+    assert results.height == 4 * len(CHECKED)
+    assert results["bronze_to_version"].unique().sort().to_list() == [1, 2, 3, 5]
+    totals = (
+        results.group_by("expectation").agg(pl.col("rows_checked", "rows_failed").sum()).sort("expectation")
+    )
+    expected_totals = expected.pop(EXPECTATION_RESULTS_TABLE).sort("expectation").select(totals.columns)
+    assert_frame_equal(totals, expected_totals, check_dtypes=False)
+    # a range can end between a key's delete and its re-insert: the delete leaves a tombstone
+    # that the single run never needed (older than the key's row, so it changes nothing)
+    tombstones = actual.pop(tombstones_table("t"), None)
+    if tombstones is not None:
+        once_tombstones = expected.pop(tombstones_table("t"), tombstones.clear())
+        assert once_tombstones.join(tombstones, on=["k", "_seq"], how="anti").height == 0
+        newer = tombstones.join(actual["silver/t"], on="k", how="left", suffix="_row")
+        extra = newer.join(once_tombstones, on=["k", "_seq"], how="anti")
+        assert extra.filter(pl.col("_seq_row").is_null() | (pl.col("_seq_row") < pl.col("_seq"))).height == 0
+    assert actual.keys() == expected.keys()
+    for table, frame in expected.items():
+        assert_frame_equal(actual[table], frame, check_dtypes=False)
+
+
+def test_a_crash_between_ranges_keeps_the_ranges_done_and_a_rerun_finishes(tmp_path, monkeypatch):
+    import lakehouse_assets.silver.apply_changes as module
+
+    spec = SPECS["scd1"]
+    whole = written_backlog(DeltaEngine(str(tmp_path / "whole")))
+    apply_changes(whole, spec, batch_id="b")
+    engine = written_backlog(DeltaEngine(str(tmp_path / "lake")))
+    real, calls = module._apply_range, []
+
+    def crash_on_the_third_range(*args):
+        calls.append(args[3])
+        if len(calls) == 3:
+            raise OSError("killed between ranges")
+        return real(*args)
+
+    monkeypatch.setattr(module, "_apply_range", crash_on_the_third_range)
+    with pytest.raises(OSError, match="killed between ranges"):
+        apply_changes(engine, spec, batch_id="b", max_events=6)
+    assert engine.app_transaction_version("silver/t", spec.app_id) == 2  # two ranges committed
+    monkeypatch.setattr(module, "_apply_range", real)
+    rest = apply_changes(engine, spec, batch_id="b", max_events=6)
+    assert (rest.bronze_from, rest.bronze_to) == (2, 5)
+    assert rest.events_read == 14  # only the ranges not yet applied
+    expected, actual = lake_tables(whole), lake_tables(engine)
+    for table in ("silver/t", SILVER_QUARANTINE_TABLE):
+        assert_frame_equal(actual[table], expected[table], check_dtypes=False)
 
 
 @pytest.mark.spark
