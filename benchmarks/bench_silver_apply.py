@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from common import ChildDied, in_child, peak_bytes
+from common import executor_peaks, in_child, measured, peak_bytes
 from deltalake import DeltaTable, write_deltalake
 
 from lakehouse_assets.engine import AppTransaction, DeltaEngine
@@ -160,19 +160,6 @@ def run_ours(work: Path, lake: str, max_events: int | None, out) -> None:
     out.put((time.perf_counter() - started, peak_bytes(), result))
 
 
-def executor_peaks() -> int:
-    """The summed memory high-water marks (VmHWM) of this machine's standalone executors."""
-    total = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            cmdline = (status.parent / "cmdline").read_bytes()
-            if b"CoarseGrainedExecutorBackend" in cmdline:
-                total += peak_bytes(status.parent.name)
-        except OSError:
-            continue
-    return total
-
-
 def run_spark(work: Path, name: str, master: str, conf: dict[str, str], out) -> None:
     """apply_changes on the Spark engine over its own copy of the lake; peak memory = this
     process + the driver JVM (a child process, measured after the run) + the executors of a
@@ -209,15 +196,6 @@ def run_plain(work: Path, out) -> None:
         .execute()
     )
     out.put((time.perf_counter() - started, peak_bytes()))
-
-
-def measured(label: str, target, *args):
-    """A run's outcome, or None (and why) when its process died."""
-    try:
-        return in_child(target, *args)
-    except ChildDied as died:  # e.g. killed for memory: where that engine stops fitting
-        print(f"{label}: did not complete: {died}", flush=True)
-        return None
 
 
 def main() -> None:
@@ -325,7 +303,10 @@ def main() -> None:
     if plain:
         plain_s, plain_mem = plain
         ratio = f" | ratio {ours_s / plain_s:.2f}x (targets: <= 6 s, <= 4 GiB, <= 1.5x)" if ours_s else ""
-        print(f"plain MERGE of deduplicated events: {plain_s:.2f}s, peak {plain_mem / gib:.2f} GiB{ratio}")
+        print(
+            f"plain MERGE of deduplicated events: {plain_s:.2f}s, peak {plain_mem / gib:.2f} GiB{ratio} "
+            f"| same table as {reference}: {same_plain}"
+        )
     for (name, seconds, driver, executors, applied), master in zip(spark_runs, masters, strict=True):
         versus = f"{seconds / ours_s:.1f}x the embedded time" if ours_s else "no embedded whole-batch time"
         print(

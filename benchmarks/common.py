@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from queue import Empty
 from typing import Any
 
@@ -36,6 +37,28 @@ def in_child(target: Callable[..., None], *args: Any) -> Any:
 
 class ChildDied(RuntimeError):
     """A measured run's process ended without a result (killed for memory, for example)."""
+
+
+def measured(label: str, target: Callable[..., None], *args: Any) -> Any:
+    """``in_child``'s outcome, or None (printing why) when the process died: killed for memory,
+    the point of a scale curve where an engine stops fitting."""
+    try:
+        return in_child(target, *args)
+    except ChildDied as died:
+        print(f"{label}: did not complete: {died}", flush=True)
+        return None
+
+
+def executor_peaks() -> int:
+    """The summed memory high-water marks of this machine's Spark standalone executors."""
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if b"CoarseGrainedExecutorBackend" in (status.parent / "cmdline").read_bytes():
+                total += peak_bytes(status.parent.name)
+        except OSError:  # the process ended meanwhile
+            continue
+    return total
 
 
 def peak_bytes(pid: int | str = "self") -> int:

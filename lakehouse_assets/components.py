@@ -33,9 +33,8 @@ from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.features.definitions import build_definitions
 from lakehouse_assets.features.pipeline import (
     VIEW_TABLES,
-    check_training_set_rows,
     column_mean,
-    training_set_frame,
+    write_training_set,
 )
 from lakehouse_assets.metadata import table_metadata
 from lakehouse_assets.monitoring.assets import batch_drift_asset, batch_quality_asset
@@ -125,10 +124,7 @@ def product_assets(product: Product) -> dg.Definitions:
     ) -> MaterializeResult:
         store, definitions = feast.store(), build_definitions(feast.lake_root)
         engine = lake.engine()
-        frame, versions, labelled = training_set_frame(store, engine, definitions, product)
-        table = training_set_table(name)
-        engine.overwrite(table, frame, commit_metadata={"source_versions": versions})
-        check_training_set_rows(product, engine.row_count(table), labelled)
+        table, versions, labelled = write_training_set(store, engine, definitions, product)
         context.log.info(f"{name} training set: {labelled:,} labelled rows")
         return MaterializeResult(
             metadata={

@@ -21,6 +21,7 @@ from lakehouse_assets.tables import (
     PRODUCT_FEATURES_TABLE,
     REALTIME_CUSTOMER_FEATURES_TABLE,
     gold_table,
+    training_set_table,
 )
 
 # The Delta table behind each feature view (its offline history).
@@ -236,6 +237,18 @@ def build_training_set(
     result = frame if isinstance(frame, pl.DataFrame) else pl.DataFrame(pl.from_arrow(frame.toArrow()))
     check_training_set_rows(product, result.height, labelled)
     return result, versions
+
+
+def write_training_set(
+    store: FeatureStore, engine: LakeEngine, definitions: FeatureDefinitions, product: Product
+) -> tuple[str, dict[str, int], int]:
+    """Build the product's training set and write it (by the engine: Spark never collects it),
+    its commit recording the source versions; returns the table, the versions and its rows."""
+    frame, versions, labelled = training_set_frame(store, engine, definitions, product)
+    table = training_set_table(product.name)
+    engine.overwrite(table, frame, commit_metadata={"source_versions": versions})
+    check_training_set_rows(product, engine.row_count(table), labelled)
+    return table, versions, labelled
 
 
 def check_training_set_rows(product: Product, rows: int, labelled: int) -> None:

@@ -12,12 +12,11 @@ limits are fixed when the context starts.
 import json
 import sys
 
-from lakehouse_assets.features.pipeline import training_set_frame
+from lakehouse_assets.features.pipeline import write_training_set
 from lakehouse_assets.features.store import feature_store
 from lakehouse_assets.resources.connections import build_engine
 from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.silver.apply_changes import apply_changes
-from lakehouse_assets.tables import training_set_table
 from tests.engine.test_spark_driver_memory import DRIVER_MEMORY, MAX_RESULT_SIZE, SPECS
 from tests.products import product
 
@@ -32,12 +31,8 @@ if __name__ == "__main__":
         result = apply_changes(engine, spec, batch_id="limited")
         report[name] = {"applied": result.events_applied, "read": result.events_read}
     store, definitions = feature_store(settings)
-    frame, versions, labelled = training_set_frame(store, engine, definitions, product())
-    engine.overwrite(training_set_table("return_risk"), frame, commit_metadata={"source_versions": versions})
-    report["training_set"] = {
-        "labelled": labelled,
-        "rows": engine.row_count(training_set_table("return_risk")),
-    }
+    table, _, labelled = write_training_set(store, engine, definitions, product())
+    report["training_set"] = {"labelled": labelled, "rows": engine.row_count(table)}
     for table in (SPECS["scd1"].source, "gold/fct_orders"):  # the limit holds: a collect fails
         try:
             engine.read(table)

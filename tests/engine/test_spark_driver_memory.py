@@ -9,7 +9,6 @@ import sys
 
 import polars as pl
 import pytest
-from deltalake import write_deltalake
 from polars.testing import assert_frame_equal
 
 from lakehouse_assets.engine import DeltaEngine
@@ -20,7 +19,7 @@ from lakehouse_assets.settings import LakehouseSettings
 from lakehouse_assets.silver.apply_changes import ApplyChangesSpec, Expectation, apply_changes
 from lakehouse_assets.sources.cdc import BRONZE_TABLE_CONFIG
 from lakehouse_assets.tables import training_set_table
-from tests.features.gold_fixture import T0, gold_rows
+from tests.features.gold_fixture import write_return_risk_inputs
 from tests.features.test_spark_training_set import comparable
 from tests.products import product
 
@@ -65,37 +64,6 @@ def bronze_events(n: int) -> pl.DataFrame:
     return frame.sample(fraction=1.0, shuffle=True, seed=2)
 
 
-def write_gold(settings: LakehouseSettings) -> None:
-    """The return-risk product's inputs: ORDERS labelled orders of CUSTOMERS customers over DAYS
-    days, two lines each, and the customers' and products' daily feature rows."""
-    store, definitions = feature_store(settings)
-    lake = settings.lake_root
-    for view, key, entities in (
-        (definitions.customer_features, "customer_id", CUSTOMERS),
-        (definitions.product_features, "product_id", PRODUCTS),
-    ):
-        write_deltalake(f"{lake}/gold/{view.name}", gold_rows(view, key, entities, DAYS).to_arrow())
-    order = pl.int_range(0, ORDERS, eager=True)
-    orders = pl.DataFrame({"order_id": order}).with_columns(
-        customer_id=1 + pl.col("order_id") % CUSTOMERS,
-        order_ts=T0 + pl.duration(minutes=pl.col("order_id") * DAYS * 1440 // ORDERS),
-        amount=20.0 + pl.col("order_id") % 300,
-        discount=pl.lit(0.1),
-        returned_within_30d=pl.when(pl.col("order_id") % 11 == 0)
-        .then(None)
-        .otherwise(pl.col("order_id") % 3 == 0),
-        label_known_at=T0 + pl.duration(days=DAYS + 30),
-    )
-    write_deltalake(f"{lake}/gold/fct_orders", orders.to_arrow())
-    items = pl.DataFrame({"order_id": pl.concat([order, order])}).with_columns(
-        order_item_id=pl.int_range(0, 2 * ORDERS),
-        product_id=1 + (pl.col("order_id") * 7 + pl.int_range(0, 2 * ORDERS) // ORDERS) % PRODUCTS,
-        quantity=1 + pl.col("order_id") % 3,
-    )
-    write_deltalake(f"{lake}/silver/order_items", items.to_arrow())
-    store.apply(definitions.all())
-
-
 def test_apply_changes_and_the_training_set_complete_on_a_driver_that_cannot_hold_a_table(tmp_path):
     settings = LakehouseSettings(home=tmp_path / "home")
     ensure_dirs(settings)
@@ -103,7 +71,7 @@ def test_apply_changes_and_the_training_set_complete_on_a_driver_that_cannot_hol
     limited = DeltaEngine(settings.lake_root)
     limited.ensure_table("bronze/limited", events.schema, configuration=BRONZE_TABLE_CONFIG)
     limited.append("bronze/limited", events)
-    write_gold(settings)
+    write_return_risk_inputs(settings, ORDERS, CUSTOMERS, PRODUCTS, DAYS)
     shutil.copytree(settings.lake_root, tmp_path / "embedded")
     embedded = DeltaEngine(str(tmp_path / "embedded"))
     child = subprocess.run(
