@@ -215,11 +215,11 @@ class LakehouseSettings(BaseSettings):
         ge=1,
         description="change events per bronze commit; the next chunk is read while one is written",
     )
-    silver_max_events_per_apply: int | None = Field(
+    silver_max_events_per_apply: int = Field(
         default=10_000_000,
-        ge=1,
+        ge=0,
         description="apply-changes takes a larger bronze backlog range by range (bounded memory); "
-        "unset: all at once",
+        "0: all at once",
     )
     time_travel_retention_hours: int = Field(
         default=168, ge=0, description="VACUUM keeps the files of versions younger than this"

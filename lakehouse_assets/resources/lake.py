@@ -16,7 +16,7 @@ class LakeResource(ConfigurableResource):
     engine_name: str = "embedded"
     spark_config: dict[str, str] = {}
     cdc_chunk_rows: int = 250_000
-    silver_max_events_per_apply: int | None = 10_000_000
+    silver_max_events_per_apply: int = 10_000_000  # 0: a backlog at once
     time_travel_retention_hours: int = 168
     gold_dir: str = "gold"  # dbt's DuckDB file and external files
 

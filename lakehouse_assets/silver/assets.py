@@ -114,7 +114,7 @@ def _build_silver_asset(spec: ApplyChangesSpec) -> AssetsDefinition:
                 engine,
                 spec,
                 batch_id=context.run.run_id,
-                max_events=lake.silver_max_events_per_apply,
+                max_events=lake.silver_max_events_per_apply or None,
                 log=context.log.info,
             ),
         )
