@@ -1,13 +1,15 @@
 """Training-set benchmark: the return-risk point-in-time training set over N labelled orders.
 
-    uv run python benchmarks/bench_training_set.py [--orders 1000000] [--spark local[2]] [--cluster]
+    uv run python benchmarks/bench_training_set.py [--orders 1000000] [--max-rows 0 2000000]
+        [--spark local[2]] [--cluster]
 
 The lake holds ``--orders`` orders (one in 11 without a known label) of orders/50 customers over
 30 days, two lines each (300 products), and the customers' and products' daily feature rows.
 Each run builds the product's training set as its asset does (``write_training_set``: the
 point-in-time join of both feature views with Feast's TTL semantics, the on-demand view, the
 basket of line features, written to the lake with its source versions): the embedded engine
-(Feast's offline store and polars) and, with ``--spark local[2]`` / ``--cluster`` (a standalone
+(Feast's offline store and polars; ``--max-rows``: whole, or that many labelled rows per join,
+streamed into one commit) and, with ``--spark local[2]`` / ``--cluster`` (a standalone
 master and two one-core workers started here), the Spark engine, which never collects the set.
 Each run is its own process, so its peak memory (VmHWM; Spark: driver Python + JVM, and the
 executors) is its own; a run killed for memory is reported as not completed. The written sets
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import shutil
 import sys
 import tempfile
@@ -52,16 +55,21 @@ def run_build(home: Path, orders: int, out) -> None:
 def kept(settings: LakehouseSettings, table: str, name: str) -> None:
     """Move the written set aside (every run writes the same table of the shared lake)."""
     lake = Path(settings.lake_root)
-    shutil.move(lake / table, lake / "bench" / name)
+    shutil.move(lake / table, kept_at(settings, name))
 
 
-def run_embedded(home: Path, out) -> None:
+def kept_at(settings: LakehouseSettings, name: str) -> Path:
+    return Path(settings.lake_root) / "bench" / re.sub(r"[^a-z0-9]+", "-", name.lower())
+
+
+def run_embedded(home: Path, name: str, max_rows: int, out) -> None:
     settings = LakehouseSettings(home=home)
     store, definitions = feature_store(settings)
+    engine = DeltaEngine(settings.lake_root)
     started = time.perf_counter()
-    table, _, labelled = write_training_set(store, DeltaEngine(settings.lake_root), definitions, product())
+    table, _, labelled = write_training_set(store, engine, definitions, product(), max_rows, log=print)
     seconds = time.perf_counter() - started
-    kept(settings, table, "embedded")
+    kept(settings, table, name)
     out.put((seconds, peak_bytes(), labelled))
 
 
@@ -107,7 +115,13 @@ def same(a: dict[str, float], b: dict[str, float]) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--no-embedded", action="store_true", help="skip the embedded run")
+    parser.add_argument(
+        "--max-rows",
+        type=int,
+        nargs="*",
+        default=[0],
+        help="embedded runs: labelled rows per point-in-time join (0: all at once; none: skip)",
+    )
     parser.add_argument("--executor-memory", default="6g", help="each cluster worker's memory")
     parser.add_argument("--driver-memory", default="4g", help="the local[N] session's heap")
     parser.add_argument("--cluster", action="store_true", help="also on a 2-worker standalone cluster")
@@ -127,8 +141,10 @@ def main() -> None:
             flush=True,
         )
         runs: dict[str, tuple[float, int, int, int]] = {}  # name -> seconds, driver, executors, rows
-        if not args.no_embedded and (outcome := measured("embedded", run_embedded, home)):
-            runs["embedded"] = (outcome[0], outcome[1], 0, outcome[2])
+        for max_rows in args.max_rows:
+            name = f"embedded in chunks of {max_rows:,}" if max_rows else "embedded"
+            if outcome := measured(name, run_embedded, home, name, max_rows):
+                runs[name] = (outcome[0], outcome[1], 0, outcome[2])
         masters = {m: (m, {"spark.driver.memory": args.driver_memory}) for m in args.spark}
         for name, (master, conf) in masters.items():
             if outcome := measured(f"spark {name}", run_spark, home, name, master, conf):
@@ -140,16 +156,16 @@ def main() -> None:
             with cluster as url:
                 if outcome := measured("spark cluster", run_spark, home, "cluster", url, cluster.app_conf()):
                     runs["cluster"] = outcome[1:]
-        prints = {
-            name: fingerprint(Path(LakehouseSettings(home=home).lake_root) / "bench" / name) for name in runs
-        }
+        prints = {name: fingerprint(kept_at(LakehouseSettings(home=home), name)) for name in runs}
     reference = next(iter(runs), None)
-    base = runs.get("embedded", (None,))[0]
+    base = next((runs[name][0] for name in runs if name.startswith("embedded")), None)
     for name, (seconds, driver, executors, rows) in runs.items():
         memory = f"peak {driver / gib:.2f} GiB" + (
-            f" driver (Python + JVM) + {executors / gib:.2f} GiB executors" if name != "embedded" else ""
+            ""
+            if name.startswith("embedded")
+            else f" driver (Python + JVM) + {executors / gib:.2f} GiB executors"
         )
-        versus = f" | {seconds / base:.1f}x the embedded time" if base and name != "embedded" else ""
+        versus = f" | {seconds / base:.1f}x the first embedded time" if base and name != reference else ""
         check = (
             f" | same as {reference}: {same(prints[name], prints[reference])}" if name != reference else ""
         )

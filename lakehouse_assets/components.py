@@ -124,7 +124,9 @@ def product_assets(product: Product) -> dg.Definitions:
     ) -> MaterializeResult:
         store, definitions = feast.store(), build_definitions(feast.lake_root)
         engine = lake.engine()
-        table, versions, labelled = write_training_set(store, engine, definitions, product)
+        table, versions, labelled = write_training_set(
+            store, engine, definitions, product, lake.training_set_max_rows, log=context.log.info
+        )
         context.log.info(f"{name} training set: {labelled:,} labelled rows")
         return MaterializeResult(
             metadata={

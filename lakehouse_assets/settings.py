@@ -221,6 +221,12 @@ class LakehouseSettings(BaseSettings):
         description="apply-changes takes a larger bronze backlog range by range (bounded memory); "
         "0: all at once",
     )
+    training_set_max_rows: int = Field(
+        default=2_000_000,
+        ge=0,
+        description="the embedded engine joins a larger training set's features this many labelled "
+        "rows at a time, written in one commit (bounded memory); 0: all at once",
+    )
     time_travel_retention_hours: int = Field(
         default=168, ge=0, description="VACUUM keeps the files of versions younger than this"
     )

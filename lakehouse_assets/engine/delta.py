@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -139,10 +140,28 @@ class DeltaEngine(DeltaLogReader):
         return CommitResult(table, self._delta_table(table).version(), data.num_rows, self.table_path(table))
 
     def overwrite(
-        self, table: str, df: pl.DataFrame | pa.Table, *, commit_metadata: dict[str, Any] | None = None
+        self,
+        table: str,
+        df: pl.DataFrame | pa.Table | pa.RecordBatchReader,
+        *,
+        commit_metadata: dict[str, Any] | None = None,
     ) -> CommitResult:
+        """Also from an Arrow stream, written batch by batch in one commit (bounded memory)."""
         data = df.to_arrow() if isinstance(df, pl.DataFrame) else df
-        data = data.cast(nullable(data.schema))
+        rows = 0
+        if isinstance(data, pa.RecordBatchReader):
+            schema = nullable(data.schema)
+
+            def counted(batches: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+                nonlocal rows
+                for batch in batches:
+                    rows += batch.num_rows
+                    yield batch.cast(schema)
+
+            data = pa.RecordBatchReader.from_batches(schema, counted(data))
+        else:
+            data = data.cast(nullable(data.schema))
+            rows = data.num_rows
         write_deltalake(
             self.table_path(table),
             data,
@@ -151,7 +170,7 @@ class DeltaEngine(DeltaLogReader):
             storage_options=self.storage_options,
             commit_properties=_commit_properties(None, commit_metadata),
         )
-        return CommitResult(table, self._delta_table(table).version(), data.num_rows, self.table_path(table))
+        return CommitResult(table, self._delta_table(table).version(), rows, self.table_path(table))
 
     def _write(
         self,

@@ -3,11 +3,15 @@ compare online with offline values (training/serving skew)."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 from feast import FeatureStore, FeatureView
 
 from lakehouse_assets.engine import LakeEngine
@@ -183,12 +187,17 @@ def training_set_frame(
     definitions: FeatureDefinitions,
     product: Product,
     versions: dict[str, int] | None = None,
+    max_rows: int = 0,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[Any, dict[str, int], int]:
     """Point-in-time features of every row of the product's label table whose label is known,
     joined as of the row's event time (line features aggregated per row), in the engine's own
     frames: polars on the embedded engine, a lazy Spark DataFrame on Spark (``spark_training``).
     Returns the frame, the Delta versions of every table read (given those, it rebuilds the same
-    set from the tables as they were then: time travel) and how many labelled rows it must have."""
+    set from the tables as they were then: time travel) and how many labelled rows it must have.
+
+    Embedded, more than ``max_rows`` (0: no limit) labelled rows are joined that many at a time
+    in key order and returned as one Arrow stream (``in_one_schema``), progress to ``log``."""
     spec = product.spec
     label_table = gold_table(spec.label.table)
     lines_table = spec.features.lines.table if spec.features.lines else None
@@ -219,9 +228,52 @@ def training_set_frame(
     rows = engine.read(label_table, version=versions[label_table], columns=columns)
     rows = rows.filter(pl.col(spec.label.column).is_not_null())
     lines = child_lines(engine, product, versions.get(lines_table or ""))
-    with pinned_versions({path: versions[t] for t, path in view_tables.values()}):
-        result = point_in_time_features(store, product, rows, lines)
-    return result, versions, rows.height
+    pins = {path: versions[t] for t, path in view_tables.values()}
+
+    def features(chunk: pl.DataFrame, chunk_lines: pl.DataFrame | None) -> pl.DataFrame:
+        with pinned_versions(pins):
+            return point_in_time_features(store, product, chunk, chunk_lines)
+
+    if not max_rows or rows.height <= max_rows:
+        return features(rows, lines), versions, rows.height
+    # A row's features depend only on its own keys and time: key ranges join independently.
+    rows, keys = rows.sort(product.keys), product.keys
+    starts = range(0, rows.height, max_rows)
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        for number, start in enumerate(starts, 1):
+            chunk = rows.slice(start, max_rows)
+            chunk_lines = None if lines is None else lines.join(chunk.select(keys), on=keys, how="semi")
+            yield features(chunk, chunk_lines)
+            if log:
+                done = start + chunk.height
+                log(f"{product.name} training set: {done:,} of {rows.height:,} rows ({number}/{len(starts)})")
+
+    return in_one_schema(chunks()), versions, rows.height
+
+
+def in_one_schema(chunks: Iterable[pl.DataFrame]) -> pa.RecordBatchReader:
+    """The chunks as one Arrow stream in the schema their concatenation has (pandas inside Feast
+    makes an integer column holding NULLs a float, so chunks can differ): each chunk is spilled
+    to Parquet as it comes, then read back in that schema one at a time (bounded memory)."""
+    spill = tempfile.TemporaryDirectory(prefix="lakehouse-chunks-")
+    paths, schemas = [], []
+    try:
+        for number, chunk in enumerate(chunks):
+            paths.append(Path(spill.name) / f"{number:06d}.parquet")
+            chunk.write_parquet(paths[-1])
+            schemas.append(chunk.schema)
+    except BaseException:
+        spill.cleanup()
+        raise
+    schema = pl.concat([pl.DataFrame(schema=s) for s in schemas], how="vertical_relaxed").schema
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        with spill:
+            for path in paths:
+                yield from pl.read_parquet(path).cast(schema).to_arrow().to_batches()  # type: ignore[arg-type]
+
+    return pa.RecordBatchReader.from_batches(pl.DataFrame(schema=schema).to_arrow().schema, batches())
 
 
 def build_training_set(
@@ -230,21 +282,33 @@ def build_training_set(
     definitions: FeatureDefinitions,
     product: Product,
     versions: dict[str, int] | None = None,
+    max_rows: int = 0,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """``training_set_frame`` as polars (for notebooks and tests; the training-set asset writes
     the engine's frame without collecting it)."""
-    frame, versions, labelled = training_set_frame(store, engine, definitions, product, versions)
-    result = frame if isinstance(frame, pl.DataFrame) else pl.DataFrame(pl.from_arrow(frame.toArrow()))
+    frame, versions, labelled = training_set_frame(store, engine, definitions, product, versions, max_rows)
+    if isinstance(frame, pa.RecordBatchReader):
+        result = pl.DataFrame(pl.from_arrow(frame.read_all()))
+    else:
+        result = frame if isinstance(frame, pl.DataFrame) else pl.DataFrame(pl.from_arrow(frame.toArrow()))
     check_training_set_rows(product, result.height, labelled)
     return result, versions
 
 
 def write_training_set(
-    store: FeatureStore, engine: LakeEngine, definitions: FeatureDefinitions, product: Product
+    store: FeatureStore,
+    engine: LakeEngine,
+    definitions: FeatureDefinitions,
+    product: Product,
+    max_rows: int = 0,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[str, dict[str, int], int]:
-    """Build the product's training set and write it (by the engine: Spark never collects it),
-    its commit recording the source versions; returns the table, the versions and its rows."""
-    frame, versions, labelled = training_set_frame(store, engine, definitions, product)
+    """Build the product's training set and write it in one commit (by the engine: Spark never
+    collects it; embedded, ``max_rows`` at a time), the commit recording the source versions;
+    returns the table, the versions and its rows."""
+    frame, versions, labelled = training_set_frame(
+        store, engine, definitions, product, max_rows=max_rows, log=log
+    )
     table = training_set_table(product.name)
     engine.overwrite(table, frame, commit_metadata={"source_versions": versions})
     check_training_set_rows(product, engine.row_count(table), labelled)

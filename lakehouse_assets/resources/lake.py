@@ -17,6 +17,7 @@ class LakeResource(ConfigurableResource):
     spark_config: dict[str, str] = {}
     cdc_chunk_rows: int = 250_000
     silver_max_events_per_apply: int = 10_000_000  # 0: a backlog at once
+    training_set_max_rows: int = 2_000_000  # embedded; 0: all at once
     time_travel_retention_hours: int = 168
     gold_dir: str = "gold"  # dbt's DuckDB file and external files
 

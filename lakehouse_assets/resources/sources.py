@@ -66,6 +66,7 @@ def build_resources(settings: LakehouseSettings) -> dict[str, Any]:
             spark_config=settings.spark_config() if settings.engine == "spark" else {},
             cdc_chunk_rows=settings.cdc_chunk_rows,
             silver_max_events_per_apply=settings.silver_max_events_per_apply,
+            training_set_max_rows=settings.training_set_max_rows,
             time_travel_retention_hours=settings.time_travel_retention_hours,
             gold_dir=str(settings.gold_dir),
         ),

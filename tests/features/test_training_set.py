@@ -7,9 +7,9 @@ import polars as pl
 from deltalake import write_deltalake
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.features.pipeline import build_training_set
+from lakehouse_assets.features.pipeline import build_training_set, in_one_schema, write_training_set
 from lakehouse_assets.features.store import feature_store
-from tests.features.gold_fixture import T0, gold_rows
+from tests.features.gold_fixture import T0, gold_rows, write_return_risk_inputs
 from tests.products import product
 
 RISK = product()
@@ -106,3 +106,37 @@ def test_late_labels_and_exact_rebuild_from_recorded_versions(settings):
     rebuilt, same = build_training_set(store, engine, definitions, RISK, versions=versions)
     assert same == versions
     assert rebuilt.equals(first)
+
+
+def test_chunks_are_streamed_in_the_schema_of_their_concatenation():
+    chunks = [
+        pl.DataFrame({"n": [1, 2], "s": [None, None]}),
+        pl.DataFrame({"n": [None, 4.5], "s": ["x", None]}),
+    ]
+    streamed = pl.DataFrame(pl.from_arrow(in_one_schema(iter(chunks)).read_all()))
+    assert streamed.equals(pl.concat(chunks, how="vertical_relaxed"))
+    assert streamed.schema == pl.Schema({"n": pl.Float64, "s": pl.String})
+
+
+def test_a_training_set_joined_in_chunks_writes_the_table_of_a_whole_join(settings):
+    write_return_risk_inputs(settings, orders=200, customers=4, products=5, days=3)
+    lake = settings.lake_root
+    # The last orders' customer has no feature rows: only the last chunk holds NULL features.
+    unknown = pl.read_delta(f"{lake}/gold/fct_orders").with_columns(
+        customer_id=pl.when(pl.col("order_id") >= 190).then(999).otherwise(pl.col("customer_id"))
+    )
+    write_deltalake(f"{lake}/gold/fct_orders", unknown.to_arrow(), mode="overwrite")
+    store, definitions = feature_store(settings)
+    engine = DeltaEngine(lake)
+    table, versions, labelled = write_training_set(store, engine, definitions, RISK)
+    progress: list[str] = []
+    _, chunked_versions, chunked_labelled = write_training_set(
+        store, engine, definitions, RISK, max_rows=50, log=progress.append
+    )
+    assert labelled == chunked_labelled == 181 and chunked_versions == versions
+    assert len(progress) == 4 and progress[-1].endswith("181 of 181 rows (4/4)")
+    newest = engine.version(table)
+    whole, chunked = (engine.read(table, version=v).sort("order_id") for v in (newest - 1, newest))
+    assert chunked.schema == whole.schema and chunked.equals(whole)  # a Delta table has no row order
+    assert whole.filter(pl.col("customer_id") == 999)["orders_90d"].null_count() > 0
+    assert whole.schema["orders_90d"] == pl.Float64  # as pandas makes an integer with NULLs
