@@ -285,6 +285,8 @@ def features(
     the online product's row features."""
     from feast import FeatureService
 
+    from lakehouse_assets.features.delta_offline_store import released_memtables
+
     store, definitions = feature_store()
     frame = entities if isinstance(entities, pl.DataFrame) else pl.from_pandas(entities)
     if timestamp not in frame.columns:
@@ -303,10 +305,11 @@ def features(
         wanted = services[names]
     else:
         wanted = list(names)
-    result = store.get_historical_features(
-        entity_df=frame.rename({timestamp: "event_timestamp"}).to_pandas(),
-        features=wanted,
-    ).to_df()
+    with released_memtables():
+        result = store.get_historical_features(
+            entity_df=frame.rename({timestamp: "event_timestamp"}).to_pandas(),
+            features=wanted,
+        ).to_df()
     return (
         pl.from_pandas(result)
         .with_columns(pl.col("event_timestamp").dt.replace_time_zone(None))

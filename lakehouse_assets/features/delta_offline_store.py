@@ -15,6 +15,7 @@ feature_store.yaml::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -62,6 +63,34 @@ def pinned_versions(versions_by_path: dict[str, int]) -> Iterator[None]:
         yield
     finally:
         _PINNED_VERSIONS.reset(token)
+
+
+_RELEASING = threading.Lock()
+_MEMTABLE_PREFIX = "ibis_"  # ibis names its in-memory tables ibis_<kind>_memtable_<id>
+
+
+def _memtable_views(backend: ibis.BaseBackend) -> set[str]:
+    rows = backend.con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()  # type: ignore[attr-defined]
+    return {name for (name,) in rows if name.startswith(_MEMTABLE_PREFIX)}
+
+
+@contextmanager
+def released_memtables() -> Iterator[None]:
+    """Run a retrieval (to its frame) in the block: the in-memory tables ibis registered in its
+    DuckDB connection meanwhile (Feast's entity frame, each source this store read) are dropped
+    at its end. ibis keeps them until the process exits, so every retrieval would otherwise pin
+    a copy of the tables it read. Retrievals in such blocks take turns (one connection)."""
+    with _RELEASING:
+        backend = ibis.get_backend()
+        before = _memtable_views(backend)
+        try:
+            yield
+        finally:
+            added = _memtable_views(backend) - before
+            for name in added:
+                backend.con.unregister(name)  # type: ignore[attr-defined]
+            for op in [op for op in backend._memtables if op.name in added]:  # type: ignore[attr-defined]
+                backend._memtables.discard(op)  # type: ignore[attr-defined]
 
 
 def read_delta_source(data_source: DataSource, repo_path: str) -> Table:

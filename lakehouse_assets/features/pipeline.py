@@ -17,7 +17,7 @@ from feast import FeatureStore, FeatureView
 from lakehouse_assets.engine import LakeEngine
 from lakehouse_assets.features.basket import basket_features, empty_basket
 from lakehouse_assets.features.definitions import FeatureDefinitions
-from lakehouse_assets.features.delta_offline_store import pinned_versions
+from lakehouse_assets.features.delta_offline_store import pinned_versions, released_memtables
 from lakehouse_assets.features.online_writer import materialize_view
 from lakehouse_assets.products.spec import Product
 from lakehouse_assets.tables import (
@@ -122,23 +122,26 @@ def point_in_time_features(
     offline store. With features.lines, the line features of the child ``lines`` (keys, the
     line entity, the weight) are fetched as of their row's time and aggregated per row."""
     time, keys = product.time, product.keys
-    result = pl.from_pandas(
-        store.get_historical_features(
-            entity_df=rows.rename({time: "event_timestamp"}).to_pandas(), features=list(product.row_features)
-        ).to_df()
-    )
+    with released_memtables():
+        result = pl.from_pandas(
+            store.get_historical_features(
+                entity_df=rows.rename({time: "event_timestamp"}).to_pandas(),
+                features=list(product.row_features),
+            ).to_df()
+        )
     result = result.with_columns(pl.col("event_timestamp").dt.replace_time_zone(None)).rename(
         {"event_timestamp": time}
     )
     declared = product.spec.features.lines
     if product.line_features and declared is not None and lines is not None:
         names = product.line_feature_names
-        line_features = store.get_historical_features(
-            entity_df=lines.join(rows.select(*keys, time), on=keys)
-            .rename({time: "event_timestamp"})
-            .to_pandas(),
-            features=list(product.line_features),
-        ).to_df()
+        with released_memtables():
+            line_features = store.get_historical_features(
+                entity_df=lines.join(rows.select(*keys, time), on=keys)
+                .rename({time: "event_timestamp"})
+                .to_pandas(),
+                features=list(product.line_features),
+            ).to_df()
         baskets = basket_features(
             pl.from_pandas(line_features).select(*keys, declared.weight, *names),
             names,
@@ -353,11 +356,12 @@ def online_offline_skew(
     online = pl.DataFrame(
         store.get_online_features(features=refs, entity_rows=[{key: i} for i in ids]).to_dict()
     )
-    offline = pl.from_pandas(
-        store.get_historical_features(
-            entity_df=newest.rename({"feature_ts": "event_timestamp"}).to_pandas(), features=refs
-        ).to_df()
-    )
+    with released_memtables():
+        offline = pl.from_pandas(
+            store.get_historical_features(
+                entity_df=newest.rename({"feature_ts": "event_timestamp"}).to_pandas(), features=refs
+            ).to_df()
+        )
     joined = online.join(offline, on=key, suffix="_offline")
     if joined.height != len(ids):
         raise AssertionError(
