@@ -69,7 +69,8 @@ _RELEASING = threading.Lock()
 _MEMTABLE_PREFIX = "ibis_"  # ibis names its in-memory tables ibis_<kind>_memtable_<id>
 
 
-def _memtable_views(backend: ibis.BaseBackend) -> set[str]:
+def memtable_views(backend: ibis.BaseBackend) -> set[str]:
+    """The in-memory tables ibis holds registered in a DuckDB backend's connection."""
     rows = backend.con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()  # type: ignore[attr-defined]
     return {name for (name,) in rows if name.startswith(_MEMTABLE_PREFIX)}
 
@@ -82,11 +83,11 @@ def released_memtables() -> Iterator[None]:
     a copy of the tables it read. Retrievals in such blocks take turns (one connection)."""
     with _RELEASING:
         backend = ibis.get_backend()
-        before = _memtable_views(backend)
+        before = memtable_views(backend)
         try:
             yield
         finally:
-            added = _memtable_views(backend) - before
+            added = memtable_views(backend) - before
             for name in added:
                 backend.con.unregister(name)  # type: ignore[attr-defined]
             for op in [op for op in backend._memtables if op.name in added]:  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ import polars as pl
 from deltalake import write_deltalake
 
 from lakehouse_assets.engine import DeltaEngine
-from lakehouse_assets.features.delta_offline_store import _memtable_views
+from lakehouse_assets.features.delta_offline_store import memtable_views
 from lakehouse_assets.features.pipeline import build_training_set, in_one_schema, write_training_set
 from lakehouse_assets.features.store import feature_store
 from tests.features.gold_fixture import T0, gold_rows, write_return_risk_inputs
@@ -131,7 +131,7 @@ def test_a_training_set_joined_in_chunks_writes_the_table_of_a_whole_join(settin
     store, definitions = feature_store(settings)
     engine = DeltaEngine(lake)
     table, versions, labelled = write_training_set(store, engine, definitions, RISK)
-    held = _memtable_views(ibis.get_backend())
+    held = memtable_views(ibis.get_backend())
     progress: list[str] = []
     _, chunked_versions, chunked_labelled = write_training_set(
         store, engine, definitions, RISK, max_rows=50, log=progress.append
@@ -139,7 +139,7 @@ def test_a_training_set_joined_in_chunks_writes_the_table_of_a_whole_join(settin
     assert labelled == chunked_labelled == 181 and chunked_versions == versions
     assert len(progress) == 4 and progress[-1].endswith("181 of 181 rows (4/4)")
     # Each of the 8 retrievals registered its frames with ibis; none is held after it.
-    assert _memtable_views(ibis.get_backend()) == held
+    assert memtable_views(ibis.get_backend()) == held
     newest = engine.version(table)
     whole, chunked = (engine.read(table, version=v).sort("order_id") for v in (newest - 1, newest))
     assert chunked.schema == whole.schema and chunked.equals(whole)  # a Delta table has no row order
