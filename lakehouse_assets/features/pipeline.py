@@ -258,7 +258,8 @@ def training_set_frame(
 def in_one_schema(chunks: Iterable[pl.DataFrame]) -> pa.RecordBatchReader:
     """The chunks as one Arrow stream in the schema their concatenation has (pandas inside Feast
     makes an integer column holding NULLs a float, so chunks can differ): each chunk is spilled
-    to Parquet as it comes, then read back in that schema one at a time (bounded memory)."""
+    to Parquet as it comes (in the temporary directory, ``TMPDIR``: keep it off a RAM-backed tmpfs),
+    then read back in that schema one at a time (bounded memory)."""
     spill = tempfile.TemporaryDirectory(prefix="lakehouse-chunks-")
     paths, schemas = [], []
     try:
